@@ -1,0 +1,37 @@
+# Thin driver over CMake (as neovim's): every real rule lives in CMakeLists.txt.
+#   make run    install what is missing, Release build, run the main job
+#   make test   install what is missing, Debug build (internal checks on), the whole test suite
+JOBS    ?= $(shell nproc)
+RELEASE := build/release
+DEBUG   := build/debug
+CMAKE_FLAGS ?=
+
+.PHONY: all deps release debug run test bench install clean
+
+all: release
+
+deps:
+	@scripts/deps.sh
+
+release: deps
+	@cmake -S . -B $(RELEASE) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(RELEASE) -j $(JOBS)
+
+debug: deps
+	@cmake -S . -B $(DEBUG) -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(DEBUG) -j $(JOBS)
+
+run: release
+	$(RELEASE)/examples/nheap-demo
+
+test: debug
+	cd $(DEBUG) && ctest --output-on-failure -j $(JOBS)
+
+bench: release
+	$(RELEASE)/bench/nheap-micro
+
+install: release
+	cmake --install $(RELEASE) $(if $(PREFIX),--prefix $(PREFIX))
+
+clean:
+	rm -rf build

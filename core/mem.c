@@ -1,0 +1,320 @@
+/*
+ * mem.c — the OS memory layer.
+ *
+ * Address space is always in one of four states (Go's mem.go vocabulary, used the same way in
+ * code, stats and docs):
+ *
+ *   None      not mapped by nheap.
+ *   Reserved  nheap owns the range (mmap PROT_NONE, MAP_NORESERVE): no access, no memory,
+ *             no commit charge. Arenas are reserved whole, 64 MiB-aligned.
+ *   Prepared  mapped read-write but holding no data nheap cares about: never touched, or given
+ *             back to the OS. Touching it faults in zeroed pages. Counted as "released".
+ *   Ready     in use by the heap: may be resident.
+ *
+ * Each transition is one function here, and only these functions call the OS about heap
+ * memory:
+ *
+ *   mem_reserve    None -> Reserved      mmap(PROT_NONE); at `hint` when free (MAP_FIXED_NOREPLACE,
+ *                                        so arenas grow contiguously as Go's do), else anywhere,
+ *                                        over-reserving by `align` and trimming both ends.
+ *   mem_commit     Reserved -> Prepared  mmap(MAP_FIXED, RW) over the reservation; for hugetlb with
+ *                                        MAP_HUGETLB|MAP_HUGE_2MB, which takes the pages from the
+ *                                        pool now (-ENOMEM when the pool is short: the reservation
+ *                                        is left intact and the caller falls back).
+ *   mem_hugify     (Prepared)            madvise(MADV_HUGEPAGE / MADV_NOHUGEPAGE): THP advice,
+ *                                        before first touch so faults come in 2 MiB.
+ *   mem_bind       (Prepared, untouched) mbind: MPOL_PREFERRED on the node (local) or
+ *                                        MPOL_INTERLEAVE over all nodes; the node is checked
+ *                                        against the caller's node count first (libnuma would
+ *                                        print and silently fall back).
+ *   mem_use        Prepared -> Ready     accounting only on Linux: first touch faults the pages in.
+ *   mem_release    Ready -> Prepared     madvise(MADV_DONTNEED): RSS drops now, the range stays
+ *                                        mapped. On hugetlb the range goes to Reserved instead (a
+ *                                        PROT_NONE remap): a hugetlb page given back by DONTNEED
+ *                                        returns to the pool without its reservation, and a later
+ *                                        touch would SIGBUS if another process took it; remapping
+ *                                        makes the next mem_commit fail cleanly with -ENOMEM instead.
+ *   mem_decommit   Prepared|Ready -> Reserved   mmap(MAP_FIXED, PROT_NONE): memory and access gone.
+ *   mem_unreserve  any -> None           munmap.
+ *
+ * Page faults are expensive on the machines nheap targets (~14 us per 4 KiB fault on the
+ * development VM; THP ~4x and hugetlb ~45x cheaper per byte), so callers reuse Prepared and
+ * Ready memory rather than unreserving it; release is the scavenger's job.
+ *
+ * Metadata (arena records, later span structs and bitmaps) lives off-heap in 256 KiB chunks
+ * mapped Ready and carved by a bump pointer (Go's persistentalloc): it is never freed until
+ * mem_destroy, which unmaps every chunk. Requests over a quarter chunk get their own mapping.
+ * Guarded by meta_lock (LOCK_RANK_META).
+ *
+ * The nh_os_hooks table is the only way out to the kernel, so tests can swap it for fakes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <numaif.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/mem.h"
+
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * The real OS.
+ * ------------------------------------------------------------------------------------------- */
+
+static void *linux_map(void *addr, size_t len, int prot, int flags) {
+  return mmap(addr, len, prot, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+static int linux_bind(void *addr, size_t len, int mode, const unsigned long *mask, unsigned long maxnode) {
+  return (int)mbind(addr, len, mode, mask, maxnode, 0);
+}
+
+/* Reads a small sysfs file into buf without stdio (no malloc). Returns bytes read or -1. */
+static ssize_t read_small_file(const char *path, char *buf, size_t n) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t r = read(fd, buf, n - 1);
+  close(fd);
+  if (r < 0)
+    return -1;
+  buf[r] = 0;
+  return r;
+}
+
+static long linux_hugetlb_free_pages(void) {
+  static const char dir[] = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
+  char path[128], buf[32];
+  snprintf(path, sizeof path, "%snr_hugepages", dir);
+  if (read_small_file(path, buf, sizeof buf) < 0 || strtol(buf, NULL, 10) <= 0)
+    return -1;   /* no pool configured */
+  snprintf(path, sizeof path, "%sfree_hugepages", dir);
+  if (read_small_file(path, buf, sizeof buf) < 0)
+    return -1;
+  long free_pages = strtol(buf, NULL, 10);
+  snprintf(path, sizeof path, "%sresv_hugepages", dir);
+  long resv = read_small_file(path, buf, sizeof buf) < 0 ? 0 : strtol(buf, NULL, 10);
+  return free_pages > resv ? free_pages - resv : 0;
+}
+
+static nh_thp_mode linux_thp_mode(void) {
+  char buf[128];
+  if (read_small_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf) < 0)
+    return THP_UNSUPPORTED;
+  if (strstr(buf, "[always]"))
+    return THP_ALWAYS;
+  if (strstr(buf, "[madvise]"))
+    return THP_MADVISE;
+  return THP_NEVER;
+}
+
+static uint64_t linux_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const nh_os_hooks os_linux = {
+  .map = linux_map,
+  .unmap = munmap,
+  .advise = madvise,
+  .bind = linux_bind,
+  .hugetlb_free_pages = linux_hugetlb_free_pages,
+  .thp_mode = linux_thp_mode,
+  .now_ns = linux_now_ns,
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Transitions.
+ * ------------------------------------------------------------------------------------------- */
+
+static void check_range(const void *p, size_t len, size_t align) {
+  nh_assert(nh_is_aligned((uintptr_t)p, align) && nh_is_aligned(len, align) && len > 0);
+}
+
+void mem_init(nh_mem_t *m, const nh_os_hooks *os) {
+  memset(m, 0, sizeof *m);
+  m->os = os;
+  nh_mutex_init(&m->meta_lock, LOCK_RANK_META);
+}
+
+void *mem_reserve(nh_mem_t *m, size_t len, size_t align, uintptr_t hint) {
+  const int flags = MAP_NORESERVE;
+  check_range(NULL, len, NH_OS_PAGE);
+  nh_assert(align >= NH_OS_PAGE && (align & (align - 1)) == 0);
+  if (hint && nh_is_aligned(hint, align)) {
+    void *p = m->os->map((void *)hint, len, PROT_NONE, flags | MAP_FIXED_NOREPLACE);
+    if (p == (void *)hint) {
+      nh_stat_add(&m->stats.reserved, (int64_t)len);
+      return p;
+    }
+    if (p != MAP_FAILED)   /* a kernel that ignores MAP_FIXED_NOREPLACE placed it elsewhere */
+      m->os->unmap(p, len);
+  }
+  size_t over = len + align - NH_OS_PAGE;
+  char *raw = m->os->map(NULL, over, PROT_NONE, flags);
+  if (raw == MAP_FAILED)
+    return NULL;
+  char *p = (char *)nh_align_up((uintptr_t)raw, align);
+  if (p > raw)
+    m->os->unmap(raw, (size_t)(p - raw));
+  if (raw + over > p + len)
+    m->os->unmap(p + len, (size_t)(raw + over - (p + len)));
+  nh_stat_add(&m->stats.reserved, (int64_t)len);
+  return p;
+}
+
+int mem_commit(nh_mem_t *m, void *p, size_t len, nh_backing b) {
+  int flags = MAP_FIXED | MAP_NORESERVE;
+  if (b == NH_BACKING_HUGETLB) {
+    check_range(p, len, NH_HUGE_PAGE);
+    flags = MAP_FIXED | MAP_HUGETLB | MAP_HUGE_2MB;
+  } else {
+    check_range(p, len, NH_OS_PAGE);
+  }
+  void *q = m->os->map(p, len, PROT_READ | PROT_WRITE, flags);
+  if (q == MAP_FAILED) {
+    int e = errno;
+    /* Keep the promise that a failed call leaves the range Reserved, even on a kernel that
+     * tore the old mapping down before failing. */
+    m->os->map(p, len, PROT_NONE, MAP_FIXED | MAP_NORESERVE);
+    return -e;
+  }
+  nh_assert_internal(q == p);
+  nh_stat_add(&m->stats.mapped, (int64_t)len);
+  return 0;
+}
+
+int mem_hugify(nh_mem_t *m, void *p, size_t len, bool huge) {
+  check_range(p, len, NH_OS_PAGE);
+  return m->os->advise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 ? 0 : -errno;
+}
+
+int mem_bind(nh_mem_t *m, void *p, size_t len, int node, int nnodes, bool interleave) {
+  enum { MASK_WORDS = 1024 / (8 * sizeof(unsigned long)) };
+  unsigned long mask[MASK_WORDS] = {0};
+  const size_t bits = 8 * sizeof(unsigned long);
+  check_range(p, len, NH_OS_PAGE);
+  if (nnodes < 1 || nnodes > 1024 || (!interleave && (node < 0 || node >= nnodes)))
+    return -EINVAL;
+  if (interleave)
+    for (int n = 0; n < nnodes; n++)
+      mask[(size_t)n / bits] |= 1ul << ((size_t)n % bits);
+  else
+    mask[(size_t)node / bits] |= 1ul << ((size_t)node % bits);
+  int mode = interleave ? MPOL_INTERLEAVE : MPOL_PREFERRED;
+  return m->os->bind(p, len, mode, mask, (unsigned long)nnodes + 1) == 0 ? 0 : -errno;
+}
+
+void mem_use(nh_mem_t *m, void *p, size_t len) {
+  check_range(p, len, NH_OS_PAGE);
+  nh_stat_add(&m->stats.ready, (int64_t)len);
+}
+
+int mem_release(nh_mem_t *m, void *p, size_t len, nh_backing b) {
+  if (b == NH_BACKING_HUGETLB) {
+    check_range(p, len, NH_HUGE_PAGE);
+    if (m->os->map(p, len, PROT_NONE, MAP_FIXED | MAP_NORESERVE) == MAP_FAILED)
+      return -errno;
+    nh_stat_add(&m->stats.ready, -(int64_t)len);
+    nh_stat_add(&m->stats.mapped, -(int64_t)len);
+    return 0;
+  }
+  check_range(p, len, NH_OS_PAGE);
+  if (m->os->advise(p, len, MADV_DONTNEED) != 0)
+    return -errno;
+  nh_stat_add(&m->stats.ready, -(int64_t)len);
+  return 0;
+}
+
+int mem_decommit(nh_mem_t *m, void *p, size_t len, bool was_ready) {
+  check_range(p, len, NH_OS_PAGE);
+  if (m->os->map(p, len, PROT_NONE, MAP_FIXED | MAP_NORESERVE) == MAP_FAILED)
+    return -errno;
+  if (was_ready)
+    nh_stat_add(&m->stats.ready, -(int64_t)len);
+  nh_stat_add(&m->stats.mapped, -(int64_t)len);
+  return 0;
+}
+
+int mem_unreserve(nh_mem_t *m, void *p, size_t len, size_t mapped, size_t ready) {
+  check_range(p, len, NH_OS_PAGE);
+  nh_assert(ready <= mapped && mapped <= len);
+  if (m->os->unmap(p, len) != 0)
+    return -errno;
+  nh_stat_add(&m->stats.ready, -(int64_t)ready);
+  nh_stat_add(&m->stats.mapped, -(int64_t)mapped);
+  nh_stat_add(&m->stats.reserved, -(int64_t)len);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Metadata.
+ * ------------------------------------------------------------------------------------------- */
+
+enum { META_CHUNK = 256 << 10 };
+
+struct meta_chunk {
+  struct meta_chunk *next;
+  size_t len;
+};
+
+static void *meta_map(nh_mem_t *m, size_t len) {
+  nh_mutex_assert_held(&m->meta_lock);
+  struct meta_chunk *c = m->os->map(NULL, len, PROT_READ | PROT_WRITE, 0);
+  if (c == MAP_FAILED)
+    return NULL;
+  c->next = m->meta_chunks;
+  c->len = len;
+  m->meta_chunks = c;
+  nh_stat_add(&m->stats.metadata, (int64_t)len);
+  return c;
+}
+
+void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align) {
+  nh_assert(align && (align & (align - 1)) == 0 && align <= NH_OS_PAGE);
+  void *out = NULL;
+  nh_mutex_lock(&m->meta_lock);
+  if (size > META_CHUNK / 4) {
+    size_t len = nh_align_up(size + NH_OS_PAGE, NH_OS_PAGE);
+    char *c = meta_map(m, len);
+    out = c ? c + NH_OS_PAGE : NULL;   /* the header keeps its own page: data stays page-aligned */
+  } else {
+    char *p = (char *)nh_align_up((uintptr_t)m->meta_cur, align);
+    if (!m->meta_cur || p + size > m->meta_end) {
+      char *c = meta_map(m, META_CHUNK);
+      if (c) {
+        m->meta_cur = c + sizeof(struct meta_chunk);
+        m->meta_end = c + META_CHUNK;
+        p = (char *)nh_align_up((uintptr_t)m->meta_cur, align);
+      }
+    }
+    if (m->meta_cur && p + size <= m->meta_end) {
+      m->meta_cur = p + size;
+      out = p;
+    }
+  }
+  nh_mutex_unlock(&m->meta_lock);
+  return out;   /* fresh anonymous memory: already zero */
+}
+
+void mem_destroy(nh_mem_t *m) {
+  nh_mutex_lock(&m->meta_lock);
+  for (struct meta_chunk *c = m->meta_chunks, *next; c; c = next) {
+    next = c->next;
+    nh_stat_add(&m->stats.metadata, -(int64_t)c->len);
+    m->os->unmap(c, c->len);
+  }
+  m->meta_chunks = NULL;
+  m->meta_cur = m->meta_end = NULL;
+  nh_mutex_unlock(&m->meta_lock);
+  nh_mutex_destroy(&m->meta_lock);
+}

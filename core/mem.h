@@ -1,0 +1,67 @@
+/*
+ * mem.h — the OS memory layer: address-space states, the transitions between them, the OS
+ * hooks, and the off-heap metadata allocator. See mem.c for the essay.
+ */
+#ifndef NH_MEM_H
+#define NH_MEM_H
+
+#include "nheap.h"
+#include "core/internal.h"
+#include "core/lock.h"
+
+#define NH_OS_PAGE      ((size_t)4096)
+#define NH_HUGE_PAGE    ((size_t)2 << 20)      /* 2 MiB: THP and hugetlb page */
+
+typedef enum nh_thp_mode { THP_UNSUPPORTED, THP_NEVER, THP_MADVISE, THP_ALWAYS } nh_thp_mode;
+
+/* Everything nheap asks of the kernel about memory, and the clock. os_linux is the real one;
+ * tests pass fakes to drive huge-page and placement policy through failures the machine cannot
+ * produce on demand. Each returns what its syscall returns (-1 and errno on failure). */
+typedef struct nh_os_hooks {
+  void *(*map)(void *addr, size_t len, int prot, int flags);  /* anonymous mmap */
+  int (*unmap)(void *addr, size_t len);
+  int (*advise)(void *addr, size_t len, int advice);
+  int (*bind)(void *addr, size_t len, int mode, const unsigned long *nodemask, unsigned long maxnode);
+  long (*hugetlb_free_pages)(void); /* free, unreserved 2 MiB pages; -1 if no pool is configured */
+  nh_thp_mode (*thp_mode)(void);
+  uint64_t (*now_ns)(void);
+} nh_os_hooks;
+
+extern const nh_os_hooks os_linux;
+
+/* Byte counters by state (relaxed atomics). reserved >= mapped >= ready. */
+typedef struct nh_mem_stats {
+  uint64_t reserved;   /* Reserved + Prepared + Ready */
+  uint64_t mapped;     /* Prepared + Ready */
+  uint64_t ready;      /* Ready */
+  uint64_t metadata;   /* off-heap metadata mapped by mem_meta_alloc */
+} nh_mem_stats;
+
+/* One instance of the layer: the hooks it calls, its counters, its metadata chunks. */
+typedef struct nh_mem {
+  const nh_os_hooks *os;
+  nh_mem_stats stats;
+  nh_mutex_t meta_lock;
+  struct meta_chunk *meta_chunks;   /* guarded by meta_lock */
+  char *meta_cur, *meta_end;        /* guarded by meta_lock */
+} nh_mem_t;
+
+void mem_init(nh_mem_t *m, const nh_os_hooks *os);
+/* Unmaps the metadata; the caller has unreserved everything else. */
+void mem_destroy(nh_mem_t *m);
+
+/* The transitions (mem.c explains each). All ranges are OS-page aligned; hugetlb ranges are
+ * 2 MiB aligned. Each returns 0 or -errno and leaves the range in its old state on failure. */
+void *mem_reserve(nh_mem_t *m, size_t len, size_t align, uintptr_t hint);       /* None -> Reserved */
+int mem_commit(nh_mem_t *m, void *p, size_t len, nh_backing b);                 /* Reserved -> Prepared */
+int mem_hugify(nh_mem_t *m, void *p, size_t len, bool huge);                    /* Prepared: THP advice */
+int mem_bind(nh_mem_t *m, void *p, size_t len, int node, int nnodes, bool interleave); /* Prepared, untouched */
+void mem_use(nh_mem_t *m, void *p, size_t len);                                 /* Prepared -> Ready */
+int mem_release(nh_mem_t *m, void *p, size_t len, nh_backing b);                /* Ready -> Prepared (hugetlb: -> Reserved) */
+int mem_decommit(nh_mem_t *m, void *p, size_t len, bool was_ready);             /* Prepared|Ready -> Reserved */
+int mem_unreserve(nh_mem_t *m, void *p, size_t len, size_t mapped, size_t ready); /* any -> None */
+
+/* Zeroed, never-freed (until mem_destroy) metadata memory; NULL when the OS refuses. */
+void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * nheap.h — the public API of nheap.
+ *
+ * nheap gives C programs the Go runtime's memory management: a size-class allocator
+ * (mheap -> mcentral -> per-CPU mcache -> mspan) under a concurrent tri-colour mark-and-sweep
+ * collector, on NUMA-local huge-page arenas. This header is the only installed one.
+ *
+ * Conventions: functions return 0 or a negative errno-style code (nh_strerror names it), or
+ * NULL for pointers; user mistakes are reported once through the error funnel
+ * (nh_set_error_handler) and never abort. Structs that may grow start with a `size` field.
+ *
+ * Status of this release (0.1): life cycle, options and configs, the error funnel, the OS
+ * memory layer (64 MiB arenas on hugetlb / THP / 4 KiB pages) and statistics. Allocation,
+ * the collector, NUMA placement and per-phase counters arrive in later releases; their options
+ * are already parsed and validated so that configs/ presets stay stable.
+ */
+#ifndef NHEAP_H
+#define NHEAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NH_VERSION_MAJOR 0
+#define NH_VERSION_MINOR 1
+#define NH_VERSION_PATCH 0
+
+/* ===========================================================================================
+ * Options
+ *
+ * Every option has a name (gc_percent, perf.events), a type, a default and a range; the full
+ * table is printed by NHEAP_VERBOSE=1 and documented in README.md. Sources, later wins:
+ *   1. built-in defaults
+ *   2. the INI file named by nh_options.config_path, else by NHEAP_CONFIG
+ *      (top-level keys, or [perf] events = ... for perf.events)
+ *   3. environment: NHEAP_<NAME>, case-insensitive, dots become underscores
+ *      (perf.events <-> NHEAP_PERF_EVENTS); sizes accept B, KiB, MiB, GiB, TiB (or K, M, G, T)
+ *   4. the fields of nh_options passed to nh_init that are not NH_UNSET / NULL
+ * A bad value anywhere is an error naming its source, key and allowed range; nh_init fails.
+ * =========================================================================================== */
+
+#define NH_UNSET INT64_MIN  /* an nh_options numeric field that nh_init should not apply */
+
+typedef enum nh_gc_mode {
+  NH_GC_CONCURRENT = 0,           /* concurrent mark with the nh_store write barrier */
+  NH_GC_CONCURRENT_NOBARRIER = 1, /* concurrent mark, dirty pages found by the kernel */
+  NH_GC_STW = 2,                  /* the world is stopped for the whole mark */
+  NH_GC_OFF = 3,                  /* no collector: a malloc/free allocator */
+} nh_gc_mode;
+
+typedef enum nh_hugepages_mode {
+  NH_HUGEPAGES_AUTO = 0,    /* hugetlb while the pool has free pages, else THP, else 4 KiB */
+  NH_HUGEPAGES_HUGETLB = 1, /* MAP_HUGETLB from the kernel's 2 MiB pool (falls back, counted) */
+  NH_HUGEPAGES_THP = 2,     /* madvise(MADV_HUGEPAGE) on 2 MiB-aligned arenas */
+  NH_HUGEPAGES_NONE = 3,    /* 4 KiB pages (MADV_NOHUGEPAGE) */
+} nh_hugepages_mode;
+
+typedef enum nh_numa_policy {
+  NH_NUMA_LOCAL = 0,        /* memory on the allocating CPU's node */
+  NH_NUMA_INTERLEAVE = 1,   /* arenas interleaved over all nodes */
+} nh_numa_policy;
+
+typedef enum nh_barrier_mode {
+  NH_BARRIER_STORE = 0,     /* the program stores heap pointers through nh_store */
+  NH_BARRIER_NONE = 1,      /* plain stores: marking relies on kernel dirty tracking */
+} nh_barrier_mode;
+
+typedef struct nh_options {
+  size_t size;              /* sizeof(nh_options); set by nh_options_init */
+  const char *config_path;  /* INI file; NULL = NHEAP_CONFIG, or none */
+  int64_t gc;               /* nh_gc_mode */
+  int64_t gc_percent;       /* GOGC: heap goal = live * (1 + gc_percent/100); -1 = off */
+  int64_t memory_limit;     /* bytes, GOMEMLIMIT; 0 = no limit */
+  int64_t hugepages;        /* nh_hugepages_mode */
+  const char *numa;         /* "auto", "off" or "fake:N" */
+  int64_t numa_policy;      /* nh_numa_policy */
+  int64_t mark_workers;     /* dedicated mark threads; 0 = 25% of the CPUs */
+  int64_t barrier;          /* nh_barrier_mode */
+  int64_t scavenger;        /* 1/0: background return of free pages to the OS */
+  int64_t verbose;          /* 1/0: print the effective option table at nh_init */
+  const char *debug;        /* diagnostics, "gctrace=1,checkmark=1" (as NHEAP_DEBUG) */
+  const char *perf_events;  /* "task-clock,page-faults,..." (libpfm4 names) */
+  const char *perf_report;  /* path of the JSON counter report, "" = none */
+} nh_options;
+
+/* Fills *opts with "unset" everywhere (NH_UNSET, NULL) and sets opts->size. Thread-safe. */
+void nh_options_init(nh_options *opts);
+
+/* ===========================================================================================
+ * Life cycle
+ * =========================================================================================== */
+
+/* Reads the options (see above; opts may be NULL), maps the first arena and makes the heap
+ * ready. Returns 0; -EINVAL for a bad option or config file (reported through the funnel);
+ * -ENOENT for a missing config file; -ENOMEM when the OS refuses memory; -EBUSY if nheap is
+ * already initialised. Not thread-safe with respect to nh_shutdown. */
+int nh_init(const nh_options *opts);
+
+/* Returns every arena to the OS and forgets all state; nh_init may be called again. The
+ * program must hold no pointer into the heap. Not thread-safe with respect to other calls. */
+void nh_shutdown(void);
+
+/* ===========================================================================================
+ * Errors
+ * =========================================================================================== */
+
+/* The handler gets a negative errno-style code (0 for a warning: something degraded but
+ * works) and one line of text without a trailing newline. It runs on the thread that made the
+ * mistake, possibly inside the allocator: it must not allocate from nheap nor call nh_init or
+ * nh_shutdown. fn == NULL restores the default handler, which writes "nheap: <msg>" to stderr.
+ * Thread-safe. */
+typedef void (*nh_error_fn)(int code, const char *msg, void *arg);
+void nh_set_error_handler(nh_error_fn fn, void *arg);
+
+/* The text for a negative errno-style code returned by nheap. Thread-safe. */
+const char *nh_strerror(int code);
+
+/* ===========================================================================================
+ * Statistics
+ *
+ * Address-space vocabulary (Go's): Reserved (address range held, PROT_NONE) -> Prepared
+ * (mapped read-write, not backed: released to the OS) -> Ready (in use, may be resident).
+ * =========================================================================================== */
+
+typedef enum nh_backing {
+  NH_BACKING_SMALL = 0,     /* 4 KiB pages */
+  NH_BACKING_THP = 1,       /* transparent huge pages requested with MADV_HUGEPAGE */
+  NH_BACKING_HUGETLB = 2,   /* 2 MiB pages from the hugetlb pool */
+} nh_backing;
+
+typedef struct nh_stats {
+  size_t size;                   /* set to sizeof(nh_stats_t) by the caller */
+  uint64_t heap_reserved_bytes;  /* arena address space: Reserved + Prepared + Ready */
+  uint64_t heap_mapped_bytes;    /* Prepared + Ready */
+  uint64_t heap_inuse_bytes;     /* Ready */
+  uint64_t heap_released_bytes;  /* Prepared: mapped but given back to the OS */
+  uint64_t metadata_bytes;       /* off-heap metadata (arena records and index pages) */
+  uint64_t arenas;               /* 64 MiB arenas, and how each is backed: */
+  uint64_t arenas_hugetlb;
+  uint64_t arenas_thp;
+  uint64_t arenas_small;
+  uint64_t hugetlb_fallbacks;    /* arenas that wanted hugetlb and did not get it */
+  uint64_t thp_fallbacks;        /* arenas that wanted THP and got 4 KiB pages */
+  uint64_t numa_nodes;           /* nodes nheap places memory on (fake nodes included) */
+  uint64_t gc_cycles;            /* completed collections */
+  uint64_t pause_total_ns;       /* stop-the-world time, all cycles */
+  uint64_t pause_max_ns;         /* longest pause */
+} nh_stats_t;
+
+/* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL
+ * for a bad size, -ENODEV before nh_init. Thread-safe; the counters are read individually,
+ * not as one snapshot. */
+int nh_stats_read(nh_stats_t *out);
+
+typedef struct nh_arena_stat {
+  uintptr_t base;           /* 64 MiB-aligned start */
+  size_t bytes;             /* 64 MiB */
+  int node;                 /* NUMA node the arena belongs to */
+  nh_backing backing;       /* what it got */
+  nh_hugepages_mode wanted; /* what the policy asked for */
+} nh_arena_stat_t;
+
+/* Copies up to n arena records into out (creation order) and returns how many arenas exist
+ * (which may be more than n), or -ENODEV before nh_init. Thread-safe. */
+long nh_stats_arenas(nh_arena_stat_t *out, size_t n);
+
+/* Writes the statistics and the arena table as text to fd (2 = stderr). Thread-safe. */
+int nh_stats_print(int fd);
+
+/* The name of a backing ("4k", "thp", "hugetlb"). */
+const char *nh_backing_name(nh_backing b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NHEAP_H */

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages nheap needs to build, test and benchmark, when they are absent.
+# Idempotent and quiet when everything is there; runs apt-get with no prompt as root; when not
+# root it names what is missing and the command to run, and fails.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config   # compilers (g++ for the benchmark shim) and the build
+  liburing-dev                        # io_uring: batched madvise for the scavenger
+  libnuma-dev numactl                 # NUMA topology, mbind, move_pages
+  libpfm4-dev                         # perf event names -> perf_event_attr
+  libinih-dev                         # configs/*.ini
+  libcmocka-dev                       # unit tests
+  libbenchmark-dev                    # micro-benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "nheap: missing Debian packages: ${missing[*]}" >&2
+  echo "nheap: install them as root:  apt-get update && apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "nheap: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,99 @@
+#include "tests/testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+extern char **environ;
+captured errors;
+
+long smaps_kb(const void *p, size_t len, const char *field) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f)
+    return -1;
+  uintptr_t lo = (uintptr_t)p, hi = lo + len, start = 0, end = 0;
+  char line[512];
+  size_t flen = strlen(field);
+  long total = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long s, e;
+    if (sscanf(line, "%lx-%lx ", &s, &e) == 2 && strchr(line, ' ') > strchr(line, '-')) {
+      start = s;
+      end = e;
+      continue;
+    }
+    if (start < hi && end > lo && strncmp(line, field, flen) == 0 && line[flen] == ':')
+      total += strtol(line + flen + 1, NULL, 10);
+  }
+  fclose(f);
+  return total;
+}
+
+int maps_perms(const void *p, char out[5]) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f)
+    return -1;
+  char line[512];
+  int rc = -1;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long s, e;
+    char perms[5];
+    if (sscanf(line, "%lx-%lx %4s", &s, &e, perms) == 3 && (uintptr_t)p >= s && (uintptr_t)p < e) {
+      memcpy(out, perms, 5);
+      rc = 0;
+      break;
+    }
+  }
+  fclose(f);
+  return rc;
+}
+
+static void capture(int code, const char *msg, void *arg) {
+  errors.count++;
+  errors.last_code = code;
+  snprintf(errors.last, sizeof errors.last, "%s", msg);
+  size_t n = strlen(errors.all);
+  snprintf(errors.all + n, sizeof errors.all - n, "%s\n", msg);
+}
+
+void capture_errors(void) {
+  memset(&errors, 0, sizeof errors);
+  nh_set_error_handler(capture, NULL);
+}
+
+bool errors_contain(const char *needle) {
+  return strstr(errors.all, needle) != NULL;
+}
+
+const char *write_temp_file(const char *name, const char *text) {
+  static char dir[64], path[256];
+  if (!dir[0]) {
+    snprintf(dir, sizeof dir, "/tmp/nheap-test-XXXXXX");
+    if (!mkdtemp(dir))
+      abort();
+  }
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  if (!f)
+    abort();
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+void clear_nheap_env(void) {
+  for (int again = 1; again;) {
+    again = 0;
+    for (char **e = environ; *e; e++) {
+      if (strncasecmp(*e, "NHEAP_", 6) == 0) {
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e), *e);
+        unsetenv(name);
+        again = 1;
+        break;
+      }
+    }
+  }
+}

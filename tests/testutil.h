@@ -1,0 +1,43 @@
+/*
+ * testutil.h — helpers shared by the cmocka tests: /proc/self/smaps readings, captured error
+ * funnel messages, a scratch directory, and environment arrays.
+ */
+#ifndef NH_TESTUTIL_H
+#define NH_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "nheap.h"
+
+enum { TEST_SKIP = 77 };  /* CTest SKIP_RETURN_CODE */
+
+/* Sum of an smaps field ("Rss", "AnonHugePages", "Private_Hugetlb") in kB over the mappings
+ * that overlap [p, p+len); -1 if smaps is unreadable. */
+long smaps_kb(const void *p, size_t len, const char *field);
+/* Permissions ("rw-p", "---p") of the mapping holding p into out[5]; 0, or -1 if unmapped. */
+int maps_perms(const void *p, char out[5]);
+
+/* The error funnel, captured: install with capture_errors(); messages accumulate. */
+typedef struct captured {
+  int count;
+  int last_code;
+  char last[512];
+  char all[4096];
+} captured;
+extern captured errors;
+void capture_errors(void);
+bool errors_contain(const char *needle);
+
+/* A file with the given text in a fresh scratch directory; returns its path (static storage,
+ * valid until the next call). */
+const char *write_temp_file(const char *name, const char *text);
+
+/* Unsets every NHEAP_* variable in this process's environment. */
+void clear_nheap_env(void);
+
+#endif
