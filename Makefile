@@ -22,7 +22,7 @@ debug: deps
 	@cmake --build $(DEBUG) -j $(JOBS)
 
 run: release
-	$(RELEASE)/examples/nheap-demo
+	$(RELEASE)/examples/nheap-demo configs/default.ini
 
 test: debug
 	cd $(DEBUG) && ctest --output-on-failure -j $(JOBS)

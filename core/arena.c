@@ -16,7 +16,9 @@
  *
  * Creating an arena (arena_create), under set->lock:
  *   1. Reserve 64 MiB, 64 MiB-aligned, at the hint (just past the last arena, starting at
- *      Go's 0xc000000000) so the heap stays contiguous; anywhere aligned if that is taken.
+ *      Go's 0xc000000000) so the heap stays contiguous; if that is taken, at the next of Go's
+ *      hint regions (i<<40 | 0xc000000000, i = 1..127); anywhere aligned as the last resort
+ *      (and always under ThreadSanitizer, which owns fixed address ranges).
  *   2. Back it (back_arena), by policy `hugepages`:
  *        hugetlb  commit with MAP_HUGETLB (32 pages of the 2 MiB pool, taken now);
  *        thp      commit, then MADV_HUGEPAGE (needs THP "always" or "madvise");
@@ -53,6 +55,7 @@ int arena_set_init(nh_arena_set_t *set, nh_mem_t *mem, nh_hugepages_mode policy,
   set->policy = policy;
   set->place = place;
   set->hint = NH_ARENA_HINT;
+  set->hint_region = 1;
   size_t len = NH_ARENA_INDEX_LEN * sizeof(nh_arena_t *);
   void *index = mem->os->map(NULL, len, PROT_READ | PROT_WRITE, MAP_NORESERVE);
   if (index == MAP_FAILED)
@@ -132,12 +135,28 @@ static int back_arena(nh_arena_set_t *set, void *base, nh_backing *got) {
   return 0;
 }
 
+/* Step 1 of arena_create: 64 MiB of address space, contiguous with the last arena if free. */
+static void *reserve_arena(nh_arena_set_t *set) {
+  nh_mem_t *m = set->mem;
+  nh_mutex_assert_held(&set->lock);
+  if (!nh_config_tsan) {
+    void *p = set->hint ? mem_reserve_at(m, NH_ARENA_BYTES, set->hint) : NULL;
+    /* Taken (by a mapping of the program, or a sanitizer's shadow): move on to Go's next hint
+     * region, 1 TiB further, where the heap again has room to grow contiguously. */
+    while (!p && set->hint && set->hint_region < NH_ARENA_HINT_REGIONS)
+      p = mem_reserve_at(m, NH_ARENA_BYTES, ((uintptr_t)set->hint_region++ << 40) | NH_ARENA_HINT);
+    if (p)
+      return p;
+  }
+  return mem_reserve(m, NH_ARENA_BYTES, NH_ARENA_BYTES);
+}
+
 nh_arena_t *arena_create(nh_arena_set_t *set, int node) {
   nh_mem_t *m = set->mem;
   nh_arena_t *a = NULL;
   nh_mutex_lock(&set->lock);
 
-  void *base = mem_reserve(m, NH_ARENA_BYTES, NH_ARENA_BYTES, set->hint);
+  void *base = reserve_arena(set);
   if (!base)
     goto out;
   nh_backing got;

@@ -12,6 +12,7 @@
 #define NH_ARENA_L2_BITS (NH_ADDR_BITS - NH_ARENA_SHIFT) /* 22: a single-level 4M-entry index */
 #define NH_ARENA_INDEX_LEN ((size_t)1 << NH_ARENA_L2_BITS)
 #define NH_ARENA_HINT    ((uintptr_t)0xc000000000)   /* where Go puts its heap; far from brk and libs */
+#define NH_ARENA_HINT_REGIONS 0x80                   /* Go's hints: i<<40 | NH_ARENA_HINT, i < 0x80 */
 
 /* One arena's record (metadata memory). Immutable once published in the index, except for
  * fields the allocator adds later under its own locks. */
@@ -39,7 +40,8 @@ typedef struct nh_arena_set {
   nh_mutex_t lock;              /* LOCK_RANK_ARENAS: creation, list, hint */
   nh_arena_t *first, *last;     /* guarded by lock */
   uint32_t count;               /* guarded by lock; read atomically */
-  uintptr_t hint;               /* guarded by lock: where the next arena should go */
+  uintptr_t hint;               /* guarded by lock: where the next arena should go; 0 = anywhere */
+  unsigned hint_region;         /* guarded by lock: next of Go's hint regions to try */
   bool hugetlb_warned, thp_warned; /* guarded by lock: one warning each */
   /* Relaxed counters. */
   uint64_t by_backing[3];       /* indexed by nh_backing */

@@ -21,6 +21,20 @@
 #endif
 enum { nh_config_debug = NH_DEBUG };
 
+/* ThreadSanitizer owns fixed address ranges and rewrites mmap hints outside them (to 0, which
+ * root may map); code that places memory at chosen addresses checks this constant. */
+#if defined(__SANITIZE_THREAD__)
+#define NH_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NH_TSAN 1
+#endif
+#endif
+#ifndef NH_TSAN
+#define NH_TSAN 0
+#endif
+enum { nh_config_tsan = NH_TSAN };
+
 #define nh_likely(x)   __builtin_expect(!!(x), 1)
 #define nh_unlikely(x) __builtin_expect(!!(x), 0)
 #define nh_noinline    __attribute__((noinline))

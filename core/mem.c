@@ -14,9 +14,10 @@
  * Each transition is one function here, and only these functions call the OS about heap
  * memory:
  *
- *   mem_reserve    None -> Reserved      mmap(PROT_NONE); at `hint` when free (MAP_FIXED_NOREPLACE,
- *                                        so arenas grow contiguously as Go's do), else anywhere,
- *                                        over-reserving by `align` and trimming both ends.
+ *   mem_reserve    None -> Reserved      mmap(PROT_NONE) anywhere, over-reserving by `align` and
+ *                                        trimming both ends; mem_reserve_at takes exactly `addr`
+ *                                        when it is free (MAP_FIXED_NOREPLACE) or fails, which is
+ *                                        how arenas grow contiguously (arena.c).
  *   mem_commit     Reserved -> Prepared  mmap(MAP_FIXED, RW) over the reservation; for hugetlb with
  *                                        MAP_HUGETLB|MAP_HUGE_2MB, which takes the pages from the
  *                                        pool now (-ENOMEM when the pool is short: the reservation
@@ -146,21 +147,24 @@ void mem_init(nh_mem_t *m, const nh_os_hooks *os) {
   nh_mutex_init(&m->meta_lock, LOCK_RANK_META);
 }
 
-void *mem_reserve(nh_mem_t *m, size_t len, size_t align, uintptr_t hint) {
-  const int flags = MAP_NORESERVE;
+void *mem_reserve_at(nh_mem_t *m, size_t len, uintptr_t addr) {
+  check_range((void *)addr, len, NH_OS_PAGE);
+  void *p = m->os->map((void *)addr, len, PROT_NONE, MAP_NORESERVE | MAP_FIXED_NOREPLACE);
+  if (p == MAP_FAILED)
+    return NULL;
+  if (p != (void *)addr) {   /* a kernel older than 4.17 ignores MAP_FIXED_NOREPLACE */
+    m->os->unmap(p, len);
+    return NULL;
+  }
+  nh_stat_add(&m->stats.reserved, (int64_t)len);
+  return p;
+}
+
+void *mem_reserve(nh_mem_t *m, size_t len, size_t align) {
   check_range(NULL, len, NH_OS_PAGE);
   nh_assert(align >= NH_OS_PAGE && (align & (align - 1)) == 0);
-  if (hint && nh_is_aligned(hint, align)) {
-    void *p = m->os->map((void *)hint, len, PROT_NONE, flags | MAP_FIXED_NOREPLACE);
-    if (p == (void *)hint) {
-      nh_stat_add(&m->stats.reserved, (int64_t)len);
-      return p;
-    }
-    if (p != MAP_FAILED)   /* a kernel that ignores MAP_FIXED_NOREPLACE placed it elsewhere */
-      m->os->unmap(p, len);
-  }
   size_t over = len + align - NH_OS_PAGE;
-  char *raw = m->os->map(NULL, over, PROT_NONE, flags);
+  char *raw = m->os->map(NULL, over, PROT_NONE, MAP_NORESERVE);
   if (raw == MAP_FAILED)
     return NULL;
   char *p = (char *)nh_align_up((uintptr_t)raw, align);

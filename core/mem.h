@@ -52,7 +52,8 @@ void mem_destroy(nh_mem_t *m);
 
 /* The transitions (mem.c explains each). All ranges are OS-page aligned; hugetlb ranges are
  * 2 MiB aligned. Each returns 0 or -errno and leaves the range in its old state on failure. */
-void *mem_reserve(nh_mem_t *m, size_t len, size_t align, uintptr_t hint);       /* None -> Reserved */
+void *mem_reserve(nh_mem_t *m, size_t len, size_t align);                       /* None -> Reserved */
+void *mem_reserve_at(nh_mem_t *m, size_t len, uintptr_t addr);                  /* None -> Reserved, at addr or NULL */
 int mem_commit(nh_mem_t *m, void *p, size_t len, nh_backing b);                 /* Reserved -> Prepared */
 int mem_hugify(nh_mem_t *m, void *p, size_t len, bool huge);                    /* Prepared: THP advice */
 int mem_bind(nh_mem_t *m, void *p, size_t len, int node, int nnodes, bool interleave); /* Prepared, untouched */

@@ -136,7 +136,8 @@ static void test_contiguous_growth(void **state) {
     contiguous += a->base == prev->base + NH_ARENA_BYTES;
     prev = a;
   }
-  assert_true(contiguous >= 5);   /* something else may map in between once, not every time */
+  if (!nh_config_tsan)             /* ThreadSanitizer builds place arenas anywhere */
+    assert_true(contiguous >= 5);  /* something else may map in between once, not every time */
   assert_int_equal(set.count, 7);
   assert_int_equal(nh_stat_get(&mem.stats.reserved), 7 * NH_ARENA_BYTES);
   assert_int_equal(nh_stat_get(&mem.stats.mapped), 7 * NH_ARENA_BYTES);

@@ -4,11 +4,12 @@
  * commit takes them again.
  *
  * The pool is a system setting nheap never changes by itself. This test sets it up when it can:
- * as root it raises /proc/sys/vm/nr_hugepages by one arena's worth (32 pages) and restores the
- * old value at the end, whatever happens. Without root, or when the kernel cannot find 64 MiB
+ * as root it raises /proc/sys/vm/nr_hugepages by one arena's worth (32 pages), runs the test in
+ * a child process and restores the old value when the child ends, however it ends. Without root, or when the kernel cannot find 64 MiB
  * of contiguous 2 MiB frames, it exits 77 and says why.
  */
-#include <signal.h>
+#include <errno.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,6 @@
 #include "tests/testutil.h"
 
 static const char nr_path[] = "/proc/sys/vm/nr_hugepages";
-static long saved_nr = -1;
 
 static long read_long(const char *path) {
   FILE *f = fopen(path, "r");
@@ -37,17 +37,6 @@ static int write_long(const char *path, long v) {
     return -1;
   int rc = fprintf(f, "%ld\n", v) < 0;
   return fclose(f) != 0 || rc ? -1 : 0;
-}
-
-static void restore_pool(void) {
-  if (saved_nr >= 0)
-    write_long(nr_path, saved_nr);
-}
-
-static void on_signal(int sig) {
-  restore_pool();
-  signal(sig, SIG_DFL);
-  raise(sig);
 }
 
 static void test_hugetlb_backing_release_recommit(void **state) {
@@ -89,30 +78,44 @@ static void test_hugetlb_backing_release_recommit(void **state) {
   mem_destroy(&mem);
 }
 
+static int run_hugetlb_tests(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_hugetlb_backing_release_recommit)};
+  return cmocka_run_group_tests_name("hugetlb", tests, NULL, NULL);
+}
+
 int main(void) {
   long nr = read_long(nr_path);
   if (nr < 0) {
     fprintf(stderr, "test_hugetlb: %s is not readable: no hugetlb support; skipped\n", nr_path);
     return TEST_SKIP;
   }
-  if (os_linux.hugetlb_free_pages() < 32) {
-    if (geteuid() != 0) {
-      fprintf(stderr, "test_hugetlb: the 2 MiB pool has fewer than 32 free pages and only root can "
-                      "grow it (echo 32 > %s); skipped\n", nr_path);
-      return TEST_SKIP;
-    }
-    saved_nr = nr;
-    atexit(restore_pool);
-    signal(SIGABRT, on_signal);
-    signal(SIGSEGV, on_signal);
-    signal(SIGBUS, on_signal);
-    signal(SIGTERM, on_signal);
-    if (write_long(nr_path, nr + 32) != 0 || os_linux.hugetlb_free_pages() < 32) {
-      fprintf(stderr, "test_hugetlb: the kernel could not add 32 huge pages to the pool "
-                      "(fragmented memory); skipped\n");
-      return TEST_SKIP;
-    }
+  if (os_linux.hugetlb_free_pages() >= 32)
+    return run_hugetlb_tests();
+  if (geteuid() != 0) {
+    fprintf(stderr, "test_hugetlb: the 2 MiB pool has fewer than 32 free pages and only root can "
+                    "grow it (echo 32 > %s); skipped\n", nr_path);
+    return TEST_SKIP;
   }
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_hugetlb_backing_release_recommit)};
-  return cmocka_run_group_tests_name("hugetlb", tests, NULL, NULL);
+  if (write_long(nr_path, nr + 32) != 0 || os_linux.hugetlb_free_pages() < 32) {
+    write_long(nr_path, nr);
+    fprintf(stderr, "test_hugetlb: the kernel could not add 32 huge pages to the pool "
+                    "(fragmented memory); skipped\n");
+    return TEST_SKIP;
+  }
+  /* The tests run in a child so that the pool is restored however the child ends (a sanitizer's
+   * exit skips atexit handlers; a signal skips everything). */
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0)
+    _exit(run_hugetlb_tests());
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  if (write_long(nr_path, nr) != 0)
+    fprintf(stderr, "test_hugetlb: could not restore %s to %ld\n", nr_path, nr);
+  if (WIFSIGNALED(status)) {
+    fprintf(stderr, "test_hugetlb: the test process died of signal %d\n", WTERMSIG(status));
+    return 1;
+  }
+  return WEXITSTATUS(status);
 }
