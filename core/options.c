@@ -38,6 +38,7 @@
 
 #include "core/error.h"
 #include "core/options.h"
+#include "core/text.h"
 
 static const char *const gc_choices[] = {"concurrent", "concurrent-nobarrier", "stw", "off", NULL};
 static const char *const hugepages_choices[] = {"auto", "hugetlb", "thp", "none", NULL};
@@ -283,35 +284,11 @@ static const nh_option_desc *find_option(const char *name) {
   return NULL;
 }
 
-/* Levenshtein distance, capped: names here are short. */
-static size_t edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 40 || lb > 40)
-    return 99;
-  size_t row[41];
-  for (size_t j = 0; j <= lb; j++)
-    row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j];
-      size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-      size_t best = diag + cost;
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
-    }
-  }
-  return row[lb];
-}
-
 static void unknown_key(const char *name, char *why, size_t n) {
   const char *best = NULL;
   size_t best_d = 3;  /* suggest only close names */
   for (size_t i = 0; i < NH_ARRAY_LEN(table); i++) {
-    size_t d = edit_distance(name, table[i].name);
+    size_t d = text_edit_distance(name, table[i].name);
     if (d < best_d) {
       best_d = d;
       best = table[i].name;

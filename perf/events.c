@@ -10,7 +10,6 @@
  * This file includes <perfmon/pfmlib_perf_event.h> and so must never include
  * <linux/perf_event.h>: libpfm4 ships its own copy and the two conflict.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <perfmon/pfmlib_perf_event.h>
@@ -20,32 +19,13 @@
 
 #include "core/error.h"
 #include "core/internal.h"
+#include "core/text.h"
 #include "perf/events.h"
 
 static pthread_once_t pfm_once = PTHREAD_ONCE_INIT;
 static int pfm_status;
 
 static void pfm_init_once(void) { pfm_status = pfm_initialize(); }
-
-static size_t distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b), row[64];
-  if (la >= 63 || lb >= 63)
-    return 99;
-  for (size_t j = 0; j <= lb; j++)
-    row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t up = row[j], best = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
-    }
-  }
-  return row[lb];
-}
 
 /* Appends up to five known "pmu::event" names close to want (its part after "::"). */
 static void close_matches(const char *want, char *out, size_t n) {
@@ -62,7 +42,7 @@ static void close_matches(const char *want, char *out, size_t n) {
       pfm_event_info_t e = {.size = sizeof e};
       if (pfm_get_event_info(i, PFM_OS_PERF_EVENT_EXT, &e) != PFM_SUCCESS)
         continue;
-      size_t d = distance(base, e.name);
+      size_t d = text_edit_distance(base, e.name);
       if (d > 3 && !strcasestr(e.name, base))
         continue;
       off += (size_t)snprintf(out + off, off < n ? n - off : 0, "%s%s::%s", found ? ", " : "", pinfo.name, e.name);

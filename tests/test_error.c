@@ -12,29 +12,12 @@
 #include "core/lock.h"
 #include "tests/testutil.h"
 
-/* Runs fn with stderr redirected into buf. */
-static void capture_stderr(void (*fn)(void), char *buf, size_t n) {
-  int fds[2];
-  assert_int_equal(pipe(fds), 0);
-  int saved = dup(2);
-  dup2(fds[1], 2);
-  fn();
-  dup2(saved, 2);
-  close(saved);
-  close(fds[1]);
-  ssize_t got = 0, r;
-  while ((r = read(fds[0], buf + got, n - 1 - (size_t)got)) > 0)
-    got += r;
-  buf[got] = 0;
-  close(fds[0]);
-}
-
-static void emit_two(void) {
+static void emit_two(void *arg) {
   nh_error(-EINVAL, "bad %s %d", "thing", 42);
   nh_warn("degraded");
 }
 
-static void emit_long(void) {
+static void emit_long(void *arg) {
   char big[2000];
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = 0;
@@ -44,9 +27,9 @@ static void emit_long(void) {
 static void test_default_handler(void **state) {
   nh_set_error_handler(NULL, NULL);
   char out[4096];
-  capture_stderr(emit_two, out, sizeof out);
+  capture_fd(2, emit_two, NULL, out, sizeof out);
   assert_string_equal(out, "nheap: bad thing 42\nnheap: warning: degraded\n");
-  capture_stderr(emit_long, out, sizeof out);
+  capture_fd(2, emit_long, NULL, out, sizeof out);
   assert_int_equal(strchr(out, '\n') - out, (long)strlen(out) - 1);  /* one line */
   assert_true(strncmp(out, "nheap: xxx", 10) == 0);
 }
@@ -63,7 +46,7 @@ static void test_custom_handler_and_restore(void **state) {
   assert_int_equal(errors.last_code, 0);
   nh_set_error_handler(NULL, NULL);
   char out[256];
-  capture_stderr(emit_two, out, sizeof out);
+  capture_fd(2, emit_two, NULL, out, sizeof out);
   assert_int_equal(errors.count, 2);   /* the handler is gone */
   assert_non_null(strstr(out, "bad thing 42"));
   assert_string_equal(nh_strerror(-ENOMEM), strerror(ENOMEM));

@@ -170,25 +170,19 @@ static void test_presets_start(void **state) {
   unsetenv("NHEAP_CONFIG");
 }
 
-static void test_verbose_and_print(void **state) {
-  int fds[2];
-  assert_int_equal(pipe(fds), 0);
-  int saved = dup(2);
-  dup2(fds[1], 2);
+static void init_verbose_and_print(void *rc) {
   nh_options o;
   nh_options_init(&o);
   o.verbose = 1;
-  int rc = nh_init(&o);
+  *(int *)rc = nh_init(&o);
   nh_stats_print(2);
-  dup2(saved, 2);
-  close(saved);
-  close(fds[1]);
+}
+
+static void test_verbose_and_print(void **state) {
+  char out[16384];
+  int rc = -1;
+  capture_fd(2, init_verbose_and_print, &rc, out, sizeof out);
   assert_int_equal(rc, 0);
-  char out[16384] = {0};
-  ssize_t n = 0, r;
-  while ((r = read(fds[0], out + n, sizeof out - 1 - (size_t)n)) > 0)
-    n += r;
-  close(fds[0]);
   assert_non_null(strstr(out, "effective options"));
   assert_non_null(strstr(out, "verbose       = 1"));
   assert_non_null(strstr(out, "nheap: arenas  1"));

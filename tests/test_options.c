@@ -279,21 +279,18 @@ static void test_presets_load(void **state) {
   assert_int_equal(errors.count, 0);
 }
 
+static void print_config(void *arg) {
+  options_print(&cfg, 1);
+}
+
 static void test_verbose_print(void **state) {
   nh_options o;
   nh_options_init(&o);
   o.memory_limit = 3ll << 30;
   char *env[] = {"NHEAP_GC_PERCENT=42", NULL};
   assert_int_equal(options_load(&cfg, &o, env), 0);
-  int fds[2];
-  assert_int_equal(pipe(fds), 0);
-  options_print(&cfg, fds[1]);
-  close(fds[1]);
-  char out[8192] = {0};
-  ssize_t n = 0, r;
-  while ((r = read(fds[0], out + n, sizeof out - 1 - (size_t)n)) > 0)
-    n += r;
-  close(fds[0]);
+  char out[8192];
+  capture_fd(1, print_config, NULL, out, sizeof out);
   assert_non_null(strstr(out, "gc_percent    = 42"));
   assert_non_null(strstr(out, "[environment]"));
   assert_non_null(strstr(out, "memory_limit  = 3GiB"));

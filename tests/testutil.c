@@ -97,3 +97,21 @@ void clear_nheap_env(void) {
     }
   }
 }
+
+void capture_fd(int fd, void (*fn)(void *arg), void *arg, char *out, size_t n) {
+  int fds[2];
+  if (pipe(fds) != 0)
+    abort();
+  int saved = dup(fd);
+  dup2(fds[1], fd);
+  fn(arg);
+  dup2(saved, fd);
+  close(saved);
+  close(fds[1]);
+  size_t got = 0;
+  ssize_t r;
+  while (got < n - 1 && (r = read(fds[0], out + got, n - 1 - got)) > 0)
+    got += (size_t)r;
+  out[got] = 0;
+  close(fds[0]);
+}

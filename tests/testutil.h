@@ -37,6 +37,10 @@ bool errors_contain(const char *needle);
  * valid until the next call). */
 const char *write_temp_file(const char *name, const char *text);
 
+/* Runs fn(arg) with file descriptor fd redirected into a pipe; the output lands in out[n]
+ * (NUL-terminated, cut at n-1 bytes; at most a pipe's buffer, 64 KiB). */
+void capture_fd(int fd, void (*fn)(void *arg), void *arg, char *out, size_t n);
+
 /* Unsets every NHEAP_* variable in this process's environment. */
 void clear_nheap_env(void);
 
