@@ -135,65 +135,77 @@ static int back_arena(nh_arena_set_t *set, void *base, nh_backing *got) {
   return 0;
 }
 
-/* Step 1 of arena_create: 64 MiB of address space, contiguous with the last arena if free. */
-static void *reserve_arena(nh_arena_set_t *set) {
+/* Step 1 of arena_create: count * 64 MiB of address space, contiguous with the last arena
+ * if free there. */
+static void *reserve_arenas(nh_arena_set_t *set, size_t len) {
   nh_mem_t *m = set->mem;
   nh_mutex_assert_held(&set->lock);
   if (!nh_config_tsan) {
-    void *p = set->hint ? mem_reserve_at(m, NH_ARENA_BYTES, set->hint) : NULL;
+    void *p = set->hint ? mem_reserve_at(m, len, set->hint) : NULL;
     /* Taken (by a mapping of the program, or a sanitizer's shadow): move on to Go's next hint
      * region, 1 TiB further, where the heap again has room to grow contiguously. */
     while (!p && set->hint && set->hint_region < NH_ARENA_HINT_REGIONS)
-      p = mem_reserve_at(m, NH_ARENA_BYTES, ((uintptr_t)set->hint_region++ << 40) | NH_ARENA_HINT);
+      p = mem_reserve_at(m, len, ((uintptr_t)set->hint_region++ << 40) | NH_ARENA_HINT);
     if (p)
       return p;
   }
-  return mem_reserve(m, NH_ARENA_BYTES, NH_ARENA_BYTES);
+  return mem_reserve(m, len, NH_ARENA_BYTES);
 }
 
-nh_arena_t *arena_create(nh_arena_set_t *set, int node) {
+nh_arena_t *arena_create_run(nh_arena_set_t *set, int node, size_t count) {
   nh_mem_t *m = set->mem;
-  nh_arena_t *a = NULL;
+  nh_arena_t *first = NULL, *rec[count];
+  nh_backing got[count];
+  const size_t len = count * NH_ARENA_BYTES;
+  nh_assert(count >= 1 && count <= NH_ARENA_RUN_MAX);
   nh_mutex_lock(&set->lock);
 
-  void *base = reserve_arena(set);
+  char *base = reserve_arenas(set, len);
   if (!base)
     goto out;
-  nh_backing got;
-  if (back_arena(set, base, &got) != 0) {
-    mem_unreserve(m, base, NH_ARENA_BYTES, 0, 0);
+  size_t backed = 0;
+  for (; backed < count; backed++) {
+    rec[backed] = mem_meta_alloc(m, sizeof(nh_arena_t), 64);
+    if (!rec[backed] || back_arena(set, base + backed * NH_ARENA_BYTES, &got[backed]) != 0)
+      break;
+  }
+  if (backed < count) {
+    mem_unreserve(m, base, len, backed * NH_ARENA_BYTES, 0);  /* the records stay in metadata */
     goto out;
   }
   if (set->place.bind) {
-    int rc = mem_bind(m, base, NH_ARENA_BYTES, node, set->place.nnodes, set->place.interleave);
+    int rc = mem_bind(m, base, len, node, set->place.nnodes, set->place.interleave);
     if (rc != 0)
       nh_warn("arena %p: mbind to node %d failed (%s); its pages go where the kernel puts them",
-              base, node, nh_strerror(rc));
+              (void *)base, node, nh_strerror(rc));
   }
-  a = mem_meta_alloc(m, sizeof *a, 64);
-  if (!a) {
-    mem_unreserve(m, base, NH_ARENA_BYTES, NH_ARENA_BYTES, 0);
-    goto out;
+  for (size_t i = 0; i < count; i++) {
+    nh_arena_t *a = rec[i];
+    a->base = (uintptr_t)base + i * NH_ARENA_BYTES;
+    a->id = set->count;
+    a->node = node;
+    a->backing = got[i];
+    a->wanted = set->policy;
+    if (set->last)
+      set->last->next = a;
+    else
+      set->first = a;
+    set->last = a;
+    __atomic_store_n(&set->count, set->count + 1, __ATOMIC_RELAXED);
+    nh_stat_add(&set->by_backing[got[i]], 1);
+    __atomic_store_n(&set->index[a->base >> NH_ARENA_SHIFT], a, __ATOMIC_RELEASE);
   }
-  a->base = (uintptr_t)base;
-  a->id = set->count;
-  a->node = node;
-  a->backing = got;
-  a->wanted = set->policy;
-  if (set->last)
-    set->last->next = a;
-  else
-    set->first = a;
-  set->last = a;
-  __atomic_store_n(&set->count, set->count + 1, __ATOMIC_RELAXED);
-  set->hint = a->base + NH_ARENA_BYTES;
-  nh_stat_add(&set->by_backing[got], 1);
-  __atomic_store_n(&set->index[a->base >> NH_ARENA_SHIFT], a, __ATOMIC_RELEASE);
+  set->hint = (uintptr_t)base + len;
+  first = rec[0];
 out:
   nh_mutex_unlock(&set->lock);
   if (nh_config_debug >= 2)
     arena_validate(set);
-  return a;
+  return first;
+}
+
+nh_arena_t *arena_create(nh_arena_set_t *set, int node) {
+  return arena_create_run(set, node, 1);
 }
 
 void arena_validate(nh_arena_set_t *set) {

@@ -13,6 +13,7 @@
 #define NH_ARENA_INDEX_LEN ((size_t)1 << NH_ARENA_L2_BITS)
 #define NH_ARENA_HINT    ((uintptr_t)0xc000000000)   /* where Go puts its heap; far from brk and libs */
 #define NH_ARENA_HINT_REGIONS 0x80                   /* Go's hints: i<<40 | NH_ARENA_HINT, i < 0x80 */
+#define NH_ARENA_RUN_MAX 4096                        /* 256 GiB: the largest single object */
 
 /* One arena's record (metadata memory). Immutable once published in the index, except for
  * fields the allocator adds later under its own locks. */
@@ -23,6 +24,7 @@ typedef struct nh_arena {
   int node;                     /* NUMA node the memory belongs to */
   nh_backing backing;           /* what it got */
   nh_hugepages_mode wanted;     /* what the policy asked for */
+  struct nh_arena_pages *pages; /* the page heap's state for this arena (pageheap.c) */
 } nh_arena_t;
 
 /* Placement: how many nodes exist and whether to bind memory to them. */
@@ -54,6 +56,9 @@ void arena_set_destroy(nh_arena_set_t *set);
 
 /* Reserves, backs and publishes a new arena for node. NULL when the OS refuses memory. */
 nh_arena_t *arena_create(nh_arena_set_t *set, int node);
+/* The same for count (1 .. NH_ARENA_RUN_MAX) address-contiguous arenas, for objects larger
+ * than an arena; returns the first (the others follow it in the list). */
+nh_arena_t *arena_create_run(nh_arena_set_t *set, int node, size_t count);
 
 /* The arena holding p, or NULL if p is not in nheap's heap: O(1), lock-free, any pointer. */
 static inline nh_arena_t *arena_of(const nh_arena_set_t *set, const void *p) {

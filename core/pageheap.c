@@ -1,0 +1,393 @@
+/*
+ * pageheap.c — the page heap (Go's mheap page allocator) of one NUMA node.
+ *
+ * Structures
+ *   The unit is the 8 KiB page; 8192 pages make an arena. Each arena of this node carries an
+ *   nh_arena_pages_t in metadata: an in-use bitmap (alloc), a released bitmap (scav), the
+ *   page -> span map, and free-run summaries at two levels, as the leaves and the level above
+ *   of Go's radix summary tree:
+ *     chunk summary  for each 512-page (4 MiB) chunk: free pages at its start, the longest free
+ *                    run anywhere in it, free pages at its end (Go's pallocSum);
+ *     arena summary  the same three numbers for the whole arena, merged from its 16 chunks.
+ *   The node's arenas are kept in address order (by_addr); runs continue across the boundary of
+ *   two arenas only when they are address-contiguous.
+ *
+ * Allocation (pageheap_alloc, under ph->lock): address-ordered first fit, as Go's.
+ *   1. Walk arenas from `search` (no free page lies below it), carrying the free run that ends
+ *      at the current position. An arena whose start joins the carried run to n pages, or
+ *      whose max is >= n, is looked into; any other arena is passed in O(1) using its summary.
+ *   2. Inside an arena, the same walk over its 16 chunk summaries; inside a chunk whose max is
+ *      >= n, a scan of its 8 bitmap words finds the first run.
+ *   3. No fit: grow by ceil(n / 8192) new contiguous arenas (arena_create_run) and retry; they
+ *      arrive committed and released (scav = 1), as Go counts fresh memory.
+ *   4. Mark the pages in use, update the touched chunk summaries and the arena summary. Pages
+ *      that were released come back Ready (mem_use) and read as zero; if any page of the run
+ *      was not released, the caller must zero what it needs (needzero).
+ * Free (pageheap_free): clear the in-use bits and update the summaries. Coalescing is implicit
+ * in the bitmap: neighbouring free pages form one run for the next search.
+ *
+ * Why this and not Go's five-level tree over the whole address space: with 64 MiB arenas the
+ * two levels above cover a heap of N GiB with 16*N arena summaries; a search passes an arena
+ * in one comparison. The search pointer keeps the common case (the lowest free page) O(1).
+ * Measured in bench/ (pageheap/alloc_free).
+ *
+ * Locking: ph->lock (LOCK_RANK_PAGEHEAP) guards the bitmaps, summaries, by_addr and search.
+ * spans[] entries are written under it with release stores and read lock-free (span_of).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/pageheap.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Bitmaps and summaries.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct run_sum { size_t start, max, end; } run_sum;
+
+static uint32_t pack_chunk(run_sum s) { return (uint32_t)(s.start | s.max << 10 | s.end << 20); }
+static run_sum unpack_chunk(uint32_t v) { return (run_sum){v & 1023, (v >> 10) & 1023, (v >> 20) & 1023}; }
+static uint64_t pack_arena(run_sum s) { return s.start | (uint64_t)s.max << 14 | (uint64_t)s.end << 28; }
+static run_sum unpack_arena(uint64_t v) { return (run_sum){v & 16383, (v >> 14) & 16383, (v >> 28) & 16383}; }
+
+static void set_bits(uint64_t *bm, size_t i, size_t n, bool on) {
+  while (n) {
+    size_t w = i / 64, b = i % 64, k = 64 - b < n ? 64 - b : n;
+    uint64_t mask = (k == 64 ? ~0ull : ((1ull << k) - 1)) << b;
+    bm[w] = on ? bm[w] | mask : bm[w] & ~mask;
+    i += k;
+    n -= k;
+  }
+}
+
+static size_t count_bits(const uint64_t *bm, size_t i, size_t n) {
+  size_t c = 0;
+  while (n) {
+    size_t w = i / 64, b = i % 64, k = 64 - b < n ? 64 - b : n;
+    uint64_t mask = (k == 64 ? ~0ull : ((1ull << k) - 1)) << b;
+    c += (size_t)__builtin_popcountll(bm[w] & mask);
+    i += k;
+    n -= k;
+  }
+  return c;
+}
+
+/* First page >= i and < limit whose bit equals `want`, or limit. */
+static size_t next_bit(const uint64_t *bm, size_t i, size_t limit, bool want) {
+  while (i < limit) {
+    uint64_t w = want ? bm[i / 64] : ~bm[i / 64];
+    w >>= i % 64;
+    if (w)
+      return i + (size_t)__builtin_ctzll(w) < limit ? i + (size_t)__builtin_ctzll(w) : limit;
+    i = (i / 64 + 1) * 64;
+  }
+  return limit;
+}
+
+static run_sum summarize_chunk(const uint64_t *alloc, size_t c) {
+  const size_t lo = c * NH_CHUNK_PAGES, hi = lo + NH_CHUNK_PAGES;
+  run_sum s = {0, 0, 0};
+  size_t first_used = next_bit(alloc, lo, hi, true);
+  s.start = first_used - lo;
+  if (first_used == hi)
+    return (run_sum){NH_CHUNK_PAGES, NH_CHUNK_PAGES, NH_CHUNK_PAGES};
+  s.max = s.start;
+  size_t i = first_used;
+  while (i < hi) {
+    size_t free_at = next_bit(alloc, i, hi, false);
+    size_t used_at = next_bit(alloc, free_at, hi, true);
+    size_t len = used_at - free_at;
+    if (len > s.max)
+      s.max = len;
+    if (used_at == hi)
+      s.end = len;
+    i = used_at;
+  }
+  return s;
+}
+
+/* Merges child summaries of `size` pages each (Go's mergeSummaries). */
+static run_sum merge(const run_sum *child, size_t n, size_t size) {
+  run_sum out = child[0];
+  size_t run = child[0].end;
+  bool all_free = child[0].start == size;
+  for (size_t i = 1; i < n; i++) {
+    run_sum c = child[i];
+    if (all_free)
+      out.start += c.start;
+    if (run + c.start > out.max)
+      out.max = run + c.start;
+    if (c.max > out.max)
+      out.max = c.max;
+    run = c.start == size ? run + size : c.end;
+    all_free = all_free && c.start == size;
+  }
+  out.end = run;
+  return out;
+}
+
+static void update_summaries(nh_arena_pages_t *ap, size_t first, size_t n) {
+  for (size_t c = first / NH_CHUNK_PAGES; c <= (first + n - 1) / NH_CHUNK_PAGES; c++)
+    ap->chunk_sum[c] = pack_chunk(summarize_chunk(ap->alloc, c));
+  run_sum cs[NH_CHUNKS_PER_ARENA];
+  for (size_t c = 0; c < NH_CHUNKS_PER_ARENA; c++)
+    cs[c] = unpack_chunk(ap->chunk_sum[c]);
+  ap->sum = pack_arena(merge(cs, NH_CHUNKS_PER_ARENA, NH_CHUNK_PAGES));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The heap.
+ * ------------------------------------------------------------------------------------------- */
+
+void pageheap_init(nh_pageheap_t *ph, int node, nh_arena_set_t *arenas, nh_mem_t *mem) {
+  memset(ph, 0, sizeof *ph);
+  nh_mutex_init(&ph->lock, LOCK_RANK_PAGEHEAP);
+  ph->node = node;
+  ph->arenas = arenas;
+  ph->mem = mem;
+}
+
+/* Takes count new arenas starting at first into this heap (all pages free and released). */
+static bool adopt(nh_pageheap_t *ph, nh_arena_t *first, size_t count) {
+  nh_mutex_assert_held(&ph->lock);
+  if (ph->narenas + count > ph->cap) {
+    size_t cap = ph->cap ? ph->cap * 2 : 64;
+    while (cap < ph->narenas + count)
+      cap *= 2;
+    nh_arena_t **n = mem_meta_alloc(ph->mem, cap * sizeof *n, 64);
+    if (!n)
+      return false;
+    if (ph->narenas)
+      memcpy(n, ph->by_addr, ph->narenas * sizeof *n);
+    ph->by_addr = n;   /* the old array stays in metadata: arrays double, so it adds up to < 2x */
+    ph->cap = cap;
+  }
+  nh_arena_t *a = first;
+  for (size_t i = 0; i < count; i++, a = a->next) {
+    nh_arena_pages_t *ap = mem_meta_alloc(ph->mem, sizeof *ap, 64);
+    if (!ap)
+      return false;
+    memset(ap->scav, 0xff, sizeof ap->scav);
+    run_sum all = {NH_CHUNK_PAGES, NH_CHUNK_PAGES, NH_CHUNK_PAGES};
+    for (size_t c = 0; c < NH_CHUNKS_PER_ARENA; c++)
+      ap->chunk_sum[c] = pack_chunk(all);
+    ap->sum = pack_arena((run_sum){NH_PAGES_PER_ARENA, NH_PAGES_PER_ARENA, NH_PAGES_PER_ARENA});
+    __atomic_store_n(&a->pages, ap, __ATOMIC_RELEASE);
+    size_t at = ph->narenas;
+    while (at > 0 && ph->by_addr[at - 1]->base > a->base)
+      at--;
+    memmove(&ph->by_addr[at + 1], &ph->by_addr[at], (ph->narenas - at) * sizeof *ph->by_addr);
+    ph->by_addr[at] = a;
+    ph->narenas++;
+    if (at < ph->search)
+      ph->search = at;
+    nh_stat_add(&ph->total_pages, NH_PAGES_PER_ARENA);
+    nh_stat_add(&ph->released_pages, NH_PAGES_PER_ARENA);
+  }
+  return true;
+}
+
+/* Within one chunk whose max >= n: the first page index of n free pages. */
+static size_t find_in_chunk(const uint64_t *alloc, size_t c, size_t n) {
+  const size_t hi = (c + 1) * NH_CHUNK_PAGES;
+  for (size_t i = c * NH_CHUNK_PAGES; i < hi;) {
+    size_t free_at = next_bit(alloc, i, hi, false);
+    size_t used_at = next_bit(alloc, free_at, hi, true);
+    if (used_at - free_at >= n)
+      return free_at;
+    i = used_at;
+  }
+  nh_fatal("page heap: chunk %zu summary promised %zu free pages that are not there", c, n);
+}
+
+/* Step 1-2: first fit of n pages; returns the address or 0. */
+static uintptr_t find(nh_pageheap_t *ph, size_t n) {
+  uintptr_t run_base = 0, prev_end = 0;
+  size_t run = 0;
+  for (size_t i = ph->search; i < ph->narenas; i++) {
+    nh_arena_t *a = ph->by_addr[i];
+    nh_arena_pages_t *ap = a->pages;
+    if (a->base != prev_end)
+      run = 0;
+    prev_end = a->base + NH_ARENA_BYTES;
+    run_sum s = unpack_arena(ap->sum);
+    if (run + s.start >= n)
+      return run ? run_base : a->base;
+    if (s.max < n) {
+      if (s.start == NH_PAGES_PER_ARENA) {
+        run_base = run ? run_base : a->base;
+        run += NH_PAGES_PER_ARENA;
+      } else {
+        run = s.end;
+        run_base = prev_end - s.end * NH_PAGE_SIZE;
+      }
+      continue;
+    }
+    for (size_t c = 0; c < NH_CHUNKS_PER_ARENA; c++) {
+      run_sum cs = unpack_chunk(ap->chunk_sum[c]);
+      uintptr_t chunk_base = a->base + c * NH_CHUNK_PAGES * NH_PAGE_SIZE;
+      if (run + cs.start >= n)
+        return run ? run_base : chunk_base;
+      if (cs.max >= n)
+        return a->base + find_in_chunk(ap->alloc, c, n) * NH_PAGE_SIZE;
+      if (cs.start == NH_CHUNK_PAGES) {
+        run_base = run ? run_base : chunk_base;
+        run += NH_CHUNK_PAGES;
+      } else {
+        run = cs.end;
+        run_base = chunk_base + (NH_CHUNK_PAGES - cs.end) * NH_PAGE_SIZE;
+      }
+    }
+    nh_fatal("page heap: arena %#lx summary promised %zu free pages that are not there",
+             (unsigned long)a->base, n);
+  }
+  return 0;
+}
+
+/* The index in by_addr of the arena holding addr (addr is in this heap). */
+static size_t arena_index(nh_pageheap_t *ph, uintptr_t addr) {
+  size_t lo = 0, hi = ph->narenas;
+  while (hi - lo > 1) {
+    size_t mid = (lo + hi) / 2;
+    if (ph->by_addr[mid]->base <= addr)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Splits a page range at arena boundaries. Start with piece_first, continue with piece_next
+ * while it returns true. */
+typedef struct piece {
+  nh_pageheap_t *ph;
+  size_t index;         /* arena in by_addr */
+  uintptr_t addr;       /* start of the rest */
+  size_t left;          /* pages left, this piece included */
+  nh_arena_t *a;
+  size_t first, n;      /* this piece: pages [first, first + n) of arena a */
+} piece;
+
+static bool piece_next(piece *p) {
+  if (!p->left)
+    return false;
+  p->a = p->ph->by_addr[p->index++];
+  p->first = (p->addr - p->a->base) >> NH_PAGE_SHIFT;
+  p->n = NH_PAGES_PER_ARENA - p->first < p->left ? NH_PAGES_PER_ARENA - p->first : p->left;
+  p->addr += p->n * NH_PAGE_SIZE;
+  p->left -= p->n;
+  return true;
+}
+
+static piece piece_first(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
+  return (piece){.ph = ph, .index = arena_index(ph, base), .addr = base, .left = npages};
+}
+
+uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero) {
+  nh_assert(npages >= 1);
+  if (npages > NH_ARENA_RUN_MAX * NH_PAGES_PER_ARENA)
+    return 0;
+  nh_mutex_lock(&ph->lock);
+  uintptr_t base = find(ph, npages);
+  if (!base) {
+    size_t count = (npages + NH_PAGES_PER_ARENA - 1) / NH_PAGES_PER_ARENA;
+    nh_arena_t *first = arena_create_run(ph->arenas, ph->node, count);
+    if (!first || !adopt(ph, first, count)) {
+      nh_mutex_unlock(&ph->lock);
+      return 0;
+    }
+    base = find(ph, npages);
+    nh_assert_internal(base != 0);
+  }
+  size_t released = 0;
+  for (piece p = piece_first(ph, base, npages); piece_next(&p);) {
+    nh_arena_pages_t *ap = p.a->pages;
+    const size_t first = p.first, end = p.first + p.n;
+    /* Released pages come back Ready; each run of them is one OS-layer transition. */
+    for (size_t i = next_bit(ap->scav, first, end, true); i < end;) {
+      size_t stop = next_bit(ap->scav, i, end, false);
+      mem_use(ph->mem, (void *)(p.a->base + i * NH_PAGE_SIZE), (stop - i) * NH_PAGE_SIZE);
+      released += stop - i;
+      i = next_bit(ap->scav, stop, end, true);
+    }
+    set_bits(ap->scav, first, p.n, false);
+    set_bits(ap->alloc, first, p.n, true);
+    update_summaries(ap, first, p.n);
+  }
+  *needzero = released != npages;
+  /* Advance the search pointer past arenas that are now full. */
+  while (ph->search < ph->narenas && unpack_arena(ph->by_addr[ph->search]->pages->sum).max == 0)
+    ph->search++;
+  nh_stat_add(&ph->inuse_pages, (int64_t)npages);
+  nh_stat_add(&ph->released_pages, -(int64_t)released);
+  nh_mutex_unlock(&ph->lock);
+  if (nh_config_debug >= 2)
+    pageheap_validate(ph);
+  return base;
+}
+
+void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
+  nh_mutex_lock(&ph->lock);
+  size_t lowest = arena_index(ph, base);
+  for (piece p = piece_first(ph, base, npages); piece_next(&p);) {
+    nh_arena_pages_t *ap = p.a->pages;
+    if (nh_config_debug >= 1 && count_bits(ap->alloc, p.first, p.n) != p.n)
+      nh_fatal("page heap: freeing pages at %#lx that are not all in use", (unsigned long)base);
+    set_bits(ap->alloc, p.first, p.n, false);
+    for (size_t i = p.first; i < p.first + p.n; i++)
+      __atomic_store_n(&ap->spans[i], NULL, __ATOMIC_RELEASE);
+    update_summaries(ap, p.first, p.n);
+  }
+  if (lowest < ph->search)
+    ph->search = lowest;
+  nh_stat_add(&ph->inuse_pages, -(int64_t)npages);
+  nh_mutex_unlock(&ph->lock);
+  if (nh_config_debug >= 2)
+    pageheap_validate(ph);
+}
+
+void pageheap_set_spans(uintptr_t base, size_t npages, struct nh_span *span, const nh_arena_set_t *arenas) {
+  uintptr_t addr = base;
+  for (size_t left = npages; left;) {
+    nh_arena_t *a = arena_of(arenas, (void *)addr);
+    size_t first = (addr - a->base) >> NH_PAGE_SHIFT;
+    size_t n = NH_PAGES_PER_ARENA - first < left ? NH_PAGES_PER_ARENA - first : left;
+    for (size_t p = first; p < first + n; p++)
+      __atomic_store_n(&a->pages->spans[p], span, __ATOMIC_RELEASE);
+    addr += n * NH_PAGE_SIZE;
+    left -= n;
+  }
+}
+
+void pageheap_validate(nh_pageheap_t *ph) {
+  nh_mutex_lock(&ph->lock);
+  size_t inuse = 0, released = 0;
+  for (size_t i = 0; i < ph->narenas; i++) {
+    nh_arena_t *a = ph->by_addr[i];
+    nh_arena_pages_t *ap = a->pages;
+    if (i && ph->by_addr[i - 1]->base >= a->base)
+      nh_fatal("page heap: arenas out of address order at %zu", i);
+    run_sum cs[NH_CHUNKS_PER_ARENA];
+    for (size_t c = 0; c < NH_CHUNKS_PER_ARENA; c++) {
+      cs[c] = summarize_chunk(ap->alloc, c);
+      if (pack_chunk(cs[c]) != ap->chunk_sum[c])
+        nh_fatal("page heap: arena %#lx chunk %zu summary is stale", (unsigned long)a->base, c);
+    }
+    if (pack_arena(merge(cs, NH_CHUNKS_PER_ARENA, NH_CHUNK_PAGES)) != ap->sum)
+      nh_fatal("page heap: arena %#lx summary is stale", (unsigned long)a->base);
+    if (i < ph->search && unpack_arena(ap->sum).max != 0)
+      nh_fatal("page heap: free pages below the search pointer");
+    for (size_t w = 0; w < NH_PAGE_WORDS; w++) {
+      if (ap->alloc[w] & ap->scav[w])
+        nh_fatal("page heap: arena %#lx has in-use pages marked released", (unsigned long)a->base);
+      inuse += (size_t)__builtin_popcountll(ap->alloc[w]);
+      released += (size_t)__builtin_popcountll(ap->scav[w]);
+    }
+  }
+  if (inuse != nh_stat_get(&ph->inuse_pages) || released != nh_stat_get(&ph->released_pages))
+    nh_fatal("page heap: counters (in use %lu, released %lu) disagree with the bitmaps (%zu, %zu)",
+             (unsigned long)nh_stat_get(&ph->inuse_pages), (unsigned long)nh_stat_get(&ph->released_pages),
+             inuse, released);
+  nh_mutex_unlock(&ph->lock);
+}

@@ -1,0 +1,67 @@
+/*
+ * pageheap.h — the page heap of one NUMA node: 8 KiB pages in 64 MiB arenas (see pageheap.c).
+ */
+#ifndef NH_PAGEHEAP_H
+#define NH_PAGEHEAP_H
+
+#include "core/arena.h"
+#include "core/sizeclasses.h"
+
+#define NH_PAGES_PER_ARENA  (NH_ARENA_BYTES / NH_PAGE_SIZE)   /* 8192 */
+#define NH_CHUNK_PAGES      512                                /* 4 MiB, Go's pallocChunkPages */
+#define NH_CHUNKS_PER_ARENA (NH_PAGES_PER_ARENA / NH_CHUNK_PAGES)
+#define NH_PAGE_WORDS       (NH_PAGES_PER_ARENA / 64)
+
+struct nh_span;
+
+/* Per-arena page state, in metadata memory. Guarded by the owning page heap's lock, except
+ * spans[], which is written under that lock and read without it (see span_of). */
+typedef struct nh_arena_pages {
+  uint64_t alloc[NH_PAGE_WORDS];         /* 1 = page in a span */
+  uint64_t scav[NH_PAGE_WORDS];          /* 1 = free page released to the OS (reads as zero) */
+  uint32_t chunk_sum[NH_CHUNKS_PER_ARENA]; /* free-run summaries: start | max << 10 | end << 20 */
+  uint64_t sum;                          /* the arena's: start | max << 14 | end << 28 */
+  struct nh_span *spans[NH_PAGES_PER_ARENA]; /* page -> span, every page of an in-use span */
+} nh_arena_pages_t;
+
+typedef struct nh_pageheap {
+  nh_mutex_t lock;                /* LOCK_RANK_PAGEHEAP */
+  int node;
+  nh_arena_set_t *arenas;
+  nh_mem_t *mem;
+  nh_arena_t **by_addr;           /* guarded by lock: this node's arenas in address order */
+  size_t narenas, cap;            /* guarded by lock */
+  size_t search;                  /* guarded by lock: no free page below by_addr[search] */
+  /* Relaxed counters, in pages. */
+  uint64_t inuse_pages;           /* in spans */
+  uint64_t released_pages;        /* free and released to the OS */
+  uint64_t total_pages;           /* in this heap's arenas */
+} nh_pageheap_t;
+
+void pageheap_init(nh_pageheap_t *ph, int node, nh_arena_set_t *arenas, nh_mem_t *mem);
+
+/* npages contiguous free pages (growing the heap by new arenas when needed); returns the base
+ * address or 0 when the OS refuses memory. *needzero is false when every page is fresh or
+ * released (and so reads as zero). Marks the pages in use and Ready. */
+uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero);
+
+/* Returns npages at base (from pageheap_alloc) to the free pages; clears their span entries. */
+void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages);
+
+/* Points every page of [base, base + npages pages) at span (NULL to clear). Caller holds ph->lock
+ * or owns the pages exclusively. */
+void pageheap_set_spans(uintptr_t base, size_t npages, struct nh_span *span, const nh_arena_set_t *arenas);
+
+/* Debug: summaries and counters agree with the bitmaps. */
+void pageheap_validate(nh_pageheap_t *ph);
+
+/* The span holding p, or NULL: p not in the heap, or in a free page. Lock-free. */
+static inline struct nh_span *span_of(const nh_arena_set_t *arenas, const void *p) {
+  nh_arena_t *a = arena_of(arenas, p);
+  if (nh_unlikely(!a || !a->pages))
+    return NULL;
+  size_t page = ((uintptr_t)p - a->base) >> NH_PAGE_SHIFT;
+  return __atomic_load_n(&a->pages->spans[page], __ATOMIC_ACQUIRE);
+}
+
+#endif
