@@ -1,9 +1,10 @@
 /*
  * init.c — the process-wide heap: nh_init, nh_shutdown and statistics.
  *
- * There is one heap per process, `heap`, whose lifetime is guarded by init_lock
+ * There is one heap per process, `nh_rt` (heap.h), whose lifetime is guarded by init_lock
  * (LOCK_RANK_INIT): nh_init builds it, nh_shutdown tears it down, and the statistics calls
- * read it under the same lock so they never see it half-built. Every structure inside (mem,
+ * read it under the same lock so they never see it half-built. The allocator checks
+ * nh_rt.ready (release/acquire) and refuses to run before nh_init or after nh_shutdown. Every structure inside (mem,
  * arenas, topology, options) can also be built standalone, without this global, which is how
  * the unit tests drive them with fake OS hooks.
  *
@@ -12,17 +13,19 @@
  *   2. check perf.events names with libpfm4;
  *   3. read the NUMA topology (numa = auto | off | fake:N);
  *   4. print the effective options when verbose;
- *   5. set up the OS layer and the arena set, and map the first arena on the calling CPU's
- *      node, so that a machine that cannot give nheap memory fails here, with a message, and
- *      the huge-page decision is visible in the stats from the start.
+ *   5. set up the OS layer and the arena set; build a page heap and the mcentrals per node
+ *      and an mcache per CPU (all in metadata memory); map the first arena on the calling
+ *      CPU's node, so that a machine that cannot give nheap memory fails here, with a message,
+ *      and the huge-page decision is visible in the stats from the start.
  */
 #include <errno.h>
+#include <sys/random.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "core/arena.h"
+#include "core/heap.h"
 #include "core/error.h"
 #include "core/lock.h"
 #include "core/mem.h"
@@ -32,59 +35,82 @@
 
 extern char **environ;
 
-typedef struct nh_heap {
-  bool ready;
-  nh_config_t cfg;
-  nh_topology_t topo;
-  nh_mem_t mem;
-  nh_arena_set_t arenas;
-  uint64_t gc_cycles, pause_total_ns, pause_max_ns;  /* the collector fills these */
-} nh_heap_t;
-
 static nh_mutex_t init_lock = NH_MUTEX_INITIALIZER(LOCK_RANK_INIT);
-static nh_heap_t heap;  /* guarded by init_lock while not ready; immutable config once ready */
+nh_heap_t nh_rt;  /* built and torn down under init_lock; its config is immutable while ready */
 
 static int current_node(const nh_topology_t *t) {
   int cpu = sched_getcpu();
   return cpu >= 0 && cpu < t->ncpus ? t->cpu_node[cpu] : 0;
 }
 
+
+/* Step 5: per-node page heaps and mcentrals, per-CPU mcaches, and the first arena. */
+static int build_allocator(void) {
+  nh_topology_t *t = &nh_rt.topo;
+  nh_rt.nodes = mem_meta_alloc(&nh_rt.mem, (size_t)t->nnodes * sizeof *nh_rt.nodes, 64);
+  nh_rt.mcaches = mem_meta_alloc(&nh_rt.mem, (size_t)t->ncpus * sizeof *nh_rt.mcaches, 64);
+  if (!nh_rt.nodes || !nh_rt.mcaches)
+    goto oom;
+  for (int n = 0; n < t->nnodes; n++) {
+    nh_node_t *node = &nh_rt.nodes[n];
+    pageheap_init(&node->ph, n, &nh_rt.arenas, &nh_rt.mem);
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      mcentral_init(&node->central[ac], ac, &node->ph);
+  }
+  for (int cpu = 0; cpu < t->ncpus; cpu++) {
+    int n = t->cpu_node[cpu];
+    nh_rt.mcaches[cpu] = mcache_new(&nh_rt.mem, &nh_rt.arenas, cpu, n, nh_rt.nodes[n].central);
+    if (!nh_rt.mcaches[cpu])
+      goto oom;
+  }
+  if (getrandom(&nh_rt.free_key, sizeof nh_rt.free_key, 0) != sizeof nh_rt.free_key)
+    nh_rt.free_key = (uintptr_t)os_linux.now_ns() * 0x9e3779b97f4a7c15u;
+  nh_rt.free_key |= 1;   /* never 0: a zeroed object must not look freed */
+  if (!pageheap_grow(&nh_rt.nodes[current_node(t)].ph, 1)) {
+    nh_error(-ENOMEM, "nh_init: the OS refused the first 64 MiB arena (%s)", nh_strerror(-errno));
+    return -ENOMEM;
+  }
+  return 0;
+oom:
+  nh_error(-ENOMEM, "nh_init: no memory for the allocator's metadata");
+  return -ENOMEM;
+}
+
 NH_API int nh_init(const nh_options *opts) {
   nh_mutex_lock(&init_lock);
   int rc;
-  if (heap.ready) {
+  if (nh_rt.ready) {
     nh_error(-EBUSY, "nh_init: nheap is already initialised (call nh_shutdown first)");
     rc = -EBUSY;
     goto out;
   }
-  memset(&heap, 0, sizeof heap);
-  if ((rc = options_load(&heap.cfg, opts, environ)) != 0 ||
-      (rc = perf_events_check(heap.cfg.perf_events)) != 0 ||
-      (rc = topology_init(&heap.topo, &heap.cfg)) != 0)
+  memset(&nh_rt, 0, sizeof nh_rt);
+  if ((rc = options_load(&nh_rt.cfg, opts, environ)) != 0 ||
+      (rc = perf_events_check(nh_rt.cfg.perf_events)) != 0 ||
+      (rc = topology_init(&nh_rt.topo, &nh_rt.cfg)) != 0)
     goto out;
-  if (heap.cfg.verbose)
-    options_print(&heap.cfg, STDERR_FILENO);
+  if (nh_rt.cfg.verbose)
+    options_print(&nh_rt.cfg, STDERR_FILENO);
 
-  mem_init(&heap.mem, &os_linux);
+  mem_init(&nh_rt.mem, &os_linux);
   nh_arena_placement place = {
-    .nnodes = heap.topo.real_nodes,
-    .bind = !heap.topo.fake && heap.topo.real_nodes > 1,
-    .interleave = heap.cfg.numa_policy == NH_NUMA_INTERLEAVE,
+    .nnodes = nh_rt.topo.real_nodes,
+    .bind = !nh_rt.topo.fake && nh_rt.topo.real_nodes > 1,
+    .interleave = nh_rt.cfg.numa_policy == NH_NUMA_INTERLEAVE,
   };
-  if ((rc = arena_set_init(&heap.arenas, &heap.mem, (nh_hugepages_mode)heap.cfg.hugepages, place)) != 0) {
+  if ((rc = arena_set_init(&nh_rt.arenas, &nh_rt.mem, (nh_hugepages_mode)nh_rt.cfg.hugepages, place)) != 0) {
     nh_error(rc, "nh_init: cannot map the arena index (%s)", nh_strerror(rc));
-    mem_destroy(&heap.mem);
+    mem_destroy(&nh_rt.mem);
     goto out;
   }
-  int node = current_node(&heap.topo);
-  if (!arena_create(&heap.arenas, topology_node_is_real(&heap.topo, node) ? node : 0)) {
-    rc = -ENOMEM;
-    nh_error(rc, "nh_init: the OS refused the first 64 MiB arena (%s)", nh_strerror(-errno));
-    arena_set_destroy(&heap.arenas);
-    mem_destroy(&heap.mem);
+  if ((rc = build_allocator()) != 0) {
+    arena_set_destroy(&nh_rt.arenas);
+    mem_destroy(&nh_rt.mem);
     goto out;
   }
-  heap.ready = true;
+  __atomic_store_n(&nh_rt.ready, true, __ATOMIC_RELEASE);
+  nh_mutex_unlock(&init_lock);
+  return 0;
 out:
   nh_mutex_unlock(&init_lock);
   return rc;
@@ -92,10 +118,10 @@ out:
 
 NH_API void nh_shutdown(void) {
   nh_mutex_lock(&init_lock);
-  if (heap.ready) {
-    arena_set_destroy(&heap.arenas);
-    mem_destroy(&heap.mem);
-    heap.ready = false;
+  if (nh_rt.ready) {
+    __atomic_store_n(&nh_rt.ready, false, __ATOMIC_RELEASE);
+    arena_set_destroy(&nh_rt.arenas);
+    mem_destroy(&nh_rt.mem);
   }
   nh_mutex_unlock(&init_lock);
 }
@@ -105,14 +131,20 @@ NH_API void nh_shutdown(void) {
  * ------------------------------------------------------------------------------------------- */
 
 static void fill_stats(nh_stats_t *s) {
-  const nh_mem_stats *m = &heap.mem.stats;
-  const nh_arena_set_t *a = &heap.arenas;
+  const nh_mem_stats *m = &nh_rt.mem.stats;
+  const nh_arena_set_t *a = &nh_rt.arenas;
   memset(s, 0, sizeof *s);
   s->size = sizeof *s;
   s->heap_reserved_bytes = nh_stat_get(&m->reserved);
-  s->heap_mapped_bytes = nh_stat_get(&m->mapped);
-  s->heap_inuse_bytes = nh_stat_get(&m->ready);
-  s->heap_released_bytes = s->heap_mapped_bytes - s->heap_inuse_bytes;
+  for (int n = 0; n < nh_rt.topo.nnodes; n++) {
+    const nh_node_t *node = &nh_rt.nodes[n];
+    s->heap_mapped_bytes += nh_stat_get(&node->ph.total_pages) * NH_PAGE_SIZE;
+    s->heap_inuse_bytes += nh_stat_get(&node->ph.inuse_pages) * NH_PAGE_SIZE;
+    s->heap_released_bytes += nh_stat_get(&node->ph.released_pages) * NH_PAGE_SIZE;
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      s->small_spans += nh_stat_get(&node->central[ac].nspans);
+  }
+  s->heap_free_bytes = s->heap_mapped_bytes - s->heap_inuse_bytes - s->heap_released_bytes;
   s->metadata_bytes = nh_stat_get(&m->metadata);
   s->arenas = __atomic_load_n(&a->count, __ATOMIC_RELAXED);
   s->arenas_hugetlb = nh_stat_get(&a->by_backing[NH_BACKING_HUGETLB]);
@@ -120,10 +152,14 @@ static void fill_stats(nh_stats_t *s) {
   s->arenas_small = nh_stat_get(&a->by_backing[NH_BACKING_SMALL]);
   s->hugetlb_fallbacks = nh_stat_get(&a->hugetlb_fallbacks);
   s->thp_fallbacks = nh_stat_get(&a->thp_fallbacks);
-  s->numa_nodes = (uint64_t)heap.topo.nnodes;
-  s->gc_cycles = nh_stat_get(&heap.gc_cycles);
-  s->pause_total_ns = nh_stat_get(&heap.pause_total_ns);
-  s->pause_max_ns = nh_stat_get(&heap.pause_max_ns);
+  s->numa_nodes = (uint64_t)nh_rt.topo.nnodes;
+  s->large_objects = nh_stat_get(&nh_rt.large_allocs) - nh_stat_get(&nh_rt.large_frees);
+  s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
+  s->double_frees = nh_stat_get(&nh_rt.double_frees);
+  s->percpu_mode = NH_PERCPU_LOCK;
+  s->gc_cycles = nh_stat_get(&nh_rt.gc_cycles);
+  s->pause_total_ns = nh_stat_get(&nh_rt.pause_total_ns);
+  s->pause_max_ns = nh_stat_get(&nh_rt.pause_max_ns);
 }
 
 NH_API int nh_stats_read(nh_stats_t *out) {
@@ -133,7 +169,7 @@ NH_API int nh_stats_read(nh_stats_t *out) {
   }
   nh_stats_t s;
   nh_mutex_lock(&init_lock);
-  bool ready = heap.ready;
+  bool ready = nh_rt.ready;
   if (ready)
     fill_stats(&s);
   nh_mutex_unlock(&init_lock);
@@ -147,13 +183,13 @@ NH_API int nh_stats_read(nh_stats_t *out) {
 NH_API long nh_stats_arenas(nh_arena_stat_t *out, size_t n) {
   nh_mutex_lock(&init_lock);
   long count = -ENODEV;
-  if (heap.ready) {
-    nh_mutex_lock(&heap.arenas.lock);
+  if (nh_rt.ready) {
+    nh_mutex_lock(&nh_rt.arenas.lock);
     count = 0;
-    for (nh_arena_t *a = heap.arenas.first; a; a = a->next, count++)
+    for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next, count++)
       if ((size_t)count < n)
         out[count] = (nh_arena_stat_t){a->base, NH_ARENA_BYTES, a->node, a->backing, a->wanted};
-    nh_mutex_unlock(&heap.arenas.lock);
+    nh_mutex_unlock(&nh_rt.arenas.lock);
   }
   nh_mutex_unlock(&init_lock);
   return count;
@@ -176,15 +212,19 @@ NH_API int nh_stats_print(int fd) {
   int rc = nh_stats_read(&s);
   if (rc != 0)
     return rc;
-  char b[5][32];
+  char b[6][32];
   dprintf(fd,
-          "nheap: heap    reserved %s, mapped %s, in use %s, released %s; metadata %s\n"
+          "nheap: heap    reserved %s, mapped %s: in use %s, free %s, released %s; metadata %s\n"
+          "nheap: objects %llu small spans, %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
           "nheap: arenas  %llu (hugetlb %llu, thp %llu, 4k %llu); fallbacks: hugetlb %llu, thp %llu\n"
           "nheap: numa    %llu node(s)\n"
           "nheap: gc      %llu cycles, pauses total %llu ns, max %llu ns\n",
           human(s.heap_reserved_bytes, b[0], 32), human(s.heap_mapped_bytes, b[1], 32),
-          human(s.heap_inuse_bytes, b[2], 32), human(s.heap_released_bytes, b[3], 32),
-          human(s.metadata_bytes, b[4], 32), (unsigned long long)s.arenas,
+          human(s.heap_inuse_bytes, b[2], 32), human(s.heap_free_bytes, b[5], 32),
+          human(s.heap_released_bytes, b[3], 32), human(s.metadata_bytes, b[4], 32),
+          (unsigned long long)s.small_spans, (unsigned long long)s.large_objects,
+          (unsigned long long)s.bad_frees, (unsigned long long)s.double_frees,
+          s.percpu_mode == NH_PERCPU_RSEQ ? "rseq" : "per-CPU lock", (unsigned long long)s.arenas,
           (unsigned long long)s.arenas_hugetlb, (unsigned long long)s.arenas_thp,
           (unsigned long long)s.arenas_small, (unsigned long long)s.hugetlb_fallbacks,
           (unsigned long long)s.thp_fallbacks, (unsigned long long)s.numa_nodes,

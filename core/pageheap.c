@@ -284,6 +284,18 @@ static piece piece_first(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
   return (piece){.ph = ph, .index = arena_index(ph, base), .addr = base, .left = npages};
 }
 
+static bool grow_locked(nh_pageheap_t *ph, size_t count) {
+  nh_arena_t *first = arena_create_run(ph->arenas, ph->node, count);
+  return first && adopt(ph, first, count);
+}
+
+bool pageheap_grow(nh_pageheap_t *ph, size_t count) {
+  nh_mutex_lock(&ph->lock);
+  bool ok = grow_locked(ph, count);
+  nh_mutex_unlock(&ph->lock);
+  return ok;
+}
+
 uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero) {
   nh_assert(npages >= 1);
   if (npages > NH_ARENA_RUN_MAX * NH_PAGES_PER_ARENA)
@@ -291,9 +303,7 @@ uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero) {
   nh_mutex_lock(&ph->lock);
   uintptr_t base = find(ph, npages);
   if (!base) {
-    size_t count = (npages + NH_PAGES_PER_ARENA - 1) / NH_PAGES_PER_ARENA;
-    nh_arena_t *first = arena_create_run(ph->arenas, ph->node, count);
-    if (!first || !adopt(ph, first, count)) {
+    if (!grow_locked(ph, (npages + NH_PAGES_PER_ARENA - 1) / NH_PAGES_PER_ARENA)) {
       nh_mutex_unlock(&ph->lock);
       return 0;
     }
@@ -347,7 +357,57 @@ void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
     pageheap_validate(ph);
 }
 
-void pageheap_set_spans(uintptr_t base, size_t npages, struct nh_span *span, const nh_arena_set_t *arenas) {
+nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh_obj_kind kind,
+                               size_t align_offset) {
+  bool needzero;
+  uintptr_t pages = pageheap_alloc(ph, npages, &needzero);
+  if (!pages)
+    return NULL;
+  nh_mutex_lock(&ph->lock);
+  nh_span_t *s = ph->free_spans;
+  if (s)
+    ph->free_spans = s->next;
+  nh_mutex_unlock(&ph->lock);
+  if (!s && !(s = mem_meta_alloc(ph->mem, sizeof *s, 64))) {
+    pageheap_free(ph, pages, npages);
+    return NULL;
+  }
+  memset(s, 0, sizeof *s);
+  unsigned sc = spanclass_sizeclass(spc);
+  s->pages = pages;
+  s->base = pages + align_offset;
+  s->npages = (uint32_t)npages;
+  s->spanclass = spc;
+  s->kind = (uint8_t)kind;
+  s->node = (uint8_t)ph->node;
+  s->needzero = needzero;
+  s->alloc_bits = s->bitmaps[0];
+  s->gcmark_bits = s->bitmaps[1];
+  if (sc) {
+    s->elemsize = nh_class_to_size[sc];
+    s->divmagic = nh_class_to_divmagic[sc];
+    s->nelems = (uint16_t)(npages * NH_PAGE_SIZE / s->elemsize);
+    s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
+  } else {
+    s->nelems = 1;
+    s->limit = pages + npages * NH_PAGE_SIZE;
+    s->elemsize = (uint32_t)(s->limit - s->base > UINT32_MAX ? 0 : s->limit - s->base); /* 0: see limit */
+  }
+  s->state = SPAN_INUSE;
+  pageheap_set_spans(pages, npages, s, ph->arenas);
+  return s;
+}
+
+void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s) {
+  __atomic_store_n(&s->state, SPAN_DEAD, __ATOMIC_RELEASE);
+  pageheap_free(ph, s->pages, s->npages);
+  nh_mutex_lock(&ph->lock);
+  s->next = ph->free_spans;
+  ph->free_spans = s;
+  nh_mutex_unlock(&ph->lock);
+}
+
+void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas) {
   uintptr_t addr = base;
   for (size_t left = npages; left;) {
     nh_arena_t *a = arena_of(arenas, (void *)addr);

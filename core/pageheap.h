@@ -6,13 +6,12 @@
 
 #include "core/arena.h"
 #include "core/sizeclasses.h"
+#include "core/span.h"
 
 #define NH_PAGES_PER_ARENA  (NH_ARENA_BYTES / NH_PAGE_SIZE)   /* 8192 */
 #define NH_CHUNK_PAGES      512                                /* 4 MiB, Go's pallocChunkPages */
 #define NH_CHUNKS_PER_ARENA (NH_PAGES_PER_ARENA / NH_CHUNK_PAGES)
 #define NH_PAGE_WORDS       (NH_PAGES_PER_ARENA / 64)
-
-struct nh_span;
 
 /* Per-arena page state, in metadata memory. Guarded by the owning page heap's lock, except
  * spans[], which is written under that lock and read without it (see span_of). */
@@ -21,7 +20,7 @@ typedef struct nh_arena_pages {
   uint64_t scav[NH_PAGE_WORDS];          /* 1 = free page released to the OS (reads as zero) */
   uint32_t chunk_sum[NH_CHUNKS_PER_ARENA]; /* free-run summaries: start | max << 10 | end << 20 */
   uint64_t sum;                          /* the arena's: start | max << 14 | end << 28 */
-  struct nh_span *spans[NH_PAGES_PER_ARENA]; /* page -> span, every page of an in-use span */
+  nh_span_t *spans[NH_PAGES_PER_ARENA];  /* page -> span, every page of an in-use span */
 } nh_arena_pages_t;
 
 typedef struct nh_pageheap {
@@ -32,6 +31,7 @@ typedef struct nh_pageheap {
   nh_arena_t **by_addr;           /* guarded by lock: this node's arenas in address order */
   size_t narenas, cap;            /* guarded by lock */
   size_t search;                  /* guarded by lock: no free page below by_addr[search] */
+  nh_span_t *free_spans;          /* guarded by lock: span structs for reuse */
   /* Relaxed counters, in pages. */
   uint64_t inuse_pages;           /* in spans */
   uint64_t released_pages;        /* free and released to the OS */
@@ -48,15 +48,26 @@ uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero);
 /* Returns npages at base (from pageheap_alloc) to the free pages; clears their span entries. */
 void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages);
 
+/* Adds count contiguous fresh arenas to the heap. Returns false when the OS refuses. */
+bool pageheap_grow(nh_pageheap_t *ph, size_t count);
+
+/* Go's mheap.allocSpan: npages for one span of span class spc (class 0: one large object of
+ * npages, whose object starts align_offset bytes into the run) and kind, published in the span
+ * map. NULL when the OS refuses memory. */
+nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh_obj_kind kind,
+                               size_t align_offset);
+/* Returns a span's pages and its struct. */
+void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s);
+
 /* Points every page of [base, base + npages pages) at span (NULL to clear). Caller holds ph->lock
  * or owns the pages exclusively. */
-void pageheap_set_spans(uintptr_t base, size_t npages, struct nh_span *span, const nh_arena_set_t *arenas);
+void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas);
 
 /* Debug: summaries and counters agree with the bitmaps. */
 void pageheap_validate(nh_pageheap_t *ph);
 
 /* The span holding p, or NULL: p not in the heap, or in a free page. Lock-free. */
-static inline struct nh_span *span_of(const nh_arena_set_t *arenas, const void *p) {
+static inline nh_span_t *span_of(const nh_arena_set_t *arenas, const void *p) {
   nh_arena_t *a = arena_of(arenas, p);
   if (nh_unlikely(!a || !a->pages))
     return NULL;

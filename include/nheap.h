@@ -10,9 +10,10 @@
  * (nh_set_error_handler) and never abort. Structs that may grow start with a `size` field.
  *
  * Status of this release (0.1): life cycle, options and configs, the error funnel, the OS
- * memory layer (64 MiB arenas on hugetlb / THP / 4 KiB pages) and statistics. Allocation,
- * the collector, NUMA placement and per-phase counters arrive in later releases; their options
- * are already parsed and validated so that configs/ presets stay stable.
+ * memory layer (64 MiB arenas on hugetlb / THP / 4 KiB pages), the explicit-free allocator
+ * (size classes, page heap, mcentral, per-CPU mcaches) and statistics. The collector, NUMA
+ * placement and per-phase counters arrive in later releases; their options are already parsed
+ * and validated so that configs/ presets stay stable.
  */
 #ifndef NHEAP_H
 #define NHEAP_H
@@ -104,6 +105,35 @@ int nh_init(const nh_options *opts);
 void nh_shutdown(void);
 
 /* ===========================================================================================
+ * Allocation
+ *
+ * All thread-safe. Sizes of 0 give a unique minimal object. Failures (out of memory, a size
+ * that overflows) return NULL with errno = ENOMEM and are reported through the funnel; calls
+ * before nh_init return NULL with errno = ENODEV.
+ * =========================================================================================== */
+
+/* An object the collector scans conservatively (every aligned word may be a pointer). Zeroed. */
+void *nh_alloc(size_t size);
+/* An object that holds no heap pointers: never scanned, not zeroed (as malloc). */
+void *nh_alloc_noscan(size_t size);
+/* n * size bytes, zeroed, scanned as nh_alloc; NULL/ENOMEM if n * size overflows. */
+void *nh_calloc(size_t n, size_t size);
+/* Resizes p (NULL: allocates; size 0: frees and returns NULL), keeping its kind and contents.
+ * On failure p is untouched and NULL is returned. */
+void *nh_realloc(void *p, size_t size);
+/* size bytes at a multiple of align (a power of two), zeroed, scanned as nh_alloc;
+ * NULL/EINVAL for a bad alignment. */
+void *nh_aligned_alloc(size_t align, size_t size);
+/* Frees p now (optional when the collector runs). NULL is ignored. A pointer nheap did not
+ * return, an interior pointer or a double free is reported through the funnel and ignored. */
+void nh_free(void *p);
+/* The usable size of the object starting at p (>= what was asked); 0 for bad pointers. */
+size_t nh_usable_size(const void *p);
+/* The start of the object containing p (any interior address), or NULL if p is not inside
+ * an nheap object. Lock-free, O(1). */
+void *nh_base(const void *p);
+
+/* ===========================================================================================
  * Errors
  * =========================================================================================== */
 
@@ -131,13 +161,19 @@ typedef enum nh_backing {
   NH_BACKING_HUGETLB = 2,   /* 2 MiB pages from the hugetlb pool */
 } nh_backing;
 
+typedef enum nh_percpu_mode {
+  NH_PERCPU_LOCK = 0,       /* each per-CPU cache operation takes that CPU's lock */
+  NH_PERCPU_RSEQ = 1,       /* restartable sequences: no lock, no atomic read-modify-write */
+} nh_percpu_mode;
+
 typedef struct nh_stats {
   size_t size;                   /* set to sizeof(nh_stats_t) by the caller */
   uint64_t heap_reserved_bytes;  /* arena address space: Reserved + Prepared + Ready */
-  uint64_t heap_mapped_bytes;    /* Prepared + Ready */
-  uint64_t heap_inuse_bytes;     /* Ready */
-  uint64_t heap_released_bytes;  /* Prepared: mapped but given back to the OS */
-  uint64_t metadata_bytes;       /* off-heap metadata (arena records and index pages) */
+  uint64_t heap_mapped_bytes;    /* arena memory mapped: in use + free + released */
+  uint64_t heap_inuse_bytes;     /* pages in spans (objects, cached or not) */
+  uint64_t heap_free_bytes;      /* free pages still backed by memory (Ready) */
+  uint64_t heap_released_bytes;  /* free pages given back to the OS (Prepared): cost nothing */
+  uint64_t metadata_bytes;       /* off-heap metadata: arena page maps, spans, caches */
   uint64_t arenas;               /* 64 MiB arenas, and how each is backed: */
   uint64_t arenas_hugetlb;
   uint64_t arenas_thp;
@@ -145,6 +181,11 @@ typedef struct nh_stats {
   uint64_t hugetlb_fallbacks;    /* arenas that wanted hugetlb and did not get it */
   uint64_t thp_fallbacks;        /* arenas that wanted THP and got 4 KiB pages */
   uint64_t numa_nodes;           /* nodes nheap places memory on (fake nodes included) */
+  uint64_t small_spans;          /* spans holding small objects */
+  uint64_t large_objects;        /* live objects over 32 KiB */
+  uint64_t bad_frees;            /* nh_free/nh_realloc of foreign, interior or freed pointers */
+  uint64_t double_frees;         /* of which double frees */
+  uint64_t percpu_mode;          /* nh_percpu_mode: how per-CPU caches are protected */
   uint64_t gc_cycles;            /* completed collections */
   uint64_t pause_total_ns;       /* stop-the-world time, all cycles */
   uint64_t pause_max_ns;         /* longest pause */

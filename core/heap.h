@@ -1,0 +1,37 @@
+/*
+ * heap.h — the process-wide heap: what nh_init builds (init.c) and the allocator uses
+ * (malloc.c).
+ */
+#ifndef NH_HEAP_H
+#define NH_HEAP_H
+
+#include "core/mcache.h"
+#include "core/options.h"
+#include "numa/topology.h"
+
+/* One NUMA node's half of the allocator. */
+typedef struct nh_node {
+  nh_pageheap_t ph;
+  nh_mcentral_t central[NH_NUM_ALLOC_CLASSES];
+} nh_node_t;
+
+typedef struct nh_heap {
+  bool ready;                    /* set last by nh_init, cleared first by nh_shutdown */
+  nh_config_t cfg;
+  nh_topology_t topo;
+  nh_mem_t mem;
+  nh_arena_set_t arenas;
+  nh_node_t *nodes;              /* topo.nnodes of them, in metadata */
+  nh_mcache_t **mcaches;         /* one per CPU (topo.ncpus) */
+  uintptr_t free_key;            /* random: freed objects hold p ^ free_key in their first word */
+  /* Relaxed counters. */
+  uint64_t large_allocs, large_frees, bad_frees, double_frees;
+  uint64_t gc_cycles, pause_total_ns, pause_max_ns;  /* the collector fills these */
+} nh_heap_t;
+
+extern nh_heap_t nh_rt;
+
+/* The calling thread's CPU: rseq's cpu_id when glibc registered rseq, else sched_getcpu. */
+int heap_current_cpu(void);
+
+#endif

@@ -1,0 +1,273 @@
+/*
+ * malloc.c — allocation and free: the public nh_alloc family (Go's mallocgc and its paths).
+ *
+ * Paths by size, as the seed's notes and Go's malloc.go:
+ *   small (<= 32 KiB)  size class from the generated table, then the calling CPU's mcache
+ *                      (free stack, then its span's 64-object word), then the node's mcentral,
+ *                      then the node's page heap;
+ *   large (> 32 KiB)   a span of its own straight from the node's page heap (class 0).
+ *   Tiny (< 16 B, noscan) objects combined into 16-byte blocks arrive with the collector:
+ *   a block can only be freed whole, which explicit nh_free cannot promise.
+ *
+ * Zeroing: scanned kinds (nh_alloc, nh_alloc_typed) and nh_calloc return zeroed memory, as
+ * Go's and bdwgc's GC_MALLOC do, so a conservative scan never sees stale pointers;
+ * nh_alloc_noscan does not (as malloc). Fresh and released pages are already zero
+ * (span->needzero), so most zeroing of new spans is skipped.
+ *
+ * Free and bad input: nh_free finds the span from any address in O(1) (arena index, page map),
+ * rejects foreign and interior pointers, and detects double frees: a freed object's first word
+ * holds p ^ free_key (a per-process random key); finding that value on free triggers a slow
+ * check (every CPU's free stack, the span's bitmaps) that confirms the double free before it
+ * is reported and ignored. A program can only defeat the check by storing exactly that value.
+ * Every bad call is reported through the error funnel and changes nothing.
+ *
+ * CPU-local caches: this build takes the per-CPU cache's lock around each operation (the
+ * correct fallback mode; stats say "per-CPU lock"); the restartable-sequence fast path is the
+ * next step and slots into mcache_alloc/mcache_free unchanged.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/rseq.h>
+
+#include "core/error.h"
+#include "core/heap.h"
+
+int heap_current_cpu(void) {
+  int cpu = -1;
+  if (__rseq_size > 0) {
+    const struct rseq *rs = (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+    cpu = (int)__atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
+  }
+  if (cpu < 0)
+    cpu = sched_getcpu();
+  return cpu < 0 ? 0 : cpu % nh_rt.topo.ncpus;
+}
+
+static bool check_ready(const char *fn) {
+  if (nh_likely(__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)))
+    return true;
+  nh_error(-ENODEV, "%s called before nh_init (or after nh_shutdown)", fn);
+  errno = ENODEV;
+  return false;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Allocation.
+ * ------------------------------------------------------------------------------------------- */
+
+static void *oom(const char *fn, size_t size) {
+  nh_error(-ENOMEM, "%s(%zu): out of memory (the OS refused to map more)", fn, size);
+  errno = ENOMEM;
+  return NULL;
+}
+
+static void *alloc_small(size_t size, unsigned sizeclass, nh_obj_kind kind, bool zero) {
+  unsigned ac = allocclass_make(sizeclass, kind);
+  nh_mcache_t *mc = nh_rt.mcaches[heap_current_cpu()];
+  bool needzero;
+  nh_mutex_lock(&mc->lock);
+  void *p = mcache_alloc(mc, ac, &needzero);
+  nh_mutex_unlock(&mc->lock);
+  if (nh_unlikely(!p))
+    return NULL;
+  if (needzero) {
+    if (zero)
+      memset(p, 0, nh_class_to_size[sizeclass]);
+    else
+      *(uintptr_t *)p = 0;  /* drop the freed-object mark */
+  }
+  return p;
+}
+
+static void *alloc_large(size_t size, nh_obj_kind kind, size_t align, bool zero) {
+  size_t extra = align > NH_PAGE_SIZE ? align - NH_PAGE_SIZE : 0;
+  if (size > SIZE_MAX - extra - NH_PAGE_SIZE)
+    return NULL;
+  size_t npages = (size + extra + NH_PAGE_SIZE - 1) / NH_PAGE_SIZE;
+  int node = nh_rt.topo.cpu_node[heap_current_cpu()];
+  nh_span_t *s = pageheap_alloc_span(&nh_rt.nodes[node].ph, npages, spanclass_make(0, kind == NH_KIND_NOSCAN), kind, 0);
+  if (!s)
+    return NULL;
+  if (align > NH_PAGE_SIZE) {
+    s->base = nh_align_up(s->pages, align);
+    s->elemsize = (uint32_t)(s->limit - s->base > UINT32_MAX ? 0 : s->limit - s->base);
+  }
+  if (s->needzero && zero)
+    memset((void *)s->base, 0, s->limit - s->base);
+  else if (s->needzero)
+    *(uintptr_t *)s->base = 0;
+  nh_stat_add(&nh_rt.large_allocs, 1);
+  return (void *)s->base;
+}
+
+static void *alloc(const char *fn, size_t size, nh_obj_kind kind, bool zero) {
+  if (nh_unlikely(!check_ready(fn)))
+    return NULL;
+  if (size == 0)
+    size = 1;
+  void *p = size <= NH_MAX_SMALL_SIZE ? alloc_small(size, size_to_class(size), kind, zero)
+                                      : alloc_large(size, kind, NH_PAGE_SIZE, zero);
+  return nh_likely(p != NULL) ? p : oom(fn, size);
+}
+
+NH_API void *nh_alloc(size_t size) { return alloc("nh_alloc", size, NH_KIND_CONSERVATIVE, true); }
+NH_API void *nh_alloc_noscan(size_t size) { return alloc("nh_alloc_noscan", size, NH_KIND_NOSCAN, false); }
+
+NH_API void *nh_calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    nh_error(-ENOMEM, "nh_calloc(%zu, %zu): the size overflows", n, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  return alloc("nh_calloc", total, NH_KIND_CONSERVATIVE, true);
+}
+
+NH_API void *nh_aligned_alloc(size_t align, size_t size) {
+  if (!check_ready("nh_aligned_alloc"))
+    return NULL;
+  if (align == 0 || (align & (align - 1))) {
+    nh_error(-EINVAL, "nh_aligned_alloc(%zu, %zu): the alignment is not a power of two", align, size);
+    errno = EINVAL;
+    return NULL;
+  }
+  if (size == 0)
+    size = 1;
+  if (align <= 8)
+    return alloc("nh_aligned_alloc", size, NH_KIND_CONSERVATIVE, true);
+  /* Objects sit at page base + i * size, so a class whose size is a multiple of align (and
+   * align <= a page) gives aligned objects. */
+  if (size <= NH_MAX_SMALL_SIZE && align <= NH_PAGE_SIZE) {
+    for (unsigned c = size_to_class(size); c < NH_NUM_SIZE_CLASSES; c++) {
+      if (nh_class_to_size[c] % align == 0) {
+        void *p = alloc_small(nh_class_to_size[c], c, NH_KIND_CONSERVATIVE, true);
+        return p ? p : oom("nh_aligned_alloc", size);
+      }
+    }
+  }
+  void *p = alloc_large(size, NH_KIND_CONSERVATIVE, align, true);
+  return p ? p : oom("nh_aligned_alloc", size);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Lookup and free.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The in-use span holding p, or NULL. */
+static nh_span_t *live_span(const void *p) {
+  nh_span_t *s = span_of(&nh_rt.arenas, p);
+  if (!s || __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SPAN_INUSE)
+    return NULL;
+  if ((uintptr_t)p < s->base || (uintptr_t)p >= s->limit)
+    return NULL;
+  return s;
+}
+
+static uintptr_t object_base(const nh_span_t *s, const void *p) {
+  if (!s->central)
+    return s->base;
+  return s->base + span_obj_index(s, (uintptr_t)p) * (uintptr_t)s->elemsize;
+}
+
+NH_API void *nh_base(const void *p) {
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
+    return NULL;
+  nh_span_t *s = live_span(p);
+  return s ? (void *)object_base(s, p) : NULL;
+}
+
+NH_API size_t nh_usable_size(const void *p) {
+  if (!p || !check_ready("nh_usable_size"))
+    return 0;
+  nh_span_t *s = live_span(p);
+  if (!s || object_base(s, p) != (uintptr_t)p) {
+    nh_error(-EINVAL, "nh_usable_size(%p): not the start of an object nheap allocated", p);
+    return 0;
+  }
+  return s->central ? s->elemsize : s->limit - s->base;
+}
+
+/* The slow half of double-free detection: p carries the freed mark; is it really free? */
+static bool already_free(nh_span_t *s, void *p) {
+  unsigned ac = s->central->allocclass;
+  for (int cpu = 0; cpu < nh_rt.topo.ncpus; cpu++) {
+    nh_mcache_t *mc = nh_rt.mcaches[cpu];
+    nh_mutex_lock(&mc->lock);
+    bool held = mcache_holds(mc, ac, p);
+    nh_mutex_unlock(&mc->lock);
+    if (held)
+      return true;
+  }
+  nh_mutex_lock(&s->central->lock);
+  bool free = mcentral_is_free(s->central, s, span_obj_index(s, (uintptr_t)p));
+  nh_mutex_unlock(&s->central->lock);
+  return free;
+}
+
+static bool bad_free(const char *fn, void *p, const char *why) {
+  nh_stat_add(&nh_rt.bad_frees, 1);
+  nh_error(-EINVAL, "%s(%p): %s; ignored", fn, p, why);
+  return false;
+}
+
+/* Frees p; false (reported) when p is not a live object's start. */
+static bool free_object(const char *fn, void *p) {
+  nh_span_t *s = live_span(p);
+  if (!s && arena_of(&nh_rt.arenas, p))
+    return bad_free(fn, p, "points into free heap memory (freed already: a double free?)");
+  if (!s)
+    return bad_free(fn, p, "not a pointer nheap returned (foreign memory)");
+  if (object_base(s, p) != (uintptr_t)p)
+    return bad_free(fn, p, "an interior pointer, not the start of the object");
+  if (!s->central) {
+    nh_stat_add(&nh_rt.large_frees, 1);
+    pageheap_free_span(&nh_rt.nodes[s->node].ph, s);
+    return true;
+  }
+  uintptr_t mark = (uintptr_t)p ^ nh_rt.free_key;
+  if (*(uintptr_t *)p == mark && already_free(s, p)) {
+    nh_stat_add(&nh_rt.double_frees, 1);
+    return bad_free(fn, p, "double free");
+  }
+  *(uintptr_t *)p = mark;
+  nh_mcache_t *mc = nh_rt.mcaches[heap_current_cpu()];
+  nh_mutex_lock(&mc->lock);
+  mcache_free(mc, s->central->allocclass, p);
+  nh_mutex_unlock(&mc->lock);
+  return true;
+}
+
+NH_API void nh_free(void *p) {
+  if (!p || !check_ready("nh_free"))
+    return;
+  free_object("nh_free", p);
+}
+
+NH_API void *nh_realloc(void *p, size_t size) {
+  if (!p)
+    return alloc("nh_realloc", size, NH_KIND_CONSERVATIVE, true);
+  if (!check_ready("nh_realloc"))
+    return NULL;
+  nh_span_t *s = live_span(p);
+  if (!s || object_base(s, p) != (uintptr_t)p) {
+    bad_free("nh_realloc", p, "not the start of a live nheap object");
+    errno = EINVAL;
+    return NULL;
+  }
+  if (size == 0) {
+    free_object("nh_realloc", p);
+    return NULL;
+  }
+  size_t have = s->central ? s->elemsize : s->limit - s->base;
+  nh_obj_kind kind = (nh_obj_kind)s->kind;
+  /* Keep the object when it fits and would not waste more than half of it. */
+  if (size <= have && size >= have / 2)
+    return p;
+  void *q = alloc("nh_realloc", size, kind, kind != NH_KIND_NOSCAN);
+  if (!q)
+    return NULL;   /* p is untouched, as realloc promises */
+  memcpy(q, p, size < have ? size : have);
+  free_object("nh_realloc", p);
+  return q;
+}

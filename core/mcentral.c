@@ -1,0 +1,176 @@
+/*
+ * mcentral.c — Go's mcentral: the spans of one allocation class on one node.
+ *
+ * Sets: partial (some free object) and full, each in two generations indexed by sweepgen/2 % 2
+ * (Go's partialSwept/partialUnswept): when the collector starts a cycle it adds 2 to the heap's
+ * sweepgen, which turns every swept set into the unswept one without touching a span. Until the
+ * collector lands, sweepgen stays 0 and only the swept sets are used; the protocol and the sets
+ * are in place for it.
+ *
+ * A span is in exactly one set while not cached, and in none while an mcache holds it
+ * (s->cached). Operations, all under c->lock:
+ *   cache_span    take a partial span (or a new one from the page heap), mark it cached.
+ *   uncache_span  the owner returns it: fold the objects it handed out into alloc_bits,
+ *                 then rebuild.
+ *   free          explicit frees: set freed_bits; rebuild now if the span is not cached.
+ *   rebuild       alloc_bits &= ~freed_bits, count, and move the span to the right set; an
+ *                 empty span goes back to the page heap (Go frees empty spans when sweeping).
+ * Lock order: mcentral, then the page heap (rebuild frees spans, cache_span grows).
+ */
+#include <string.h>
+
+#include "core/error.h"
+#include "core/mcentral.h"
+
+static nh_span_list *swept_partial(nh_mcentral_t *c) { return &c->partial[c->sweepgen / 2 % 2]; }
+static nh_span_list *swept_full(nh_mcentral_t *c) { return &c->full[c->sweepgen / 2 % 2]; }
+
+static void list_push(nh_span_list *l, nh_span_t *s) {
+  s->prev = NULL;
+  s->next = l->first;
+  if (l->first)
+    l->first->prev = s;
+  l->first = s;
+  l->count++;
+}
+
+static void list_remove(nh_span_list *l, nh_span_t *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    l->first = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  l->count--;
+}
+
+static nh_span_list *list_of(nh_mcentral_t *c, nh_span_t *s) {
+  return s->alloc_count == s->nelems ? swept_full(c) : swept_partial(c);
+}
+
+void mcentral_init(nh_mcentral_t *c, unsigned allocclass, nh_pageheap_t *ph) {
+  memset(c, 0, sizeof *c);
+  nh_mutex_init(&c->lock, LOCK_RANK_MCENTRAL);
+  c->allocclass = allocclass;
+  c->spanclass = spanclass_make(allocclass_sizeclass(allocclass), allocclass_kind(allocclass) == NH_KIND_NOSCAN);
+  c->ph = ph;
+}
+
+static uint64_t word_mask(const nh_span_t *s, size_t w) {
+  size_t left = s->nelems - w * 64;
+  return left >= 64 ? ~0ull : (1ull << left) - 1;
+}
+
+/* Folds explicit frees into alloc_bits of a span nobody caches; places or frees it. Returns
+ * true if the span went back to the page heap. */
+static bool rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
+  nh_mutex_assert_held(&c->lock);
+  nh_assert_internal(!s->cached);
+  size_t count = 0, words = (s->nelems + 63) / 64;
+  bool freed = false;
+  for (size_t w = 0; w < words; w++) {
+    freed |= s->freed_bits[w] != 0;
+    s->alloc_bits[w] &= ~s->freed_bits[w];
+    s->freed_bits[w] = 0;
+    count += (size_t)__builtin_popcountll(s->alloc_bits[w]);
+  }
+  s->alloc_count = (uint16_t)count;
+  s->needzero |= freed;
+  s->freeindex = 0;
+  if (from)
+    list_remove(from, s);
+  if (count == 0) {
+    nh_stat_add(&c->nspans, -1);
+    s->central = NULL;
+    pageheap_free_span(c->ph, s);
+    return true;
+  }
+  list_push(list_of(c, s), s);
+  return false;
+}
+
+nh_span_t *mcentral_cache_span(nh_mcentral_t *c) {
+  nh_mutex_lock(&c->lock);
+  nh_span_list *l = swept_partial(c);
+  nh_span_t *s = l->first;
+  if (s) {
+    list_remove(l, s);
+  } else {
+    unsigned sc = allocclass_sizeclass(c->allocclass);
+    s = pageheap_alloc_span(c->ph, nh_class_to_npages[sc], c->spanclass, allocclass_kind(c->allocclass), 0);
+    if (!s) {
+      nh_mutex_unlock(&c->lock);
+      return NULL;
+    }
+    s->central = c;
+    s->sweepgen = c->sweepgen;
+    nh_stat_add(&c->nspans, 1);
+  }
+  s->cached = true;
+  nh_mutex_unlock(&c->lock);
+  return s;
+}
+
+void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache) {
+  nh_mutex_lock(&c->lock);
+  nh_assert_internal(s->cached && s->freeindex % 64 == 0);
+  size_t cur = s->freeindex / 64, words = (s->nelems + 63) / 64;
+  for (size_t w = 0; w < cur && w < words; w++)
+    s->alloc_bits[w] = word_mask(s, w);
+  if (cur < words)
+    s->alloc_bits[cur] |= ~cache & word_mask(s, cur);
+  s->cached = false;
+  rebuild(c, s, NULL);
+  nh_mutex_unlock(&c->lock);
+}
+
+bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx) {
+  nh_mutex_assert_held(&c->lock);
+  if (bitmap_get(s->freed_bits, idx))
+    return true;
+  /* Without an owner, alloc_bits is exact. With one, an object past the owner's word that is
+   * clear in alloc_bits has not been handed out either. */
+  if (!bitmap_get(s->alloc_bits, idx))
+    return !s->cached || idx >= (size_t)__atomic_load_n(&s->freeindex, __ATOMIC_RELAXED) + 64;
+  return false;
+}
+
+size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t n) {
+  nh_mutex_lock(&c->lock);
+  size_t doubles = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (mcentral_is_free(c, s, idx[i])) {
+      doubles++;
+      continue;
+    }
+    bitmap_set(s->freed_bits, idx[i]);
+  }
+  if (!s->cached)
+    rebuild(c, s, list_of(c, s));
+  nh_mutex_unlock(&c->lock);
+  return doubles;
+}
+
+void mcentral_validate(nh_mcentral_t *c) {
+  nh_mutex_lock(&c->lock);
+  for (int full = 0; full < 2; full++) {
+    nh_span_list *l = full ? swept_full(c) : swept_partial(c);
+    size_t n = 0;
+    for (nh_span_t *s = l->first; s; s = s->next, n++) {
+      size_t count = 0;
+      for (size_t w = 0; w < (s->nelems + 63u) / 64; w++) {
+        count += (size_t)__builtin_popcountll(s->alloc_bits[w]);
+        if (s->alloc_bits[w] & ~word_mask(s, w))
+          nh_fatal("mcentral %u: span %#lx has alloc bits past nelems", c->allocclass, (unsigned long)s->base);
+      }
+      if (s->cached || s->state != SPAN_INUSE || count != s->alloc_count || count == 0 ||
+          (full != (count == s->nelems)) || s->central != c)
+        nh_fatal("mcentral %u: span %#lx in the wrong set (count %zu, alloc_count %u, nelems %u)",
+                 c->allocclass, (unsigned long)s->base, count, s->alloc_count, s->nelems);
+    }
+    if (n != l->count)
+      nh_fatal("mcentral %u: list count %zu, found %zu", c->allocclass, l->count, n);
+  }
+  nh_mutex_unlock(&c->lock);
+}

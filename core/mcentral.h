@@ -1,0 +1,52 @@
+/*
+ * mcentral.h — the spans of one (node, size class, object kind) (see mcentral.c).
+ */
+#ifndef NH_MCENTRAL_H
+#define NH_MCENTRAL_H
+
+#include "core/lock.h"
+#include "core/pageheap.h"
+
+#define NH_NUM_KINDS 3
+#define NH_NUM_ALLOC_CLASSES (NH_NUM_SIZE_CLASSES * NH_NUM_KINDS)
+
+/* An allocation class: size class and object kind; the span class follows from it. */
+static inline unsigned allocclass_make(unsigned sizeclass, nh_obj_kind kind) { return sizeclass * NH_NUM_KINDS + kind; }
+static inline unsigned allocclass_sizeclass(unsigned ac) { return ac / NH_NUM_KINDS; }
+static inline nh_obj_kind allocclass_kind(unsigned ac) { return (nh_obj_kind)(ac % NH_NUM_KINDS); }
+
+typedef struct nh_span_list { nh_span_t *first; size_t count; } nh_span_list;
+
+typedef struct nh_mcentral {
+  nh_mutex_t lock;                 /* LOCK_RANK_MCENTRAL */
+  unsigned allocclass;
+  uint8_t spanclass;
+  nh_pageheap_t *ph;
+  /* Span sets indexed by sweepgen/2 % 2, as Go's: [sg/2%2] swept, [1 - sg/2%2] unswept. */
+  nh_span_list partial[2];         /* some free objects; guarded by lock */
+  nh_span_list full[2];            /* no free object; guarded by lock */
+  uint32_t sweepgen;               /* the heap's, copied at each cycle; guarded by lock */
+  uint64_t nspans;                 /* relaxed: spans of this class in use */
+} nh_mcentral_t;
+
+void mcentral_init(nh_mcentral_t *c, unsigned allocclass, nh_pageheap_t *ph);
+
+/* A span with at least one free object, now cached (owned) by the caller; NULL on OOM. */
+nh_span_t *mcentral_cache_span(nh_mcentral_t *c);
+
+/* The owner gives a cached span back. `cache` is the free mask of the word at s->freeindex
+ * that the owner has not handed out (0 if it consumed the word); objects before that word
+ * were all handed out. */
+void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache);
+
+/* Explicit frees of objects idx[0..n) of span s (all of this class). Returns how many were
+ * already free (double frees), which are reported by the caller and otherwise ignored. */
+size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t n);
+
+/* Whether object idx of s is free as far as the spans know (under the lock). */
+bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx);
+
+/* Debug: list membership and counts agree with the bitmaps. */
+void mcentral_validate(nh_mcentral_t *c);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * span.h — mspan: a run of pages holding objects of one span class, or one large object.
+ *
+ * Bitmaps (one bit per object, at most 1024 objects):
+ *   alloc_bits   1 = allocated, as of the span's last rebuild (Go's allocBits). While an mcache
+ *                holds the span, only that mcache reads it, and hands out the objects whose bit
+ *                is 0, 64 at a time (its slot's cache word, Go's allocCache), moving forward
+ *                from freeindex. When the span is returned, the objects it handed out are set.
+ *   freed_bits   explicit frees (nh_free) not yet folded into alloc_bits; written under the
+ *                span's mcentral lock. A rebuild (span not cached) does alloc_bits &= ~freed_bits.
+ *   gcmark_bits  the collector's marks; sweeping will make them the new alloc_bits (Go's swap).
+ * Invariant when not cached: alloc_count == popcount(alloc_bits) and freed_bits == 0 after a
+ * rebuild. Large spans (class 0) have one object and no bitmap use beyond bit 0.
+ *
+ * Span class: size class << 1 | noscan, as Go's spanClass. The object kind (noscan,
+ * conservative, typed) is per span, so the collector decides how to scan from the span alone.
+ */
+#ifndef NH_SPAN_H
+#define NH_SPAN_H
+
+#include "core/internal.h"
+#include "core/sizeclasses.h"
+
+#define NH_NUM_SPAN_CLASSES (NH_NUM_SIZE_CLASSES * 2)
+#define NH_SPAN_BITMAP_WORDS (NH_MAX_OBJS_PER_SPAN / 64)
+
+typedef enum nh_obj_kind { NH_KIND_NOSCAN = 0, NH_KIND_CONSERVATIVE = 1, NH_KIND_TYPED = 2 } nh_obj_kind;
+typedef enum nh_span_state { SPAN_DEAD = 0, SPAN_INUSE = 1 } nh_span_state;
+
+struct nh_mcentral;
+
+typedef struct nh_span {
+  uintptr_t base;             /* first object */
+  uintptr_t pages;            /* first page (below base only for over-aligned large objects) */
+  uintptr_t limit;            /* base + nelems * elemsize */
+  uint32_t npages;
+  uint32_t elemsize;
+  uint32_t divmagic;          /* object index = (offset * divmagic) >> 32 */
+  uint16_t nelems;
+  uint16_t freeindex;         /* owner: next object to consider (a multiple of 64 while cached) */
+  uint16_t alloc_count;       /* allocated objects, exact while not cached */
+  uint8_t spanclass;
+  uint8_t kind;               /* nh_obj_kind */
+  uint8_t state;              /* nh_span_state, published with release */
+  uint8_t node;
+  bool needzero;              /* some free object may hold old data */
+  bool cached;                /* held by an mcache; guarded by the mcentral lock */
+  uint32_t sweepgen;          /* Go's protocol: h->sweepgen - 2 needs sweep, - 1 being swept, = swept */
+  uint64_t *alloc_bits;
+  uint64_t *gcmark_bits;
+  uint64_t freed_bits[NH_SPAN_BITMAP_WORDS];
+  uint64_t bitmaps[2][NH_SPAN_BITMAP_WORDS]; /* storage alloc_bits/gcmark_bits point into */
+  struct nh_span *next, *prev; /* mcentral set, or the free-span list */
+  struct nh_mcentral *central; /* NULL for large spans */
+} nh_span_t;
+
+static inline uint8_t spanclass_make(unsigned sizeclass, bool noscan) { return (uint8_t)(sizeclass << 1 | noscan); }
+static inline unsigned spanclass_sizeclass(uint8_t spc) { return spc >> 1; }
+static inline bool spanclass_noscan(uint8_t spc) { return spc & 1; }
+
+/* The size class for a small request (1 .. NH_MAX_SMALL_SIZE). */
+static inline unsigned size_to_class(size_t size) {
+  return size <= NH_SMALL_SIZE_MAX ? nh_size_to_class8[(size + 7) / 8]
+                                   : nh_size_to_class128[(size - NH_SMALL_SIZE_MAX + 127) / 128];
+}
+
+/* Index of the object holding p (p inside [base, limit)). */
+static inline size_t span_obj_index(const nh_span_t *s, uintptr_t p) {
+  return (size_t)(((uint64_t)(p - s->base) * s->divmagic) >> 32);
+}
+
+static inline bool bitmap_get(const uint64_t *bm, size_t i) { return bm[i / 64] >> (i % 64) & 1; }
+static inline void bitmap_set(uint64_t *bm, size_t i) { bm[i / 64] |= 1ull << (i % 64); }
+
+#endif

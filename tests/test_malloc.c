@@ -1,0 +1,268 @@
+/*
+ * test_malloc.c — the allocation API: every size class and the large path, zeroing rules,
+ * usable size and nh_base for interior pointers, realloc and aligned_alloc, reuse after free,
+ * spans going back to the page heap, and bad input (foreign, interior and double frees,
+ * overflowing sizes, calls before nh_init), each reported and harmless.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/heap.h"
+#include "tests/testutil.h"
+
+static int setup(void **state) {
+  clear_nheap_env();
+  capture_errors();
+  nh_options o;
+  nh_options_init(&o);
+  o.hugepages = NH_HUGEPAGES_NONE;
+  assert_int_equal(nh_init(&o), 0);
+  return 0;
+}
+
+static int teardown(void **state) {
+  for (int n = 0; n < nh_rt.topo.nnodes; n++) {
+    pageheap_validate(&nh_rt.nodes[n].ph);
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      mcentral_validate(&nh_rt.nodes[n].central[ac]);
+  }
+  nh_shutdown();
+  return 0;
+}
+
+static nh_stats_t stats(void) {
+  nh_stats_t s = {.size = sizeof s};
+  assert_int_equal(nh_stats_read(&s), 0);
+  return s;
+}
+
+static void test_every_class_and_large(void **state) {
+  static const size_t sizes[] = {0, 1, 7, 8, 9, 16, 17, 24, 100, 1000, 1024, 1025, 4096, 10000,
+                                 32767, 32768, 32769, 65536, 1 << 20, (64 << 20) + 123};
+  void *p[NH_ARRAY_LEN(sizes)];
+  for (size_t i = 0; i < NH_ARRAY_LEN(sizes); i++) {
+    p[i] = nh_alloc(sizes[i]);
+    assert_non_null(p[i]);
+    assert_true(nh_usable_size(p[i]) >= sizes[i]);
+    assert_true(nh_usable_size(p[i]) >= 1);
+    assert_int_equal((uintptr_t)p[i] % 8, 0);
+    for (size_t j = 0; j < sizes[i]; j += 512)
+      assert_int_equal(((unsigned char *)p[i])[j], 0);   /* nh_alloc zeroes */
+    memset(p[i], 0xa5, sizes[i]);
+  }
+  for (size_t i = 0; i < NH_ARRAY_LEN(sizes); i++)
+    for (size_t j = i + 1; j < NH_ARRAY_LEN(sizes); j++)
+      assert_true((char *)p[i] + nh_usable_size(p[i]) <= (char *)p[j] ||
+                  (char *)p[j] + nh_usable_size(p[j]) <= (char *)p[i]);
+  assert_int_equal(stats().large_objects, 4);
+  for (size_t i = 0; i < NH_ARRAY_LEN(sizes); i++)
+    nh_free(p[i]);
+  assert_int_equal(stats().large_objects, 0);
+  assert_int_equal(errors.count, 0);
+  /* Each size class's objects are exactly its size apart in a span. */
+  for (unsigned c = 1; c < NH_NUM_SIZE_CLASSES; c++) {
+    char *a = nh_alloc_noscan(nh_class_to_size[c]);
+    assert_int_equal(nh_usable_size(a), nh_class_to_size[c]);
+    nh_free(a);
+  }
+}
+
+static void test_interior_pointers_and_base(void **state) {
+  char *small = nh_alloc(100), *large = nh_alloc(100000);
+  assert_ptr_equal(nh_base(small), small);
+  assert_ptr_equal(nh_base(small + 50), small);
+  assert_ptr_equal(nh_base(small + nh_usable_size(small) - 1), small);
+  assert_ptr_equal(nh_base(large + 99999), large);
+  int local;
+  assert_null(nh_base(&local));
+  assert_null(nh_base(NULL));
+  void *m = malloc(16);
+  assert_null(nh_base(m));
+  free(m);
+  nh_free(large);
+  assert_null(nh_base(large + 10));   /* a freed large object's pages are free */
+  nh_free(small);
+}
+
+static void test_zeroing_rules(void **state) {
+  /* A freed scanned object comes back zeroed; a noscan one only loses its freed mark. */
+  unsigned char *a = nh_alloc(64);
+  memset(a, 0x77, 64);
+  nh_free(a);
+  unsigned char *b = nh_alloc(64);
+  assert_ptr_equal(b, a);                       /* LIFO reuse on the same CPU */
+  for (int i = 0; i < 64; i++)
+    assert_int_equal(b[i], 0);
+  uint64_t *c = nh_alloc_noscan(64);
+  c[0] = c[1] = 0x1234;
+  nh_free(c);
+  uint64_t *d = nh_alloc_noscan(64);
+  assert_ptr_equal(d, c);
+  assert_int_equal(d[0], 0);
+  nh_free(b);
+  nh_free(d);
+  uint64_t *e = nh_calloc(8, 8);
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(e[i], 0);
+  nh_free(e);
+}
+
+static void test_realloc_paths(void **state) {
+  char *p = nh_realloc(NULL, 10);
+  memcpy(p, "0123456789", 10);
+  char *q = nh_realloc(p, 12);          /* same class: in place */
+  assert_ptr_equal(q, p);
+  char *r = nh_realloc(q, 5000);
+  assert_memory_equal(r, "0123456789", 10);
+  char *s = nh_realloc(r, 200000);      /* to large */
+  assert_memory_equal(s, "0123456789", 10);
+  char *t = nh_realloc(s, 3);           /* back to small */
+  assert_memory_equal(t, "012", 3);
+  assert_null(nh_realloc(t, 0));        /* frees */
+  assert_int_equal(errors.count, 0);
+  int local;
+  assert_null(nh_realloc(&local, 10));
+  assert_int_equal(errno, EINVAL);
+  assert_true(errors_contain("nh_realloc"));
+}
+
+static void test_aligned_alloc(void **state) {
+  static const size_t aligns[] = {1, 8, 16, 32, 64, 256, 4096, 8192, 16384, 1 << 20};
+  static const size_t sizes[] = {1, 24, 100, 3000, 40000};
+  for (size_t i = 0; i < NH_ARRAY_LEN(aligns); i++) {
+    for (size_t j = 0; j < NH_ARRAY_LEN(sizes); j++) {
+      char *p = nh_aligned_alloc(aligns[i], sizes[j]);
+      assert_non_null(p);
+      if ((uintptr_t)p % aligns[i])
+        fail_msg("nh_aligned_alloc(%zu, %zu) = %p", aligns[i], sizes[j], (void *)p);
+      assert_true(nh_usable_size(p) >= sizes[j]);
+      memset(p, 1, sizes[j]);
+      nh_free(p);
+    }
+  }
+  assert_null(nh_aligned_alloc(24, 10));
+  assert_int_equal(errno, EINVAL);
+  assert_true(errors_contain("not a power of two"));
+}
+
+static void test_bad_frees_are_reported_and_harmless(void **state) {
+  int local;
+  char *p = nh_alloc(48), *big = nh_alloc(50000);
+  void *m = malloc(32);
+
+  nh_free(&local);
+  assert_true(errors_contain("not a pointer nheap returned (foreign memory)"));
+  nh_free(m);
+  nh_free((void *)0x10);
+  nh_free(p + 8);
+  assert_true(errors_contain("interior pointer"));
+  nh_free(big + 4096);
+  nh_free(p);
+  nh_free(p);                         /* double free, object still in this CPU's stack */
+  assert_true(errors_contain("double free"));
+  nh_free(big);
+  nh_free(big);                       /* large double free: its pages are free */
+  nh_stats_t s = stats();
+  assert_int_equal(s.bad_frees, 7);
+  assert_int_equal(s.double_frees, 1);
+  free(m);
+
+  /* The heap is consistent: the freed object is handed out once, not twice. */
+  char *a = nh_alloc(48), *b = nh_alloc(48);
+  assert_true(a != b);
+  assert_int_equal(nh_usable_size(a), 48);
+  nh_free(a);
+  nh_free(b);
+}
+
+static void test_double_free_after_drain(void **state) {
+  /* Free enough objects that the first ones go back to their span, then free one again. */
+  enum { N = 1000 };
+  void *p[N];
+  for (int i = 0; i < N; i++)
+    p[i] = nh_alloc(16);
+  for (int i = 0; i < N; i++)
+    nh_free(p[i]);
+  errors.all[0] = 0;
+  nh_free(p[0]);   /* its span went back to the page heap once all its objects were freed */
+  assert_true(errors_contain("points into free heap memory"));
+  /* A double free of an object whose span still holds live objects. */
+  void *keep = nh_alloc(16), *gone = nh_alloc(16);
+  nh_free(gone);
+  for (int i = 0; i < 300; i++)    /* push it out of the per-CPU stack */
+    nh_free(nh_alloc(16)), p[i] = nh_alloc(16);
+  for (int i = 0; i < 300; i++)
+    nh_free(p[i]);
+  nh_free(gone);
+  assert_true(errors_contain("double free"));
+  nh_free(keep);
+  /* A live object whose first word happens to be zero, or anything else, frees normally. */
+  uintptr_t *q = nh_alloc(16);
+  q[0] = 0;
+  nh_free(q);
+  assert_int_equal(stats().double_frees, 1);
+}
+
+static void test_overflow_and_huge(void **state) {
+  assert_null(nh_calloc(SIZE_MAX / 2, 3));
+  assert_int_equal(errno, ENOMEM);
+  assert_true(errors_contain("overflows"));
+  assert_null(nh_alloc(SIZE_MAX - 10));
+  assert_int_equal(errno, ENOMEM);
+  assert_null(nh_alloc((size_t)1 << 60));   /* more than the OS will map */
+  assert_int_equal(errno, ENOMEM);
+  void *p = nh_alloc(100);                   /* and the heap still works */
+  assert_non_null(p);
+  nh_free(p);
+}
+
+static void test_spans_return_to_page_heap(void **state) {
+  nh_stats_t before = stats();
+  enum { N = 20000 };
+  void **p = malloc(N * sizeof *p);
+  for (int i = 0; i < N; i++)
+    p[i] = nh_alloc(256);
+  nh_stats_t during = stats();
+  assert_true(during.heap_inuse_bytes >= before.heap_inuse_bytes + (uint64_t)N * 256);
+  for (int i = 0; i < N; i++)
+    nh_free(p[i]);
+  for (int cpu = 0; cpu < nh_rt.topo.ncpus; cpu++) {   /* empty the per-CPU caches */
+    nh_mutex_lock(&nh_rt.mcaches[cpu]->lock);
+    mcache_flush(nh_rt.mcaches[cpu]);
+    nh_mutex_unlock(&nh_rt.mcaches[cpu]->lock);
+  }
+  nh_stats_t after = stats();
+  assert_int_equal(after.small_spans, 0);
+  assert_int_equal(after.heap_inuse_bytes, 0);
+  assert_int_equal(after.heap_mapped_bytes, after.heap_inuse_bytes + after.heap_free_bytes + after.heap_released_bytes);
+  free(p);
+}
+
+static void test_before_init(void **state) {
+  nh_shutdown();
+  errno = 0;
+  assert_null(nh_alloc(10));
+  assert_int_equal(errno, ENODEV);
+  assert_true(errors_contain("before nh_init"));
+  nh_free((void *)0x1234);   /* reported, not a crash */
+  assert_null(nh_base((void *)0x1234));
+  assert_int_equal(setup(state), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_every_class_and_large, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_interior_pointers_and_base, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_zeroing_rules, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_realloc_paths, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_aligned_alloc, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_bad_frees_are_reported_and_harmless, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_double_free_after_drain, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_overflow_and_huge, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_spans_return_to_page_heap, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_before_init, setup, teardown),
+  };
+  return cmocka_run_group_tests_name("malloc", tests, NULL, NULL);
+}
