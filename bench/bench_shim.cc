@@ -26,6 +26,13 @@ extern "C" void bench_register(const char *name, bench_fn fn, const int64_t *arg
     b->Arg(args[i]);
 }
 
+extern "C" void bench_register_fixed(const char *name, bench_fn fn, int64_t arg) {
+  benchmark::RegisterBenchmark(name, [fn, arg](benchmark::State &s) {
+    bench_state st{&s};
+    fn(&st, arg);
+  });
+}
+
 extern "C" int bench_main(int argc, char **argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv))

@@ -21,6 +21,8 @@ void bench_set_counter(bench_state *st, const char *name, double v);
 void bench_do_not_optimize(const void *p);
 /* Registers fn once per argument (nargs 0: once, with arg 0). */
 void bench_register(const char *name, bench_fn fn, const int64_t *args, int nargs);
+/* Registers fn once under exactly `name`, called with arg (which stays out of the name). */
+void bench_register_fixed(const char *name, bench_fn fn, int64_t arg);
 int bench_main(int argc, char **argv);
 
 #ifdef __cplusplus

@@ -12,6 +12,7 @@ packages=(
   libinih-dev                         # configs/*.ini
   libcmocka-dev                       # unit tests
   libbenchmark-dev                    # micro-benchmarks
+  libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev  # the peers in bench/
 )
 
 missing=()
