@@ -15,6 +15,7 @@
  * (`--benchmark_repetitions=5`).
  */
 #include <dlfcn.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,7 +109,21 @@ static void bm_xthread(bench_state *st, int64_t arg) {
   bench_set_items(st, XFER);
 }
 
+/* jemalloc uses initial-exec TLS, which dlopen can only place in glibc's spare static TLS:
+ * restart once with a larger reserve (glibc.rtld.optional_static_tls). */
+static void reexec_with_static_tls(char **argv) {
+  if (getenv("NH_BENCH_REEXECED"))
+    return;
+  const char *old = getenv("GLIBC_TUNABLES");
+  char tunables[512];
+  snprintf(tunables, sizeof tunables, "%s%sglibc.rtld.optional_static_tls=65536", old ? old : "", old ? ":" : "");
+  setenv("GLIBC_TUNABLES", tunables, 1);
+  setenv("NH_BENCH_REEXECED", "1", 1);
+  execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+  reexec_with_static_tls(argv);
   if (nh_init(NULL) != 0)
     return 1;
   static const size_t pair_sizes[] = {16, 64, 256, 1024, 4096, 32768, 100000};
