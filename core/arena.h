@@ -5,6 +5,7 @@
 #define NH_ARENA_H
 
 #include "core/mem.h"
+#include "core/sizeclasses.h"
 
 #define NH_ARENA_SHIFT   26                          /* 64 MiB */
 #define NH_ARENA_BYTES   ((size_t)1 << NH_ARENA_SHIFT)
@@ -25,6 +26,9 @@ typedef struct nh_arena {
   nh_backing backing;           /* what it got */
   nh_hugepages_mode wanted;     /* what the policy asked for */
   struct nh_arena_pages *pages; /* the page heap's state for this arena (pageheap.c) */
+  /* page -> span for every page of an in-use span (Go's heapArena.spans): written by the page
+   * heap, read lock-free by span_of. Last, and 64 KiB: the record is its own mapping. */
+  struct nh_span *spans[NH_ARENA_BYTES >> NH_PAGE_SHIFT];
 } nh_arena_t;
 
 /* Placement: how many nodes exist and whether to bind memory to them. */

@@ -22,7 +22,7 @@ typedef struct nh_heap {
   nh_mem_t mem;
   nh_arena_set_t arenas;
   nh_node_t *nodes;              /* topo.nnodes of them, in metadata */
-  nh_mcache_t **mcaches;         /* one per CPU (topo.ncpus) */
+  nh_mcaches_t caches;           /* one per CPU (topo.ncpus), and the rseq/lock mode */
   uintptr_t free_key;            /* random: freed objects hold p ^ free_key in their first word */
   /* Relaxed counters. */
   uint64_t large_allocs, large_frees, bad_frees, double_frees;
@@ -31,7 +31,7 @@ typedef struct nh_heap {
 
 extern nh_heap_t nh_rt;
 
-/* The calling thread's CPU: rseq's cpu_id when glibc registered rseq, else sched_getcpu. */
-int heap_current_cpu(void);
+/* The calling thread's CPU, in [0, topo.ncpus). */
+static inline int heap_current_cpu(void) { return percpu_current_cpu(nh_rt.caches.ncpus); }
 
 #endif

@@ -48,8 +48,10 @@ static int current_node(const nh_topology_t *t) {
 static int build_allocator(void) {
   nh_topology_t *t = &nh_rt.topo;
   nh_rt.nodes = mem_meta_alloc(&nh_rt.mem, (size_t)t->nnodes * sizeof *nh_rt.nodes, 64);
-  nh_rt.mcaches = mem_meta_alloc(&nh_rt.mem, (size_t)t->ncpus * sizeof *nh_rt.mcaches, 64);
-  if (!nh_rt.nodes || !nh_rt.mcaches)
+  nh_rt.caches.cpu = mem_meta_alloc(&nh_rt.mem, (size_t)t->ncpus * sizeof *nh_rt.caches.cpu, 64);
+  nh_rt.caches.ncpus = (uint32_t)t->ncpus;
+  nh_rt.caches.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available();
+  if (!nh_rt.nodes || !nh_rt.caches.cpu)
     goto oom;
   for (int n = 0; n < t->nnodes; n++) {
     nh_node_t *node = &nh_rt.nodes[n];
@@ -59,8 +61,8 @@ static int build_allocator(void) {
   }
   for (int cpu = 0; cpu < t->ncpus; cpu++) {
     int n = t->cpu_node[cpu];
-    nh_rt.mcaches[cpu] = mcache_new(&nh_rt.mem, &nh_rt.arenas, cpu, n, nh_rt.nodes[n].central);
-    if (!nh_rt.mcaches[cpu])
+    nh_rt.caches.cpu[cpu] = mcache_new(&nh_rt.mem, &nh_rt.arenas, cpu, n, nh_rt.nodes[n].central);
+    if (!nh_rt.caches.cpu[cpu])
       goto oom;
   }
   if (getrandom(&nh_rt.free_key, sizeof nh_rt.free_key, 0) != sizeof nh_rt.free_key)
@@ -156,7 +158,7 @@ static void fill_stats(nh_stats_t *s) {
   s->large_objects = nh_stat_get(&nh_rt.large_allocs) - nh_stat_get(&nh_rt.large_frees);
   s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
-  s->percpu_mode = NH_PERCPU_LOCK;
+  s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;
   s->gc_cycles = nh_stat_get(&nh_rt.gc_cycles);
   s->pause_total_ns = nh_stat_get(&nh_rt.pause_total_ns);
   s->pause_max_ns = nh_stat_get(&nh_rt.pause_max_ns);

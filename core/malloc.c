@@ -21,66 +21,48 @@
  * is reported and ignored. A program can only defeat the check by storing exactly that value.
  * Every bad call is reported through the error funnel and changes nothing.
  *
- * CPU-local caches: this build takes the per-CPU cache's lock around each operation (the
- * correct fallback mode; stats say "per-CPU lock"); the restartable-sequence fast path is the
- * next step and slots into mcache_alloc/mcache_free unchanged.
+ * CPU-local caches (mcache.c): restartable sequences where glibc registered rseq, else the
+ * per-CPU lock mode; the stats say which.
  */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
-#include <sys/rseq.h>
 
 #include "core/error.h"
 #include "core/heap.h"
 
-int heap_current_cpu(void) {
-  int cpu = -1;
-  if (__rseq_size > 0) {
-    const struct rseq *rs = (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
-    cpu = (int)__atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
-  }
-  if (cpu < 0)
-    cpu = sched_getcpu();
-  return cpu < 0 ? 0 : cpu % nh_rt.topo.ncpus;
-}
-
-static bool check_ready(const char *fn) {
-  if (nh_likely(__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)))
-    return true;
+static nh_cold bool not_ready(const char *fn) {
   nh_error(-ENODEV, "%s called before nh_init (or after nh_shutdown)", fn);
   errno = ENODEV;
   return false;
+}
+
+static inline bool check_ready(const char *fn) {
+  return nh_likely(__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) || not_ready(fn);
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Allocation.
  * ------------------------------------------------------------------------------------------- */
 
-static void *oom(const char *fn, size_t size) {
+static nh_cold void *oom(const char *fn, size_t size) {
   nh_error(-ENOMEM, "%s(%zu): out of memory (the OS refused to map more)", fn, size);
   errno = ENOMEM;
   return NULL;
 }
 
-static void *alloc_small(size_t size, unsigned sizeclass, nh_obj_kind kind, bool zero) {
-  unsigned ac = allocclass_make(sizeclass, kind);
-  nh_mcache_t *mc = nh_rt.mcaches[heap_current_cpu()];
-  bool needzero;
-  nh_mutex_lock(&mc->lock);
-  void *p = mcache_alloc(mc, ac, &needzero);
-  nh_mutex_unlock(&mc->lock);
+static inline __attribute__((always_inline)) void *alloc_small(size_t size, unsigned sizeclass, nh_obj_kind kind, bool zero) {
+  void *p = mcache_alloc(&nh_rt.caches, allocclass_make(sizeclass, kind));
   if (nh_unlikely(!p))
     return NULL;
-  if (needzero) {
-    if (zero)
-      memset(p, 0, nh_class_to_size[sizeclass]);
-    else
-      *(uintptr_t *)p = 0;  /* drop the freed-object mark */
-  }
+  /* Cached objects may hold old data (freed ones carry the freed mark in word 0). */
+  if (zero)
+    memset(p, 0, nh_class_to_size[sizeclass]);
+  else
+    *(uintptr_t *)p = 0;
   return p;
 }
 
-static void *alloc_large(size_t size, nh_obj_kind kind, size_t align, bool zero) {
+static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align, bool zero) {
   size_t extra = align > NH_PAGE_SIZE ? align - NH_PAGE_SIZE : 0;
   if (size > SIZE_MAX - extra - NH_PAGE_SIZE)
     return NULL;
@@ -101,7 +83,7 @@ static void *alloc_large(size_t size, nh_obj_kind kind, size_t align, bool zero)
   return (void *)s->base;
 }
 
-static void *alloc(const char *fn, size_t size, nh_obj_kind kind, bool zero) {
+static inline __attribute__((always_inline)) void *alloc(const char *fn, size_t size, nh_obj_kind kind, bool zero) {
   if (nh_unlikely(!check_ready(fn)))
     return NULL;
   if (size == 0)
@@ -154,10 +136,11 @@ NH_API void *nh_aligned_alloc(size_t align, size_t size) {
  * Lookup and free.
  * ------------------------------------------------------------------------------------------- */
 
-/* The in-use span holding p, or NULL. */
-static nh_span_t *live_span(const void *p) {
+/* The in-use span holding p, or NULL. The page map holds only in-use spans (a span's entries
+ * are cleared before its struct is reused), so no state check is needed here. */
+static inline nh_span_t *live_span(const void *p) {
   nh_span_t *s = span_of(&nh_rt.arenas, p);
-  if (!s || __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != SPAN_INUSE)
+  if (!s)
     return NULL;
   if ((uintptr_t)p < s->base || (uintptr_t)p >= s->limit)
     return NULL;
@@ -165,7 +148,7 @@ static nh_span_t *live_span(const void *p) {
 }
 
 static uintptr_t object_base(const nh_span_t *s, const void *p) {
-  if (!s->central)
+  if (span_is_large(s))
     return s->base;
   return s->base + span_obj_index(s, (uintptr_t)p) * (uintptr_t)s->elemsize;
 }
@@ -185,34 +168,27 @@ NH_API size_t nh_usable_size(const void *p) {
     nh_error(-EINVAL, "nh_usable_size(%p): not the start of an object nheap allocated", p);
     return 0;
   }
-  return s->central ? s->elemsize : s->limit - s->base;
+  return span_is_large(s) ? s->limit - s->base : s->elemsize;
 }
 
 /* The slow half of double-free detection: p carries the freed mark; is it really free? */
-static bool already_free(nh_span_t *s, void *p) {
-  unsigned ac = s->central->allocclass;
-  for (int cpu = 0; cpu < nh_rt.topo.ncpus; cpu++) {
-    nh_mcache_t *mc = nh_rt.mcaches[cpu];
-    nh_mutex_lock(&mc->lock);
-    bool held = mcache_holds(mc, ac, p);
-    nh_mutex_unlock(&mc->lock);
-    if (held)
-      return true;
-  }
+static nh_noinline bool already_free(nh_span_t *s, void *p) {
+  if (mcache_holds(&nh_rt.caches, s->allocclass, p))
+    return true;
   nh_mutex_lock(&s->central->lock);
   bool free = mcentral_is_free(s->central, s, span_obj_index(s, (uintptr_t)p));
   nh_mutex_unlock(&s->central->lock);
   return free;
 }
 
-static bool bad_free(const char *fn, void *p, const char *why) {
+static nh_cold bool bad_free(const char *fn, void *p, const char *why) {
   nh_stat_add(&nh_rt.bad_frees, 1);
   nh_error(-EINVAL, "%s(%p): %s; ignored", fn, p, why);
   return false;
 }
 
 /* Frees p; false (reported) when p is not a live object's start. */
-static bool free_object(const char *fn, void *p) {
+static inline __attribute__((always_inline)) bool free_object(const char *fn, void *p) {
   nh_span_t *s = live_span(p);
   if (!s && arena_of(&nh_rt.arenas, p))
     return bad_free(fn, p, "points into free heap memory (freed already: a double free?)");
@@ -220,7 +196,7 @@ static bool free_object(const char *fn, void *p) {
     return bad_free(fn, p, "not a pointer nheap returned (foreign memory)");
   if (object_base(s, p) != (uintptr_t)p)
     return bad_free(fn, p, "an interior pointer, not the start of the object");
-  if (!s->central) {
+  if (span_is_large(s)) {
     nh_stat_add(&nh_rt.large_frees, 1);
     pageheap_free_span(&nh_rt.nodes[s->node].ph, s);
     return true;
@@ -231,10 +207,7 @@ static bool free_object(const char *fn, void *p) {
     return bad_free(fn, p, "double free");
   }
   *(uintptr_t *)p = mark;
-  nh_mcache_t *mc = nh_rt.mcaches[heap_current_cpu()];
-  nh_mutex_lock(&mc->lock);
-  mcache_free(mc, s->central->allocclass, p);
-  nh_mutex_unlock(&mc->lock);
+  mcache_free(&nh_rt.caches, s->allocclass, p);
   return true;
 }
 
@@ -259,7 +232,7 @@ NH_API void *nh_realloc(void *p, size_t size) {
     free_object("nh_realloc", p);
     return NULL;
   }
-  size_t have = s->central ? s->elemsize : s->limit - s->base;
+  size_t have = span_is_large(s) ? s->limit - s->base : s->elemsize;
   nh_obj_kind kind = (nh_obj_kind)s->kind;
   /* Keep the object when it fits and would not waste more than half of it. */
   if (size <= have && size >= have / 2)

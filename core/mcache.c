@@ -1,25 +1,37 @@
 /*
- * mcache.c — Go's mcache, one per CPU.
+ * mcache.c — Go's mcache, one per CPU, with TCMalloc's per-CPU stacks in front.
  *
- * Two sources per allocation class, tried in order:
- *   1. the free stack: objects nh_free'd on this CPU, LIFO (cache-hot, TCMalloc's per-CPU
- *      slab). Capacity per class: 32 KiB worth of objects, between 2 and 128;
- *   2. the slot: a span this cache owns, handing out the free objects of one 64-object word at a
- *      time by count-trailing-zeros on `cache` (Go's nextFreeFast). When the word is used up the
- *      slot moves to the span's next word with a free object; when the span is used up it goes
- *      back to its mcentral and the slot takes another.
- * A free stack that overflows returns its older half to the spans (mcentral_free).
+ * Per allocation class a cache has
+ *   a free stack  objects ready to hand out, LIFO (cache-hot): freed on this CPU, or taken
+ *                 from the slot in batches. Capacity: 32 KiB worth of objects, 2 .. 128;
+ *   a slot        a span this cache owns, read 64 objects at a time by count-trailing-zeros
+ *                 on the free mask of one bitmap word (Go's allocCache / nextFreeFast).
  *
- * Both steps commit with one store (fs->top, slot->cache), which is what the restartable-
- * sequence fast path needs; in this per-CPU-lock mode the caller holds mc->lock around them.
- * The owner writes span->freeindex with relaxed atomics: mcentral_is_free reads it for
- * double-free checks.
+ * Fast paths: allocation pops the stack, free pushes it. In rseq mode these are restartable
+ * sequences (percpu.h): no lock, no atomic read-modify-write, one committing store. In lock
+ * mode they run under the CPU's cache lock. Slow paths:
+ *   alloc, stack empty  take the cache's lock, pull a batch (half the stack's capacity, at
+ *                       most 32) from the slot, moving to the span's next word or to a new
+ *                       span from the node's mcentral as needed; return one object and push
+ *                       the rest (in rseq mode onto whatever CPU the thread now runs on; what
+ *                       does not fit goes back to its span).
+ *   free, stack full    pop half the stack and return those objects to their spans
+ *                       (mcentral_free on each span's own mcentral: objects may come from
+ *                       another node's spans), then push.
+ * Remote operations (flush, double-free scan) stop the cache: lock, stopped = 1, fence the CPU
+ * (percpu.c), work, stopped = 0, unlock. A sequence that finds a cache stopped takes the slow
+ * path, which waits on the lock.
+ *
+ * Objects in free stacks are allocated as far as their spans know; the collector flushes the
+ * caches before it sweeps (Go's mcache.releaseAll at sweep termination).
  */
 #include <errno.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "core/mcache.h"
+
+enum { REFILL_MAX = 32 };
 
 static uint32_t stack_cap(unsigned sizeclass) {
   uint32_t cap = 32768 / nh_class_to_size[sizeclass];
@@ -46,6 +58,11 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
   }
   return mc;
 }
+
+
+/* ---------------------------------------------------------------------------------------------
+ * Slots: taking objects from the cache's spans (under mc->lock).
+ * ------------------------------------------------------------------------------------------- */
 
 static uint64_t word_free(const nh_span_t *s, size_t w) {
   size_t left = s->nelems - w * 64;
@@ -92,70 +109,180 @@ static bool slot_refill(nh_mcache_t *mc, unsigned ac) {
   return true;
 }
 
-void *mcache_alloc(nh_mcache_t *mc, unsigned ac, bool *needzero) {
+/* Up to n objects from the slot into out; fewer only when the OS refuses memory. */
+static size_t slot_take(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
   nh_mutex_assert_held(&mc->lock);
-  nh_freestack *fs = &mc->free[ac];
-  if (fs->top) {
-    *needzero = true;
-    return fs->items[--fs->top];
-  }
   nh_mcache_slot *sl = &mc->slot[ac];
-  while (!sl->cache)
-    if (!slot_refill(mc, ac))
-      return NULL;
-  uint64_t c = sl->cache;
-  void *p = (void *)(sl->word_base + (uintptr_t)__builtin_ctzll(c) * sl->span->elemsize);
-  sl->cache = c & (c - 1);
-  *needzero = sl->span->needzero;
-  return p;
+  size_t got = 0;
+  while (got < n) {
+    if (!sl->cache && !slot_refill(mc, ac))
+      break;
+    uint64_t c = sl->cache;
+    uint32_t size = sl->span->elemsize;
+    for (; c && got < n; c &= c - 1)
+      out[got++] = (void *)(sl->word_base + (uintptr_t)__builtin_ctzll(c) * size);
+    sl->cache = c;
+  }
+  return got;
 }
 
-/* Returns the n oldest objects of the stack to their spans. */
-static void drain(nh_mcache_t *mc, unsigned ac, uint32_t n) {
-  nh_freestack *fs = &mc->free[ac];
-  uint16_t idx[128];
-  for (uint32_t i = 0; i < n;) {
-    /* One mcentral call per run of objects from the same span. */
+/* Returns objects (of one class, any spans) to their spans. */
+static void return_objects(const nh_arena_set_t *arenas, void **objs, size_t n) {
+  uint16_t idx[REFILL_MAX * 4];
+  for (size_t i = 0; i < n;) {
     nh_span_t *s = NULL;
     size_t k = 0;
-    for (; i < n && k < NH_ARRAY_LEN(idx); i++) {
-      nh_span_t *t = span_of(mc->arenas, fs->items[i]);
+    for (; i < n && k < NH_ARRAY_LEN(idx); i++) {   /* one mcentral call per run of one span */
+      nh_span_t *t = span_of(arenas, objs[i]);
       if (s && t != s)
         break;
       s = t;
-      idx[k++] = (uint16_t)span_obj_index(s, (uintptr_t)fs->items[i]);
+      idx[k++] = (uint16_t)span_obj_index(s, (uintptr_t)objs[i]);
     }
-    /* The span's own mcentral: objects freed here may come from another node's spans. */
     size_t doubles = mcentral_free(s->central, s, idx, k);
     if (doubles)
       nh_error(-EINVAL, "nh_free: %zu object(s) of span %#lx were freed twice; ignored", doubles,
                (unsigned long)s->base);
   }
-  memmove(fs->items, fs->items + n, (fs->top - n) * sizeof *fs->items);
-  fs->top -= n;
 }
 
-void mcache_free(nh_mcache_t *mc, unsigned ac, void *p) {
-  nh_mutex_assert_held(&mc->lock);
+/* ---------------------------------------------------------------------------------------------
+ * Lock mode.
+ * ------------------------------------------------------------------------------------------- */
+
+static void *alloc_locked(nh_mcache_t *mc, unsigned ac) {
   nh_freestack *fs = &mc->free[ac];
-  if (fs->top == fs->cap)
-    drain(mc, ac, fs->cap / 2);
+  if (fs->top)
+    return fs->items[--fs->top];
+  size_t want = fs->cap / 2 < REFILL_MAX ? fs->cap / 2 : REFILL_MAX;
+  void *batch[REFILL_MAX];
+  size_t got = slot_take(mc, ac, batch, want ? want : 1);
+  if (!got)
+    return NULL;
+  memcpy(fs->items, batch, (got - 1) * sizeof *batch);
+  fs->top = (uint32_t)(got - 1);
+  return batch[got - 1];
+}
+
+static void free_locked(nh_mcache_t *mc, unsigned ac, void *p) {
+  nh_freestack *fs = &mc->free[ac];
+  if (fs->top == fs->cap) {
+    uint32_t n = fs->cap / 2;
+    return_objects(mc->arenas, fs->items, n);
+    memmove(fs->items, fs->items + n, (fs->top - n) * sizeof *fs->items);
+    fs->top -= n;
+  }
   fs->items[fs->top++] = p;
 }
 
-bool mcache_holds(const nh_mcache_t *mc, unsigned ac, const void *p) {
-  const nh_freestack *fs = &mc->free[ac];
-  for (uint32_t i = 0; i < fs->top; i++)
-    if (fs->items[i] == p)
-      return true;
-  return false;
+/* ---------------------------------------------------------------------------------------------
+ * rseq mode slow paths.
+ * ------------------------------------------------------------------------------------------- */
+
+static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
+  nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
+  nh_freestack *fs = &mc->free[ac];
+  size_t want = fs->cap / 2 < REFILL_MAX ? fs->cap / 2 : REFILL_MAX;
+  void *batch[REFILL_MAX];
+  nh_mutex_lock(&mc->lock);   /* also waits out a remote operation on this cache */
+  size_t got = slot_take(mc, ac, batch, want ? want : 1);
+  nh_mutex_unlock(&mc->lock);
+  if (!got)
+    return NULL;
+  size_t kept = got - 1;
+  while (kept > 0 && percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), batch[kept - 1]))
+    kept--;
+  if (kept > 0)   /* the stack filled up (or the thread has no rseq): back to the spans */
+    return_objects(mc->arenas, batch, kept);
+  return batch[got - 1];
 }
 
-void mcache_flush(nh_mcache_t *mc) {
-  nh_mutex_assert_held(&mc->lock);
-  for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
-    if (mc->free[ac].top)
-      drain(mc, ac, mc->free[ac].top);
-    slot_release(mc, ac);
+static void free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
+  nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
+  for (;;) {
+    if (__atomic_load_n(&mc->stopped, __ATOMIC_ACQUIRE)) {
+      nh_mutex_lock(&mc->lock);       /* wait for the remote operation */
+      nh_mutex_unlock(&mc->lock);
+    } else {
+      /* Full: pop half the stack we are on and send it back to the spans. */
+      void *batch[128];
+      size_t n = 0, half = mc->free[ac].cap / 2;
+      while (n < half && percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), &batch[n]))
+        n++;
+      return_objects(mc->arenas, batch, n);
+      if (n == 0) {   /* no rseq for this thread: hand the object straight back */
+        return_objects(mc->arenas, &p, 1);
+        return;
+      }
+    }
+    if (percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), p))
+      return;
+    mc = all->cpu[percpu_current_cpu(all->ncpus)];
   }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Entry points.
+ * ------------------------------------------------------------------------------------------- */
+
+void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac) {
+  if (all->rseq)
+    return alloc_slow(all, ac);
+  nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
+  nh_mutex_lock(&mc->lock);
+  void *p = alloc_locked(mc, ac);
+  nh_mutex_unlock(&mc->lock);
+  return p;
+}
+
+void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
+  if (all->rseq) {
+    free_slow(all, ac, p);
+    return;
+  }
+  nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
+  nh_mutex_lock(&mc->lock);
+  free_locked(mc, ac, p);
+  nh_mutex_unlock(&mc->lock);
+}
+
+/* Takes cache cpu away from the fast paths (see percpu.c); undone by resume. */
+static nh_mcache_t *stop(nh_mcaches_t *all, int cpu) {
+  nh_mcache_t *mc = all->cpu[cpu];
+  nh_mutex_lock(&mc->lock);
+  if (all->rseq) {
+    __atomic_store_n(&mc->stopped, 1, __ATOMIC_SEQ_CST);
+    percpu_fence(cpu);
+  }
+  return mc;
+}
+
+static void resume(nh_mcaches_t *all, nh_mcache_t *mc) {
+  __atomic_store_n(&mc->stopped, 0, __ATOMIC_RELEASE);
+  nh_mutex_unlock(&mc->lock);
+}
+
+void mcache_flush_all(nh_mcaches_t *all) {
+  for (uint32_t cpu = 0; cpu < all->ncpus; cpu++) {
+    nh_mcache_t *mc = stop(all, (int)cpu);
+    for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
+      nh_freestack *fs = &mc->free[ac];
+      return_objects(mc->arenas, fs->items, fs->top);
+      fs->top = 0;
+      slot_release(mc, ac);
+    }
+    resume(all, mc);
+  }
+}
+
+bool mcache_holds(nh_mcaches_t *all, unsigned ac, const void *p) {
+  bool found = false;
+  for (uint32_t cpu = 0; cpu < all->ncpus && !found; cpu++) {
+    nh_mcache_t *mc = stop(all, (int)cpu);
+    const nh_freestack *fs = &mc->free[ac];
+    for (uint32_t i = 0; i < fs->top && !found; i++)
+      found = fs->items[i] == p;
+    resume(all, mc);
+  }
+  return found;
 }

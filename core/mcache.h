@@ -1,10 +1,11 @@
 /*
- * mcache.h — the per-CPU cache (see mcache.c).
+ * mcache.h — the per-CPU caches (see mcache.c).
  */
 #ifndef NH_MCACHE_H
 #define NH_MCACHE_H
 
 #include "core/mcentral.h"
+#include "core/percpu.h"
 
 /* Allocation from a cached span: the free objects of one 64-object word (Go's allocCache). */
 typedef struct nh_mcache_slot {
@@ -13,35 +14,62 @@ typedef struct nh_mcache_slot {
   nh_span_t *span;         /* NULL: no span cached */
 } nh_mcache_slot;
 
-/* Objects freed on this CPU, reused LIFO before the span (TCMalloc's per-CPU slab). */
+/* Free objects ready to hand out, LIFO (TCMalloc's per-CPU slab). Layout fixed for percpu.h. */
 typedef struct nh_freestack {
   uint32_t top, cap;
   void **items;
 } nh_freestack;
 
 typedef struct nh_mcache {
-  nh_mutex_t lock;         /* LOCK_RANK_MCACHE: the per-CPU lock mode */
+  uint32_t stopped;        /* first: read by the rseq sequences; set under lock by remote ops */
   int cpu, node;
+  nh_mutex_t lock;         /* LOCK_RANK_MCACHE: slots, remote operations; everything in lock mode */
   nh_mcentral_t *central;  /* this node's mcentrals, indexed by allocation class */
   const nh_arena_set_t *arenas;
-  nh_mcache_slot slot[NH_NUM_ALLOC_CLASSES];
-  nh_freestack free[NH_NUM_ALLOC_CLASSES];
+  nh_mcache_slot slot[NH_NUM_ALLOC_CLASSES];   /* guarded by lock */
+  nh_freestack free[NH_NUM_ALLOC_CLASSES];     /* rseq sequences, or lock */
 } nh_mcache_t;
+
+_Static_assert(offsetof(nh_mcache_t, stopped) == 0, "percpu.h reads stopped at offset 0");
+_Static_assert(offsetof(nh_freestack, top) == 0 && offsetof(nh_freestack, cap) == 4 &&
+               offsetof(nh_freestack, items) == 8, "percpu.h's stack layout");
+
+/* All CPUs' caches and how they are protected. */
+typedef struct nh_mcaches {
+  nh_mcache_t **cpu;       /* ncpus entries */
+  uint32_t ncpus;
+  bool rseq;               /* rseq sequences; false: per-CPU lock mode */
+} nh_mcaches_t;
 
 /* A new cache for cpu on node, in metadata memory. NULL when the OS refuses memory. */
 nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, int node, nh_mcentral_t *central);
 
-/* Caller holds mc->lock. An object of allocation class ac, or NULL when the OS refuses memory;
- * *needzero tells whether it may hold old data. */
-void *mcache_alloc(nh_mcache_t *mc, unsigned ac, bool *needzero);
+static inline size_t mcache_stack_offset(unsigned ac) { return offsetof(nh_mcache_t, free) + ac * sizeof(nh_freestack); }
 
-/* Caller holds mc->lock. Takes back object p of class ac (already validated). */
-void mcache_free(nh_mcache_t *mc, unsigned ac, void *p);
+void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac);
+void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p);
 
-/* Caller holds mc->lock. Returns every cached span and freed object to the mcentrals. */
-void mcache_flush(nh_mcache_t *mc);
+/* An object of allocation class ac from the calling CPU's cache (its first word may hold old
+ * data, everything else too), or NULL when the OS refuses memory. Thread-safe. The fast path
+ * is one restartable sequence (about ten instructions); everything else is out of line. */
+static inline void *mcache_alloc(nh_mcaches_t *all, unsigned ac) {
+  void *p;
+  if (nh_likely(all->rseq) && nh_likely(percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), &p)))
+    return p;
+  return mcache_alloc_slow(all, ac);
+}
 
-/* Caller holds mc->lock. Whether p sits in this cache's free stack for class ac. */
-bool mcache_holds(const nh_mcache_t *mc, unsigned ac, const void *p);
+/* Takes back object p of class ac (validated by the caller). Thread-safe. */
+static inline void mcache_free(nh_mcaches_t *all, unsigned ac, void *p) {
+  if (nh_likely(all->rseq) && nh_likely(percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), p)))
+    return;
+  mcache_free_slow(all, ac, p);
+}
+
+/* Returns every cached span and free object of every CPU to the mcentrals. Thread-safe. */
+void mcache_flush_all(nh_mcaches_t *all);
+
+/* Whether some CPU's free stack for class ac holds p (a double-free check). Thread-safe. */
+bool mcache_holds(nh_mcaches_t *all, unsigned ac, const void *p);
 
 #endif

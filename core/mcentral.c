@@ -104,6 +104,7 @@ nh_span_t *mcentral_cache_span(nh_mcentral_t *c) {
       return NULL;
     }
     s->central = c;
+    s->allocclass = (uint8_t)c->allocclass;
     s->sweepgen = c->sweepgen;
     nh_stat_add(&c->nspans, 1);
   }

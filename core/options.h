@@ -18,6 +18,7 @@ typedef struct nh_debug_vars {
   int64_t gctrace;    /* 1: one line per GC cycle on stderr; 2: also per phase */
   int64_t checkmark;  /* 1: re-mark after each cycle, abort on a reachable unmarked object */
   int64_t scavtrace;  /* 1: one line per scavenger pass */
+  int64_t rseq;       /* 0: per-CPU caches in lock mode even where rseq works (default 1) */
 } nh_debug_vars;
 
 enum { NH_OPT_STRING_MAX = 256, NH_FAKE_NODES_MAX = 64, NH_OPTION_COUNT = 13 };

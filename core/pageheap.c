@@ -3,8 +3,9 @@
  *
  * Structures
  *   The unit is the 8 KiB page; 8192 pages make an arena. Each arena of this node carries an
- *   nh_arena_pages_t in metadata: an in-use bitmap (alloc), a released bitmap (scav), the
- *   page -> span map, and free-run summaries at two levels, as the leaves and the level above
+ *   nh_arena_pages_t in metadata: an in-use bitmap (alloc), a released bitmap (scav) and
+ *   free-run summaries at two levels (the page -> span map lives in the arena record itself,
+ *   one load away from the arena index), as the leaves and the level above
  *   of Go's radix summary tree:
  *     chunk summary  for each 512-page (4 MiB) chunk: free pages at its start, the longest free
  *                    run anywhere in it, free pages at its end (Go's pallocSum);
@@ -346,7 +347,7 @@ void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
       nh_fatal("page heap: freeing pages at %#lx that are not all in use", (unsigned long)base);
     set_bits(ap->alloc, p.first, p.n, false);
     for (size_t i = p.first; i < p.first + p.n; i++)
-      __atomic_store_n(&ap->spans[i], NULL, __ATOMIC_RELEASE);
+      __atomic_store_n(&p.a->spans[i], NULL, __ATOMIC_RELEASE);
     update_summaries(ap, p.first, p.n);
   }
   if (lowest < ph->search)
@@ -378,6 +379,7 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
   s->base = pages + align_offset;
   s->npages = (uint32_t)npages;
   s->spanclass = spc;
+  s->allocclass = (uint8_t)(sc * 3 + kind);   /* refined by mcentral for small spans */
   s->kind = (uint8_t)kind;
   s->node = (uint8_t)ph->node;
   s->needzero = needzero;
@@ -414,7 +416,7 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
     size_t first = (addr - a->base) >> NH_PAGE_SHIFT;
     size_t n = NH_PAGES_PER_ARENA - first < left ? NH_PAGES_PER_ARENA - first : left;
     for (size_t p = first; p < first + n; p++)
-      __atomic_store_n(&a->pages->spans[p], span, __ATOMIC_RELEASE);
+      __atomic_store_n(&a->spans[p], span, __ATOMIC_RELEASE);
     addr += n * NH_PAGE_SIZE;
     left -= n;
   }

@@ -13,14 +13,12 @@
 #define NH_CHUNKS_PER_ARENA (NH_PAGES_PER_ARENA / NH_CHUNK_PAGES)
 #define NH_PAGE_WORDS       (NH_PAGES_PER_ARENA / 64)
 
-/* Per-arena page state, in metadata memory. Guarded by the owning page heap's lock, except
- * spans[], which is written under that lock and read without it (see span_of). */
+/* Per-arena page state, in metadata memory. Guarded by the owning page heap's lock. */
 typedef struct nh_arena_pages {
   uint64_t alloc[NH_PAGE_WORDS];         /* 1 = page in a span */
   uint64_t scav[NH_PAGE_WORDS];          /* 1 = free page released to the OS (reads as zero) */
   uint32_t chunk_sum[NH_CHUNKS_PER_ARENA]; /* free-run summaries: start | max << 10 | end << 20 */
   uint64_t sum;                          /* the arena's: start | max << 14 | end << 28 */
-  nh_span_t *spans[NH_PAGES_PER_ARENA];  /* page -> span, every page of an in-use span */
 } nh_arena_pages_t;
 
 typedef struct nh_pageheap {
@@ -69,10 +67,10 @@ void pageheap_validate(nh_pageheap_t *ph);
 /* The span holding p, or NULL: p not in the heap, or in a free page. Lock-free. */
 static inline nh_span_t *span_of(const nh_arena_set_t *arenas, const void *p) {
   nh_arena_t *a = arena_of(arenas, p);
-  if (nh_unlikely(!a || !a->pages))
+  if (nh_unlikely(!a))
     return NULL;
-  size_t page = ((uintptr_t)p - a->base) >> NH_PAGE_SHIFT;
-  return __atomic_load_n(&a->pages->spans[page], __ATOMIC_ACQUIRE);
+  size_t page = ((uintptr_t)p & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT;
+  return __atomic_load_n(&a->spans[page], __ATOMIC_ACQUIRE);
 }
 
 #endif

@@ -40,6 +40,7 @@ typedef struct nh_span {
   uint16_t freeindex;         /* owner: next object to consider (a multiple of 64 while cached) */
   uint16_t alloc_count;       /* allocated objects, exact while not cached */
   uint8_t spanclass;
+  uint8_t allocclass;         /* size class * 3 + kind: the mcache/mcentral index (small spans) */
   uint8_t kind;               /* nh_obj_kind */
   uint8_t state;              /* nh_span_state, published with release */
   uint8_t node;
@@ -48,10 +49,11 @@ typedef struct nh_span {
   uint32_t sweepgen;          /* Go's protocol: h->sweepgen - 2 needs sweep, - 1 being swept, = swept */
   uint64_t *alloc_bits;
   uint64_t *gcmark_bits;
-  uint64_t freed_bits[NH_SPAN_BITMAP_WORDS];
-  uint64_t bitmaps[2][NH_SPAN_BITMAP_WORDS]; /* storage alloc_bits/gcmark_bits point into */
   struct nh_span *next, *prev; /* mcentral set, or the free-span list */
   struct nh_mcentral *central; /* NULL for large spans */
+  /* Cold: the bitmaps, after everything free() reads (which fits one cache line). */
+  uint64_t freed_bits[NH_SPAN_BITMAP_WORDS];
+  uint64_t bitmaps[2][NH_SPAN_BITMAP_WORDS]; /* storage alloc_bits/gcmark_bits point into */
 } nh_span_t;
 
 static inline uint8_t spanclass_make(unsigned sizeclass, bool noscan) { return (uint8_t)(sizeclass << 1 | noscan); }
@@ -68,6 +70,9 @@ static inline unsigned size_to_class(size_t size) {
 static inline size_t span_obj_index(const nh_span_t *s, uintptr_t p) {
   return (size_t)(((uint64_t)(p - s->base) * s->divmagic) >> 32);
 }
+
+/* Large spans (class 0) have allocation classes 0 .. NH_NUM_KINDS - 1. */
+static inline bool span_is_large(const nh_span_t *s) { return s->allocclass < 3; }
 
 static inline bool bitmap_get(const uint64_t *bm, size_t i) { return bm[i / 64] >> (i % 64) & 1; }
 static inline void bitmap_set(uint64_t *bm, size_t i) { bm[i / 64] |= 1ull << (i % 64); }

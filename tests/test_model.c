@@ -151,11 +151,7 @@ static void test_model(void **state) {
     run_seed(seed * 1000);
   assert_int_equal(failures, 0);
 
-  for (int cpu = 0; cpu < nh_rt.topo.ncpus; cpu++) {
-    nh_mutex_lock(&nh_rt.mcaches[cpu]->lock);
-    mcache_flush(nh_rt.mcaches[cpu]);
-    nh_mutex_unlock(&nh_rt.mcaches[cpu]->lock);
-  }
+  mcache_flush_all(&nh_rt.caches);   /* empty the per-CPU caches */
   for (int n = 0; n < nh_rt.topo.nnodes; n++) {
     pageheap_validate(&nh_rt.nodes[n].ph);
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)

@@ -87,7 +87,7 @@ void clear_nheap_env(void) {
   for (int again = 1; again;) {
     again = 0;
     for (char **e = environ; *e; e++) {
-      if (strncasecmp(*e, "NHEAP_", 6) == 0) {
+      if (strncasecmp(*e, "NHEAP_", 6) == 0 && strncasecmp(*e, "NHEAP_DEBUG=", 12) != 0) {
         char name[256];
         snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e), *e);
         unsetenv(name);

@@ -41,7 +41,8 @@ const char *write_temp_file(const char *name, const char *text);
  * (NUL-terminated, cut at n-1 bytes; at most a pipe's buffer, 64 KiB). */
 void capture_fd(int fd, void (*fn)(void *arg), void *arg, char *out, size_t n);
 
-/* Unsets every NHEAP_* variable in this process's environment. */
+/* Unsets every NHEAP_* variable in this process's environment but NHEAP_DEBUG (which ctest
+ * sets to run a test in another mode). */
 void clear_nheap_env(void);
 
 #endif

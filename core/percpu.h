@@ -1,0 +1,151 @@
+/*
+ * percpu.h — restartable sequences (rseq) on glibc's registration: push and pop on a per-CPU
+ * stack with no lock and no atomic read-modify-write. See percpu.c for the protocol.
+ *
+ * Layout the sequences rely on (checked by _Static_assert in mcache.h):
+ *   caches[cpu]             -> the CPU's nh_mcache_t
+ *   mcache + 0              uint32_t stopped: a remote operation owns this cache
+ *   mcache + fs_off         nh_freestack {uint32_t top; uint32_t cap; void **items}
+ * Each sequence reads the CPU from glibc's struct rseq (cpu_id at +4 from the thread pointer +
+ * __rseq_offset), checks cpu < ncpus and !stopped, and commits with one 32-bit store of `top`.
+ * The kernel restarts the sequence at its abort handler if the thread is preempted, migrated or
+ * signalled before the commit; the handler jumps back to retry. Nothing is written to
+ * kernel-owned rseq fields other than rseq_cs, which is what it is for.
+ */
+#ifndef NH_PERCPU_H
+#define NH_PERCPU_H
+
+#include <sched.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/rseq.h>
+
+#include "core/internal.h"
+
+#define NH_RSEQ_SIG 0x53053053   /* glibc's registration signature on x86 */
+
+#if defined(__x86_64__)
+#define NH_HAVE_RSEQ_ASM 1
+
+/* The rseq_cs descriptor (label 3) for a sequence from label 1 to label 2 with abort label 4,
+ * and the store that arms it. */
+#define NH_RSEQ_PROLOGUE                                                                          \
+  ".pushsection __rseq_cs, \"aw\"\n\t"                                                          \
+  ".balign 32\n\t"                                                                              \
+  "3:\n\t"                                                                                      \
+  ".long 0x0, 0x0\n\t"                                                                          \
+  ".quad 1f, (2f - 1f), 4f\n\t"                                                                 \
+  ".popsection\n\t"                                                                             \
+  ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                                                \
+  ".quad 3b\n\t"                                                                                \
+  ".popsection\n\t"                                                                             \
+  "leaq 3b(%%rip), %%rax\n\t"                                                                   \
+  "movq %%rax, %%fs:8(%[rs])\n\t"
+
+/* The abort handler: the signature the kernel checks (hidden in a ud1), then back to C. */
+#define NH_RSEQ_EPILOGUE(abort_label)                                                             \
+  ".pushsection __rseq_failure, \"ax\"\n\t"                                                     \
+  ".byte 0x0f, 0xb9, 0x3d\n\t"                                                                  \
+  ".long 0x53053053\n\t"                                                                        \
+  "4:\n\t"                                                                                      \
+  "jmp %l[" #abort_label "]\n\t"                                                                \
+  ".popsection\n\t"
+
+/* The common head: rcx = &caches[cpu]->free[..] or jump to slow. */
+#define NH_RSEQ_FIND_STACK                                                                        \
+  "1:\n\t"                                                                                      \
+  "movl %%fs:4(%[rs]), %%eax\n\t"                                                               \
+  "cmpl %[ncpus], %%eax\n\t"                                                                    \
+  "jae %l[slow]\n\t"                                                                            \
+  "movq (%[caches], %%rax, 8), %%rcx\n\t"                                                       \
+  "cmpl $0, (%%rcx)\n\t"                                                                        \
+  "jne %l[slow]\n\t"                                                                            \
+  "addq %[fs_off], %%rcx\n\t"                                                                   \
+  "movl (%%rcx), %%eax\n\t"
+
+/* Pops the top of the current CPU's stack into *out. Returns 1; 0 if the stack is empty, the
+ * cache is stopped or the thread has no rseq (caller takes the slow path). */
+static inline __attribute__((always_inline)) int
+percpu_pop(void *const *caches, uint32_t ncpus, size_t fs_off, void **out) {
+  const long rs = (long)__rseq_offset;
+  for (;;) {
+    __asm__ goto(
+        NH_RSEQ_PROLOGUE
+        NH_RSEQ_FIND_STACK
+        "testl %%eax, %%eax\n\t"
+        "jz %l[slow]\n\t"
+        "subl $1, %%eax\n\t"
+        "movq 8(%%rcx), %%rdx\n\t"
+        "movq (%%rdx, %%rax, 8), %%rdx\n\t"
+        "movq %%rdx, (%[out])\n\t"
+        "movl %%eax, (%%rcx)\n\t"   /* commit */
+        "2:\n\t"
+        NH_RSEQ_EPILOGUE(abort)
+        :
+        : [rs] "r"(rs), [ncpus] "r"(ncpus), [caches] "r"(caches), [fs_off] "r"(fs_off), [out] "r"(out)
+        : "rax", "rcx", "rdx", "memory", "cc"
+        : slow, abort);
+    return 1;
+  abort:
+    continue;
+  slow:
+    return 0;
+  }
+}
+
+/* Pushes p on the current CPU's stack. Returns 1; 0 if full, stopped or no rseq. */
+static inline __attribute__((always_inline)) int
+percpu_push(void *const *caches, uint32_t ncpus, size_t fs_off, void *p) {
+  const long rs = (long)__rseq_offset;
+  for (;;) {
+    __asm__ goto(
+        NH_RSEQ_PROLOGUE
+        NH_RSEQ_FIND_STACK
+        "cmpl 4(%%rcx), %%eax\n\t"
+        "jae %l[slow]\n\t"
+        "movq 8(%%rcx), %%rdx\n\t"
+        "movq %[p], (%%rdx, %%rax, 8)\n\t"
+        "addl $1, %%eax\n\t"
+        "movl %%eax, (%%rcx)\n\t"   /* commit */
+        "2:\n\t"
+        NH_RSEQ_EPILOGUE(abort)
+        :
+        : [rs] "r"(rs), [ncpus] "r"(ncpus), [caches] "r"(caches), [fs_off] "r"(fs_off), [p] "r"(p)
+        : "rax", "rcx", "rdx", "memory", "cc"
+        : slow, abort);
+    return 1;
+  abort:
+    continue;
+  slow:
+    return 0;
+  }
+}
+#else
+#define NH_HAVE_RSEQ_ASM 0
+static inline int percpu_pop(void *const *caches, uint32_t ncpus, size_t fs_off, void **out) { return 0; }
+static inline int percpu_push(void *const *caches, uint32_t ncpus, size_t fs_off, void *p) { return 0; }
+#endif
+
+/* The calling thread's CPU in [0, ncpus): rseq's cpu_id when glibc registered rseq (2 ns),
+ * else sched_getcpu. Only a hint outside a sequence: the thread may move at once. */
+static inline int percpu_current_cpu(uint32_t ncpus) {
+  int cpu = -1;
+  if (__rseq_size > 0) {
+    const struct rseq *rs = (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+    cpu = (int)__atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
+  }
+  if (cpu < 0)
+    cpu = sched_getcpu();
+  return cpu < 0 ? 0 : cpu % (int)ncpus;
+}
+
+/* Whether this process can use the sequences: glibc registered rseq, membarrier can fence
+ * CPUs, and the build is not under ThreadSanitizer (which cannot see inside them). Registers
+ * with membarrier on first call. */
+bool percpu_rseq_available(void);
+
+/* Makes sure no sequence is in flight on cpu: any that started before returns has committed or
+ * will restart (membarrier PRIVATE_EXPEDITED_RSEQ). */
+void percpu_fence(int cpu);
+
+#endif
