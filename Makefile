@@ -28,6 +28,7 @@ test: debug
 	cd $(DEBUG) && ctest --output-on-failure -j $(JOBS)
 
 bench: release
+	$(RELEASE)/bench/nheap-bench-malloc
 	$(RELEASE)/bench/nheap-micro
 
 install: release
