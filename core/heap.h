@@ -7,6 +7,7 @@
 
 #include "core/mcache.h"
 #include "core/options.h"
+#include "core/scavenger.h"
 #include "numa/topology.h"
 
 /* One NUMA node's half of the allocator. */
@@ -23,6 +24,7 @@ typedef struct nh_heap {
   nh_arena_set_t arenas;
   nh_node_t *nodes;              /* topo.nnodes of them, in metadata */
   nh_mcaches_t caches;           /* one per CPU (topo.ncpus), and the rseq/lock mode */
+  nh_scavenger_t scavenger;
   uintptr_t free_key;            /* random: freed objects hold p ^ free_key in their first word */
   /* Relaxed counters. */
   uint64_t large_allocs, large_frees, bad_frees, double_frees;

@@ -68,8 +68,14 @@ static int build_allocator(void) {
   if (getrandom(&nh_rt.free_key, sizeof nh_rt.free_key, 0) != sizeof nh_rt.free_key)
     nh_rt.free_key = (uintptr_t)os_linux.now_ns() * 0x9e3779b97f4a7c15u;
   nh_rt.free_key |= 1;   /* never 0: a zeroed object must not look freed */
+  int rc = scavenger_start(&nh_rt.scavenger, &nh_rt, nh_rt.cfg.scavenger, nh_rt.cfg.dbg.uring);
+  if (rc != 0) {
+    nh_error(rc, "nh_init: cannot start the scavenger thread (%s)", nh_strerror(rc));
+    return rc;
+  }
   if (!pageheap_grow(&nh_rt.nodes[current_node(t)].ph, 1)) {
     nh_error(-ENOMEM, "nh_init: the OS refused the first 64 MiB arena (%s)", nh_strerror(-errno));
+    scavenger_stop(&nh_rt.scavenger);
     return -ENOMEM;
   }
   return 0;
@@ -122,6 +128,7 @@ NH_API void nh_shutdown(void) {
   nh_mutex_lock(&init_lock);
   if (nh_rt.ready) {
     __atomic_store_n(&nh_rt.ready, false, __ATOMIC_RELEASE);
+    scavenger_stop(&nh_rt.scavenger);
     arena_set_destroy(&nh_rt.arenas);
     mem_destroy(&nh_rt.mem);
   }
@@ -159,6 +166,8 @@ static void fill_stats(nh_stats_t *s) {
   s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
   s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;
+  s->scavenged_bytes = nh_stat_get(&nh_rt.scavenger.released_bytes);
+  s->scavenger_uring = nh_rt.scavenger.have_ring;
   s->gc_cycles = nh_stat_get(&nh_rt.gc_cycles);
   s->pause_total_ns = nh_stat_get(&nh_rt.pause_total_ns);
   s->pause_max_ns = nh_stat_get(&nh_rt.pause_max_ns);

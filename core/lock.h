@@ -20,6 +20,7 @@ typedef enum nh_lock_rank {
   LOCK_RANK_INIT = 1,   /* init.c: nh_init / nh_shutdown, the global heap's lifetime */
   LOCK_RANK_MCACHE,     /* mcache.c: one CPU's cache, in the per-CPU-lock mode */
   LOCK_RANK_MCENTRAL,   /* mcentral.c: one span class's span sets */
+  LOCK_RANK_SCAVENGER,  /* scavenger.c: one release pass at a time, the io_uring ring */
   LOCK_RANK_PAGEHEAP,   /* pageheap.c: a node's page bitmaps, summaries and arena list */
   LOCK_RANK_ARENAS,     /* arena.c: arena creation, the arena list and the address hint */
   LOCK_RANK_META,       /* mem.c: the off-heap metadata allocator */

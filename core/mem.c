@@ -35,6 +35,9 @@
  *                                        returns to the pool without its reservation, and a later
  *                                        touch would SIGBUS if another process took it; remapping
  *                                        makes the next mem_commit fail cleanly with -ENOMEM instead.
+ *   mem_release_batch  the same for many ranges, as one io_uring submission of
+ *                                        IORING_OP_MADVISE (the scavenger's path), or a loop of
+ *                                        madvise where io_uring is unavailable.
  *   mem_decommit   Prepared|Ready -> Reserved   mmap(MAP_FIXED, PROT_NONE): memory and access gone.
  *   mem_unreserve  any -> None           munmap.
  *
@@ -51,6 +54,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <numaif.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,6 +241,49 @@ int mem_release(nh_mem_t *m, void *p, size_t len, nh_backing b) {
     return -errno;
   nh_stat_add(&m->stats.ready, -(int64_t)len);
   return 0;
+}
+
+size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ring) {
+  size_t released = 0, done = 0;
+  bool failed[n];
+  memset(failed, 0, sizeof failed);
+  while (ring && done < n) {
+    size_t queued = 0;
+    struct io_uring_sqe *sqe;
+    while (done + queued < n && (sqe = io_uring_get_sqe(ring))) {
+      check_range(r[done + queued].p, r[done + queued].len, NH_OS_PAGE);
+      io_uring_prep_madvise(sqe, r[done + queued].p, (off_t)r[done + queued].len, MADV_DONTNEED);
+      io_uring_sqe_set_data64(sqe, done + queued);
+      queued++;
+    }
+    int rc = io_uring_submit_and_wait(ring, (unsigned)queued);
+    if (rc < 0) {   /* the ring is unusable: the rest goes through madvise */
+      io_uring_cq_advance(ring, io_uring_cq_ready(ring));
+      break;
+    }
+    for (size_t k = 0; k < queued; k++) {
+      struct io_uring_cqe *cqe;
+      if (io_uring_wait_cqe(ring, &cqe) != 0)
+        break;
+      size_t i = (size_t)io_uring_cqe_get_data64(cqe);
+      if (cqe->res < 0)
+        failed[i] = true;
+      else
+        released += r[i].len;
+      io_uring_cqe_seen(ring, cqe);
+    }
+    done += queued;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (i < done && !failed[i])
+      continue;
+    if (m->os->advise(r[i].p, r[i].len, MADV_DONTNEED) == 0)
+      released += r[i].len;
+    else
+      r[i].len = 0;
+  }
+  nh_stat_add(&m->stats.ready, -(int64_t)released);
+  return released;
 }
 
 int mem_decommit(nh_mem_t *m, void *p, size_t len, bool was_ready) {

@@ -74,7 +74,7 @@ static const nh_option_desc table[] = {
   {"verbose", OPT_BOOL, "0", 0, 1, NULL, NULL, CFG(verbose), 0, OPT(verbose),
    "print the effective option table at nh_init"},
   {"debug", OPT_STRING, "", 0, 0, NULL, check_debug, CFG(debug), NH_OPT_STRING_MAX, OPT(debug),
-   "diagnostics as in GODEBUG: gctrace=N, checkmark=1, scavtrace=1, rseq=0"},
+   "diagnostics as in GODEBUG: gctrace=N, checkmark=1, scavtrace=1, rseq=0, uring=0"},
   {"perf.events", OPT_STRING, "", 0, 0, NULL, check_events, CFG(perf_events), NH_OPT_STRING_MAX, OPT(perf_events),
    "perf events counted per GC phase, libpfm4 names, comma-separated"},
   {"perf.report", OPT_STRING, "", 0, 0, NULL, NULL, CFG(perf_report), PATH_MAX, OPT(perf_report),
@@ -88,6 +88,7 @@ static const debug_var debug_vars[] = {
   {"checkmark", offsetof(nh_debug_vars, checkmark), 1},
   {"scavtrace", offsetof(nh_debug_vars, scavtrace), 1},
   {"rseq", offsetof(nh_debug_vars, rseq), 1},
+  {"uring", offsetof(nh_debug_vars, uring), 1},
 };
 
 const nh_option_desc *options_table(size_t *count) {
@@ -232,7 +233,7 @@ static bool parse_debug(const char *v, nh_debug_vars *dbg, char *why, size_t n) 
       if (strcasecmp(item, debug_vars[i].name) == 0)
         dv = &debug_vars[i];
     if (!dv) {
-      snprintf(why, n, "unknown diagnostic '%s' (known: gctrace, checkmark, scavtrace, rseq)", item);
+      snprintf(why, n, "unknown diagnostic '%s' (known: gctrace, checkmark, scavtrace, rseq, uring)", item);
       return false;
     }
     int64_t x;
@@ -542,6 +543,7 @@ static void decode_derived(nh_config_t *cfg) {
   char why[128];
   memset(&cfg->dbg, 0, sizeof cfg->dbg);
   cfg->dbg.rseq = 1;
+  cfg->dbg.uring = 1;
   if (!parse_debug(cfg->debug, &cfg->dbg, why, sizeof why))
     nh_fatal("debug string passed its check but does not decode: %s", why);
   cfg->numa_off = strcasecmp(cfg->numa, "off") == 0;

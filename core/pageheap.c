@@ -32,6 +32,15 @@
  * in one comparison. The search pointer keeps the common case (the lowest free page) O(1).
  * Measured in bench/ (pageheap/alloc_free).
  *
+ * Scavenging (pageheap_scavenge, Go's scavengeOne): under the lock, pick free pages that are
+ * not yet released, from the highest address down, and mark them in use so no allocation takes
+ * them; drop the lock and release them (mem_release_batch: io_uring or madvise); retake it,
+ * mark them free and released. Allocation gives released pages back as Ready and zero. On THP
+ * arenas only whole, aligned 2 MiB units go, so a huge page is never split by a release
+ * (khugepaged would only re-inflate it); on 4 KiB arenas any run of 64 KiB or more. hugetlb
+ * arenas are skipped: their pages belong to a pool the administrator reserved, and a released
+ * hugetlb range must be recommitted before reuse (mem.c), which the allocation path does not do.
+ *
  * Locking: ph->lock (LOCK_RANK_PAGEHEAP) guards the bitmaps, summaries, by_addr and search.
  * spans[] entries are written under it with release stores and read lock-free (span_of).
  */
@@ -422,6 +431,88 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
   }
 }
 
+enum { SCAV_BATCH = 32, SCAV_MIN_PAGES = 8 /* 64 KiB */, HUGE_UNIT = NH_HUGE_PAGE / NH_PAGE_SIZE };
+
+/* Under the lock: free, unreleased ranges from the top of the heap into r (marked in use). */
+static size_t scav_pick(nh_pageheap_t *ph, nh_range *r, size_t max_pages) {
+  size_t n = 0, pages = 0;
+  for (size_t ai = ph->narenas; ai-- > 0 && n < SCAV_BATCH && pages < max_pages;) {
+    nh_arena_t *a = ph->by_addr[ai];
+    nh_arena_pages_t *ap = a->pages;
+    if (a->backing == NH_BACKING_HUGETLB)
+      continue;
+    const size_t unit = a->backing == NH_BACKING_THP ? HUGE_UNIT : 1;
+    const size_t min_run = a->backing == NH_BACKING_THP ? HUGE_UNIT : SCAV_MIN_PAGES;
+    size_t end = NH_PAGES_PER_ARENA;   /* scan down: [start, end) is the candidate run */
+    while (end > 0 && n < SCAV_BATCH && pages < max_pages) {
+      size_t w = (end - 1) / 64;
+      uint64_t cand = ~(ap->alloc[w] | ap->scav[w]);
+      if (!(cand >> ((end - 1) % 64) & 1)) {
+        end--;
+        continue;
+      }
+      size_t start = end - 1;
+      while (start > 0) {
+        uint64_t c = ~(ap->alloc[(start - 1) / 64] | ap->scav[(start - 1) / 64]);
+        if (!(c >> ((start - 1) % 64) & 1))
+          break;
+        start--;
+      }
+      size_t lo = nh_align_up(start, unit), hi = nh_align_down(end, unit);
+      if (hi > lo && hi - lo >= min_run) {
+        size_t room = nh_align_down(max_pages - pages, unit);
+        if (room < min_run)
+          room = min_run;   /* overshoot by less than one unit rather than release nothing */
+        if (hi - lo > room)
+          lo = hi - room;   /* keep the top of the run: highest addresses first */
+        set_bits(ap->alloc, lo, hi - lo, true);
+        update_summaries(ap, lo, hi - lo);
+        r[n++] = (nh_range){(void *)(a->base + lo * NH_PAGE_SIZE), (hi - lo) * NH_PAGE_SIZE};
+        pages += hi - lo;
+      }
+      end = start;
+    }
+  }
+  nh_stat_add(&ph->scavenging_pages, (int64_t)pages);
+  return n;
+}
+
+size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring) {
+  size_t released = 0;
+  while (released < max_bytes) {
+    nh_range r[SCAV_BATCH];
+    nh_mutex_lock(&ph->lock);
+    size_t left = max_bytes - released;   /* in pages, rounded up, without overflow */
+    size_t n = scav_pick(ph, r, left / NH_PAGE_SIZE + (left % NH_PAGE_SIZE != 0));
+    nh_mutex_unlock(&ph->lock);
+    if (n == 0)
+      break;
+    size_t taken[SCAV_BATCH];
+    for (size_t i = 0; i < n; i++)
+      taken[i] = r[i].len;
+    released += mem_release_batch(ph->mem, r, n, ring);
+    nh_mutex_lock(&ph->lock);
+    size_t lowest = ph->narenas;
+    for (size_t i = 0; i < n; i++) {
+      uintptr_t base = (uintptr_t)r[i].p;
+      size_t idx = arena_index(ph, base), first = (base - ph->by_addr[idx]->base) / NH_PAGE_SIZE;
+      nh_arena_pages_t *ap = ph->by_addr[idx]->pages;
+      set_bits(ap->alloc, first, taken[i] / NH_PAGE_SIZE, false);
+      if (r[i].len)   /* released; a range the OS refused stays free and Ready */
+        set_bits(ap->scav, first, r[i].len / NH_PAGE_SIZE, true);
+      update_summaries(ap, first, taken[i] / NH_PAGE_SIZE);
+      nh_stat_add(&ph->scavenging_pages, -(int64_t)(taken[i] / NH_PAGE_SIZE));
+      nh_stat_add(&ph->released_pages, (int64_t)(r[i].len / NH_PAGE_SIZE));
+      nh_stat_add(&ph->scavenged_pages, (int64_t)(r[i].len / NH_PAGE_SIZE));
+      lowest = idx < lowest ? idx : lowest;
+    }
+    if (lowest < ph->search)
+      ph->search = lowest;
+    nh_mutex_unlock(&ph->lock);
+  }
+  return released;
+}
+
 void pageheap_validate(nh_pageheap_t *ph) {
   nh_mutex_lock(&ph->lock);
   size_t inuse = 0, released = 0;
@@ -447,6 +538,7 @@ void pageheap_validate(nh_pageheap_t *ph) {
       released += (size_t)__builtin_popcountll(ap->scav[w]);
     }
   }
+  inuse -= nh_stat_get(&ph->scavenging_pages);   /* held back by a scavenger pass */
   if (inuse != nh_stat_get(&ph->inuse_pages) || released != nh_stat_get(&ph->released_pages))
     nh_fatal("page heap: counters (in use %lu, released %lu) disagree with the bitmaps (%zu, %zu)",
              (unsigned long)nh_stat_get(&ph->inuse_pages), (unsigned long)nh_stat_get(&ph->released_pages),

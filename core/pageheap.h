@@ -34,6 +34,8 @@ typedef struct nh_pageheap {
   uint64_t inuse_pages;           /* in spans */
   uint64_t released_pages;        /* free and released to the OS */
   uint64_t total_pages;           /* in this heap's arenas */
+  uint64_t scavenging_pages;      /* free pages held back while the scavenger releases them */
+  uint64_t scavenged_pages;       /* released by the scavenger, all time */
 } nh_pageheap_t;
 
 void pageheap_init(nh_pageheap_t *ph, int node, nh_arena_set_t *arenas, nh_mem_t *mem);
@@ -60,6 +62,13 @@ void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s);
 /* Points every page of [base, base + npages pages) at span (NULL to clear). Caller holds ph->lock
  * or owns the pages exclusively. */
 void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas);
+
+/* Releases up to max_bytes of free, unreleased pages to the OS, highest addresses first
+ * (allocation is lowest-first, so these are the least likely to be wanted again): whole 2 MiB
+ * units only on THP arenas (a partial release would split a huge page), runs of at least
+ * 64 KiB on 4 KiB arenas; hugetlb arenas are left alone (see pageheap.c). ring: io_uring for
+ * the batch, or NULL for madvise. Returns the bytes released. */
+size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring);
 
 /* Debug: summaries and counters agree with the bitmaps. */
 void pageheap_validate(nh_pageheap_t *ph);

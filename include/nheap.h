@@ -127,6 +127,10 @@ void *nh_aligned_alloc(size_t align, size_t size);
 /* Frees p now (optional when the collector runs). NULL is ignored. A pointer nheap did not
  * return, an interior pointer or a double free is reported through the funnel and ignored. */
 void nh_free(void *p);
+/* Returns up to max_bytes of free heap pages to the OS now (SIZE_MAX: all of them), on the
+ * calling thread; the background scavenger does the same for what exceeds the heap's goal.
+ * Returns the bytes released. Thread-safe. */
+size_t nh_scavenge(size_t max_bytes);
 /* The usable size of the object starting at p (>= what was asked); 0 for bad pointers. */
 size_t nh_usable_size(const void *p);
 /* The start of the object containing p (any interior address), or NULL if p is not inside
@@ -186,6 +190,8 @@ typedef struct nh_stats {
   uint64_t bad_frees;            /* nh_free/nh_realloc of foreign, interior or freed pointers */
   uint64_t double_frees;         /* of which double frees */
   uint64_t percpu_mode;          /* nh_percpu_mode: how per-CPU caches are protected */
+  uint64_t scavenged_bytes;      /* returned to the OS by the scavenger and nh_scavenge, all time */
+  uint64_t scavenger_uring;      /* 1: releases are batched through io_uring; 0: madvise */
   uint64_t gc_cycles;            /* completed collections */
   uint64_t pause_total_ns;       /* stop-the-world time, all cycles */
   uint64_t pause_max_ns;         /* longest pause */
