@@ -84,7 +84,57 @@ oom:
   return -ENOMEM;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * fork: every allocator lock is held across it (taken in rank order, without the debug rank
+ * bookkeeping, which is per thread), so the child's heap is consistent; the child then
+ * re-creates the locks and carries on without the background scavenger, whose thread did not
+ * survive the fork (nh_scavenge still works there). The rseq sequences need nothing: each
+ * commits with one store, so memory is never caught half-way.
+ * ------------------------------------------------------------------------------------------- */
+
+static void for_each_lock(bool reverse, void (*fn)(pthread_mutex_t *)) {
+  enum { MAX_LOCKS = 4096 };
+  pthread_mutex_t *locks[MAX_LOCKS];
+  size_t n = 0;
+  locks[n++] = &init_lock.m;
+  if (nh_rt.ready) {
+    for (uint32_t c = 0; c < nh_rt.caches.ncpus && n < MAX_LOCKS; c++)
+      locks[n++] = &nh_rt.caches.cpu[c]->lock.m;
+    for (int node = 0; node < nh_rt.topo.nnodes; node++)
+      for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES && n < MAX_LOCKS; ac++)
+        locks[n++] = &nh_rt.nodes[node].central[ac].lock.m;
+    if (n < MAX_LOCKS)
+      locks[n++] = &nh_rt.scavenger.lock.m;
+    for (int node = 0; node < nh_rt.topo.nnodes && n < MAX_LOCKS; node++)
+      locks[n++] = &nh_rt.nodes[node].ph.lock.m;
+    if (n + 2 <= MAX_LOCKS) {
+      locks[n++] = &nh_rt.arenas.lock.m;
+      locks[n++] = &nh_rt.mem.meta_lock.m;
+    }
+  }
+  if (n == MAX_LOCKS)
+    nh_fatal("fork: more than %d allocator locks", MAX_LOCKS);
+  for (size_t i = 0; i < n; i++)
+    fn(locks[reverse ? n - 1 - i : i]);
+}
+
+static void lock_raw(pthread_mutex_t *m) { pthread_mutex_lock(m); }
+static void unlock_raw(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
+static void reinit_raw(pthread_mutex_t *m) { pthread_mutex_init(m, NULL); }
+
+static void fork_prepare(void) { for_each_lock(false, lock_raw); }
+static void fork_parent(void) { for_each_lock(true, unlock_raw); }
+static void fork_child(void) {
+  for_each_lock(true, reinit_raw);
+  if (nh_rt.ready)
+    scavenger_forget_thread(&nh_rt.scavenger);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
 NH_API int nh_init(const nh_options *opts) {
+  pthread_once(&atfork_once, register_atfork);
   nh_mutex_lock(&init_lock);
   int rc;
   if (nh_rt.ready) {

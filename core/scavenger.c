@@ -126,6 +126,14 @@ void scavenger_stop(nh_scavenger_t *sc) {
   pthread_mutex_destroy(&sc->wait_lock);
 }
 
+void scavenger_forget_thread(nh_scavenger_t *sc) {
+  sc->background = false;
+  if (sc->have_ring)
+    io_uring_queue_exit(&sc->ring);   /* unmaps the child's view and closes its fd */
+  sc->have_ring = false;
+  pthread_mutex_init(&sc->wait_lock, NULL);
+}
+
 NH_API size_t nh_scavenge(size_t max_bytes) {
   if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     return 0;

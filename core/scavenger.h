@@ -31,6 +31,9 @@ struct nh_heap;
 int scavenger_start(nh_scavenger_t *sc, struct nh_heap *h, bool background, bool use_uring);
 /* Stops the thread and closes the ring. */
 void scavenger_stop(nh_scavenger_t *sc);
+/* In a fork child: the thread is gone and the ring is the parent's; drop both (madvise from
+ * now on, no background passes). */
+void scavenger_forget_thread(nh_scavenger_t *sc);
 /* Releases up to max_bytes of free pages, every node, now, on the calling thread. */
 size_t scavenger_release(nh_scavenger_t *sc, struct nh_heap *h, size_t max_bytes);
 /* How many free bytes are past the retained goal (what a background pass releases). */
