@@ -31,11 +31,12 @@
 #include "core/error.h"
 #include "core/mcache.h"
 
-enum { REFILL_MAX = 32 };
+enum { REFILL_MAX = 32, STACK_BYTES = 64 << 10, STACK_MIN = 4, STACK_MAX = 512 };
 
+/* A class's free-stack capacity: 64 KiB worth of objects, between 4 and 512. */
 static uint32_t stack_cap(unsigned sizeclass) {
-  uint32_t cap = 32768 / nh_class_to_size[sizeclass];
-  return cap < 2 ? 2 : cap > 128 ? 128 : cap;
+  uint32_t cap = STACK_BYTES / nh_class_to_size[sizeclass];
+  return cap < STACK_MIN ? STACK_MIN : cap > STACK_MAX ? STACK_MAX : cap;
 }
 
 nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, int node, nh_mcentral_t *central) {
@@ -205,7 +206,7 @@ static void free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
       nh_mutex_unlock(&mc->lock);
     } else {
       /* Full: pop half the stack we are on and send it back to the spans. */
-      void *batch[128];
+      void *batch[STACK_MAX / 2];
       size_t n = 0, half = mc->free[ac].cap / 2;
       while (n < half && percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), &batch[n]))
         n++;

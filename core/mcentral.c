@@ -14,7 +14,10 @@
  *                 then rebuild.
  *   free          explicit frees: set freed_bits; rebuild now if the span is not cached.
  *   rebuild       alloc_bits &= ~freed_bits, count, and move the span to the right set; an
- *                 empty span goes back to the page heap (Go frees empty spans when sweeping).
+ *                 empty span goes back to the page heap (Go frees empty spans when sweeping),
+ *                 except that up to NH_MCENTRAL_KEEP are kept in the partial set so bursts of
+ *                 alloc/free of one class do not churn the page heap; the scavenger drops them
+ *                 (mcentral_drop_empty) before it releases memory.
  * Lock order: mcentral, then the page heap (rebuild frees spans, cache_span grows).
  */
 #include <string.h>
@@ -80,7 +83,9 @@ static bool rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
   s->freeindex = 0;
   if (from)
     list_remove(from, s);
-  if (count == 0) {
+  if (count == 0 && c->nempty < NH_MCENTRAL_KEEP) {
+    c->nempty++;   /* kept, as a partial span with every object free */
+  } else if (count == 0) {
     nh_stat_add(&c->nspans, -1);
     s->central = NULL;
     pageheap_free_span(c->ph, s);
@@ -96,6 +101,7 @@ nh_span_t *mcentral_cache_span(nh_mcentral_t *c) {
   nh_span_t *s = l->first;
   if (s) {
     list_remove(l, s);
+    c->nempty -= s->alloc_count == 0;
   } else {
     unsigned sc = allocclass_sizeclass(c->allocclass);
     s = pageheap_alloc_span(c->ph, nh_class_to_npages[sc], c->spanclass, allocclass_kind(c->allocclass), 0);
@@ -153,8 +159,28 @@ size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t
   return doubles;
 }
 
+size_t mcentral_drop_empty(nh_mcentral_t *c) {
+  nh_mutex_lock(&c->lock);
+  size_t dropped = 0;
+  nh_span_list *l = swept_partial(c);
+  for (nh_span_t *s = l->first, *next; s && c->nempty; s = next) {
+    next = s->next;
+    if (s->alloc_count)
+      continue;
+    list_remove(l, s);
+    c->nempty--;
+    nh_stat_add(&c->nspans, -1);
+    s->central = NULL;
+    pageheap_free_span(c->ph, s);
+    dropped++;
+  }
+  nh_mutex_unlock(&c->lock);
+  return dropped;
+}
+
 void mcentral_validate(nh_mcentral_t *c) {
   nh_mutex_lock(&c->lock);
+  size_t empty = 0;
   for (int full = 0; full < 2; full++) {
     nh_span_list *l = full ? swept_full(c) : swept_partial(c);
     size_t n = 0;
@@ -165,7 +191,8 @@ void mcentral_validate(nh_mcentral_t *c) {
         if (s->alloc_bits[w] & ~word_mask(s, w))
           nh_fatal("mcentral %u: span %#lx has alloc bits past nelems", c->allocclass, (unsigned long)s->base);
       }
-      if (s->cached || s->state != SPAN_INUSE || count != s->alloc_count || count == 0 ||
+      empty += count == 0;
+      if (s->cached || s->state != SPAN_INUSE || count != s->alloc_count || (full && count == 0) ||
           (full != (count == s->nelems)) || s->central != c)
         nh_fatal("mcentral %u: span %#lx in the wrong set (count %zu, alloc_count %u, nelems %u)",
                  c->allocclass, (unsigned long)s->base, count, s->alloc_count, s->nelems);
@@ -173,5 +200,7 @@ void mcentral_validate(nh_mcentral_t *c) {
     if (n != l->count)
       nh_fatal("mcentral %u: list count %zu, found %zu", c->allocclass, l->count, n);
   }
+  if (empty != c->nempty)
+    nh_fatal("mcentral %u: %zu empty spans kept, count says %u", c->allocclass, empty, c->nempty);
   nh_mutex_unlock(&c->lock);
 }

@@ -17,6 +17,10 @@ static inline nh_obj_kind allocclass_kind(unsigned ac) { return (nh_obj_kind)(ac
 
 typedef struct nh_span_list { nh_span_t *first; size_t count; } nh_span_list;
 
+/* Empty spans an mcentral keeps instead of returning them to the page heap at once, so that a
+ * class whose objects come and go in bursts does not churn the page heap. */
+#define NH_MCENTRAL_KEEP 2
+
 typedef struct nh_mcentral {
   nh_mutex_t lock;                 /* LOCK_RANK_MCENTRAL */
   unsigned allocclass;
@@ -26,6 +30,7 @@ typedef struct nh_mcentral {
   nh_span_list partial[2];         /* some free objects; guarded by lock */
   nh_span_list full[2];            /* no free object; guarded by lock */
   uint32_t sweepgen;               /* the heap's, copied at each cycle; guarded by lock */
+  uint32_t nempty;                 /* empty spans kept in partial (at most NH_MCENTRAL_KEEP); lock */
   uint64_t nspans;                 /* relaxed: spans of this class in use */
 } nh_mcentral_t;
 
@@ -45,6 +50,9 @@ size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t
 
 /* Whether object idx of s is free as far as the spans know (under the lock). */
 bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx);
+
+/* Returns the empty spans it kept to the page heap (before scavenging). Returns how many. */
+size_t mcentral_drop_empty(nh_mcentral_t *c);
 
 /* Debug: list membership and counts agree with the bitmaps. */
 void mcentral_validate(nh_mcentral_t *c);

@@ -45,6 +45,9 @@ size_t scavenger_excess(const nh_heap_t *h) {
 
 size_t scavenger_release(nh_scavenger_t *sc, nh_heap_t *h, size_t max_bytes) {
   size_t released = 0;
+  for (int n = 0; n < h->topo.nnodes; n++)   /* empty spans the mcentrals kept come first */
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      mcentral_drop_empty(&h->nodes[n].central[ac]);
   nh_mutex_lock(&sc->lock);
   for (int n = 0; n < h->topo.nnodes && released < max_bytes; n++)
     released += pageheap_scavenge(&h->nodes[n].ph, max_bytes - released, sc->have_ring ? &sc->ring : NULL);

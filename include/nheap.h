@@ -128,8 +128,9 @@ void *nh_aligned_alloc(size_t align, size_t size);
  * return, an interior pointer or a double free is reported through the funnel and ignored. */
 void nh_free(void *p);
 /* Returns up to max_bytes of free heap pages to the OS now (SIZE_MAX: all of them), on the
- * calling thread; the background scavenger does the same for what exceeds the heap's goal.
- * Returns the bytes released. Thread-safe. */
+ * calling thread, after handing the few empty spans each size class keeps back to the page
+ * heap; the background scavenger does the same for what exceeds the heap's goal. Returns the
+ * bytes released. Thread-safe. */
 size_t nh_scavenge(size_t max_bytes);
 /* The usable size of the object starting at p (>= what was asked); 0 for bad pointers. */
 size_t nh_usable_size(const void *p);

@@ -233,6 +233,7 @@ static void test_spans_return_to_page_heap(void **state) {
   for (int i = 0; i < N; i++)
     nh_free(p[i]);
   mcache_flush_all(&nh_rt.caches);   /* empty the per-CPU caches */
+  nh_scavenge(0);                     /* and the empty spans the mcentrals kept */
   nh_stats_t after = stats();
   assert_int_equal(after.small_spans, 0);
   assert_int_equal(after.heap_inuse_bytes, 0);

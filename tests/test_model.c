@@ -152,6 +152,7 @@ static void test_model(void **state) {
   assert_int_equal(failures, 0);
 
   mcache_flush_all(&nh_rt.caches);   /* empty the per-CPU caches */
+  nh_scavenge(0);                     /* and the empty spans the mcentrals kept */
   for (int n = 0; n < nh_rt.topo.nnodes; n++) {
     pageheap_validate(&nh_rt.nodes[n].ph);
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
