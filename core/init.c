@@ -256,6 +256,26 @@ NH_API long nh_stats_arenas(nh_arena_stat_t *out, size_t n) {
   return count;
 }
 
+NH_API long nh_stats_classes(nh_class_stat_t *out, size_t n) {
+  nh_mutex_lock(&init_lock);
+  long count = -ENODEV;
+  if (nh_rt.ready) {
+    count = NH_NUM_SIZE_CLASSES - 1;
+    for (unsigned c = 1; c < NH_NUM_SIZE_CLASSES && c - 1 < n; c++) {
+      nh_class_stat_t *cs = &out[c - 1];
+      cs->size = nh_class_to_size[c];
+      cs->span_bytes = nh_class_to_npages[c] * NH_PAGE_SIZE;
+      cs->objects_per_span = cs->span_bytes / cs->size;
+      cs->spans = 0;
+      for (int node = 0; node < nh_rt.topo.nnodes; node++)
+        for (unsigned k = 0; k < NH_NUM_KINDS; k++)
+          cs->spans += nh_stat_get(&nh_rt.nodes[node].central[allocclass_make(c, (nh_obj_kind)k)].nspans);
+    }
+  }
+  nh_mutex_unlock(&init_lock);
+  return count;
+}
+
 static const char *human(uint64_t b, char *buf, size_t n) {
   static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;

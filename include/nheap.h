@@ -215,6 +215,17 @@ typedef struct nh_arena_stat {
  * (which may be more than n), or -ENODEV before nh_init. Thread-safe. */
 long nh_stats_arenas(nh_arena_stat_t *out, size_t n);
 
+typedef struct nh_class_stat {
+  uint32_t size;            /* bytes per object */
+  uint32_t span_bytes;      /* bytes per span */
+  uint32_t objects_per_span;
+  uint64_t spans;           /* spans of this size class in use (all nodes and kinds) */
+} nh_class_stat_t;
+
+/* Copies up to n records, one per small size class in increasing size, and returns how many
+ * size classes there are (67), or -ENODEV before nh_init. Thread-safe. */
+long nh_stats_classes(nh_class_stat_t *out, size_t n);
+
 /* Writes the statistics and the arena table as text to fd (2 = stderr). Thread-safe. */
 int nh_stats_print(int fd);
 

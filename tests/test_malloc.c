@@ -241,6 +241,22 @@ static void test_spans_return_to_page_heap(void **state) {
   free(p);
 }
 
+static void test_class_stats(void **state) {
+  nh_class_stat_t cs[NH_NUM_SIZE_CLASSES];
+  assert_int_equal(nh_stats_classes(cs, NH_ARRAY_LEN(cs)), 67);
+  assert_int_equal(cs[0].size, 8);
+  assert_int_equal(cs[66].size, 32768);
+  uint64_t before = cs[size_to_class(48) - 1].spans;
+  void *p[400];
+  for (int i = 0; i < 400; i++)   /* 170 objects per 48-byte span: at least two more spans */
+    p[i] = nh_alloc(48);
+  nh_stats_classes(cs, NH_ARRAY_LEN(cs));
+  assert_true(cs[size_to_class(48) - 1].spans >= before + 2);
+  assert_int_equal(cs[size_to_class(48) - 1].objects_per_span, 170);
+  for (int i = 0; i < 400; i++)
+    nh_free(p[i]);
+}
+
 static void test_percpu_mode(void **state) {
   const char *dbg = getenv("NHEAP_DEBUG"), *tun = getenv("GLIBC_TUNABLES");
   bool forced_lock = (dbg && strstr(dbg, "rseq=0")) || (tun && strstr(tun, "glibc.pthread.rseq=0"));
@@ -271,6 +287,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_double_free_after_drain, setup, teardown),
     cmocka_unit_test_setup_teardown(test_overflow_and_huge, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spans_return_to_page_heap, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_class_stats, setup, teardown),
     cmocka_unit_test_setup_teardown(test_percpu_mode, setup, teardown),
     cmocka_unit_test_setup_teardown(test_before_init, setup, teardown),
   };
