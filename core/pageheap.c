@@ -95,25 +95,44 @@ static size_t next_bit(const uint64_t *bm, size_t i, size_t limit, bool want) {
   return limit;
 }
 
+/* Longest run of 1 bits in x: each round shortens every run by one. */
+static size_t longest_ones(uint64_t x) {
+  size_t k = 0;
+  for (; x; k++)
+    x &= x >> 1;
+  return k;
+}
+
+/* start / max / end of the free runs of a 512-page chunk, word by word (Go's pallocBits.summarize). */
 static run_sum summarize_chunk(const uint64_t *alloc, size_t c) {
-  const size_t lo = c * NH_CHUNK_PAGES, hi = lo + NH_CHUNK_PAGES;
+  const uint64_t *w = alloc + c * (NH_CHUNK_PAGES / 64);
+  enum { WORDS = NH_CHUNK_PAGES / 64 };
   run_sum s = {0, 0, 0};
-  size_t first_used = next_bit(alloc, lo, hi, true);
-  s.start = first_used - lo;
-  if (first_used == hi)
+  size_t i = 0;
+  for (; i < WORDS && w[i] == 0; i++)
+    s.start += 64;
+  if (i == WORDS)
     return (run_sum){NH_CHUNK_PAGES, NH_CHUNK_PAGES, NH_CHUNK_PAGES};
+  s.start += (size_t)__builtin_ctzll(w[i]);
   s.max = s.start;
-  size_t i = first_used;
-  while (i < hi) {
-    size_t free_at = next_bit(alloc, i, hi, false);
-    size_t used_at = next_bit(alloc, free_at, hi, true);
-    size_t len = used_at - free_at;
-    if (len > s.max)
-      s.max = len;
-    if (used_at == hi)
-      s.end = len;
-    i = used_at;
+  size_t run = 0;   /* free pages ending at the top of the words seen so far */
+  for (; i < WORDS; i++) {
+    uint64_t used = w[i];
+    if (used == 0) {
+      run += 64;
+      continue;
+    }
+    run += (size_t)__builtin_ctzll(used);
+    if (run > s.max)
+      s.max = run;
+    size_t inner = longest_ones(~used);
+    if (inner > s.max)
+      s.max = inner;
+    run = (size_t)__builtin_clzll(used);
   }
+  if (run > s.max)
+    s.max = run;
+  s.end = run;
   return s;
 }
 
@@ -513,6 +532,25 @@ size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *r
   return released;
 }
 
+/* The same summary, one page at a time: what the validator checks summarize_chunk against. */
+static run_sum summarize_slowly(const uint64_t *alloc, size_t c) {
+  run_sum s = {0, 0, 0};
+  size_t run = 0;
+  bool seen_used = false;
+  for (size_t p = c * NH_CHUNK_PAGES; p < (c + 1) * NH_CHUNK_PAGES; p++) {
+    if (alloc[p / 64] >> (p % 64) & 1) {
+      seen_used = true;
+      run = 0;
+    } else {
+      run++;
+      s.start += !seen_used;
+      s.max = run > s.max ? run : s.max;
+    }
+  }
+  s.end = run;
+  return s;
+}
+
 void pageheap_validate(nh_pageheap_t *ph) {
   nh_mutex_lock(&ph->lock);
   size_t inuse = 0, released = 0;
@@ -524,6 +562,8 @@ void pageheap_validate(nh_pageheap_t *ph) {
     run_sum cs[NH_CHUNKS_PER_ARENA];
     for (size_t c = 0; c < NH_CHUNKS_PER_ARENA; c++) {
       cs[c] = summarize_chunk(ap->alloc, c);
+      if (pack_chunk(cs[c]) != pack_chunk(summarize_slowly(ap->alloc, c)))
+        nh_fatal("page heap: arena %#lx chunk %zu: fast and slow summaries differ", (unsigned long)a->base, c);
       if (pack_chunk(cs[c]) != ap->chunk_sum[c])
         nh_fatal("page heap: arena %#lx chunk %zu summary is stale", (unsigned long)a->base, c);
     }
