@@ -12,7 +12,7 @@ for f in include/nheap.h lib/libnheap.a lib/pkgconfig/nheap.pc lib/cmake/nheap/n
          share/nheap/configs/default.ini share/nheap/configs/server.ini; do
   [ -e "$prefix/$f" ] || { echo "install: $f missing" >&2; exit 1; }
 done
-ls "$prefix"/lib/libnheap.so.* >/dev/null
+ls "$prefix"/lib/libnheap.so.* "$prefix"/lib/libnheap_malloc.so >/dev/null
 # Only the public header is installed.
 [ "$(ls "$prefix/include")" = "nheap.h" ] || { echo "install: unexpected headers" >&2; exit 1; }
 
