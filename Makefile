@@ -1,12 +1,15 @@
 # Thin driver over CMake (as neovim's): every real rule lives in CMakeLists.txt.
 #   make run    install what is missing, Release build, run the main job
 #   make test   install what is missing, Debug build (internal checks on), the whole test suite
+#   make test NH_SANITIZE=address|thread|undefined   the same under a sanitizer (its own build dir)
+#   make soak   the long randomised model test
 JOBS    ?= $(shell nproc)
+NH_SANITIZE ?=
 RELEASE := build/release
-DEBUG   := build/debug
+DEBUG   := build/debug$(if $(NH_SANITIZE),-$(NH_SANITIZE))
 CMAKE_FLAGS ?=
 
-.PHONY: all deps release debug run test bench install clean
+.PHONY: all deps release debug run test soak bench install clean
 
 all: release
 
@@ -18,7 +21,7 @@ release: deps
 	@cmake --build $(RELEASE) -j $(JOBS)
 
 debug: deps
-	@cmake -S . -B $(DEBUG) -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(DEBUG) -DCMAKE_BUILD_TYPE=Debug -DNH_SANITIZE=$(NH_SANITIZE) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(DEBUG) -j $(JOBS)
 
 run: release
@@ -26,6 +29,10 @@ run: release
 
 test: debug
 	cd $(DEBUG) && ctest --output-on-failure -j $(JOBS)
+
+soak: debug
+	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=1 $(DEBUG)/tests/test_model
+	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=2 NHEAP_DEBUG=rseq=0 $(DEBUG)/tests/test_model
 
 bench: release
 	$(RELEASE)/bench/nheap-bench-malloc

@@ -3,7 +3,6 @@
 # library resolve the same dependencies. Each is found with find_path/find_library: libpfm4 ships
 # no .pc file and no CMake config, and one way for all keeps the installed config free of
 # pkg-config. Threads come from CMake's own FindThreads.
-include_guard(GLOBAL)
 include(CMakeFindDependencyMacro)
 find_dependency(Threads)
 
@@ -14,8 +13,8 @@ function(nheap_find_c_library name header library package)
   find_path(NHEAP_${name}_INCLUDE_DIR ${header})
   find_library(NHEAP_${name}_LIBRARY ${library})
   if(NOT NHEAP_${name}_INCLUDE_DIR OR NOT NHEAP_${name}_LIBRARY)
-    message(FATAL_ERROR "nheap: ${header} / lib${library} not found; install the Debian package "
-                        "${package} (scripts/deps.sh does it)")
+    set(NHEAP_DEPS_MISSING "${NHEAP_DEPS_MISSING} ${package}" PARENT_SCOPE)
+    return()
   endif()
   add_library(nheap::dep_${name} UNKNOWN IMPORTED)
   set_target_properties(nheap::dep_${name} PROPERTIES
@@ -23,6 +22,7 @@ function(nheap_find_c_library name header library package)
     INTERFACE_INCLUDE_DIRECTORIES "${NHEAP_${name}_INCLUDE_DIR}")
 endfunction()
 
+set(NHEAP_DEPS_MISSING "")
 nheap_find_c_library(uring liburing.h                  uring liburing-dev)
 nheap_find_c_library(numa  numa.h                      numa  libnuma-dev)
 nheap_find_c_library(pfm   perfmon/pfmlib_perf_event.h pfm   libpfm4-dev)

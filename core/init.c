@@ -92,28 +92,24 @@ oom:
  * commits with one store, so memory is never caught half-way.
  * ------------------------------------------------------------------------------------------- */
 
-static void for_each_lock(bool reverse, void (*fn)(pthread_mutex_t *)) {
+/* Every allocator lock but init_lock, in rank order, for a heap that is ready. */
+static void for_each_heap_lock(bool reverse, void (*fn)(pthread_mutex_t *)) {
   enum { MAX_LOCKS = 4096 };
   pthread_mutex_t *locks[MAX_LOCKS];
   size_t n = 0;
-  locks[n++] = &init_lock.m;
-  if (nh_rt.ready) {
-    for (uint32_t c = 0; c < nh_rt.caches.ncpus && n < MAX_LOCKS; c++)
-      locks[n++] = &nh_rt.caches.cpu[c]->lock.m;
-    for (int node = 0; node < nh_rt.topo.nnodes; node++)
-      for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES && n < MAX_LOCKS; ac++)
-        locks[n++] = &nh_rt.nodes[node].central[ac].lock.m;
-    if (n < MAX_LOCKS)
-      locks[n++] = &nh_rt.scavenger.lock.m;
-    for (int node = 0; node < nh_rt.topo.nnodes && n < MAX_LOCKS; node++)
-      locks[n++] = &nh_rt.nodes[node].ph.lock.m;
-    if (n + 2 <= MAX_LOCKS) {
-      locks[n++] = &nh_rt.arenas.lock.m;
-      locks[n++] = &nh_rt.mem.meta_lock.m;
-    }
-  }
-  if (n == MAX_LOCKS)
+  for (uint32_t c = 0; c < nh_rt.caches.ncpus && n < MAX_LOCKS; c++)
+    locks[n++] = &nh_rt.caches.cpu[c]->lock.m;
+  for (int node = 0; node < nh_rt.topo.nnodes; node++)
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES && n < MAX_LOCKS; ac++)
+      locks[n++] = &nh_rt.nodes[node].central[ac].lock.m;
+  if (n < MAX_LOCKS)
+    locks[n++] = &nh_rt.scavenger.lock.m;
+  for (int node = 0; node < nh_rt.topo.nnodes && n < MAX_LOCKS; node++)
+    locks[n++] = &nh_rt.nodes[node].ph.lock.m;
+  if (n + 2 > MAX_LOCKS)
     nh_fatal("fork: more than %d allocator locks", MAX_LOCKS);
+  locks[n++] = &nh_rt.arenas.lock.m;
+  locks[n++] = &nh_rt.mem.meta_lock.m;
   for (size_t i = 0; i < n; i++)
     fn(locks[reverse ? n - 1 - i : i]);
 }
@@ -122,12 +118,29 @@ static void lock_raw(pthread_mutex_t *m) { pthread_mutex_lock(m); }
 static void unlock_raw(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
 static void reinit_raw(pthread_mutex_t *m) { pthread_mutex_init(m, NULL); }
 
-static void fork_prepare(void) { for_each_lock(false, lock_raw); }
-static void fork_parent(void) { for_each_lock(true, unlock_raw); }
+/* Whether the heap was ready when fork_prepare took init_lock: read under it, so nh_init and
+ * nh_shutdown cannot change the answer before fork_parent / fork_child use it. */
+static bool fork_heap_ready;
+
+static void fork_prepare(void) {
+  pthread_mutex_lock(&init_lock.m);
+  fork_heap_ready = nh_rt.ready;
+  if (fork_heap_ready)
+    for_each_heap_lock(false, lock_raw);
+}
+
+static void fork_parent(void) {
+  if (fork_heap_ready)
+    for_each_heap_lock(true, unlock_raw);
+  pthread_mutex_unlock(&init_lock.m);
+}
+
 static void fork_child(void) {
-  for_each_lock(true, reinit_raw);
-  if (nh_rt.ready)
+  if (fork_heap_ready) {
+    for_each_heap_lock(true, reinit_raw);
     scavenger_forget_thread(&nh_rt.scavenger);
+  }
+  pthread_mutex_init(&init_lock.m, NULL);
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -143,8 +156,11 @@ NH_API int nh_init(const nh_options *opts) {
     goto out;
   }
   memset(&nh_rt, 0, sizeof nh_rt);
-  if ((rc = options_load(&nh_rt.cfg, opts, environ)) != 0 ||
-      (rc = perf_events_check(nh_rt.cfg.perf_events)) != 0 ||
+  char where[PATH_MAX + 32];
+  if ((rc = options_load(&nh_rt.cfg, opts, environ)) != 0)
+    goto out;
+  options_source(&nh_rt.cfg, "perf.events", where, sizeof where);
+  if ((rc = perf_events_check(nh_rt.cfg.perf_events, where)) != 0 ||
       (rc = topology_init(&nh_rt.topo, &nh_rt.cfg)) != 0)
     goto out;
   if (nh_rt.cfg.verbose)
@@ -217,7 +233,7 @@ static void fill_stats(nh_stats_t *s) {
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
   s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;
   s->scavenged_bytes = nh_stat_get(&nh_rt.scavenger.released_bytes);
-  s->scavenger_uring = nh_rt.scavenger.have_ring;
+  s->scavenger_uring = __atomic_load_n(&nh_rt.scavenger.have_ring, __ATOMIC_RELAXED);
   s->gc_cycles = nh_stat_get(&nh_rt.gc_cycles);
   s->pause_total_ns = nh_stat_get(&nh_rt.pause_total_ns);
   s->pause_max_ns = nh_stat_get(&nh_rt.pause_max_ns);
@@ -293,11 +309,12 @@ NH_API int nh_stats_print(int fd) {
   int rc = nh_stats_read(&s);
   if (rc != 0)
     return rc;
-  char b[6][32];
+  char b[7][32];
   dprintf(fd,
           "nheap: heap    reserved %s, mapped %s: in use %s, free %s, released %s; metadata %s\n"
           "nheap: objects %llu small spans, %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
           "nheap: arenas  %llu (hugetlb %llu, thp %llu, 4k %llu); fallbacks: hugetlb %llu, thp %llu\n"
+          "nheap: scav    %s released to the OS by the scavenger (%s)\n"
           "nheap: numa    %llu node(s)\n"
           "nheap: gc      %llu cycles, pauses total %llu ns, max %llu ns\n",
           human(s.heap_reserved_bytes, b[0], 32), human(s.heap_mapped_bytes, b[1], 32),
@@ -308,7 +325,8 @@ NH_API int nh_stats_print(int fd) {
           s.percpu_mode == NH_PERCPU_RSEQ ? "rseq" : "per-CPU lock", (unsigned long long)s.arenas,
           (unsigned long long)s.arenas_hugetlb, (unsigned long long)s.arenas_thp,
           (unsigned long long)s.arenas_small, (unsigned long long)s.hugetlb_fallbacks,
-          (unsigned long long)s.thp_fallbacks, (unsigned long long)s.numa_nodes,
+          (unsigned long long)s.thp_fallbacks, human(s.scavenged_bytes, b[6], 32),
+          s.scavenger_uring ? "io_uring" : "madvise", (unsigned long long)s.numa_nodes,
           (unsigned long long)s.gc_cycles, (unsigned long long)s.pause_total_ns,
           (unsigned long long)s.pause_max_ns);
   nh_arena_stat_t a[16];

@@ -175,10 +175,25 @@ NH_API size_t nh_usable_size(const void *p) {
 static nh_noinline bool already_free(nh_span_t *s, void *p) {
   if (mcache_holds(&nh_rt.caches, s->allocclass, p))
     return true;
-  nh_mutex_lock(&s->central->lock);
-  bool free = mcentral_is_free(s->central, s, span_obj_index(s, (uintptr_t)p));
-  nh_mutex_unlock(&s->central->lock);
-  return free;
+  nh_mcentral_t *c = s->central;
+  size_t idx = span_obj_index(s, (uintptr_t)p);
+  for (;;) {
+    /* The owning cache's lock freezes its slot (which objects of its current word are still
+     * unhanded) and whether it owns the span at all; taken before the mcentral lock, in rank
+     * order. Retry if the owner changed in between. */
+    int owner = __atomic_load_n(&s->owner, __ATOMIC_RELAXED);
+    nh_mcache_t *mc = owner >= 0 ? nh_rt.caches.cpu[owner] : NULL;
+    if (mc)
+      nh_mutex_lock(&mc->lock);
+    nh_mutex_lock(&c->lock);
+    bool same = s->owner == owner;
+    bool free = same && mcentral_is_free(c, s, idx, mc ? &mc->slot[s->allocclass].cache : NULL);
+    nh_mutex_unlock(&c->lock);
+    if (mc)
+      nh_mutex_unlock(&mc->lock);
+    if (same)
+      return free;
+  }
 }
 
 static nh_cold bool bad_free(const char *fn, void *p, const char *why) {

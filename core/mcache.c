@@ -3,7 +3,7 @@
  *
  * Per allocation class a cache has
  *   a free stack  objects ready to hand out, LIFO (cache-hot): freed on this CPU, or taken
- *                 from the slot in batches. Capacity: 32 KiB worth of objects, 2 .. 128;
+ *                 from the slot in batches. Capacity: 64 KiB worth of objects, 4 .. 512;
  *   a slot        a span this cache owns, read 64 objects at a time by count-trailing-zeros
  *                 on the free mask of one bitmap word (Go's allocCache / nextFreeFast).
  *
@@ -88,6 +88,7 @@ static bool slot_seek(nh_mcache_slot *sl, size_t w) {
 }
 
 static void slot_release(nh_mcache_t *mc, unsigned ac) {
+  nh_mutex_assert_held(&mc->lock);
   nh_mcache_slot *sl = &mc->slot[ac];
   if (sl->span)
     mcentral_uncache_span(&mc->central[ac], sl->span, sl->cache);
@@ -101,7 +102,7 @@ static bool slot_refill(nh_mcache_t *mc, unsigned ac) {
   if (sl->span && slot_seek(sl, sl->span->freeindex / 64u + 1))
     return true;
   slot_release(mc, ac);
-  nh_span_t *s = mcentral_cache_span(&mc->central[ac]);
+  nh_span_t *s = mcentral_cache_span(&mc->central[ac], mc->cpu);
   if (!s)
     return false;
   sl->span = s;
@@ -180,6 +181,11 @@ static void free_locked(nh_mcache_t *mc, unsigned ac, void *p) {
  * rseq mode slow paths.
  * ------------------------------------------------------------------------------------------- */
 
+/* The slow paths move objects between a stack and the spans while holding the lock of the
+ * cache of the CPU they run on, so that a double-free scan (which stops each cache under its
+ * lock) never finds objects in neither place. A thread that migrates between reading its CPU
+ * and the sequence touches another CPU's stack; that stack's cache is not locked, which leaves
+ * a window only a double free racing a migration can fall through. */
 static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
   nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
   nh_freestack *fs = &mc->free[ac];
@@ -187,38 +193,31 @@ static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
   void *batch[REFILL_MAX];
   nh_mutex_lock(&mc->lock);   /* also waits out a remote operation on this cache */
   size_t got = slot_take(mc, ac, batch, want ? want : 1);
-  nh_mutex_unlock(&mc->lock);
-  if (!got)
-    return NULL;
-  size_t kept = got - 1;
+  size_t kept = got ? got - 1 : 0;
   while (kept > 0 && percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), batch[kept - 1]))
     kept--;
   if (kept > 0)   /* the stack filled up (or the thread has no rseq): back to the spans */
     return_objects(mc->arenas, batch, kept);
-  return batch[got - 1];
+  nh_mutex_unlock(&mc->lock);
+  return got ? batch[got - 1] : NULL;
 }
 
 static void free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
-  nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
   for (;;) {
-    if (__atomic_load_n(&mc->stopped, __ATOMIC_ACQUIRE)) {
-      nh_mutex_lock(&mc->lock);       /* wait for the remote operation */
-      nh_mutex_unlock(&mc->lock);
-    } else {
-      /* Full: pop half the stack we are on and send it back to the spans. */
-      void *batch[STACK_MAX / 2];
-      size_t n = 0, half = mc->free[ac].cap / 2;
-      while (n < half && percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), &batch[n]))
-        n++;
-      return_objects(mc->arenas, batch, n);
-      if (n == 0) {   /* no rseq for this thread: hand the object straight back */
-        return_objects(mc->arenas, &p, 1);
-        return;
-      }
-    }
-    if (percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), p))
+    nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
+    nh_mutex_lock(&mc->lock);   /* waits out a remote operation; see above */
+    /* Full: pop half the stack we are on and send it back to the spans, then push. */
+    void *batch[STACK_MAX / 2];
+    size_t n = 0, half = mc->free[ac].cap / 2;
+    while (n < half && percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), &batch[n]))
+      n++;
+    return_objects(mc->arenas, batch, n);
+    bool pushed = percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), p);
+    if (!pushed && n == 0)   /* no rseq for this thread: hand the object straight back */
+      return_objects(mc->arenas, &p, 1);
+    nh_mutex_unlock(&mc->lock);
+    if (pushed || n == 0)
       return;
-    mc = all->cpu[percpu_current_cpu(all->ncpus)];
   }
 }
 

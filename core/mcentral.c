@@ -95,7 +95,7 @@ static bool rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
   return false;
 }
 
-nh_span_t *mcentral_cache_span(nh_mcentral_t *c) {
+nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
   nh_mutex_lock(&c->lock);
   nh_span_list *l = swept_partial(c);
   nh_span_t *s = l->first;
@@ -115,6 +115,7 @@ nh_span_t *mcentral_cache_span(nh_mcentral_t *c) {
     nh_stat_add(&c->nspans, 1);
   }
   s->cached = true;
+  s->owner = (int16_t)owner;
   nh_mutex_unlock(&c->lock);
   return s;
 }
@@ -128,26 +129,32 @@ void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache) {
   if (cur < words)
     s->alloc_bits[cur] |= ~cache & word_mask(s, cur);
   s->cached = false;
+  s->owner = -1;
   rebuild(c, s, NULL);
   nh_mutex_unlock(&c->lock);
 }
 
-bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx) {
+bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx, const uint64_t *owner_cache) {
   nh_mutex_assert_held(&c->lock);
   if (bitmap_get(s->freed_bits, idx))
     return true;
-  /* Without an owner, alloc_bits is exact. With one, an object past the owner's word that is
-   * clear in alloc_bits has not been handed out either. */
-  if (!bitmap_get(s->alloc_bits, idx))
-    return !s->cached || idx >= (size_t)__atomic_load_n(&s->freeindex, __ATOMIC_RELAXED) + 64;
-  return false;
+  if (bitmap_get(s->alloc_bits, idx))
+    return false;
+  if (!s->cached)   /* without an owner, alloc_bits is exact */
+    return true;
+  /* With one: words before its current word were handed out, words after it not yet; in the
+   * current word, the owner's free mask tells. */
+  size_t cur = __atomic_load_n(&s->freeindex, __ATOMIC_RELAXED) / 64, w = idx / 64;
+  if (w != cur)
+    return w > cur;
+  return owner_cache && (*owner_cache >> (idx % 64) & 1);
 }
 
 size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t n) {
   nh_mutex_lock(&c->lock);
   size_t doubles = 0;
   for (size_t i = 0; i < n; i++) {
-    if (mcentral_is_free(c, s, idx[i])) {
+    if (mcentral_is_free(c, s, idx[i], NULL)) {
       doubles++;
       continue;
     }

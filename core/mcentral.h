@@ -36,8 +36,9 @@ typedef struct nh_mcentral {
 
 void mcentral_init(nh_mcentral_t *c, unsigned allocclass, nh_pageheap_t *ph);
 
-/* A span with at least one free object, now cached (owned) by the caller; NULL on OOM. */
-nh_span_t *mcentral_cache_span(nh_mcentral_t *c);
+/* A span with at least one free object, now cached (owned) by the mcache of CPU owner, whose
+ * lock the caller holds; NULL on OOM. */
+nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner);
 
 /* The owner gives a cached span back. `cache` is the free mask of the word at s->freeindex
  * that the owner has not handed out (0 if it consumed the word); objects before that word
@@ -48,8 +49,10 @@ void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache);
  * already free (double frees), which are reported by the caller and otherwise ignored. */
 size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t n);
 
-/* Whether object idx of s is free as far as the spans know (under the lock). */
-bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx);
+/* Whether object idx of s is free as far as the span knows (under c->lock). For a cached
+ * span, owner_cache is the owning slot's free mask of its current word (the caller holds the
+ * owner's lock), or NULL when unknown, in which case objects of that word count as allocated. */
+bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx, const uint64_t *owner_cache);
 
 /* Returns the empty spans it kept to the page heap (before scavenging). Returns how many. */
 size_t mcentral_drop_empty(nh_mcentral_t *c);

@@ -243,11 +243,12 @@ int mem_release(nh_mem_t *m, void *p, size_t len, nh_backing b) {
   return 0;
 }
 
-size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ring) {
+size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ring, bool *ring_failed) {
   size_t released = 0, done = 0;
-  bool failed[n];
-  memset(failed, 0, sizeof failed);
-  while (ring && done < n) {
+  bool ok[n];   /* released through the ring */
+  memset(ok, 0, sizeof ok);
+  *ring_failed = false;
+  while (ring && done < n && !*ring_failed) {
     size_t queued = 0;
     struct io_uring_sqe *sqe;
     while (done + queued < n && (sqe = io_uring_get_sqe(ring))) {
@@ -256,26 +257,28 @@ size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ri
       io_uring_sqe_set_data64(sqe, done + queued);
       queued++;
     }
-    int rc = io_uring_submit_and_wait(ring, (unsigned)queued);
-    if (rc < 0) {   /* the ring is unusable: the rest goes through madvise */
-      io_uring_cq_advance(ring, io_uring_cq_ready(ring));
+    if (io_uring_submit_and_wait(ring, (unsigned)queued) < 0) {
+      *ring_failed = true;   /* completions may still arrive: the caller must drop the ring */
       break;
     }
     for (size_t k = 0; k < queued; k++) {
       struct io_uring_cqe *cqe;
-      if (io_uring_wait_cqe(ring, &cqe) != 0)
+      if (io_uring_wait_cqe(ring, &cqe) != 0) {
+        *ring_failed = true;
         break;
+      }
       size_t i = (size_t)io_uring_cqe_get_data64(cqe);
-      if (cqe->res < 0)
-        failed[i] = true;
-      else
+      if (i < n && cqe->res >= 0) {
+        ok[i] = true;
         released += r[i].len;
+      }
       io_uring_cqe_seen(ring, cqe);
     }
     done += queued;
   }
+  /* Whatever the ring did not confirm goes through madvise (DONTNEED twice is harmless). */
   for (size_t i = 0; i < n; i++) {
-    if (i < done && !failed[i])
+    if (ok[i])
       continue;
     if (m->os->advise(r[i].p, r[i].len, MADV_DONTNEED) == 0)
       released += r[i].len;

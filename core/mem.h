@@ -64,11 +64,12 @@ int mem_unreserve(nh_mem_t *m, void *p, size_t len, size_t mapped, size_t ready)
 
 /* Ready -> Prepared for n ranges of 4 KiB or THP pages at once: madvise(MADV_DONTNEED) as
  * one io_uring submission (IORING_OP_MADVISE) when ring is not NULL, else one madvise each; a
- * range the ring fails on is retried with madvise; one that still fails comes back with len 0
- * (it stays Ready). Returns the bytes released. */
+ * range the ring does not confirm is released with madvise; one that still fails comes back
+ * with len 0 (it stays Ready). *ring_failed: the ring itself failed (submit or wait), may still
+ * deliver stale completions, and must not be used again. Returns the bytes released. */
 typedef struct nh_range { void *p; size_t len; } nh_range;
 struct io_uring;
-size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ring);
+size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ring, bool *ring_failed);
 
 /* Zeroed, never-freed (until mem_destroy) metadata memory; NULL when the OS refuses. */
 void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align);

@@ -391,6 +391,15 @@ static char *config_reader(char *str, int num, void *stream) {
   ini_ctx *c = stream;
   if (c->pos >= c->end)
     return NULL;
+  /* Leading blanks are dropped, so an indented key is a key, never inih's continuation of the
+   * previous value (nheap has no multi-line values). */
+  while (c->pos < c->end && (*c->pos == ' ' || *c->pos == '\t'))
+    c->pos++;
+  if (c->pos >= c->end) {
+    c->line++;
+    str[0] = 0;
+    return str;
+  }
   const char *nl = memchr(c->pos, '\n', (size_t)(c->end - c->pos));
   size_t len = nl ? (size_t)(nl - c->pos) + 1 : (size_t)(c->end - c->pos);
   c->line++;
@@ -516,6 +525,14 @@ static int read_environment(nh_config_t *cfg, char *const *envp) {
         d = &table[i];
     char why[256], var[128];
     snprintf(var, sizeof var, "%.*s", (int)(eq - *e), *e);
+    if (!d && memchr(name, '.', len)) {
+      char under[64];
+      snprintf(under, sizeof under, "%.*s", (int)len, name);
+      for (char *q = under; *q; q++)
+        *q = *q == '.' ? '_' : (char)toupper((unsigned char)*q);
+      nh_error(-EINVAL, "environment %s: variable names spell dots as underscores: NHEAP_%s", var, under);
+      return -EINVAL;
+    }
     if (!d) {
       char lower[64];
       size_t l = len < sizeof lower - 1 ? len : sizeof lower - 1;
@@ -608,6 +625,30 @@ static void format_value(const nh_config_t *cfg, const nh_option_desc *d, char *
     snprintf(buf, n, "%lld%s", (long long)v, u ? unit[u] : "");
     break;
   }
+  }
+}
+
+static void env_name(const char *opt, char *buf, size_t n) {
+  size_t i = 0;
+  for (; opt[i] && i + 1 < n; i++)
+    buf[i] = opt[i] == '.' ? '_' : (char)toupper((unsigned char)opt[i]);
+  buf[i] = 0;
+}
+
+void options_source(const nh_config_t *cfg, const char *name, char *buf, size_t n) {
+  const nh_option_desc *d = find_option(name);
+  size_t i = d ? (size_t)(d - table) : 0;
+  char var[64];
+  env_name(name, var, sizeof var);
+  switch (d ? cfg->src[i].origin : ORIGIN_DEFAULT) {
+  case ORIGIN_DEFAULT: snprintf(buf, n, "default"); break;
+  case ORIGIN_FILE: snprintf(buf, n, "%s:%d", cfg->config_file, cfg->src[i].line); break;
+  case ORIGIN_ENV: snprintf(buf, n, "environment NHEAP_%s", var); break;
+  case ORIGIN_STRUCT:
+    for (char *p = var; *p; p++)
+      *p = (char)tolower((unsigned char)*p);
+    snprintf(buf, n, "nh_options.%s", var);
+    break;
   }
 }
 

@@ -69,6 +69,10 @@ int options_load(nh_config_t *cfg, const nh_options *opts, char *const *envp);
  * overflow. */
 bool options_parse_size(const char *s, int64_t *out, char *why, size_t n);
 
+/* Where option `name` got its value: "file.ini:7", "environment NHEAP_X", "nh_options.x" or
+ * "default", for messages about values checked after loading. */
+void options_source(const nh_config_t *cfg, const char *name, char *buf, size_t n);
+
 /* Writes the effective table (name, value, source) to fd. */
 void options_print(const nh_config_t *cfg, int fd);
 

@@ -358,8 +358,8 @@ uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero) {
   /* Advance the search pointer past arenas that are now full. */
   while (ph->search < ph->narenas && unpack_arena(ph->by_addr[ph->search]->pages->sum).max == 0)
     ph->search++;
-  nh_stat_add(&ph->inuse_pages, (int64_t)npages);
-  nh_stat_add(&ph->released_pages, -(int64_t)released);
+  nh_stat_add(&ph->released_pages, -(int64_t)released);   /* this order keeps idle >= 0 for */
+  nh_stat_add(&ph->inuse_pages, (int64_t)npages);         /* lock-free readers (scavenger) */
   nh_mutex_unlock(&ph->lock);
   if (nh_config_debug >= 2)
     pageheap_validate(ph);
@@ -411,6 +411,7 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
   s->kind = (uint8_t)kind;
   s->node = (uint8_t)ph->node;
   s->needzero = needzero;
+  s->owner = -1;
   s->alloc_bits = s->bitmaps[0];
   s->gcmark_bits = s->bitmaps[1];
   if (sc) {
@@ -496,8 +497,9 @@ static size_t scav_pick(nh_pageheap_t *ph, nh_range *r, size_t max_pages) {
   return n;
 }
 
-size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring) {
+size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring, bool *ring_failed) {
   size_t released = 0;
+  *ring_failed = false;
   while (released < max_bytes) {
     nh_range r[SCAV_BATCH];
     nh_mutex_lock(&ph->lock);
@@ -509,7 +511,9 @@ size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *r
     size_t taken[SCAV_BATCH];
     for (size_t i = 0; i < n; i++)
       taken[i] = r[i].len;
-    released += mem_release_batch(ph->mem, r, n, ring);
+    bool failed;
+    released += mem_release_batch(ph->mem, r, n, *ring_failed ? NULL : ring, &failed);
+    *ring_failed |= failed;
     nh_mutex_lock(&ph->lock);
     size_t lowest = ph->narenas;
     for (size_t i = 0; i < n; i++) {

@@ -67,8 +67,8 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
  * (allocation is lowest-first, so these are the least likely to be wanted again): whole 2 MiB
  * units only on THP arenas (a partial release would split a huge page), runs of at least
  * 64 KiB on 4 KiB arenas; hugetlb arenas are left alone (see pageheap.c). ring: io_uring for
- * the batch, or NULL for madvise. Returns the bytes released. */
-size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring);
+ * the batch, or NULL for madvise; *ring_failed as mem_release_batch. Returns the bytes released. */
+size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring, bool *ring_failed);
 
 /* Debug: summaries and counters agree with the bitmaps. */
 void pageheap_validate(nh_pageheap_t *ph);

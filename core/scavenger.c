@@ -25,14 +25,18 @@
 
 enum { RETAIN_EXTRA_PERCENT = 10, RETAIN_FLOOR = 8 << 20, LIMIT_PERCENT = 95, PERIOD_MS = 50 };
 
+static void init_wait(nh_scavenger_t *sc);
+
 size_t scavenger_excess(const nh_heap_t *h) {
   uint64_t inuse = 0, free = 0, ready = 0;
   for (int n = 0; n < h->topo.nnodes; n++) {
     const nh_pageheap_t *ph = &h->nodes[n].ph;
-    uint64_t total = nh_stat_get(&ph->total_pages), used = nh_stat_get(&ph->inuse_pages);
-    uint64_t rel = nh_stat_get(&ph->released_pages), held = nh_stat_get(&ph->scavenging_pages);
-    inuse += used * NH_PAGE_SIZE;
-    free += (total - used - rel - held) * NH_PAGE_SIZE;
+    /* Read without the lock: the four counters can be caught between updates, so clamp. */
+    int64_t total = (int64_t)nh_stat_get(&ph->total_pages), used = (int64_t)nh_stat_get(&ph->inuse_pages);
+    int64_t rel = (int64_t)nh_stat_get(&ph->released_pages), held = (int64_t)nh_stat_get(&ph->scavenging_pages);
+    int64_t idle = total - used - rel - held;
+    inuse += (uint64_t)used * NH_PAGE_SIZE;
+    free += idle > 0 ? (uint64_t)idle * NH_PAGE_SIZE : 0;
   }
   ready = inuse + free;
   uint64_t allowed = inuse / 100 * RETAIN_EXTRA_PERCENT + RETAIN_FLOOR;
@@ -49,8 +53,15 @@ size_t scavenger_release(nh_scavenger_t *sc, nh_heap_t *h, size_t max_bytes) {
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
       mcentral_drop_empty(&h->nodes[n].central[ac]);
   nh_mutex_lock(&sc->lock);
-  for (int n = 0; n < h->topo.nnodes && released < max_bytes; n++)
-    released += pageheap_scavenge(&h->nodes[n].ph, max_bytes - released, sc->have_ring ? &sc->ring : NULL);
+  for (int n = 0; n < h->topo.nnodes && released < max_bytes; n++) {
+    bool ring_failed;
+    released += pageheap_scavenge(&h->nodes[n].ph, max_bytes - released, sc->have_ring ? &sc->ring : NULL, &ring_failed);
+    if (ring_failed) {   /* drop the ring: stale completions must not meet a later batch */
+      nh_warn("scavenger: io_uring failed; releasing pages with madvise from now on");
+      io_uring_queue_exit(&sc->ring);
+      __atomic_store_n(&sc->have_ring, false, __ATOMIC_RELAXED);
+    }
+  }
   nh_mutex_unlock(&sc->lock);
   nh_stat_add(&sc->released_bytes, (int64_t)released);
   if (h->cfg.dbg.scavtrace && released)
@@ -96,12 +107,7 @@ int scavenger_start(nh_scavenger_t *sc, nh_heap_t *h, bool background, bool use_
     if (probe)
       io_uring_free_probe(probe);
   }
-  pthread_mutex_init(&sc->wait_lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&sc->wake, &ca);
-  pthread_condattr_destroy(&ca);
+  init_wait(sc);
   if (!background)
     return 0;
   int rc = pthread_create(&sc->thread, NULL, scavenger_main, h);
@@ -129,12 +135,22 @@ void scavenger_stop(nh_scavenger_t *sc) {
   pthread_mutex_destroy(&sc->wait_lock);
 }
 
+static void init_wait(nh_scavenger_t *sc) {
+  pthread_mutex_init(&sc->wait_lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&sc->wake, &ca);
+  pthread_condattr_destroy(&ca);
+  sc->stop = false;
+}
+
 void scavenger_forget_thread(nh_scavenger_t *sc) {
   sc->background = false;
   if (sc->have_ring)
     io_uring_queue_exit(&sc->ring);   /* unmaps the child's view and closes its fd */
   sc->have_ring = false;
-  pthread_mutex_init(&sc->wait_lock, NULL);
+  init_wait(sc);   /* the parent's thread may have been waiting on them */
 }
 
 NH_API size_t nh_scavenge(size_t max_bytes) {

@@ -14,11 +14,15 @@
  * size header; free of such a block is a no-op; realloc copies it out). Other threads that call
  * during start-up wait for it (nh_init's lock).
  *
+ * If nheap cannot start (a bad NHEAP_* value, say: nh_init has reported it), the process goes
+ * on with the C library's allocator (__libc_malloc and friends), after one line saying so.
+ *
  * Errors follow the C library's rules: NULL with errno = ENOMEM, posix_memalign's return code,
  * EINVAL for bad alignments. Bad frees are reported through nheap's error funnel (one line on
  * stderr) and ignored, never abort. fork is safe: nheap's pthread_atfork handlers (init.c) hold
  * every allocator lock across it.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -36,6 +40,13 @@ static char boot[BOOT_BYTES] __attribute__((aligned(4096)));
 static size_t boot_used;                  /* atomic bump pointer */
 static __thread bool starting;            /* this thread is inside nh_init */
 static int state;                         /* 0 not started, 1 starting, 2 ready, 3 failed */
+
+/* glibc's own allocator, for a process in which nheap could not start. */
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
 
 static bool in_boot(const void *p) { return (const char *)p >= boot && (const char *)p < boot + BOOT_BYTES; }
 
@@ -75,17 +86,25 @@ static bool ready(void) {
     return true;
   }
   __atomic_store_n(&state, 3, __ATOMIC_RELEASE);
+  nh_warn("libnheap_malloc: nheap did not start (%s); this process uses the C library's malloc", nh_strerror(rc));
   return false;
 }
 
+static bool failed(void) { return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == 3; }
+
 SHIM_API void *malloc(size_t size) {
-  return ready() ? nh_alloc_noscan(size) : boot_alloc(size, BOOT_ALIGN);
+  if (ready())
+    return nh_alloc_noscan(size);
+  return failed() ? __libc_malloc(size) : boot_alloc(size, BOOT_ALIGN);
 }
 
 SHIM_API void free(void *p) {
   if (!p || in_boot(p))
     return;
-  nh_free(p);
+  if (failed())
+    __libc_free(p);
+  else
+    nh_free(p);
 }
 
 SHIM_API void *calloc(size_t n, size_t size) {
@@ -94,7 +113,9 @@ SHIM_API void *calloc(size_t n, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
-  return ready() ? nh_calloc(n, size) : boot_alloc(total, BOOT_ALIGN);  /* boot memory is zero */
+  if (ready())
+    return nh_calloc(n, size);
+  return failed() ? __libc_calloc(n, size) : boot_alloc(total, BOOT_ALIGN);  /* boot memory is zero */
 }
 
 SHIM_API void *realloc(void *p, size_t size) {
@@ -104,8 +125,11 @@ SHIM_API void *realloc(void *p, size_t size) {
       memcpy(q, p, boot_size(p) < size ? boot_size(p) : size);
     return q;
   }
-  if (!ready())
+  if (!ready()) {
+    if (failed())
+      return __libc_realloc(p, size);
     return p ? NULL : boot_alloc(size, BOOT_ALIGN);
+  }
   if (p && size == 0) {   /* glibc: frees and returns NULL */
     nh_free(p);
     return NULL;
@@ -123,7 +147,9 @@ SHIM_API void *reallocarray(void *p, size_t n, size_t size) {
 }
 
 static void *aligned(size_t align, size_t size) {
-  return ready() ? nh_aligned_alloc(align, size) : boot_alloc(size, align);
+  if (ready())
+    return nh_aligned_alloc(align, size);
+  return failed() ? __libc_memalign(align, size) : boot_alloc(size, align);
 }
 
 SHIM_API int posix_memalign(void **out, size_t align, size_t size) {
@@ -161,5 +187,13 @@ SHIM_API void *pvalloc(size_t size) {
 SHIM_API size_t malloc_usable_size(void *p) {
   if (!p)
     return 0;
-  return in_boot(p) ? boot_size(p) : nh_usable_size(p);
+  if (in_boot(p))
+    return boot_size(p);
+  if (failed()) {
+    static size_t (*libc_usable)(void *);
+    if (!libc_usable)
+      libc_usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    return libc_usable ? libc_usable(p) : 0;
+  }
+  return nh_usable_size(p);
 }

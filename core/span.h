@@ -46,6 +46,8 @@ typedef struct nh_span {
   uint8_t node;
   bool needzero;              /* some free object may hold old data */
   bool cached;                /* held by an mcache; guarded by the mcentral lock */
+  int16_t owner;              /* CPU of the mcache holding it, -1: none; written under that
+                                 mcache's lock and the mcentral lock, read under either */
   uint32_t sweepgen;          /* Go's protocol: h->sweepgen - 2 needs sweep, - 1 being swept, = swept */
   uint64_t *alloc_bits;
   uint64_t *gcmark_bits;

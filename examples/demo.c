@@ -81,6 +81,11 @@ int main(int argc, char **argv) {
   printf("\nafter freeing everything (freed objects stay in per-CPU caches and spans until reused):\n");
   fflush(stdout);
   nh_stats_print(1);
+  struct timespec pause = {0, 300 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  printf("\n300 ms later, the background scavenger has returned the free pages past its goal:\n");
+  fflush(stdout);
+  nh_stats_print(1);
   nh_shutdown();
   return 0;
 }

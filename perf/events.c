@@ -51,12 +51,12 @@ static void close_matches(const char *want, char *out, size_t n) {
   }
 }
 
-int perf_events_check(const char *list) {
+int perf_events_check(const char *list, const char *where) {
   if (!list[0])
     return 0;
   pthread_once(&pfm_once, pfm_init_once);
   if (pfm_status != PFM_SUCCESS) {
-    nh_error(-EINVAL, "perf.events: libpfm4 failed to initialise (%s)", pfm_strerror(pfm_status));
+    nh_error(-EINVAL, "%s: perf.events: libpfm4 failed to initialise (%s)", where, pfm_strerror(pfm_status));
     return -EINVAL;
   }
   char buf[512];
@@ -74,7 +74,7 @@ int perf_events_check(const char *list) {
       continue;
     char near[400];
     close_matches(name, near, sizeof near);
-    nh_error(-EINVAL, "perf.events: unknown event '%s' (%s)%s%s", name, pfm_strerror(rc),
+    nh_error(-EINVAL, "%s: perf.events: unknown event '%s' (%s)%s%s", where, name, pfm_strerror(rc),
              near[0] ? "; close matches: " : "; `perf list` or libpfm4's showevtinfo list the names",
              near);
     return -EINVAL;

@@ -153,8 +153,14 @@ static void test_perf_event_names(void **state) {
   nh_shutdown();
   o.perf_events = "page-fault";
   assert_int_equal(nh_init(&o), -EINVAL);
+  assert_true(errors_contain("nh_options.perf_events: perf.events: unknown event 'page-fault'"));
   assert_true(errors_contain("close matches"));
   assert_true(errors_contain("PAGE-FAULTS"));
+  /* From a file, the message names the file and line. */
+  nh_options_init(&o);
+  o.config_path = write_temp_file("perf.ini", "gc = stw\n[perf]\nevents = task-clock,nosuchevent\n");
+  assert_int_equal(nh_init(&o), -EINVAL);
+  assert_true(errors_contain("perf.ini:3: perf.events: unknown event 'nosuchevent'"));
 }
 
 static void test_presets_start(void **state) {

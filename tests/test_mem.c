@@ -122,7 +122,12 @@ static void test_reserve_alignment_and_hint(void **state) {
 static void test_bind(void **state) {
   char *p = mem_reserve(&mem, LEN, NH_HUGE_PAGE);
   assert_int_equal(mem_commit(&mem, p, LEN, NH_BACKING_SMALL), 0);
-  assert_int_equal(mem_bind(&mem, p, LEN, 0, 1, false), 0);
+  int rc = mem_bind(&mem, p, LEN, 0, 1, false);
+  if (rc == -EPERM) {   /* a container's seccomp profile may forbid mbind */
+    mem_unreserve(&mem, p, LEN, LEN, 0);
+    skip();
+  }
+  assert_int_equal(rc, 0);
   assert_int_equal(mem_bind(&mem, p, LEN, 0, 1, true), 0);
   /* A node past the machine's is refused before the kernel is asked. */
   assert_int_equal(mem_bind(&mem, p, LEN, 1, 1, false), -EINVAL);

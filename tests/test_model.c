@@ -11,8 +11,8 @@
  * validators pass.
  *
  * Deterministic per seed (each thread's operation sequence; interleaving is the scheduler's):
- * NHEAP_MODEL_SEED=N reruns one seed, NHEAP_MODEL_STEPS=N sets the length (make soak runs it
- * long). A failure prints the seed.
+ * NH_MODEL_SEED=N reruns one seed, NH_MODEL_STEPS=N sets the length (`make soak` runs it long).
+ * A failure prints the seed.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -122,7 +122,7 @@ static void *worker(void *arg) {
   return NULL;
 fail:
   __atomic_store_n(&failures, 1, __ATOMIC_RELAXED);
-  fprintf(stderr, "model: FAILED with seed %lu (rerun: NHEAP_MODEL_SEED=%lu)\n", seed, seed_base);
+  fprintf(stderr, "model: FAILED with seed %lu (rerun: NH_MODEL_SEED=%lu)\n", seed, seed_base / 1000);
   return NULL;
 }
 
@@ -143,7 +143,7 @@ static void run_seed(unsigned long seed) {
 }
 
 static void test_model(void **state) {
-  const char *env_seed = getenv("NHEAP_MODEL_SEED"), *env_steps = getenv("NHEAP_MODEL_STEPS");
+  const char *env_seed = getenv("NH_MODEL_SEED"), *env_steps = getenv("NH_MODEL_STEPS");
   if (env_steps)
     steps = atol(env_steps);
   unsigned long first = env_seed ? strtoul(env_seed, NULL, 10) : 1, last = env_seed ? first : 3;

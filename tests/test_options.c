@@ -208,6 +208,7 @@ static void test_bad_env_values(void **state) {
   expect_env_error("NHEAP_PERF_EVENTS=cyc les", "does not accept");
   expect_env_error("NHEAP_GC_PERCNT=5", "unknown option 'gc_percnt' (did you mean 'gc_percent'?)");
   expect_env_error("NHEAP_ZZZZZZZZZZ=1", "unknown option 'zzzzzzzzzz' (NHEAP_VERBOSE=1 lists the options)");
+  expect_env_error("NHEAP_PERF.EVENTS=cycles", "spell dots as underscores: NHEAP_PERF_EVENTS");
   assert_int_equal(errors.last_code, -EINVAL);
 }
 
@@ -262,6 +263,12 @@ static void test_empty_and_comment_only_file(void **state) {
   o.config_path = write_temp_file("noeol.ini", "gc_percent = 30");  /* no final newline */
   assert_int_equal(options_load(&cfg, &o, no_env), 0);
   assert_int_equal(cfg.gc_percent, 30);
+  /* An indented key is a key (not a continuation of the line before). */
+  o.config_path = write_temp_file("indent.ini", "gc = stw\n  gc_percent = 50\n\t[perf]\n\tevents = page-faults\n");
+  assert_int_equal(options_load(&cfg, &o, no_env), 0);
+  assert_int_equal(cfg.gc, NH_GC_STW);
+  assert_int_equal(cfg.gc_percent, 50);
+  assert_string_equal(cfg.perf_events, "page-faults");
   assert_int_equal(errors.count, 0);
 }
 

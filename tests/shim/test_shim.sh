@@ -51,4 +51,11 @@ select b from t order by b limit 5;
 "
 run_both threads "$threads"
 LD_PRELOAD=$shim "$threads" --expect-nheap >/dev/null || fail "threads: malloc was not nheap's"
-echo "3 passed, 0 failed"
+# nheap refusing to start (a bad option) leaves the program on the C library's malloc.
+out=$(LD_PRELOAD=$shim NHEAP_GC_PERCENT=lots "$python" -c 'print(sum(len(bytes(i)) for i in range(20000)))' 2>"$work/bad.err") \
+  || { cat "$work/bad.err" >&2; fail "a bad option broke the program"; }
+[ "$out" = "199990000" ] || fail "a bad option changed the program's output: $out"
+grep -q "NHEAP_GC_PERCENT" "$work/bad.err" && grep -q "uses the C library's malloc" "$work/bad.err" \
+  || { cat "$work/bad.err" >&2; fail "no clear message for the bad option"; }
+echo "test_shim: bad option ok (the C library's malloc took over, with a message)"
+echo "4 passed, 0 failed"
