@@ -209,7 +209,7 @@ static inline __attribute__((always_inline)) bool free_object(const char *fn, vo
     return bad_free(fn, p, "points into free heap memory (freed already: a double free?)");
   if (!s)
     return bad_free(fn, p, "not a pointer nheap returned (foreign memory)");
-  if (object_base(s, p) != (uintptr_t)p)
+  if (span_is_large(s) ? (uintptr_t)p != s->base : !span_is_object_start(s, (uintptr_t)p))
     return bad_free(fn, p, "an interior pointer, not the start of the object");
   if (span_is_large(s)) {
     nh_stat_add(&nh_rt.large_frees, 1);

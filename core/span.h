@@ -76,6 +76,14 @@ static inline size_t span_obj_index(const nh_span_t *s, uintptr_t p) {
 /* Large spans (class 0) have allocation classes 0 .. NH_NUM_KINDS - 1. */
 static inline bool span_is_large(const nh_span_t *s) { return s->allocclass < 3; }
 
+/* Whether p (inside [base, limit)) is an object's first byte, with one multiply: offset is a
+ * multiple of the size exactly when the low 32 bits of offset * divmagic are below divmagic
+ * (Lemire, Kaser and Kurz, "Faster remainder by direct computation"; exact for every offset of
+ * every class, tests/test_sizeclasses.c). Small spans only. */
+static inline bool span_is_object_start(const nh_span_t *s, uintptr_t p) {
+  return (uint32_t)((uint64_t)(p - s->base) * s->divmagic) < s->divmagic;
+}
+
 static inline bool bitmap_get(const uint64_t *bm, size_t i) { return bm[i / 64] >> (i % 64) & 1; }
 static inline void bitmap_set(uint64_t *bm, size_t i) { bm[i / 64] |= 1ull << (i % 64); }
 

@@ -44,11 +44,23 @@ static void test_divmagic_exact(void **state) {
   }
 }
 
+static void test_divisibility_exact(void **state) {
+  /* The free path's interior-pointer check (span_is_object_start). */
+  for (int c = 1; c < NH_NUM_SIZE_CLASSES; c++) {
+    uint32_t m = nh_class_to_divmagic[c], size = nh_class_to_size[c];
+    uint64_t span = (uint64_t)nh_class_to_npages[c] * NH_PAGE_SIZE;
+    for (uint64_t off = 0; off < span; off++)
+      if (((uint32_t)(off * m) < m) != (off % size == 0))
+        fail_msg("class %d: divisibility test wrong at offset %llu", c, (unsigned long long)off);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_table_bounds),
     cmocka_unit_test(test_lookup_is_smallest_fit),
     cmocka_unit_test(test_divmagic_exact),
+    cmocka_unit_test(test_divisibility_exact),
   };
   return cmocka_run_group_tests_name("sizeclasses", tests, NULL, NULL);
 }
