@@ -35,8 +35,9 @@ soak: debug
 	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=2 NHEAP_DEBUG=rseq=0 $(DEBUG)/tests/test_model
 
 bench: release
-	$(RELEASE)/bench/nheap-bench-malloc
-	$(RELEASE)/bench/nheap-micro
+	$(RELEASE)/bench/nheap-bench-malloc --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+	  --benchmark_out=build/bench-malloc.json --benchmark_out_format=json
+	$(RELEASE)/bench/nheap-micro --benchmark_out=build/bench-micro.json --benchmark_out_format=json
 
 install: release
 	cmake --install $(RELEASE) $(if $(PREFIX),--prefix $(PREFIX))

@@ -43,10 +43,13 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
   size_t entries = 0;
   for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++)
     entries += stack_cap(allocclass_sizeclass(ac));
-  nh_mcache_t *mc = mem_meta_alloc(mem, sizeof *mc, 64);
-  void **items = mem_meta_alloc(mem, entries * sizeof(void *), 64);
-  if (!mc || !items)
+  /* The cache and its stacks in one mapping on the CPU's node (real nodes only). */
+  size_t head = nh_align_up(sizeof(nh_mcache_t), 64);
+  bool bind = arenas->place.bind && node < arenas->place.nnodes;
+  nh_mcache_t *mc = mem_meta_alloc_node(mem, head + entries * sizeof(void *), node, arenas->place.nnodes, bind);
+  if (!mc)
     return NULL;
+  void **items = (void **)((char *)mc + head);
   nh_mutex_init(&mc->lock, LOCK_RANK_MCACHE);
   mc->cpu = cpu;
   mc->node = node;

@@ -45,9 +45,11 @@
  * development VM; THP ~4x and hugetlb ~45x cheaper per byte), so callers reuse Prepared and
  * Ready memory rather than unreserving it; release is the scavenger's job.
  *
- * Metadata (arena records, later span structs and bitmaps) lives off-heap in 256 KiB chunks
+ * Metadata (arena records, span structs, per-CPU caches) lives off-heap in 256 KiB chunks
  * mapped Ready and carved by a bump pointer (Go's persistentalloc): it is never freed until
- * mem_destroy, which unmaps every chunk. Requests over a quarter chunk get their own mapping.
+ * mem_destroy, which unmaps every chunk. Requests over a quarter chunk get their own mapping,
+ * and mem_meta_alloc_node gives one its own mapping bound to a NUMA node (a CPU's cache lives
+ * on that CPU's node).
  * Guarded by meta_lock (LOCK_RANK_META).
  *
  * The nh_os_hooks table is the only way out to the kernel, so tests can swap it for fakes.
@@ -358,6 +360,20 @@ void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align) {
   }
   nh_mutex_unlock(&m->meta_lock);
   return out;   /* fresh anonymous memory: already zero */
+}
+
+void *mem_meta_alloc_node(nh_mem_t *m, size_t size, int node, int nnodes, bool bind) {
+  size_t len = nh_align_up(size + NH_OS_PAGE, NH_OS_PAGE);
+  nh_mutex_lock(&m->meta_lock);
+  char *c = meta_map(m, len);
+  nh_mutex_unlock(&m->meta_lock);
+  if (!c)
+    return NULL;
+  /* Bound before first touch; the header page (touched already) is not part of it. If the
+   * kernel refuses, the memory still works, first-touch placed. */
+  if (bind && len > NH_OS_PAGE)
+    mem_bind(m, c + NH_OS_PAGE, len - NH_OS_PAGE, node, nnodes, false);
+  return c + NH_OS_PAGE;
 }
 
 void mem_destroy(nh_mem_t *m) {

@@ -73,5 +73,7 @@ size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ri
 
 /* Zeroed, never-freed (until mem_destroy) metadata memory; NULL when the OS refuses. */
 void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align);
+/* The same in a page-aligned mapping of its own, bound to node (of nnodes) when bind. */
+void *mem_meta_alloc_node(nh_mem_t *m, size_t size, int node, int nnodes, bool bind);
 
 #endif
