@@ -41,6 +41,12 @@
  * arenas are skipped: their pages belong to a pool the administrator reserved, and a released
  * hugetlb range must be recommitted before reuse (mem.c), which the allocation path does not do.
  *
+ * Recently freed spans: a freed span of up to 64 pages (512 KiB) is kept whole, up to 8 of them,
+ * with its pages still marked in use but out of the span map; the next span of exactly that
+ * length takes it back with one lock and no search (large objects freed and allocated again,
+ * mcentral spans that come and go). The scavenger drops them before it releases memory, and
+ * the stats count their pages as free.
+ *
  * Locking: ph->lock (LOCK_RANK_PAGEHEAP) guards the bitmaps, summaries, by_addr and search.
  * spans[] entries are written under it with release stores and read lock-free (span_of).
  */
@@ -386,17 +392,36 @@ void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
     pageheap_validate(ph);
 }
 
+/* A recently freed span of exactly npages, or NULL. */
+static nh_span_t *take_recent(nh_pageheap_t *ph, size_t npages) {
+  nh_mutex_lock(&ph->lock);
+  nh_span_t *s = NULL;
+  for (uint32_t i = 0; i < ph->nrecent; i++) {
+    if (ph->recent[i]->npages == npages) {
+      s = ph->recent[i];
+      ph->recent[i] = ph->recent[--ph->nrecent];
+      nh_stat_add(&ph->recent_pages, -(int64_t)npages);
+      break;
+    }
+  }
+  nh_mutex_unlock(&ph->lock);
+  return s;
+}
+
 nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh_obj_kind kind,
                                size_t align_offset) {
-  bool needzero;
-  uintptr_t pages = pageheap_alloc(ph, npages, &needzero);
+  bool needzero = true;
+  nh_span_t *s = npages <= NH_RECENT_MAX_PAGES ? take_recent(ph, npages) : NULL;
+  uintptr_t pages = s ? s->pages : pageheap_alloc(ph, npages, &needzero);
   if (!pages)
     return NULL;
-  nh_mutex_lock(&ph->lock);
-  nh_span_t *s = ph->free_spans;
-  if (s)
-    ph->free_spans = s->next;
-  nh_mutex_unlock(&ph->lock);
+  if (!s) {
+    nh_mutex_lock(&ph->lock);
+    s = ph->free_spans;
+    if (s)
+      ph->free_spans = s->next;
+    nh_mutex_unlock(&ph->lock);
+  }
   if (!s && !(s = mem_meta_alloc(ph->mem, sizeof *s, 64))) {
     pageheap_free(ph, pages, npages);
     return NULL;
@@ -431,11 +456,41 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
 
 void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s) {
   __atomic_store_n(&s->state, SPAN_DEAD, __ATOMIC_RELEASE);
+  if (s->npages <= NH_RECENT_MAX_PAGES) {
+    /* Out of the span map first: a pointer into it is now free memory to every lookup. */
+    pageheap_set_spans(s->pages, s->npages, NULL, ph->arenas);
+    nh_mutex_lock(&ph->lock);
+    bool kept = ph->nrecent < NH_RECENT_SPANS;
+    if (kept) {
+      ph->recent[ph->nrecent++] = s;
+      nh_stat_add(&ph->recent_pages, s->npages);
+    }
+    nh_mutex_unlock(&ph->lock);
+    if (kept)
+      return;
+  }
   pageheap_free(ph, s->pages, s->npages);
   nh_mutex_lock(&ph->lock);
   s->next = ph->free_spans;
   ph->free_spans = s;
   nh_mutex_unlock(&ph->lock);
+}
+
+void pageheap_drop_recent(nh_pageheap_t *ph) {
+  for (;;) {
+    nh_mutex_lock(&ph->lock);
+    nh_span_t *s = ph->nrecent ? ph->recent[--ph->nrecent] : NULL;
+    if (s)
+      nh_stat_add(&ph->recent_pages, -(int64_t)s->npages);
+    nh_mutex_unlock(&ph->lock);
+    if (!s)
+      return;
+    pageheap_free(ph, s->pages, s->npages);
+    nh_mutex_lock(&ph->lock);
+    s->next = ph->free_spans;
+    ph->free_spans = s;
+    nh_mutex_unlock(&ph->lock);
+  }
 }
 
 void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas) {

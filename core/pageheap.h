@@ -12,6 +12,8 @@
 #define NH_CHUNK_PAGES      512                                /* 4 MiB, Go's pallocChunkPages */
 #define NH_CHUNKS_PER_ARENA (NH_PAGES_PER_ARENA / NH_CHUNK_PAGES)
 #define NH_PAGE_WORDS       (NH_PAGES_PER_ARENA / 64)
+#define NH_RECENT_SPANS     8       /* freed spans of up to NH_RECENT_MAX_PAGES kept for reuse */
+#define NH_RECENT_MAX_PAGES 64      /* 512 KiB */
 
 /* Per-arena page state, in metadata memory. Guarded by the owning page heap's lock. */
 typedef struct nh_arena_pages {
@@ -30,12 +32,15 @@ typedef struct nh_pageheap {
   size_t narenas, cap;            /* guarded by lock */
   size_t search;                  /* guarded by lock: no free page below by_addr[search] */
   nh_span_t *free_spans;          /* guarded by lock: span structs for reuse */
+  nh_span_t *recent[NH_RECENT_SPANS]; /* guarded by lock: freed spans kept whole for reuse */
+  uint32_t nrecent;               /* guarded by lock */
   /* Relaxed counters, in pages. */
   uint64_t inuse_pages;           /* in spans */
   uint64_t released_pages;        /* free and released to the OS */
   uint64_t total_pages;           /* in this heap's arenas */
   uint64_t scavenging_pages;      /* free pages held back while the scavenger releases them */
   uint64_t scavenged_pages;       /* released by the scavenger, all time */
+  uint64_t recent_pages;          /* pages of the spans in recent[] (counted in inuse_pages) */
 } nh_pageheap_t;
 
 void pageheap_init(nh_pageheap_t *ph, int node, nh_arena_set_t *arenas, nh_mem_t *mem);
@@ -56,8 +61,11 @@ bool pageheap_grow(nh_pageheap_t *ph, size_t count);
  * map. NULL when the OS refuses memory. */
 nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh_obj_kind kind,
                                size_t align_offset);
-/* Returns a span's pages and its struct. */
+/* Returns a span's pages and its struct. A span of up to NH_RECENT_MAX_PAGES is kept whole
+ * among the recently freed (out of the span map, its pages still taken) so that the next span
+ * of the same length costs one lock; pageheap_drop_recent gives them back. */
 void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s);
+void pageheap_drop_recent(nh_pageheap_t *ph);
 
 /* Points every page of [base, base + npages pages) at span (NULL to clear). Caller holds ph->lock
  * or owns the pages exclusively. */

@@ -32,10 +32,11 @@ size_t scavenger_excess(const nh_heap_t *h) {
   for (int n = 0; n < h->topo.nnodes; n++) {
     const nh_pageheap_t *ph = &h->nodes[n].ph;
     /* Read without the lock: the four counters can be caught between updates, so clamp. */
-    int64_t total = (int64_t)nh_stat_get(&ph->total_pages), used = (int64_t)nh_stat_get(&ph->inuse_pages);
+    int64_t total = (int64_t)nh_stat_get(&ph->total_pages);
+    int64_t used = (int64_t)nh_stat_get(&ph->inuse_pages) - (int64_t)nh_stat_get(&ph->recent_pages);
     int64_t rel = (int64_t)nh_stat_get(&ph->released_pages), held = (int64_t)nh_stat_get(&ph->scavenging_pages);
     int64_t idle = total - used - rel - held;
-    inuse += (uint64_t)used * NH_PAGE_SIZE;
+    inuse += used > 0 ? (uint64_t)used * NH_PAGE_SIZE : 0;
     free += idle > 0 ? (uint64_t)idle * NH_PAGE_SIZE : 0;
   }
   ready = inuse + free;
@@ -49,9 +50,11 @@ size_t scavenger_excess(const nh_heap_t *h) {
 
 size_t scavenger_release(nh_scavenger_t *sc, nh_heap_t *h, size_t max_bytes) {
   size_t released = 0;
-  for (int n = 0; n < h->topo.nnodes; n++)   /* empty spans the mcentrals kept come first */
+  for (int n = 0; n < h->topo.nnodes; n++) {   /* spans kept for reuse come first */
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
       mcentral_drop_empty(&h->nodes[n].central[ac]);
+    pageheap_drop_recent(&h->nodes[n].ph);
+  }
   nh_mutex_lock(&sc->lock);
   for (int n = 0; n < h->topo.nnodes && released < max_bytes; n++) {
     bool ring_failed;

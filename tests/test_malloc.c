@@ -241,6 +241,25 @@ static void test_spans_return_to_page_heap(void **state) {
   free(p);
 }
 
+static void test_large_spans_reused(void **state) {
+  unsigned char *a = nh_alloc(100000);
+  memset(a, 0xee, 100000);
+  uint64_t inuse = stats().heap_inuse_bytes;
+  nh_free(a);
+  assert_true(stats().heap_inuse_bytes < inuse);   /* a kept span counts as free */
+  assert_null(nh_base(a + 10));                     /* and is out of the span map */
+  errors.all[0] = 0;
+  nh_free(a);                                       /* so a double free is caught */
+  assert_true(errors_contain("points into free heap memory"));
+  unsigned char *b = nh_alloc(100000);              /* the same length takes it back */
+  assert_ptr_equal(b, a);
+  for (size_t i = 0; i < 100000; i += 997)
+    assert_int_equal(b[i], 0);                      /* zeroed again for nh_alloc */
+  nh_free(b);
+  nh_scavenge(0);                                   /* kept spans go back to the page heap */
+  assert_null(nh_base(b));
+}
+
 static void test_class_stats(void **state) {
   nh_class_stat_t cs[NH_NUM_SIZE_CLASSES];
   assert_int_equal(nh_stats_classes(cs, NH_ARRAY_LEN(cs)), 67);
@@ -289,6 +308,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_double_free_after_drain, setup, teardown),
     cmocka_unit_test_setup_teardown(test_overflow_and_huge, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spans_return_to_page_heap, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_large_spans_reused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_class_stats, setup, teardown),
     cmocka_unit_test_setup_teardown(test_percpu_mode, setup, teardown),
     cmocka_unit_test_setup_teardown(test_before_init, setup, teardown),
