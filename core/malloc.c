@@ -68,7 +68,7 @@ static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align
     return NULL;
   size_t npages = (size + extra + NH_PAGE_SIZE - 1) / NH_PAGE_SIZE;
   int node = nh_rt.topo.cpu_node[heap_current_cpu()];
-  nh_span_t *s = pageheap_alloc_span(&nh_rt.nodes[node].ph, npages, spanclass_make(0, kind == NH_KIND_NOSCAN), kind, 0);
+  nh_span_t *s = pageheap_alloc_span(&nh_rt.nodes[node].ph, npages, spanclass_make(0, kind == NH_KIND_NOSCAN), kind, kind);
   if (!s)
     return NULL;
   if (align > NH_PAGE_SIZE) {
@@ -226,9 +226,26 @@ static inline __attribute__((always_inline)) bool free_object(const char *fn, vo
   return true;
 }
 
+/* The free fast path for small objects: the page info says the allocation class and where
+ * the page sits in its span, so neither the span nor a division is needed to check that p is
+ * an object's start before the freed mark is checked and p goes on the CPU's stack. Anything
+ * else (large objects, free memory, foreign pointers, a mark that matches) takes free_object. */
 NH_API void nh_free(void *p) {
   if (!p || !check_ready("nh_free"))
     return;
+  nh_arena_t *a = arena_of(&nh_rt.arenas, p);
+  uint32_t info = a ? __atomic_load_n(&a->pageinfo[((uintptr_t)p & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT], __ATOMIC_ACQUIRE) : 0;
+  if (nh_likely(info)) {
+    unsigned sc = info >> 16;
+    uint32_t off = (uint32_t)((uintptr_t)p & (NH_PAGE_SIZE - 1)) + ((info >> 8) & 0xff) * NH_PAGE_SIZE;
+    uint32_t magic = nh_class_to_divmagic[sc];
+    uintptr_t mark = (uintptr_t)p ^ nh_rt.free_key;
+    if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic && *(uintptr_t *)p != mark)) {
+      *(uintptr_t *)p = mark;
+      mcache_free(&nh_rt.caches, info & 0xff, p);
+      return;
+    }
+  }
   free_object("nh_free", p);
 }
 

@@ -104,13 +104,12 @@ nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
     c->nempty -= s->alloc_count == 0;
   } else {
     unsigned sc = allocclass_sizeclass(c->allocclass);
-    s = pageheap_alloc_span(c->ph, nh_class_to_npages[sc], c->spanclass, allocclass_kind(c->allocclass), 0);
+    s = pageheap_alloc_span(c->ph, nh_class_to_npages[sc], c->spanclass, allocclass_kind(c->allocclass), c->allocclass);
     if (!s) {
       nh_mutex_unlock(&c->lock);
       return NULL;
     }
     s->central = c;
-    s->allocclass = (uint8_t)c->allocclass;
     s->sweepgen = c->sweepgen;
     nh_stat_add(&c->nspans, 1);
   }

@@ -380,8 +380,10 @@ void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
     if (nh_config_debug >= 1 && count_bits(ap->alloc, p.first, p.n) != p.n)
       nh_fatal("page heap: freeing pages at %#lx that are not all in use", (unsigned long)base);
     set_bits(ap->alloc, p.first, p.n, false);
-    for (size_t i = p.first; i < p.first + p.n; i++)
+    for (size_t i = p.first; i < p.first + p.n; i++) {
+      __atomic_store_n(&p.a->pageinfo[i], 0, __ATOMIC_RELEASE);
       __atomic_store_n(&p.a->spans[i], NULL, __ATOMIC_RELEASE);
+    }
     update_summaries(ap, p.first, p.n);
   }
   if (lowest < ph->search)
@@ -409,7 +411,7 @@ static nh_span_t *take_recent(nh_pageheap_t *ph, size_t npages) {
 }
 
 nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh_obj_kind kind,
-                               size_t align_offset) {
+                               unsigned allocclass) {
   bool needzero = true;
   nh_span_t *s = npages <= NH_RECENT_MAX_PAGES ? take_recent(ph, npages) : NULL;
   uintptr_t pages = s ? s->pages : pageheap_alloc(ph, npages, &needzero);
@@ -429,10 +431,10 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
   memset(s, 0, sizeof *s);
   unsigned sc = spanclass_sizeclass(spc);
   s->pages = pages;
-  s->base = pages + align_offset;
+  s->base = pages;
   s->npages = (uint32_t)npages;
   s->spanclass = spc;
-  s->allocclass = (uint8_t)(sc * 3 + kind);   /* refined by mcentral for small spans */
+  s->allocclass = (uint8_t)(sc ? allocclass : kind);
   s->kind = (uint8_t)kind;
   s->node = (uint8_t)ph->node;
   s->needzero = needzero;
@@ -494,13 +496,22 @@ void pageheap_drop_recent(nh_pageheap_t *ph) {
 }
 
 void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas) {
+  bool small = span && !span_is_large(span);
+  uint32_t info = small ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
   uintptr_t addr = base;
-  for (size_t left = npages; left;) {
+  for (size_t left = npages, i = 0; left;) {
     nh_arena_t *a = arena_of(arenas, (void *)addr);
     size_t first = (addr - a->base) >> NH_PAGE_SHIFT;
     size_t n = NH_PAGES_PER_ARENA - first < left ? NH_PAGES_PER_ARENA - first : left;
-    for (size_t p = first; p < first + n; p++)
+    for (size_t p = first; p < first + n; p++, i++) {
+      /* Clearing, the info goes first; setting, the span goes first: a reader that finds
+       * page info always finds the span behind it. */
+      if (!span)
+        __atomic_store_n(&a->pageinfo[p], 0, __ATOMIC_RELEASE);
       __atomic_store_n(&a->spans[p], span, __ATOMIC_RELEASE);
+      if (small)
+        __atomic_store_n(&a->pageinfo[p], info | (uint32_t)i << 8, __ATOMIC_RELEASE);
+    }
     addr += n * NH_PAGE_SIZE;
     left -= n;
   }

@@ -57,18 +57,19 @@ void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages);
 bool pageheap_grow(nh_pageheap_t *ph, size_t count);
 
 /* Go's mheap.allocSpan: npages for one span of span class spc (class 0: one large object of
- * npages, whose object starts align_offset bytes into the run) and kind, published in the span
- * map. NULL when the OS refuses memory. */
+ * npages) and kind, for allocation class allocclass (small spans), published in the span map
+ * and the page-info map. NULL when the OS refuses memory. */
 nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh_obj_kind kind,
-                               size_t align_offset);
+                               unsigned allocclass);
 /* Returns a span's pages and its struct. A span of up to NH_RECENT_MAX_PAGES is kept whole
  * among the recently freed (out of the span map, its pages still taken) so that the next span
  * of the same length costs one lock; pageheap_drop_recent gives them back. */
 void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s);
 void pageheap_drop_recent(nh_pageheap_t *ph);
 
-/* Points every page of [base, base + npages pages) at span (NULL to clear). Caller holds ph->lock
- * or owns the pages exclusively. */
+/* Points every page of [base, base + npages pages) at span (NULL to clear), and sets their
+ * page info (0 to clear, else the small span's allocation and size class). Caller holds
+ * ph->lock or owns the pages exclusively. */
 void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas);
 
 /* Releases up to max_bytes of free, unreleased pages to the OS, highest addresses first

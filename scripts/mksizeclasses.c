@@ -128,6 +128,13 @@ int main(void) {
   for (int i = 0; i < n; i++)
     printf("%s%u,", i % 6 ? " " : "\n  ", magic[i]);
 
+  printf("\n};\n\n/* bytes of a span's objects: objects per span * size (the tail after it holds none) */\n"
+         "static const uint32_t nh_class_to_limit[NH_NUM_SIZE_CLASSES] = {");
+  for (int i = 0; i < n; i++) {
+    int span = c[i].npages * PAGE_SIZE;
+    printf("%s%d,", i % 8 ? " " : "\n  ", i ? span / c[i].size * c[i].size : 0);
+  }
+
   int n8 = SMALL_MAX / SMALL_DIV + 1, n128 = (MAX_SMALL - SMALL_MAX) / LARGE_DIV + 1;
   printf("\n};\n\n/* class of size s <= 1024: nh_size_to_class8[(s + 7) / 8] */\n"
          "static const uint8_t nh_size_to_class8[%d] = {", n8);
