@@ -11,15 +11,19 @@
  *
  * Zeroing: scanned kinds (nh_alloc, nh_alloc_typed) and nh_calloc return zeroed memory, as
  * Go's and bdwgc's GC_MALLOC do, so a conservative scan never sees stale pointers;
- * nh_alloc_noscan does not (as malloc). Fresh and released pages are already zero
- * (span->needzero), so most zeroing of new spans is skipped.
+ * nh_alloc_noscan does not (as malloc) and only clears the freed mark in word 0. Small objects
+ * are zeroed on every allocation (a cached object may hold old data); large ones only when
+ * their pages were used before (span->needzero: fresh and released pages read as zero).
  *
- * Free and bad input: nh_free finds the span from any address in O(1) (arena index, page map),
- * rejects foreign and interior pointers, and detects double frees: a freed object's first word
- * holds p ^ free_key (a per-process random key); finding that value on free triggers a slow
- * check (every CPU's free stack, the span's bitmaps) that confirms the double free before it
- * is reported and ignored. A program can only defeat the check by storing exactly that value.
- * Every bad call is reported through the error funnel and changes nothing.
+ * Free and bad input: nh_free reads the page's info word from the arena record (allocation
+ * class, page in span, size class; arena.h) and checks that p starts an object with one
+ * multiply, without loading the span; large objects, free memory and foreign pointers take
+ * the span path (free_object). Double frees: a freed object's first word holds p ^ free_key (a
+ * per-process random key); finding that value on free triggers a slow check (every CPU's free
+ * stack, the span's bitmaps and its owner's current word) that confirms the double free before
+ * it is reported and ignored. A program can only defeat the check by storing exactly that
+ * value, or by a double free that races a thread migrating inside a cache's slow path
+ * (mcache.c). Every bad call is reported through the error funnel and changes nothing.
  *
  * CPU-local caches (mcache.c): restartable sequences where glibc registered rseq, else the
  * per-CPU lock mode; the stats say which.
