@@ -206,8 +206,9 @@ static nh_cold bool bad_free(const char *fn, void *p, const char *why) {
   return false;
 }
 
-/* Frees p; false (reported) when p is not a live object's start. */
-static inline __attribute__((always_inline)) bool free_object(const char *fn, void *p) {
+/* Frees p; false (reported) when p is not a live object's start. The general path: nh_free's
+ * fast path sends here only what it cannot decide alone. */
+static nh_noinline bool free_object(const char *fn, void *p) {
   nh_span_t *s = live_span(p);
   if (!s && arena_of(&nh_rt.arenas, p))
     return bad_free(fn, p, "points into free heap memory (freed already: a double free?)");

@@ -68,17 +68,11 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
  * Slots: taking objects from the cache's spans (under mc->lock).
  * ------------------------------------------------------------------------------------------- */
 
-static uint64_t word_free(const nh_span_t *s, size_t w) {
-  size_t left = s->nelems - w * 64;
-  uint64_t valid = left >= 64 ? ~0ull : (1ull << left) - 1;
-  return ~s->alloc_bits[w] & valid;
-}
-
 /* Points the slot at the first word at or after w with a free object; false if none. */
 static bool slot_seek(nh_mcache_slot *sl, size_t w) {
   nh_span_t *s = sl->span;
   for (size_t words = (s->nelems + 63u) / 64; w < words; w++) {
-    uint64_t free = word_free(s, w);
+    uint64_t free = ~s->alloc_bits[w] & span_word_mask(s, w);
     if (free) {
       __atomic_store_n(&s->freeindex, (uint16_t)(w * 64), __ATOMIC_RELAXED);
       sl->word_base = s->base + w * 64 * (uintptr_t)s->elemsize;

@@ -60,14 +60,15 @@ void mcentral_init(nh_mcentral_t *c, unsigned allocclass, nh_pageheap_t *ph) {
   c->ph = ph;
 }
 
-static uint64_t word_mask(const nh_span_t *s, size_t w) {
-  size_t left = s->nelems - w * 64;
-  return left >= 64 ? ~0ull : (1ull << left) - 1;
+/* An empty span leaves this class for the page heap. */
+static void give_back(nh_mcentral_t *c, nh_span_t *s) {
+  nh_stat_add(&c->nspans, -1);
+  s->central = NULL;
+  pageheap_free_span(c->ph, s);
 }
 
-/* Folds explicit frees into alloc_bits of a span nobody caches; places or frees it. Returns
- * true if the span went back to the page heap. */
-static bool rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
+/* Folds explicit frees into alloc_bits of a span nobody caches; places or frees it. */
+static void rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
   nh_mutex_assert_held(&c->lock);
   nh_assert_internal(!s->cached);
   size_t count = 0, words = (s->nelems + 63) / 64;
@@ -83,16 +84,12 @@ static bool rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
   s->freeindex = 0;
   if (from)
     list_remove(from, s);
-  if (count == 0 && c->nempty < NH_MCENTRAL_KEEP) {
-    c->nempty++;   /* kept, as a partial span with every object free */
-  } else if (count == 0) {
-    nh_stat_add(&c->nspans, -1);
-    s->central = NULL;
-    pageheap_free_span(c->ph, s);
-    return true;
+  if (count == 0 && c->nempty >= NH_MCENTRAL_KEEP) {
+    give_back(c, s);
+    return;
   }
+  c->nempty += count == 0;   /* an empty span is kept as a partial one */
   list_push(list_of(c, s), s);
-  return false;
 }
 
 nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
@@ -124,9 +121,9 @@ void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache) {
   nh_assert_internal(s->cached && s->freeindex % 64 == 0);
   size_t cur = s->freeindex / 64, words = (s->nelems + 63) / 64;
   for (size_t w = 0; w < cur && w < words; w++)
-    s->alloc_bits[w] = word_mask(s, w);
+    s->alloc_bits[w] = span_word_mask(s, w);
   if (cur < words)
-    s->alloc_bits[cur] |= ~cache & word_mask(s, cur);
+    s->alloc_bits[cur] |= ~cache & span_word_mask(s, cur);
   s->cached = false;
   s->owner = -1;
   rebuild(c, s, NULL);
@@ -175,9 +172,7 @@ size_t mcentral_drop_empty(nh_mcentral_t *c) {
       continue;
     list_remove(l, s);
     c->nempty--;
-    nh_stat_add(&c->nspans, -1);
-    s->central = NULL;
-    pageheap_free_span(c->ph, s);
+    give_back(c, s);
     dropped++;
   }
   nh_mutex_unlock(&c->lock);
@@ -194,7 +189,7 @@ void mcentral_validate(nh_mcentral_t *c) {
       size_t count = 0;
       for (size_t w = 0; w < (s->nelems + 63u) / 64; w++) {
         count += (size_t)__builtin_popcountll(s->alloc_bits[w]);
-        if (s->alloc_bits[w] & ~word_mask(s, w))
+        if (s->alloc_bits[w] & ~span_word_mask(s, w))
           nh_fatal("mcentral %u: span %#lx has alloc bits past nelems", c->allocclass, (unsigned long)s->base);
       }
       empty += count == 0;

@@ -318,12 +318,13 @@ static bool set_text(nh_config_t *cfg, const nh_option_desc *d, const char *raw,
     if (!parse_bool(v, &x, why, n)) return false;
     break;
   case OPT_INT:
-    if (!parse_int(v, &x, why, n) || !in_range(d, x, why, n)) {
-      if (!strstr(why, "range"))
-        snprintf(why + strlen(why), n - strlen(why), " (allowed: %lld .. %lld)", (long long)d->min,
-                 (long long)d->max);
+    if (!parse_int(v, &x, why, n)) {
+      size_t len = strlen(why);
+      snprintf(why + len, n - len, " (allowed: %lld .. %lld)", (long long)d->min, (long long)d->max);
       return false;
     }
+    if (!in_range(d, x, why, n))
+      return false;
     break;
   case OPT_SIZE:
     if (!options_parse_size(v, &x, why, n) || !in_range(d, x, why, n)) return false;

@@ -456,6 +456,15 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
   return s;
 }
 
+/* The span's pages back to the free pages, its struct to the free list. */
+static void release_span(nh_pageheap_t *ph, nh_span_t *s) {
+  pageheap_free(ph, s->pages, s->npages);
+  nh_mutex_lock(&ph->lock);
+  s->next = ph->free_spans;
+  ph->free_spans = s;
+  nh_mutex_unlock(&ph->lock);
+}
+
 void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s) {
   __atomic_store_n(&s->state, SPAN_DEAD, __ATOMIC_RELEASE);
   if (s->npages <= NH_RECENT_MAX_PAGES) {
@@ -471,11 +480,7 @@ void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s) {
     if (kept)
       return;
   }
-  pageheap_free(ph, s->pages, s->npages);
-  nh_mutex_lock(&ph->lock);
-  s->next = ph->free_spans;
-  ph->free_spans = s;
-  nh_mutex_unlock(&ph->lock);
+  release_span(ph, s);
 }
 
 void pageheap_drop_recent(nh_pageheap_t *ph) {
@@ -487,11 +492,7 @@ void pageheap_drop_recent(nh_pageheap_t *ph) {
     nh_mutex_unlock(&ph->lock);
     if (!s)
       return;
-    pageheap_free(ph, s->pages, s->npages);
-    nh_mutex_lock(&ph->lock);
-    s->next = ph->free_spans;
-    ph->free_spans = s;
-    nh_mutex_unlock(&ph->lock);
+    release_span(ph, s);
   }
 }
 

@@ -73,6 +73,12 @@ static inline size_t span_obj_index(const nh_span_t *s, uintptr_t p) {
   return (size_t)(((uint64_t)(p - s->base) * s->divmagic) >> 32);
 }
 
+/* The bits of bitmap word w that stand for objects (the last word may be partial). */
+static inline uint64_t span_word_mask(const nh_span_t *s, size_t w) {
+  size_t left = s->nelems - w * 64;
+  return left >= 64 ? ~0ull : (1ull << left) - 1;
+}
+
 /* Large spans (class 0) have allocation classes 0 .. NH_NUM_KINDS - 1. */
 static inline bool span_is_large(const nh_span_t *s) { return s->allocclass < 3; }
 
