@@ -5,6 +5,7 @@
 #ifndef NH_HEAP_H
 #define NH_HEAP_H
 
+#include "core/gc.h"
 #include "core/mcache.h"
 #include "core/options.h"
 #include "core/scavenger.h"
@@ -27,8 +28,8 @@ typedef struct nh_heap {
   nh_scavenger_t scavenger;
   uintptr_t free_key;            /* random: freed objects hold p ^ free_key in their first word */
   /* Relaxed counters. */
-  uint64_t large_allocs, large_frees, bad_frees, double_frees;
-  uint64_t gc_cycles, pause_total_ns, pause_max_ns;  /* the collector fills these */
+  uint64_t large_allocs, large_frees, bad_frees, double_frees, limit_refusals;
+  nh_gc_t gc;                    /* the collector: threads, roots, marker, pacer, sweeper */
 } nh_heap_t;
 
 extern nh_heap_t nh_rt;

@@ -16,7 +16,8 @@
  *   5. set up the OS layer and the arena set; build a page heap and the mcentrals per node
  *      and an mcache per CPU (all in metadata memory); map the first arena on the calling
  *      CPU's node, so that a machine that cannot give nheap memory fails here, with a message,
- *      and the huge-page decision is visible in the stats from the start.
+ *      and the huge-page decision is visible in the stats from the start;
+ *   6. the collector (gc.c): thread stopping, the pacer, the background sweeper.
  */
 #include <errno.h>
 #include <sys/random.h>
@@ -97,6 +98,11 @@ static void for_each_heap_lock(bool reverse, void (*fn)(pthread_mutex_t *)) {
   enum { MAX_LOCKS = 4096 };
   pthread_mutex_t *locks[MAX_LOCKS];
   size_t n = 0;
+  if (nh_rt.gc.on) {   /* no cycle in flight, no thread attaching, no root changing */
+    locks[n++] = &nh_rt.gc.lock.m;
+    locks[n++] = &nh_rt.gc.threads.lock.m;
+    locks[n++] = &nh_rt.gc.roots.lock.m;
+  }
   for (uint32_t c = 0; c < nh_rt.caches.ncpus && n < MAX_LOCKS; c++)
     locks[n++] = &nh_rt.caches.cpu[c]->lock.m;
   for (int node = 0; node < nh_rt.topo.nnodes; node++)
@@ -139,6 +145,7 @@ static void fork_child(void) {
   if (fork_heap_ready) {
     for_each_heap_lock(true, reinit_raw);
     scavenger_forget_thread(&nh_rt.scavenger);
+    gc_after_fork_child(&nh_rt.gc);
   }
   pthread_mutex_init(&init_lock.m, NULL);
 }
@@ -182,6 +189,12 @@ NH_API int nh_init(const nh_options *opts) {
     mem_destroy(&nh_rt.mem);
     goto out;
   }
+  if ((rc = gc_init(&nh_rt.gc, &nh_rt.cfg)) != 0) {
+    scavenger_stop(&nh_rt.scavenger);
+    arena_set_destroy(&nh_rt.arenas);
+    mem_destroy(&nh_rt.mem);
+    goto out;
+  }
   __atomic_store_n(&nh_rt.ready, true, __ATOMIC_RELEASE);
   nh_mutex_unlock(&init_lock);
   return 0;
@@ -194,6 +207,7 @@ NH_API void nh_shutdown(void) {
   nh_mutex_lock(&init_lock);
   if (nh_rt.ready) {
     __atomic_store_n(&nh_rt.ready, false, __ATOMIC_RELEASE);
+    gc_shutdown(&nh_rt.gc);
     scavenger_stop(&nh_rt.scavenger);
     arena_set_destroy(&nh_rt.arenas);
     mem_destroy(&nh_rt.mem);
@@ -228,15 +242,43 @@ static void fill_stats(nh_stats_t *s) {
   s->hugetlb_fallbacks = nh_stat_get(&a->hugetlb_fallbacks);
   s->thp_fallbacks = nh_stat_get(&a->thp_fallbacks);
   s->numa_nodes = (uint64_t)nh_rt.topo.nnodes;
-  s->large_objects = nh_stat_get(&nh_rt.large_allocs) - nh_stat_get(&nh_rt.large_frees);
+  for (int n = 0; n < nh_rt.topo.nnodes; n++)
+    for (unsigned k = 0; k < NH_NUM_KINDS; k++) {   /* the large sets: allocated less freed or swept */
+      const nh_mcentral_t *c = &nh_rt.nodes[n].central[k];
+      s->large_objects += __atomic_load_n(&c->full[0].count, __ATOMIC_RELAXED) +
+                          __atomic_load_n(&c->full[1].count, __ATOMIC_RELAXED);
+    }
   s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
   s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;
   s->scavenged_bytes = nh_stat_get(&nh_rt.scavenger.released_bytes);
   s->scavenger_uring = __atomic_load_n(&nh_rt.scavenger.have_ring, __ATOMIC_RELAXED);
-  s->gc_cycles = nh_stat_get(&nh_rt.gc_cycles);
-  s->pause_total_ns = nh_stat_get(&nh_rt.pause_total_ns);
-  s->pause_max_ns = nh_stat_get(&nh_rt.pause_max_ns);
+  nh_gc_t *g = &nh_rt.gc;
+  s->gc_mode = (uint64_t)(g->on ? g->mode : NH_GC_OFF);
+  s->gc_cycles = nh_stat_get(&g->cycles);
+  s->gc_forced = nh_stat_get(&g->forced);
+  s->gc_limited = nh_stat_get(&g->limited);
+  s->pause_total_ns = nh_stat_get(&g->pause_total_ns);
+  s->pause_max_ns = nh_stat_get(&g->pause_max_ns);
+  s->gc_mark_ns = nh_stat_get(&g->mark_ns);
+  s->gc_sweep_ns = nh_stat_get(&g->sweep_ns);
+  uint64_t live = nh_stat_get(&g->heap_live);
+  s->heap_live_bytes = (int64_t)live < 0 ? 0 : live;
+  s->heap_marked_bytes = g->heap_marked;
+  uint64_t goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
+  s->heap_goal_bytes = goal == UINT64_MAX ? 0 : goal;
+  s->gc_percent = __atomic_load_n(&g->gc_percent, __ATOMIC_RELAXED);
+  s->memory_limit = __atomic_load_n(&g->memory_limit, __ATOMIC_RELAXED);
+  s->limit_refusals = nh_stat_get(&nh_rt.limit_refusals);
+  s->roots_bytes = g->roots.bytes;
+  s->threads_attached = g->threads.count;
+  s->swept_pages = nh_stat_get(&g->swept_pages);
+  if (g->on) {
+    nh_mutex_lock(&g->lock);
+    s->pause_p50_ns = gc_pause_percentile(g, 50);
+    s->pause_p99_ns = gc_pause_percentile(g, 99);
+    nh_mutex_unlock(&g->lock);
+  }
 }
 
 NH_API int nh_stats_read(nh_stats_t *out) {
@@ -261,12 +303,14 @@ NH_API long nh_stats_arenas(nh_arena_stat_t *out, size_t n) {
   nh_mutex_lock(&init_lock);
   long count = -ENODEV;
   if (nh_rt.ready) {
+    region_enter();
     nh_mutex_lock(&nh_rt.arenas.lock);
     count = 0;
     for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next, count++)
       if ((size_t)count < n)
         out[count] = (nh_arena_stat_t){a->base, NH_ARENA_BYTES, a->node, a->backing, a->wanted};
     nh_mutex_unlock(&nh_rt.arenas.lock);
+    region_exit();
   }
   nh_mutex_unlock(&init_lock);
   return count;
@@ -292,6 +336,11 @@ NH_API long nh_stats_classes(nh_class_stat_t *out, size_t n) {
   return count;
 }
 
+static const char *gc_mode_name(uint64_t m) {
+  static const char *const names[] = {"concurrent", "concurrent-nobarrier", "stw", "off"};
+  return m < NH_ARRAY_LEN(names) ? names[m] : "?";
+}
+
 static const char *human(uint64_t b, char *buf, size_t n) {
   static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;
@@ -309,14 +358,15 @@ NH_API int nh_stats_print(int fd) {
   int rc = nh_stats_read(&s);
   if (rc != 0)
     return rc;
-  char b[7][32];
+  char b[11][32];
   dprintf(fd,
           "nheap: heap    reserved %s, mapped %s: in use %s, free %s, released %s; metadata %s\n"
           "nheap: objects %llu small spans, %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
           "nheap: arenas  %llu (hugetlb %llu, thp %llu, 4k %llu); fallbacks: hugetlb %llu, thp %llu\n"
           "nheap: scav    %s released to the OS by the scavenger (%s)\n"
           "nheap: numa    %llu node(s)\n"
-          "nheap: gc      %llu cycles, pauses total %llu ns, max %llu ns\n",
+          "nheap: gc      %s: %llu cycles (%llu forced), pauses p50 %.3f ms, p99 %.3f ms, max %.3f ms, total %.3f ms\n"
+          "nheap: pacer   live %s, marked %s, goal %s (gc_percent %lld), memory limit %s\n",
           human(s.heap_reserved_bytes, b[0], 32), human(s.heap_mapped_bytes, b[1], 32),
           human(s.heap_inuse_bytes, b[2], 32), human(s.heap_free_bytes, b[5], 32),
           human(s.heap_released_bytes, b[3], 32), human(s.metadata_bytes, b[4], 32),
@@ -327,8 +377,11 @@ NH_API int nh_stats_print(int fd) {
           (unsigned long long)s.arenas_small, (unsigned long long)s.hugetlb_fallbacks,
           (unsigned long long)s.thp_fallbacks, human(s.scavenged_bytes, b[6], 32),
           s.scavenger_uring ? "io_uring" : "madvise", (unsigned long long)s.numa_nodes,
-          (unsigned long long)s.gc_cycles, (unsigned long long)s.pause_total_ns,
-          (unsigned long long)s.pause_max_ns);
+          gc_mode_name(s.gc_mode), (unsigned long long)s.gc_cycles, (unsigned long long)s.gc_forced,
+          s.pause_p50_ns / 1e6, s.pause_p99_ns / 1e6, s.pause_max_ns / 1e6, s.pause_total_ns / 1e6,
+          human(s.heap_live_bytes, b[7], 32), human(s.heap_marked_bytes, b[8], 32),
+          s.heap_goal_bytes ? human(s.heap_goal_bytes, b[9], 32) : "none", (long long)s.gc_percent,
+          s.memory_limit ? human(s.memory_limit, b[10], 32) : "none");
   nh_arena_stat_t a[16];
   long n = nh_stats_arenas(a, NH_ARRAY_LEN(a));
   dprintf(fd, "nheap: arena   base                node  backing  wanted\n");

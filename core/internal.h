@@ -38,6 +38,7 @@ enum { nh_config_tsan = NH_TSAN };
 #define nh_likely(x)   __builtin_expect(!!(x), 1)
 #define nh_unlikely(x) __builtin_expect(!!(x), 0)
 #define nh_noinline    __attribute__((noinline))
+#define NH_NO_SANITIZE_ADDRESS __attribute__((no_sanitize("address")))
 #define nh_cold        __attribute__((cold, noinline))
 #define nh_printf(f, a) __attribute__((format(printf, f, a)))
 #define NH_API         __attribute__((visibility("default")))

@@ -49,20 +49,57 @@ static inline bool check_ready(const char *fn) {
  * ------------------------------------------------------------------------------------------- */
 
 static nh_cold void *oom(const char *fn, size_t size) {
-  nh_error(-ENOMEM, "%s(%zu): out of memory (the OS refused to map more)", fn, size);
+  if (nh_limit_refused) {
+    nh_limit_refused = false;
+    nh_stat_add(&nh_rt.limit_refusals, 1);
+    nh_error(-ENOMEM, "%s(%zu): the memory limit (%llu bytes) would be exceeded even after a full "
+             "collection", fn, size, (unsigned long long)__atomic_load_n(&nh_rt.gc.memory_limit, __ATOMIC_RELAXED));
+  } else {
+    nh_error(-ENOMEM, "%s(%zu): out of memory (the OS refused to map more)", fn, size);
+  }
   errno = ENOMEM;
   return NULL;
 }
 
-static inline __attribute__((always_inline)) void *alloc_small(size_t size, unsigned sizeclass, nh_obj_kind kind, bool zero) {
-  void *p = mcache_alloc(&nh_rt.caches, allocclass_make(sizeclass, kind));
-  if (nh_unlikely(!p))
-    return NULL;
+/* The collector scans attached threads only: a thread attaches on its first allocation. */
+static inline void attach_check(void) {
+  if (nh_unlikely(!thread_attached(&nh_rt.gc.threads)) && nh_rt.gc.on)
+    thread_attach();
+}
+
+static inline void zero_object(void *p, size_t bytes, bool zero) {
   /* Cached objects may hold old data (freed ones carry the freed mark in word 0). */
   if (zero)
-    memset(p, 0, nh_class_to_size[sizeclass]);
+    memset(p, 0, bytes);
   else
     *(uintptr_t *)p = 0;
+}
+
+/* The cache could not serve: refill (under locks, a no-stop region), collect once and retry
+ * if the memory limit refused a span, and run a paced cycle if this refill reached the goal. */
+static nh_noinline void *alloc_small_slow(unsigned sizeclass, nh_obj_kind kind, bool zero) {
+  unsigned ac = allocclass_make(sizeclass, kind);
+  nh_limit_refused = false;
+  void *p = mcache_alloc_slow(&nh_rt.caches, ac);
+  if (!p && nh_limit_refused) {
+    nh_stat_add(&nh_rt.gc.forced, 1);
+    gc_collect("memory limit", true);
+    nh_limit_refused = false;
+    p = mcache_alloc_slow(&nh_rt.caches, ac);
+  }
+  if (!p)
+    return NULL;
+  zero_object(p, nh_class_to_size[sizeclass], zero);
+  if (nh_unlikely(__atomic_load_n(&nh_rt.gc.wanted, __ATOMIC_RELAXED)))
+    gc_maybe_collect(p);
+  return p;
+}
+
+static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclass, nh_obj_kind kind, bool zero) {
+  void *p;
+  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, allocclass_make(sizeclass, kind), &p)))
+    return alloc_small_slow(sizeclass, kind, zero);
+  zero_object(p, nh_class_to_size[sizeclass], zero);
   return p;
 }
 
@@ -70,29 +107,47 @@ static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align
   size_t extra = align > NH_PAGE_SIZE ? align - NH_PAGE_SIZE : 0;
   if (size > SIZE_MAX - extra - NH_PAGE_SIZE)
     return NULL;
-  size_t npages = (size + extra + NH_PAGE_SIZE - 1) / NH_PAGE_SIZE;
+  size_t npages = (size + extra + NH_PAGE_SIZE - 1) / NH_PAGE_SIZE, bytes = npages * NH_PAGE_SIZE;
+  nh_gc_t *g = &nh_rt.gc;
+  if (gc_over_limit(g, bytes)) {
+    nh_stat_add(&nh_rt.gc.forced, 1);
+    gc_collect("memory limit", true);
+    if (gc_over_limit(g, bytes)) {
+      nh_limit_refused = true;
+      return NULL;
+    }
+  }
   int node = nh_rt.topo.cpu_node[heap_current_cpu()];
+  region_enter();   /* until the object is in the large set and in a register */
   nh_span_t *s = pageheap_alloc_span(&nh_rt.nodes[node].ph, npages, spanclass_make(0, kind == NH_KIND_NOSCAN), kind, kind);
-  if (!s)
+  if (!s) {
+    region_exit();
     return NULL;
+  }
   if (align > NH_PAGE_SIZE) {
     s->base = nh_align_up(s->pages, align);
     s->elemsize = (uint32_t)(s->limit - s->base > UINT32_MAX ? 0 : s->limit - s->base);
   }
-  if (s->needzero && zero)
-    memset((void *)s->base, 0, s->limit - s->base);
-  else if (s->needzero)
-    *(uintptr_t *)s->base = 0;
+  mcentral_add_large(&nh_rt.nodes[node].central[kind], s);
+  void *p = (void *)s->base;
+  bool needzero = s->needzero;
+  region_exit();
+  gc_account(g, (int64_t)bytes);
+  if (needzero)
+    zero_object(p, s->limit - s->base, zero);
   nh_stat_add(&nh_rt.large_allocs, 1);
-  return (void *)s->base;
+  if (nh_unlikely(__atomic_load_n(&g->wanted, __ATOMIC_RELAXED)))
+    gc_maybe_collect(p);
+  return p;
 }
 
 static inline __attribute__((always_inline)) void *alloc(const char *fn, size_t size, nh_obj_kind kind, bool zero) {
   if (nh_unlikely(!check_ready(fn)))
     return NULL;
+  attach_check();
   if (size == 0)
     size = 1;
-  void *p = size <= NH_MAX_SMALL_SIZE ? alloc_small(size, size_to_class(size), kind, zero)
+  void *p = size <= NH_MAX_SMALL_SIZE ? alloc_small(size_to_class(size), kind, zero)
                                       : alloc_large(size, kind, NH_PAGE_SIZE, zero);
   return nh_likely(p != NULL) ? p : oom(fn, size);
 }
@@ -120,6 +175,7 @@ NH_API void *nh_aligned_alloc(size_t align, size_t size) {
   }
   if (size == 0)
     size = 1;
+  attach_check();
   if (align <= 8)
     return alloc("nh_aligned_alloc", size, NH_KIND_CONSERVATIVE, true);
   /* Objects sit at page base + i * size, so a class whose size is a multiple of align (and
@@ -127,7 +183,7 @@ NH_API void *nh_aligned_alloc(size_t align, size_t size) {
   if (size <= NH_MAX_SMALL_SIZE && align <= NH_PAGE_SIZE) {
     for (unsigned c = size_to_class(size); c < NH_NUM_SIZE_CLASSES; c++) {
       if (nh_class_to_size[c] % align == 0) {
-        void *p = alloc_small(nh_class_to_size[c], c, NH_KIND_CONSERVATIVE, true);
+        void *p = alloc_small(c, NH_KIND_CONSERVATIVE, true);
         return p ? p : oom("nh_aligned_alloc", size);
       }
     }
@@ -208,7 +264,7 @@ static nh_cold bool bad_free(const char *fn, void *p, const char *why) {
 
 /* Frees p; false (reported) when p is not a live object's start. The general path: nh_free's
  * fast path sends here only what it cannot decide alone. */
-static nh_noinline bool free_object(const char *fn, void *p) {
+static bool free_object_locked(const char *fn, void *p) {
   nh_span_t *s = live_span(p);
   if (!s && arena_of(&nh_rt.arenas, p))
     return bad_free(fn, p, "points into free heap memory (freed already: a double free?)");
@@ -217,7 +273,12 @@ static nh_noinline bool free_object(const char *fn, void *p) {
   if (span_is_large(s) ? (uintptr_t)p != s->base : !span_is_object_start(s, (uintptr_t)p))
     return bad_free(fn, p, "an interior pointer, not the start of the object");
   if (span_is_large(s)) {
+    if (!mcentral_remove_large(&nh_rt.nodes[s->node].central[s->kind], s)) {
+      nh_stat_add(&nh_rt.double_frees, 1);
+      return bad_free(fn, p, "double free");
+    }
     nh_stat_add(&nh_rt.large_frees, 1);
+    gc_account(&nh_rt.gc, -(int64_t)((size_t)s->npages * NH_PAGE_SIZE));
     pageheap_free_span(&nh_rt.nodes[s->node].ph, s);
     return true;
   }
@@ -229,6 +290,15 @@ static nh_noinline bool free_object(const char *fn, void *p) {
   *(uintptr_t *)p = mark;
   mcache_free(&nh_rt.caches, s->allocclass, p);
   return true;
+}
+
+/* Frees p; false (reported) when p is not a live object's start. The general path: nh_free's
+ * fast path sends here only what it cannot decide alone. A no-stop region: it takes locks. */
+static nh_noinline bool free_object(const char *fn, void *p) {
+  region_enter();
+  bool ok = free_object_locked(fn, p);
+  region_exit();
+  return ok;
 }
 
 /* The free fast path for small objects: the page info says the allocation class and where

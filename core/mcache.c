@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/gc.h"
 #include "core/mcache.h"
 
 enum { REFILL_MAX = 32, STACK_BYTES = 64 << 10, STACK_MIN = 4, STACK_MAX = 512 };
@@ -222,25 +223,33 @@ static void free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
  * Entry points.
  * ------------------------------------------------------------------------------------------- */
 
+/* The slow paths take locks: no-stop regions for the collector (gc.h). */
 void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac) {
-  if (all->rseq)
-    return alloc_slow(all, ac);
-  nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
-  nh_mutex_lock(&mc->lock);
-  void *p = alloc_locked(mc, ac);
-  nh_mutex_unlock(&mc->lock);
+  void *p;
+  region_enter();
+  if (all->rseq) {
+    p = alloc_slow(all, ac);
+  } else {
+    nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
+    nh_mutex_lock(&mc->lock);
+    p = alloc_locked(mc, ac);
+    nh_mutex_unlock(&mc->lock);
+  }
+  region_exit();
   return p;
 }
 
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
+  region_enter();
   if (all->rseq) {
     free_slow(all, ac, p);
-    return;
+  } else {
+    nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
+    nh_mutex_lock(&mc->lock);
+    free_locked(mc, ac, p);
+    nh_mutex_unlock(&mc->lock);
   }
-  nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
-  nh_mutex_lock(&mc->lock);
-  free_locked(mc, ac, p);
-  nh_mutex_unlock(&mc->lock);
+  region_exit();
 }
 
 /* Takes cache cpu away from the fast paths (see percpu.c); undone by resume. */

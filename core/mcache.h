@@ -49,14 +49,12 @@ static inline size_t mcache_stack_offset(unsigned ac) { return offsetof(nh_mcach
 void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac);
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p);
 
-/* An object of allocation class ac from the calling CPU's cache (its first word may hold old
- * data, everything else too), or NULL when the OS refuses memory. Thread-safe. The fast path
- * is one restartable sequence (about ten instructions); everything else is out of line. */
-static inline void *mcache_alloc(nh_mcaches_t *all, unsigned ac) {
-  void *p;
-  if (nh_likely(all->rseq) && nh_likely(percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), &p)))
-    return p;
-  return mcache_alloc_slow(all, ac);
+/* An object of allocation class ac from the calling CPU's cache into *p (its first word may
+ * hold old data, everything else too); false when the fast path cannot serve it and the
+ * caller must take mcache_alloc_slow (NULL there: out of memory or over the memory limit). The
+ * fast path is one restartable sequence (about ten instructions). */
+static inline bool mcache_alloc_fast(nh_mcaches_t *all, unsigned ac, void **p) {
+  return nh_likely(all->rseq) && nh_likely(percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), p));
 }
 
 /* Takes back object p of class ac (validated by the caller). Thread-safe. */

@@ -23,10 +23,18 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/gc.h"
 #include "core/mcentral.h"
 
 static nh_span_list *swept_partial(nh_mcentral_t *c) { return &c->partial[c->sweepgen / 2 % 2]; }
 static nh_span_list *swept_full(nh_mcentral_t *c) { return &c->full[c->sweepgen / 2 % 2]; }
+static nh_span_list *unswept_partial(nh_mcentral_t *c) { return &c->partial[1 - c->sweepgen / 2 % 2]; }
+static nh_span_list *unswept_full(nh_mcentral_t *c) { return &c->full[1 - c->sweepgen / 2 % 2]; }
+
+static void account(nh_mcentral_t *c, int64_t bytes) {
+  if (c->gc)
+    gc_account(c->gc, bytes);
+}
 
 static void list_push(nh_span_list *l, nh_span_t *s) {
   s->prev = NULL;
@@ -73,8 +81,10 @@ static void rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
   nh_assert_internal(!s->cached);
   size_t count = 0, words = (s->nelems + 63) / 64;
   bool freed = false;
+  size_t nfreed = 0;
   for (size_t w = 0; w < words; w++) {
     freed |= s->freed_bits[w] != 0;
+    nfreed += (size_t)__builtin_popcountll(s->alloc_bits[w] & s->freed_bits[w]);
     s->alloc_bits[w] &= ~s->freed_bits[w];
     s->freed_bits[w] = 0;
     count += (size_t)__builtin_popcountll(s->alloc_bits[w]);
@@ -82,6 +92,8 @@ static void rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
   s->alloc_count = (uint16_t)count;
   s->needzero |= freed;
   s->freeindex = 0;
+  if (nfreed)
+    account(c, -(int64_t)(nfreed * s->elemsize));
   if (from)
     list_remove(from, s);
   if (count == 0 && c->nempty >= NH_MCENTRAL_KEEP) {
@@ -92,15 +104,34 @@ static void rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
   list_push(list_of(c, s), s);
 }
 
+/* Lazy sweeping (Go's cacheSpan): before growing, sweep up to this many unswept spans of the
+ * class, partial ones first, until one has a free object. */
+enum { LAZY_SWEEP_BUDGET = 100 };
+
 nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
   nh_mutex_lock(&c->lock);
   nh_span_list *l = swept_partial(c);
+  for (int budget = LAZY_SWEEP_BUDGET; !l->first && budget > 0; budget--) {
+    nh_span_t *u = unswept_partial(c)->first;
+    nh_span_list *from = unswept_partial(c);
+    if (!u)
+      u = (from = unswept_full(c))->first;
+    if (!u)
+      break;
+    list_remove(from, u);
+    sweep_span(c, u);
+  }
   nh_span_t *s = l->first;
   if (s) {
     list_remove(l, s);
     c->nempty -= s->alloc_count == 0;
   } else {
     unsigned sc = allocclass_sizeclass(c->allocclass);
+    if (c->gc && gc_over_limit(c->gc, (size_t)nh_class_to_npages[sc] * NH_PAGE_SIZE)) {
+      nh_limit_refused = true;
+      nh_mutex_unlock(&c->lock);
+      return NULL;
+    }
     s = pageheap_alloc_span(c->ph, nh_class_to_npages[sc], c->spanclass, allocclass_kind(c->allocclass), c->allocclass);
     if (!s) {
       nh_mutex_unlock(&c->lock);
@@ -112,6 +143,7 @@ nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
   }
   s->cached = true;
   s->owner = (int16_t)owner;
+  account(c, (int64_t)(s->nelems - s->alloc_count) * s->elemsize);
   nh_mutex_unlock(&c->lock);
   return s;
 }
@@ -124,6 +156,10 @@ void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache) {
     s->alloc_bits[w] = span_word_mask(s, w);
   if (cur < words)
     s->alloc_bits[cur] |= ~cache & span_word_mask(s, cur);
+  size_t handed = 0;
+  for (size_t w = 0; w < words; w++)
+    handed += (size_t)__builtin_popcountll(s->alloc_bits[w]);
+  account(c, -(int64_t)((s->nelems - handed) * s->elemsize));
   s->cached = false;
   s->owner = -1;
   rebuild(c, s, NULL);
@@ -148,6 +184,13 @@ bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx, const uint64_t
 
 size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t n) {
   nh_mutex_lock(&c->lock);
+  if (!s->cached && s->sweepgen != c->sweepgen) {   /* unswept: sweep before folding frees in */
+    list_remove(s->alloc_count == s->nelems ? unswept_full(c) : unswept_partial(c), s);
+    if (sweep_span(c, s) == SWEPT_FREED) {
+      nh_mutex_unlock(&c->lock);
+      return n;   /* it was garbage: all of these were free already */
+    }
+  }
   size_t doubles = 0;
   for (size_t i = 0; i < n; i++) {
     if (mcentral_is_free(c, s, idx[i], NULL)) {
@@ -160,6 +203,94 @@ size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t
     rebuild(c, s, list_of(c, s));
   nh_mutex_unlock(&c->lock);
   return doubles;
+}
+
+int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
+  nh_mutex_assert_held(&c->lock);
+  nh_assert_internal(!s->cached && s->sweepgen + 2 == c->sweepgen);
+  s->sweepgen = c->sweepgen - 1;
+  if (span_is_large(s)) {
+    if (!(s->gcmark_bits[0] & 1)) {
+      s->central = NULL;
+      pageheap_free_span(c->ph, s);
+      return SWEPT_FREED;
+    }
+    s->gcmark_bits[0] = 0;
+    __atomic_store_n(&s->sweepgen, c->sweepgen, __ATOMIC_RELEASE);
+    list_push(swept_full(c), s);
+    return SWEPT_FULL;
+  }
+  size_t count = 0, words = (s->nelems + 63) / 64;
+  bool freed = false;
+  for (size_t w = 0; w < words; w++) {
+    freed |= (s->alloc_bits[w] & ~s->gcmark_bits[w]) != 0;
+    count += (size_t)__builtin_popcountll(s->gcmark_bits[w]);
+  }
+  uint64_t *old = s->alloc_bits;   /* Go's swap: the marks are the new allocation bitmap */
+  s->alloc_bits = s->gcmark_bits;
+  s->gcmark_bits = old;
+  memset(old, 0, words * sizeof *old);
+  c->nempty -= s->alloc_count == 0;
+  s->alloc_count = (uint16_t)count;
+  s->needzero |= freed;
+  s->freeindex = 0;
+  __atomic_store_n(&s->sweepgen, c->sweepgen, __ATOMIC_RELEASE);
+  if (count == 0 && c->nempty >= NH_MCENTRAL_KEEP) {
+    give_back(c, s);
+    return SWEPT_FREED;
+  }
+  c->nempty += count == 0;
+  list_push(list_of(c, s), s);
+  return count < s->nelems ? SWEPT_PARTIAL : SWEPT_FULL;
+}
+
+size_t mcentral_sweep(nh_mcentral_t *c) {
+  enum { BATCH = 64 };
+  size_t pages = 0;
+  for (bool more = true; more;) {
+    nh_mutex_lock(&c->lock);
+    for (int i = 0; i < BATCH; i++) {
+      nh_span_list *from = unswept_partial(c);
+      nh_span_t *s = from->first;
+      if (!s)
+        s = (from = unswept_full(c))->first;
+      if (!s) {
+        more = false;
+        break;
+      }
+      list_remove(from, s);
+      pages += s->npages;
+      sweep_span(c, s);
+    }
+    nh_mutex_unlock(&c->lock);
+  }
+  return pages;
+}
+
+void mcentral_flip(nh_mcentral_t *c, uint32_t sweepgen) {
+  nh_mutex_lock(&c->lock);
+  nh_assert_internal(!unswept_partial(c)->first && !unswept_full(c)->first);
+  c->sweepgen = sweepgen;
+  nh_mutex_unlock(&c->lock);
+}
+
+void mcentral_add_large(nh_mcentral_t *c, nh_span_t *s) {
+  nh_mutex_lock(&c->lock);
+  s->central = c;
+  s->sweepgen = c->sweepgen;
+  list_push(swept_full(c), s);
+  nh_mutex_unlock(&c->lock);
+}
+
+bool mcentral_remove_large(nh_mcentral_t *c, nh_span_t *s) {
+  nh_mutex_lock(&c->lock);
+  bool live = s->central == c && s->state == SPAN_INUSE;
+  if (live) {
+    list_remove(s->sweepgen == c->sweepgen ? swept_full(c) : unswept_full(c), s);
+    s->central = NULL;
+  }
+  nh_mutex_unlock(&c->lock);
+  return live;
 }
 
 size_t mcentral_drop_empty(nh_mcentral_t *c) {
@@ -182,10 +313,20 @@ size_t mcentral_drop_empty(nh_mcentral_t *c) {
 void mcentral_validate(nh_mcentral_t *c) {
   nh_mutex_lock(&c->lock);
   size_t empty = 0;
-  for (int full = 0; full < 2; full++) {
-    nh_span_list *l = full ? swept_full(c) : swept_partial(c);
+  bool large = c->allocclass < NH_NUM_KINDS;
+  for (int set = 0; set < 4; set++) {
+    bool full = set & 1;
+    nh_span_list *l = set < 2 ? (full ? swept_full(c) : swept_partial(c)) : (full ? unswept_full(c) : unswept_partial(c));
     size_t n = 0;
     for (nh_span_t *s = l->first; s; s = s->next, n++) {
+      if (large) {
+        if (!full || !span_is_large(s) || s->state != SPAN_INUSE || s->central != c)
+          nh_fatal("mcentral %u: large span %#lx misfiled", c->allocclass, (unsigned long)s->base);
+        continue;
+      }
+      if ((set < 2) != (s->sweepgen == c->sweepgen))
+        nh_fatal("mcentral %u: span %#lx in the wrong generation (sweepgen %u, heap %u)", c->allocclass,
+                 (unsigned long)s->base, s->sweepgen, c->sweepgen);
       size_t count = 0;
       for (size_t w = 0; w < (s->nelems + 63u) / 64; w++) {
         count += (size_t)__builtin_popcountll(s->alloc_bits[w]);

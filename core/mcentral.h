@@ -21,8 +21,11 @@ typedef struct nh_span_list { nh_span_t *first; size_t count; } nh_span_list;
  * class whose objects come and go in bursts does not churn the page heap. */
 #define NH_MCENTRAL_KEEP 2
 
+struct nh_gc;
+
 typedef struct nh_mcentral {
   nh_mutex_t lock;                 /* LOCK_RANK_MCENTRAL */
+  struct nh_gc *gc;                /* the collector's heap accounting and sweepgen; NULL: none */
   unsigned allocclass;
   uint8_t spanclass;
   nh_pageheap_t *ph;
@@ -53,6 +56,23 @@ size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t
  * span, owner_cache is the owning slot's free mask of its current word (the caller holds the
  * owner's lock), or NULL when unknown, in which case objects of that word count as allocated. */
 bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx, const uint64_t *owner_cache);
+
+/* The collector (mcentral.c, Go's mcentral + sweepLocked.sweep).
+ * sweep_span: s was taken off an unswept set by the caller, who holds c->lock; it becomes
+ *   swept (gcmark_bits turn into alloc_bits) and is filed in a swept set, or freed when
+ *   empty (large: unmarked). Returns what became of it.
+ * mcentral_sweep: sweeps every unswept span of c, taking the lock in bounded batches;
+ *   returns the pages swept.
+ * mcentral_flip: a new cycle's sweepgen (the world is stopped; every span swept).
+ * Large spans (allocation classes 0 .. NH_NUM_KINDS - 1) live in their kind's full sets, so
+ *   that the same sweep finds them: add_large after allocation, remove_large on an explicit
+ *   free (false: the span is no longer live here, a double free). */
+enum { SWEPT_FREED = -1, SWEPT_FULL = 0, SWEPT_PARTIAL = 1 };
+int sweep_span(nh_mcentral_t *c, nh_span_t *s);
+size_t mcentral_sweep(nh_mcentral_t *c);
+void mcentral_flip(nh_mcentral_t *c, uint32_t sweepgen);
+void mcentral_add_large(nh_mcentral_t *c, nh_span_t *s);
+bool mcentral_remove_large(nh_mcentral_t *c, nh_span_t *s);
 
 /* Returns the empty spans it kept to the page heap (before scavenging). Returns how many. */
 size_t mcentral_drop_empty(nh_mcentral_t *c);

@@ -159,5 +159,8 @@ void scavenger_forget_thread(nh_scavenger_t *sc) {
 NH_API size_t nh_scavenge(size_t max_bytes) {
   if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     return 0;
-  return scavenger_release(&nh_rt.scavenger, &nh_rt, max_bytes);
+  region_enter();   /* takes allocator locks: the collector must not stop it inside */
+  size_t n = scavenger_release(&nh_rt.scavenger, &nh_rt, max_bytes);
+  region_exit();
+  return n;
 }

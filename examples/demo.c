@@ -2,7 +2,8 @@
  * nheap-demo — the main job until the benchmark suite lands: starts nheap on a configuration
  * (the INI file given, plus NHEAP_* from the environment), allocates through it the way a
  * program would — a binary tree of small nodes, a batch of mixed sizes, a few large buffers —
- * frees it all, and prints the effective options and the heap's statistics along the way.
+ * lets the collector take the tree back (or frees it, with gc = off), frees the rest
+ * explicitly, and prints the effective options and the heap's statistics along the way.
  *
  * Usage: nheap-demo [config.ini]
  */
@@ -56,11 +57,11 @@ int main(int argc, char **argv) {
   printf("nheap %d.%d.%d started\n", NH_VERSION_MAJOR, NH_VERSION_MINOR, NH_VERSION_PATCH);
 
   double t0 = now();
-  node *root = tree(20);
+  node *volatile root = tree(20);   /* volatile: dropping it below must reach memory */
   long nodes = check(root);
   double t1 = now();
   enum { MIXED = 100000 };
-  void **mixed = nh_alloc_noscan(MIXED * sizeof *mixed);
+  void **mixed = nh_alloc(MIXED * sizeof *mixed);   /* holds pointers: scanned */
   for (int i = 0; i < MIXED; i++)
     mixed[i] = nh_alloc_noscan(1 + (size_t)(i * 7919) % 4000);
   void *large[8];
@@ -72,13 +73,19 @@ int main(int argc, char **argv) {
   fflush(stdout);
   nh_stats_print(1);
 
-  drop(root);
+  nh_stats_t st = {.size = sizeof st};
+  nh_stats_read(&st);
+  if (st.gc_mode == NH_GC_OFF)
+    drop(root);   /* no collector: free the tree node by node */
+  root = NULL;    /* with one, dropping the last reference is enough */
   for (int i = 0; i < MIXED; i++)
-    nh_free(mixed[i]);
+    nh_free(mixed[i]);   /* explicit frees work with the collector too */
   nh_free(mixed);
   for (int i = 0; i < 8; i++)
     nh_free(large[i]);
-  printf("\nafter freeing everything (freed objects stay in per-CPU caches and spans until reused):\n");
+  nh_gc();
+  printf("\nafter dropping the tree (nh_gc collected it; with gc = off it was freed) and freeing the "
+         "rest (freed objects stay in per-CPU caches and spans until reused):\n");
   fflush(stdout);
   nh_stats_print(1);
   struct timespec pause = {0, 300 * 1000 * 1000};

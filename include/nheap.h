@@ -10,10 +10,12 @@
  * (nh_set_error_handler) and never abort. Structs that may grow start with a `size` field.
  *
  * Status of this release (0.1): life cycle, options and configs, the error funnel, the OS
- * memory layer (64 MiB arenas on hugetlb / THP / 4 KiB pages), the explicit-free allocator
- * (size classes, page heap, mcentral, per-CPU mcaches) and statistics. The collector, NUMA
- * placement and per-phase counters arrive in later releases; their options are already parsed
- * and validated so that configs/ presets stay stable.
+ * memory layer (64 MiB arenas on hugetlb / THP / 4 KiB pages), the allocator (size classes,
+ * page heap, mcentral, per-CPU mcaches), the stop-the-world collector (conservative roots and
+ * objects, lazy and background sweeping, GOGC pacer, memory limit) and statistics. Concurrent
+ * marking, typed objects, finalizers, weak references, NUMA placement and per-phase counters
+ * arrive in later releases; their options are already parsed and validated so that configs/
+ * presets stay stable.
  */
 #ifndef NHEAP_H
 #define NHEAP_H
@@ -127,6 +129,40 @@ void *nh_aligned_alloc(size_t align, size_t size);
 /* Frees p now (optional when the collector runs). NULL is ignored. A pointer nheap did not
  * return, an interior pointer or a double free is reported through the funnel and ignored. */
 void nh_free(void *p);
+/* ===========================================================================================
+ * Collector
+ *
+ * gc = stw (and, until concurrent marking lands, gc = concurrent and concurrent-nobarrier):
+ * a non-moving mark-and-sweep collector that stops every attached thread for the mark. Roots
+ * are the attached threads' stacks and registers, the writable data of the program and its
+ * shared libraries, and ranges registered with nh_root_add; all are scanned conservatively,
+ * and so are nh_alloc objects (any aligned word that points into an object, interior
+ * pointers included, keeps it). Memory malloc returned is not scanned: a pointer kept only
+ * there does not keep an object alive (register the range). Stops use SIGPWR and SIGXCPU; an
+ * attached thread must not block them.
+ * =========================================================================================== */
+/* A full collection: returns after marking and sweeping are complete, so nh_stats_read shows
+ * the live heap. No-op with gc = off. */
+void nh_gc(void);
+/* GOGC: the next cycle starts when the heap reaches live * (1 + percent/100); < 0 turns
+ * paced collection off (the memory limit still applies). Returns the previous value. */
+int nh_set_gc_percent(int percent);
+/* GOMEMLIMIT in bytes (0 = none; < 0 only reads it): the pacer keeps the heap under it, and
+ * an allocation that cannot fit under it even after a full collection returns NULL (ENOMEM,
+ * reported). Returns the previous value. */
+int64_t nh_set_memory_limit(int64_t bytes);
+/* Registers [addr, addr + len) as a root (scanned conservatively every cycle) / removes the
+ * range registered at addr. 0, -EINVAL, -ENOMEM, -ENOENT (remove: not registered). */
+int nh_root_add(void *addr, size_t len);
+int nh_root_remove(void *addr);
+/* Threads attach on their first allocation and detach at exit; a thread that holds heap
+ * pointers without allocating must attach itself. 0, or a negative code. */
+int nh_thread_attach(void);
+void nh_thread_detach(void);
+/* The write barrier: every store of a heap pointer into a heap object goes through it. With
+ * stop-the-world marking it is a plain store; concurrent marking will shade the old value. */
+static inline void nh_store(void **slot, void *value) { *slot = value; }
+
 /* Returns up to max_bytes of free heap pages to the OS now (SIZE_MAX: all of them), on the
  * calling thread, after handing the few empty spans each size class keeps back to the page
  * heap; the background scavenger does the same for what exceeds the heap's goal. Returns the
@@ -196,6 +232,22 @@ typedef struct nh_stats {
   uint64_t gc_cycles;            /* completed collections */
   uint64_t pause_total_ns;       /* stop-the-world time, all cycles */
   uint64_t pause_max_ns;         /* longest pause */
+  uint64_t gc_mode;              /* nh_gc_mode in effect (see nh_options.gc) */
+  uint64_t gc_forced;            /* of the cycles, run by nh_gc or the memory limit */
+  uint64_t gc_limited;           /* paced cycles the CPU limiter put off */
+  uint64_t pause_p50_ns;         /* median of the last 256 pauses */
+  uint64_t pause_p99_ns;         /* 99th percentile of the last 256 pauses */
+  uint64_t gc_mark_ns;           /* time spent marking, all cycles */
+  uint64_t gc_sweep_ns;          /* time the background sweeper and nh_gc spent sweeping */
+  uint64_t heap_live_bytes;      /* pacer: marked by the last cycle + allocated since */
+  uint64_t heap_marked_bytes;    /* live after the last cycle's mark */
+  uint64_t heap_goal_bytes;      /* the next cycle starts here; 0: no goal (gc_percent < 0) */
+  int64_t gc_percent;            /* GOGC in effect */
+  uint64_t memory_limit;         /* 0: none */
+  uint64_t limit_refusals;       /* allocations refused for the memory limit */
+  uint64_t roots_bytes;          /* stacks, data segments and registered roots scanned last cycle */
+  uint64_t threads_attached;     /* threads the collector stops and scans */
+  uint64_t swept_pages;          /* pages swept, all time */
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL

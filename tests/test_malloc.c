@@ -17,6 +17,7 @@ static int setup(void **state) {
   capture_errors();
   nh_options o;
   nh_options_init(&o);
+  o.gc = NH_GC_OFF;      /* the explicit-free allocator: pointers live in malloc memory here */
   o.hugepages = NH_HUGEPAGES_NONE;
   assert_int_equal(nh_init(&o), 0);
   return 0;

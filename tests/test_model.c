@@ -174,6 +174,7 @@ int main(void) {
   capture_errors();
   nh_options o;
   nh_options_init(&o);
+  o.gc = NH_GC_OFF;      /* the explicit-free allocator: pointers live in malloc memory here */
   o.numa = "fake:2";    /* two nodes' page heaps and mcentrals, CPUs split between them */
   if (nh_init(&o) != 0)
     return 1;

@@ -72,6 +72,7 @@ static int setup(void **state) {
   capture_errors();
   nh_options o;
   nh_options_init(&o);
+  o.gc = NH_GC_OFF;      /* the explicit-free allocator: pointers live in malloc memory here */
   o.hugepages = NH_HUGEPAGES_THP;
   return nh_init(&o);
 }

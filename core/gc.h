@@ -1,0 +1,187 @@
+/*
+ * gc.h — the collector's internal interface: threads and stopping the world (thread.c), roots
+ * and marking (mark.c), the cycle, the pacer and the background sweeper (gc.c). Sweeping a span
+ * is an mcentral operation (mcentral.c).
+ */
+#ifndef NH_GC_H
+#define NH_GC_H
+
+#include <semaphore.h>
+#include <signal.h>
+
+#include "core/lock.h"
+#include "core/mcentral.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Threads (thread.c).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct nh_thread {
+  struct nh_thread *next, *prev;   /* attached list; guarded by the threads lock */
+  pthread_t tid;
+  uintptr_t stack_lo, stack_hi;    /* from pthread_getattr_np */
+  uintptr_t stop_sp;               /* while stopped: the lowest live stack address */
+  uint32_t gen;                    /* the threads_init generation it was attached in */
+  int nogc;                        /* depth of no-stop regions (this thread only) */
+  volatile sig_atomic_t stop_pending; /* a stop arrived inside a region: stop on leaving it */
+} nh_thread_t;
+
+typedef struct nh_threads {
+  nh_mutex_t lock;                 /* LOCK_RANK_THREADS; held from stop to start */
+  nh_thread_t *first;
+  nh_thread_t *free;               /* records for reuse */
+  size_t count;
+  uint32_t epoch;                  /* odd while the world is stopped */
+  uint32_t gen;                    /* a new value at every threads_init (nh_init) */
+  sem_t ack;                       /* one post per stopped thread */
+  pthread_key_t key;               /* detaches at thread exit */
+  bool key_made, handlers;
+} nh_threads_t;
+
+/* The calling thread's record. Records are never unmapped, so one left over from before an
+ * nh_shutdown stays readable; its gen tells that it is stale. */
+extern __thread nh_thread_t *nh_self __attribute__((tls_model("initial-exec")));
+
+static inline bool thread_attached(const nh_threads_t *ts) {
+  nh_thread_t *t = nh_self;
+  return t && t->gen == ts->gen;
+}
+
+int threads_init(nh_threads_t *ts);
+void threads_destroy(nh_threads_t *ts);
+/* Registers the calling thread (idempotent; re-attaches a stale record). 0, or -ENOMEM. */
+int thread_attach(void);
+void thread_detach(void);
+/* After fork, in the child: only the calling thread survives. */
+void threads_after_fork(nh_threads_t *ts);
+
+/* Stops every attached thread but the caller (each saves its registers on its stack and
+ * records its stack pointer) and returns with the threads lock held; start undoes it. */
+void world_stop(nh_threads_t *ts);
+void world_start(nh_threads_t *ts);
+
+/* A no-stop region: code that takes allocator locks or holds an object only in metadata.
+ * A stop request that arrives inside waits until the region ends. Nestable; cheap. */
+static inline void region_enter(void) {
+  if (nh_self)
+    nh_self->nogc++;
+}
+void region_stop_pending(void);
+static inline void region_exit(void) {
+  nh_thread_t *t = nh_self;
+  if (t && --t->nogc == 0 && nh_unlikely(t->stop_pending))
+    region_stop_pending();
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Marking (mark.c).
+ * ------------------------------------------------------------------------------------------- */
+
+/* A block of grey objects (Go's workbuf), in metadata memory and reused across cycles. */
+#define NH_WORKBUF_BYTES (64 << 10)
+typedef struct nh_workbuf {
+  struct nh_workbuf *next;
+  size_t n;
+  uintptr_t obj[(NH_WORKBUF_BYTES - 16) / sizeof(uintptr_t)];
+} nh_workbuf_t;
+
+typedef struct nh_root { uintptr_t lo, hi; } nh_root_t;
+
+typedef struct nh_marker {
+  nh_workbuf_t *cur;               /* the stack's top block */
+  nh_workbuf_t *full;              /* blocks below it */
+  nh_workbuf_t *spare;             /* empty blocks */
+  bool overflow;                   /* a grey object was dropped: rescan marked objects */
+  uint64_t marked_bytes, marked_objects, scanned_bytes;
+  /* Checkmark mode: a second, independent mark into side bitmaps (one bit per 8 bytes). */
+  bool checking;
+  uint64_t **check_bits;           /* per arena id */
+  size_t check_arenas;
+  const char *check_from;          /* what the word being scanned belongs to */
+  uintptr_t check_parent;
+} nh_marker_t;
+
+typedef struct nh_roots {
+  nh_mutex_t lock;                 /* LOCK_RANK_ROOTS: the registered ranges */
+  nh_root_t *user;                 /* nh_root_add */
+  size_t nuser, capuser;
+  nh_root_t *data;                 /* writable segments of the program and its libraries */
+  size_t ndata, capdata;
+  uint64_t bytes;                  /* scanned last cycle: stacks + data + registered */
+} nh_roots_t;
+
+/* Collects the program's and libraries' writable segments (dl_iterate_phdr); called before the
+ * world stops (the loader lock may be held by a thread that is about to be stopped). */
+void roots_collect_data(nh_roots_t *r);
+/* Marks everything reachable from the roots: the attached threads' stacks (from their stop
+ * sp; the caller's from its own frame, registers spilled), data segments, registered ranges.
+ * The world is stopped. */
+void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);
+/* Checkmark: re-marks from scratch into side bitmaps and aborts on an object reachable but not
+ * marked by mark_all. */
+void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);
+
+/* ---------------------------------------------------------------------------------------------
+ * The cycle and the pacer (gc.c).
+ * ------------------------------------------------------------------------------------------- */
+
+#define NH_PAUSE_RING 256          /* recent pauses kept for percentiles */
+
+typedef struct nh_gc {
+  bool on;                         /* gc != off */
+  int mode;                        /* nh_gc_mode in effect */
+  nh_mutex_t lock;                 /* LOCK_RANK_GC: one cycle at a time */
+  nh_threads_t threads;
+  nh_roots_t roots;
+  nh_marker_t marker;
+  uint32_t sweepgen;               /* the heap's; += 2 per cycle (changed while stopped) */
+  uintptr_t collector_sp;          /* guarded by lock: where the collecting thread's roots start */
+  /* Pacer (relaxed atomics unless noted). */
+  uint64_t heap_live;              /* bytes allocated since the last mark + marked by it */
+  uint64_t heap_marked;            /* live after the last mark */
+  uint64_t heap_goal, trigger;
+  int64_t gc_percent;
+  uint64_t memory_limit;           /* 0: none */
+  bool wanted;                     /* heap_live reached the trigger */
+  uint64_t cycles, forced;
+  /* Pauses and CPU (guarded by lock). */
+  uint64_t pause_total_ns, pause_max_ns, mark_ns, sweep_ns;
+  uint64_t pauses[NH_PAUSE_RING];
+  uint64_t npauses;
+  uint64_t start_ns;               /* nh_init time, for gctrace */
+  uint64_t limiter_start, limiter_gc_ns, limited; /* CPU limiter window; cycles it skipped */
+  /* Background sweeper. */
+  pthread_t sweeper;
+  bool sweeper_running, sweeper_stop, sweep_needed;
+  pthread_mutex_t sweeper_mu;
+  pthread_cond_t sweeper_cv;
+  uint64_t swept_pages, bg_swept_pages;
+} nh_gc_t;
+
+struct nh_config;
+int gc_init(nh_gc_t *g, const struct nh_config *cfg);
+void gc_shutdown(nh_gc_t *g);
+void gc_after_fork_child(nh_gc_t *g);
+
+/* Runs a cycle if the pacer asked for one; p (just allocated) stays live. No locks held. */
+void gc_maybe_collect(void *p);
+/* A blocking cycle on the calling thread (no locks held); with sweep, the heap is fully swept
+ * before it returns (nh_gc, the memory limit). */
+void gc_collect(const char *why, bool sweep);
+/* Set by an allocator path that refused pages for the memory limit (this thread). */
+extern __thread bool nh_limit_refused __attribute__((tls_model("initial-exec")));
+/* Whether bytes more of heap pages would pass the memory limit. */
+bool gc_over_limit(nh_gc_t *g, size_t bytes);
+/* The pct-th percentile of the recent pauses (ns); caller holds g->lock. */
+uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct);
+/* Sweeps the whole heap (all nodes and classes, large spans). Returns the pages swept. */
+size_t sweep_all(void);
+
+static inline void gc_account(nh_gc_t *g, int64_t bytes) {
+  uint64_t live = __atomic_add_fetch(&g->heap_live, (uint64_t)bytes, __ATOMIC_RELAXED);
+  if (bytes > 0 && g->on && live >= __atomic_load_n(&g->trigger, __ATOMIC_RELAXED) &&
+      !__atomic_load_n(&g->wanted, __ATOMIC_RELAXED))
+    __atomic_store_n(&g->wanted, true, __ATOMIC_RELAXED);
+}
+
+#endif

@@ -1,0 +1,417 @@
+/*
+ * mark.c — roots and tri-colour marking (Go's gcDrain/greyobject/scanobject, bdwgc's
+ * conservative root scan), with the world stopped.
+ *
+ * Colours: white = mark bit clear; grey = mark bit set and the object on the grey stack;
+ * black = mark bit set and scanned. A candidate word w becomes a mark when
+ *   w lies in an arena (arena index), in a page of an in-use span (span map), inside
+ *   [base, limit), and the object it points into (interior pointers count: index by reciprocal
+ *   multiply) is allocated (alloc bit; exact because the per-CPU caches were flushed and every
+ *   span swept before marking) and not yet marked.
+ * noscan objects turn black at once; the others are pushed. Objects larger than 128 KiB are
+ * scanned in oblets of 128 KiB (Go's maxObletBytes): scanning the object's base pushes the
+ * other oblets, so no single scan step is unbounded and the grey stack stays shallow.
+ *
+ * The grey stack is a chain of 64 KiB work buffers from metadata memory, kept for the next
+ * cycle. If metadata memory runs out, the grey object is dropped and `overflow` set (its mark
+ * bit stays set); after the stack drains, every marked object of a scanned kind is rescanned
+ * until no overflow happens (bdwgc's mark-stack overflow recovery). No recursion anywhere.
+ *
+ * The drain keeps up to eight objects in flight: a popped object is prefetched and queued,
+ * and the oldest in the queue is scanned, so its cache misses overlap with the scans of the
+ * ones before it (the mark loop is memory-bound; reference/machine.md).
+ *
+ * Roots, all conservative: each attached thread's stack from its stop sp (registers are
+ * spilled there, thread.c), the collecting thread's stack from where it entered the collector
+ * (gc.c records it after spilling its registers; the collector's own frames below are not
+ * scanned, so stale values in them retain nothing), the writable PT_LOAD segments of the program and every loaded library minus
+ * PT_GNU_RELRO (dl_iterate_phdr, collected just before the world stops), and the ranges
+ * registered with nh_root_add; nheap's own state (nh_rt) is cut out of its segment. Thread-local
+ * variables outside those are not roots (as in bdwgc): register them.
+ *
+ * Checkmark (NHEAP_DEBUG=checkmark=1): after the real mark, a second traversal from the same
+ * roots records its marks in side bitmaps (one bit per 8 bytes of each arena, mapped for the
+ * check only); any object it reaches that the real mark left white is fatal, with its address
+ * and what pointed at it (Go's checkmark mode).
+ */
+#include <link.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/error.h"
+#include "core/heap.h"
+
+#define OBLET_BYTES ((uintptr_t)128 << 10)
+#define WB_CAP (sizeof(((nh_workbuf_t *)0)->obj) / sizeof(uintptr_t))
+
+/* ---------------------------------------------------------------------------------------------
+ * The grey stack.
+ * ------------------------------------------------------------------------------------------- */
+
+static nh_workbuf_t *new_block(nh_marker_t *m) {
+  nh_workbuf_t *b = m->spare;
+  if (b) {
+    m->spare = b->next;
+  } else {
+    b = mem_meta_alloc(&nh_rt.mem, sizeof *b, 64);
+    if (!b)
+      return NULL;
+  }
+  b->next = NULL;
+  b->n = 0;
+  return b;
+}
+
+static inline void grey_push(nh_marker_t *m, uintptr_t obj) {
+  nh_workbuf_t *b = m->cur;
+  if (nh_unlikely(!b || b->n == WB_CAP)) {
+    nh_workbuf_t *nb = new_block(m);
+    if (!nb) {
+      m->overflow = true;
+      return;
+    }
+    if (b) {
+      b->next = m->full;
+      m->full = b;
+    }
+    m->cur = b = nb;
+  }
+  b->obj[b->n++] = obj;
+}
+
+static inline bool grey_pop(nh_marker_t *m, uintptr_t *obj) {
+  nh_workbuf_t *b = m->cur;
+  if (nh_unlikely(!b || b->n == 0)) {
+    if (!m->full)
+      return false;
+    if (b) {
+      b->next = m->spare;
+      m->spare = b;
+    }
+    m->cur = b = m->full;
+    m->full = b->next;
+    b->next = NULL;
+  }
+  *obj = b->obj[--b->n];
+  return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Finding and marking objects.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The allocated object holding address w: its span and index, or NULL. */
+static inline nh_span_t *find_object(uintptr_t w, size_t *idx) {
+  nh_arena_t *a = arena_of(&nh_rt.arenas, (const void *)w);
+  if (!a)
+    return NULL;
+  nh_span_t *s = a->spans[(w & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT];
+  if (!s || w < s->base || w >= s->limit)
+    return NULL;
+  if (span_is_large(s)) {
+    *idx = 0;
+    return s;
+  }
+  size_t i = span_obj_index(s, w);
+  if (!bitmap_get(s->alloc_bits, i))
+    return NULL;   /* a free object: a stale pointer, not a reference */
+  *idx = i;
+  return s;
+}
+
+static inline uintptr_t object_start(const nh_span_t *s, size_t idx) { return s->base + idx * (uintptr_t)s->elemsize; }
+static inline uintptr_t object_bytes(const nh_span_t *s) { return span_is_large(s) ? s->limit - s->base : s->elemsize; }
+
+static void check_word(nh_marker_t *m, uintptr_t w);
+
+static inline void mark_word(nh_marker_t *m, uintptr_t w) {
+  size_t idx;
+  nh_span_t *s = find_object(w, &idx);
+  if (!s)
+    return;
+  uint64_t bit = 1ull << (idx % 64), *word = &s->gcmark_bits[idx / 64];
+  if (*word & bit)
+    return;
+  *word |= bit;
+  m->marked_objects++;
+  m->marked_bytes += object_bytes(s);
+  if (s->kind != NH_KIND_NOSCAN)
+    grey_push(m, object_start(s, idx));
+}
+
+/* Conservative scanning reads whole stacks and data segments, redzones included: not a bug
+ * for AddressSanitizer to report. */
+static inline NH_NO_SANITIZE_ADDRESS void scan_range(nh_marker_t *m, uintptr_t lo, uintptr_t hi) {
+  lo = nh_align_up(lo, sizeof(uintptr_t));
+  m->scanned_bytes += hi > lo ? hi - lo : 0;
+  if (nh_unlikely(m->checking)) {
+    for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
+      check_word(m, *(const uintptr_t *)p);
+    return;
+  }
+  for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
+    mark_word(m, *(const uintptr_t *)p);
+}
+
+/* Scans grey object (or oblet) b. */
+static void scan_object(nh_marker_t *m, uintptr_t b) {
+  nh_span_t *s = span_of(&nh_rt.arenas, (const void *)b);
+  uintptr_t end;
+  if (span_is_large(s)) {
+    if (b == s->base && s->limit - s->base > OBLET_BYTES)
+      for (uintptr_t o = b + OBLET_BYTES; o < s->limit; o += OBLET_BYTES)
+        grey_push(m, o);
+    end = b + OBLET_BYTES < s->limit ? b + OBLET_BYTES : s->limit;
+  } else {
+    end = b + s->elemsize;
+  }
+  m->check_from = "object";
+  m->check_parent = b;
+  scan_range(m, b, end);
+}
+
+static void drain(nh_marker_t *m) {
+  enum { FIFO = 8 };
+  uintptr_t fifo[FIFO];
+  unsigned head = 0, n = 0;
+  for (;;) {
+    uintptr_t b;
+    if (n < FIFO && grey_pop(m, &b)) {
+      __builtin_prefetch((const void *)b);
+      fifo[(head + n++) % FIFO] = b;
+      continue;
+    }
+    if (n == 0)
+      return;
+    b = fifo[head];
+    head = (head + 1) % FIFO;
+    n--;
+    scan_object(m, b);
+  }
+}
+
+/* Overflow recovery: every marked object of a scanned kind goes grey again. */
+static void rescan_marked(nh_marker_t *m) {
+  nh_mutex_lock(&nh_rt.arenas.lock);
+  for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next) {
+    for (size_t pg = 0; pg < NH_PAGES_PER_ARENA; pg++) {
+      nh_span_t *s = a->spans[pg];
+      if (!s || s->pages != a->base + pg * NH_PAGE_SIZE || s->kind == NH_KIND_NOSCAN)
+        continue;   /* only at a span's first page, once */
+      for (size_t i = 0; i < s->nelems; i++)
+        if (bitmap_get(s->gcmark_bits, i))
+          grey_push(m, object_start(s, i));
+    }
+  }
+  nh_mutex_unlock(&nh_rt.arenas.lock);
+}
+
+static void drain_all(nh_marker_t *m) {
+  drain(m);
+  while (m->overflow) {
+    m->overflow = false;
+    rescan_marked(m);
+    drain(m);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Roots.
+ * ------------------------------------------------------------------------------------------- */
+
+static bool push_range(nh_root_t **v, size_t *n, size_t *cap, uintptr_t lo, uintptr_t hi) {
+  if (*n == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 64;
+    nh_root_t *nv = mem_meta_alloc(&nh_rt.mem, ncap * sizeof *nv, 64);
+    if (!nv)
+      return false;
+    if (*n)
+      memcpy(nv, *v, *n * sizeof *nv);
+    *v = nv;   /* the old array is metadata and stays mapped; growth is rare */
+    *cap = ncap;
+  }
+  (*v)[(*n)++] = (nh_root_t){lo, hi};
+  return true;
+}
+
+static int add_segments(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  nh_roots_t *r = arg;
+  uintptr_t relro_lo = 0, relro_hi = 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_GNU_RELRO) {
+      relro_lo = info->dlpi_addr + ph->p_vaddr;
+      relro_hi = relro_lo + ph->p_memsz;
+    }
+  }
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
+      continue;
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+    /* RELRO is read-only after relocation: cut it off the front (where the linker puts it). */
+    if (relro_hi > lo && relro_lo <= lo)
+      lo = relro_hi < hi ? relro_hi : hi;
+    /* nheap's own state is not a root: the marker's fields hold heap addresses. */
+    uintptr_t own_lo = (uintptr_t)&nh_rt, own_hi = own_lo + sizeof nh_rt;
+    if (own_lo < hi && own_hi > lo) {
+      if (own_lo > lo && !push_range(&r->data, &r->ndata, &r->capdata, lo, own_lo))
+        return 1;
+      lo = own_hi < hi ? own_hi : hi;
+    }
+    if (hi > lo && !push_range(&r->data, &r->ndata, &r->capdata, lo, hi))
+      return 1;
+  }
+  return 0;
+}
+
+void roots_collect_data(nh_roots_t *r) {
+  r->ndata = 0;
+  if (dl_iterate_phdr(add_segments, r) != 0)
+    nh_warn("gc: no memory to list the data segments; some roots may be missed this cycle");
+}
+
+NH_API int nh_root_add(void *addr, size_t len) {
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) {
+    nh_error(-ENODEV, "nh_root_add called before nh_init (or after nh_shutdown)");
+    return -ENODEV;
+  }
+  uintptr_t lo = (uintptr_t)addr;
+  if (!addr || len == 0 || lo + len < lo) {
+    nh_error(-EINVAL, "nh_root_add(%p, %zu): not a valid range", addr, len);
+    return -EINVAL;
+  }
+  nh_roots_t *r = &nh_rt.gc.roots;
+  region_enter();
+  nh_mutex_lock(&r->lock);
+  bool ok = push_range(&r->user, &r->nuser, &r->capuser, lo, lo + len);
+  nh_mutex_unlock(&r->lock);
+  region_exit();
+  if (!ok) {
+    nh_error(-ENOMEM, "nh_root_add(%p, %zu): no memory for the root table", addr, len);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+NH_API int nh_root_remove(void *addr) {
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) {
+    nh_error(-ENODEV, "nh_root_remove called before nh_init (or after nh_shutdown)");
+    return -ENODEV;
+  }
+  nh_roots_t *r = &nh_rt.gc.roots;
+  int rc = -ENOENT;
+  region_enter();
+  nh_mutex_lock(&r->lock);
+  for (size_t i = 0; i < r->nuser; i++) {
+    if (r->user[i].lo == (uintptr_t)addr) {
+      r->user[i] = r->user[--r->nuser];
+      rc = 0;
+      break;
+    }
+  }
+  nh_mutex_unlock(&r->lock);
+  region_exit();
+  if (rc)
+    nh_error(rc, "nh_root_remove(%p): no root was registered at that address", addr);
+  return rc;
+}
+
+static void scan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
+  uint64_t before = m->scanned_bytes;
+  m->check_parent = 0;
+  m->check_from = "a thread's stack";
+  for (nh_thread_t *t = ts->first; t; t = t->next) {
+    if (t == nh_self)
+      continue;
+    uintptr_t sp = __atomic_load_n(&t->stop_sp, __ATOMIC_ACQUIRE);
+    if (sp < t->stack_lo || sp > t->stack_hi)
+      sp = t->stack_lo;   /* stopped on another stack (sigaltstack): take the whole range */
+    m->check_parent = sp;
+    scan_range(m, sp, t->stack_hi);
+  }
+  if (thread_attached(ts) && nh_rt.gc.collector_sp) {   /* the collector's caller */
+    m->check_parent = nh_rt.gc.collector_sp;
+    scan_range(m, nh_rt.gc.collector_sp, nh_self->stack_hi);
+  }
+  m->check_from = "a data segment";
+  for (size_t i = 0; i < r->ndata; i++) {
+    m->check_parent = r->data[i].lo;
+    scan_range(m, r->data[i].lo, r->data[i].hi);
+  }
+  m->check_from = "a registered root";
+  nh_mutex_lock(&r->lock);
+  for (size_t i = 0; i < r->nuser; i++) {
+    m->check_parent = r->user[i].lo;
+    scan_range(m, r->user[i].lo, r->user[i].hi);
+  }
+  nh_mutex_unlock(&r->lock);
+  r->bytes = m->scanned_bytes - before;
+}
+
+void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
+  m->marked_bytes = m->marked_objects = m->scanned_bytes = 0;
+  m->overflow = false;
+  m->checking = false;
+  scan_roots(m, r, ts);
+  drain_all(m);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Checkmark.
+ * ------------------------------------------------------------------------------------------- */
+
+#define CHECK_WORDS (NH_ARENA_BYTES / 8 / 64)   /* one bit per 8 bytes: 1 MiB per arena */
+
+static void check_word(nh_marker_t *m, uintptr_t w) {
+  size_t idx;
+  nh_span_t *s = find_object(w, &idx);
+  if (!s)
+    return;
+  uintptr_t obj = object_start(s, idx);
+  nh_arena_t *a = arena_of(&nh_rt.arenas, (const void *)obj);
+  if (a->id >= m->check_arenas || !m->check_bits[a->id])
+    return;
+  uint64_t *bits = m->check_bits[a->id];
+  size_t bit = (obj - a->base) / 8;
+  if (bits[bit / 64] >> (bit % 64) & 1)
+    return;
+  bits[bit / 64] |= 1ull << (bit % 64);
+  if (!bitmap_get(s->gcmark_bits, idx))
+    nh_fatal("checkmark: object %#lx (%lu bytes, %s) is reachable from %s at %#lx but the collector did "
+             "not mark it", (unsigned long)obj, (unsigned long)object_bytes(s),
+             s->kind == NH_KIND_NOSCAN ? "noscan" : s->kind == NH_KIND_TYPED ? "typed" : "conservative",
+             m->check_from, (unsigned long)m->check_parent);
+  if (s->kind != NH_KIND_NOSCAN)
+    grey_push(m, obj);
+}
+
+void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
+  uint32_t narenas = __atomic_load_n(&nh_rt.arenas.count, __ATOMIC_ACQUIRE);
+  size_t table = (size_t)narenas * sizeof(uint64_t *);
+  m->check_bits = mmap(NULL, table, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m->check_bits == MAP_FAILED) {
+    m->check_bits = NULL;
+    nh_warn("checkmark: no memory for the check bitmaps; cycle not checked");
+    return;
+  }
+  m->check_arenas = narenas;
+  for (uint32_t i = 0; i < narenas; i++) {
+    void *bits = mmap(NULL, CHECK_WORDS * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    m->check_bits[i] = bits == MAP_FAILED ? NULL : bits;
+  }
+  uint64_t marked = m->marked_bytes, objects = m->marked_objects, scanned = m->scanned_bytes;
+  m->checking = true;
+  scan_roots(m, r, ts);
+  drain(m);   /* the check stops at nothing: a dropped grey object only weakens it */
+  m->checking = false;
+  m->overflow = false;
+  m->marked_bytes = marked, m->marked_objects = objects, m->scanned_bytes = scanned;
+  for (uint32_t i = 0; i < narenas; i++)
+    if (m->check_bits[i])
+      munmap(m->check_bits[i], CHECK_WORDS * 8);
+  munmap(m->check_bits, table);
+  m->check_bits = NULL;
+  m->check_arenas = 0;
+}

@@ -1,0 +1,322 @@
+/*
+ * thread.c — attached threads and stopping the world (bdwgc's pthread_stop_world, reworked).
+ *
+ * A thread is attached on its first allocation (or by nh_thread_attach): a record with its
+ * stack bounds (pthread_getattr_np) joins the list, and a pthread key's destructor detaches it
+ * at exit. Records come from a process-wide pool that nh_shutdown does not unmap: a thread
+ * still running after a shutdown keeps a readable, stale record (its gen is old), re-attaches
+ * with it after the next nh_init, and never shares it. Only attached threads are stopped and scanned; a thread that holds heap pointers
+ * without ever allocating must attach itself.
+ *
+ * Stopping (world_stop), with the threads lock held from stop to start so that no thread
+ * attaches or detaches meanwhile:
+ *   1. epoch becomes odd; SIGPWR goes to every attached thread but the caller.
+ *   2. The handler spills the callee-saved registers into its own frame
+ *      (__builtin_unwind_init), records the address of that frame as the thread's stop_sp,
+ *      posts the ack semaphore (async-signal-safe) and waits in sigsuspend until the epoch
+ *      changes. Everything the thread had in registers is now on its stack, between stop_sp
+ *      and the top: the kernel's signal frame holds the interrupted registers, the handler's
+ *      frame the callee-saved ones. The handler runs on the thread's normal stack (no
+ *      SA_ONSTACK).
+ *   3. The collector waits for one ack per thread; a thread that does not answer within a
+ *      second (it blocks SIGPWR) is reported once and waited for.
+ * Starting: epoch becomes even; SIGXCPU wakes each thread from sigsuspend. The restart signal
+ * is blocked while a handler checks the epoch and unblocked only by sigsuspend itself, so a
+ * wake-up cannot be lost; the epoch, not the signal, decides (a spurious wake-up re-waits).
+ * System calls interrupted by the stop are restarted (SA_RESTART) where the kernel allows.
+ *
+ * No-stop regions: the allocator's slow paths take locks and briefly hold objects only in
+ * metadata (a span just taken from the page heap). A stop that arrives inside one sets
+ * stop_pending and returns at once; region_exit stops the thread when it leaves the outermost
+ * region. The collector itself takes those locks only while the world is stopped, so no
+ * stopped thread can hold one. The fast paths are restartable sequences, which the kernel
+ * aborts on signal delivery, so a stopped thread is never half-way through one either.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/heap.h"
+
+#define SIG_SUSPEND SIGPWR
+#define SIG_RESTART SIGXCPU
+
+__thread nh_thread_t *nh_self __attribute__((tls_model("initial-exec")));
+
+static nh_threads_t *g_threads;   /* the one the handlers serve (nh_rt.gc.threads) */
+static uint32_t generation;       /* of threads_init calls */
+
+/* The record pool: 64 KiB mappings, never unmapped; records of detached threads for reuse. */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static nh_thread_t *pool_free;
+static char *pool_next, *pool_end;
+
+static nh_thread_t *record_new(void) {
+  pthread_mutex_lock(&pool_lock);
+  nh_thread_t *t = pool_free;
+  if (t) {
+    pool_free = t->next;
+  } else {
+    if (pool_end - pool_next < (ptrdiff_t)sizeof *t) {
+      void *m = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m != MAP_FAILED) {
+        pool_next = m;
+        pool_end = pool_next + (64 << 10);
+      }
+    }
+    if (pool_end - pool_next >= (ptrdiff_t)sizeof *t) {
+      t = (nh_thread_t *)pool_next;
+      pool_next += nh_align_up(sizeof *t, 64);
+    }
+  }
+  pthread_mutex_unlock(&pool_lock);
+  return t;
+}
+
+static void record_free(nh_thread_t *t) {
+  pthread_mutex_lock(&pool_lock);
+  t->next = pool_free;
+  pool_free = t;
+  pthread_mutex_unlock(&pool_lock);
+}
+
+static void suspend_self(nh_thread_t *t, const sigset_t *wait_mask);
+
+/* ---------------------------------------------------------------------------------------------
+ * Signal handlers.
+ * ------------------------------------------------------------------------------------------- */
+
+static sigset_t wait_mask;   /* everything blocked but the restart and fatal signals */
+
+static void suspend_handler(int sig, siginfo_t *si, void *uc) {
+  (void)sig, (void)si, (void)uc;
+  int saved = errno;
+  nh_thread_t *t = nh_self;
+  if (t && g_threads && t->gen == g_threads->gen && (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) & 1)) {
+    if (t->nogc > 0)
+      t->stop_pending = 1;
+    else
+      suspend_self(t, &wait_mask);
+  }
+  errno = saved;
+}
+
+static void restart_handler(int sig) { (void)sig; }
+
+/* Records the stack pointer with the registers spilled, acks, waits for the epoch to move. */
+static nh_noinline void suspend_self(nh_thread_t *t, const sigset_t *mask) {
+  __builtin_unwind_init();   /* callee-saved registers into this frame */
+  volatile uintptr_t here = 0;
+  uint32_t epoch = __atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE);
+  __atomic_store_n(&t->stop_sp, (uintptr_t)&here, __ATOMIC_RELEASE);
+  sem_post(&g_threads->ack);
+  while (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) == epoch)
+    sigsuspend(mask);
+  __atomic_store_n(&t->stop_sp, 0, __ATOMIC_RELAXED);
+}
+
+/* Leaving the outermost region with a stop pending: stop now, as the handler would have. */
+void region_stop_pending(void) {
+  nh_thread_t *t = nh_self;
+  sigset_t restart, old;
+  sigemptyset(&restart);
+  sigaddset(&restart, SIG_RESTART);
+  pthread_sigmask(SIG_BLOCK, &restart, &old);
+  t->stop_pending = 0;
+  if (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) & 1) {
+    sigset_t mask = old;
+    sigdelset(&mask, SIG_RESTART);
+    sigdelset(&mask, SIG_SUSPEND);
+    suspend_self(t, &mask);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static int install_handlers(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigfillset(&sa.sa_mask);
+  static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP};
+  for (size_t i = 0; i < NH_ARRAY_LEN(fatal); i++)
+    sigdelset(&sa.sa_mask, fatal[i]);
+  sa.sa_flags = SA_RESTART | SA_SIGINFO;
+  sa.sa_sigaction = suspend_handler;
+  if (sigaction(SIG_SUSPEND, &sa, NULL) != 0)
+    return -errno;
+  wait_mask = sa.sa_mask;
+  sigdelset(&wait_mask, SIG_RESTART);
+  sigdelset(&wait_mask, SIGINT);
+  sigdelset(&wait_mask, SIGQUIT);
+  sigdelset(&wait_mask, SIGTERM);
+  struct sigaction rs;
+  memset(&rs, 0, sizeof rs);
+  sigfillset(&rs.sa_mask);
+  rs.sa_flags = SA_RESTART;
+  rs.sa_handler = restart_handler;
+  if (sigaction(SIG_RESTART, &rs, NULL) != 0)
+    return -errno;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Attach and detach.
+ * ------------------------------------------------------------------------------------------- */
+
+static void detach_at_exit(void *arg) {
+  (void)arg;
+  thread_detach();
+}
+
+int threads_init(nh_threads_t *ts) {
+  memset(ts, 0, sizeof *ts);
+  nh_mutex_init(&ts->lock, LOCK_RANK_THREADS);
+  sem_init(&ts->ack, 0, 0);
+  ts->gen = ++generation;
+  if (pthread_key_create(&ts->key, detach_at_exit) != 0)
+    return -EAGAIN;
+  ts->key_made = true;
+  int rc = install_handlers();
+  if (rc != 0)
+    return rc;
+  ts->handlers = true;
+  g_threads = ts;
+  return 0;
+}
+
+void threads_destroy(nh_threads_t *ts) {
+  /* The handlers stay installed (another thread may still be inside one as it returns); with
+   * no attached thread and an even epoch they do nothing. Records of threads still attached
+   * stay with them, stale. */
+  if (ts->key_made)
+    pthread_key_delete(ts->key);
+  sem_destroy(&ts->ack);
+  g_threads = NULL;
+  ts->key_made = false;
+}
+
+static bool stack_bounds(uintptr_t *lo, uintptr_t *hi) {
+  pthread_attr_t attr;
+  void *addr;
+  size_t size;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0)
+    return false;
+  int rc = pthread_attr_getstack(&attr, &addr, &size);
+  pthread_attr_destroy(&attr);
+  if (rc != 0)
+    return false;
+  *lo = (uintptr_t)addr;
+  *hi = (uintptr_t)addr + size;
+  return true;
+}
+
+int thread_attach(void) {
+  nh_threads_t *ts = &nh_rt.gc.threads;
+  if (thread_attached(ts))
+    return 0;
+  uintptr_t lo, hi;
+  if (!stack_bounds(&lo, &hi)) {
+    nh_error(-EINVAL, "nh_thread_attach: cannot read this thread's stack bounds");
+    return -EINVAL;
+  }
+  nh_thread_t *t = nh_self ? nh_self : record_new();   /* a stale record is this thread's own */
+  if (!t) {
+    nh_error(-ENOMEM, "nh_thread_attach: no memory for the thread record");
+    return -ENOMEM;
+  }
+  memset(t, 0, sizeof *t);
+  t->tid = pthread_self();
+  t->stack_lo = lo;
+  t->stack_hi = hi;
+  nh_mutex_lock(&ts->lock);
+  t->gen = ts->gen;
+  t->next = ts->first;
+  if (ts->first)
+    ts->first->prev = t;
+  ts->first = t;
+  ts->count++;
+  nh_self = t;
+  nh_mutex_unlock(&ts->lock);
+  pthread_setspecific(ts->key, t);
+  return 0;
+}
+
+void thread_detach(void) {
+  nh_threads_t *ts = &nh_rt.gc.threads;
+  if (!g_threads || !thread_attached(ts))
+    return;
+  nh_thread_t *t = nh_self;
+  nh_mutex_lock(&ts->lock);
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    ts->first = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  ts->count--;
+  nh_self = NULL;
+  nh_mutex_unlock(&ts->lock);
+  pthread_setspecific(ts->key, NULL);
+  record_free(t);
+}
+
+void threads_after_fork(nh_threads_t *ts) {
+  nh_thread_t *self = thread_attached(ts) ? nh_self : NULL;
+  pthread_mutex_init(&pool_lock, NULL);
+  ts->first = NULL;
+  ts->count = 0;
+  ts->epoch &= ~1u;
+  sem_destroy(&ts->ack);
+  sem_init(&ts->ack, 0, 0);
+  if (self) {   /* this thread survived the fork; its record stays valid, its stack too */
+    self->next = self->prev = NULL;
+    self->nogc = 0;
+    self->stop_pending = 0;
+    self->tid = pthread_self();
+    ts->first = self;
+    ts->count = 1;
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Stop and start.
+ * ------------------------------------------------------------------------------------------- */
+
+void world_stop(nh_threads_t *ts) {
+  nh_mutex_lock(&ts->lock);
+  __atomic_add_fetch(&ts->epoch, 1, __ATOMIC_SEQ_CST);
+  size_t n = 0;
+  for (nh_thread_t *t = ts->first; t; t = t->next) {
+    if (t == nh_self)
+      continue;
+    int rc = pthread_kill(t->tid, SIG_SUSPEND);
+    if (rc == 0)
+      n++;
+    else
+      nh_error(-rc, "gc: cannot signal thread %#lx to stop (%s); it is not scanned", (unsigned long)t->tid,
+               nh_strerror(-rc));
+  }
+  static bool warned;
+  while (n > 0) {
+    struct timespec ts_wait;
+    clock_gettime(CLOCK_REALTIME, &ts_wait);
+    ts_wait.tv_sec += 1;
+    if (sem_timedwait(&ts->ack, &ts_wait) == 0) {
+      n--;
+    } else if (errno == ETIMEDOUT && !warned) {
+      warned = true;
+      nh_warn("gc: %zu attached thread(s) have not stopped after 1 s: a thread must not block "
+              "SIGPWR while attached; still waiting", n);
+    }
+  }
+}
+
+void world_start(nh_threads_t *ts) {
+  __atomic_add_fetch(&ts->epoch, 1, __ATOMIC_SEQ_CST);
+  for (nh_thread_t *t = ts->first; t; t = t->next)
+    if (t != nh_self)
+      pthread_kill(t->tid, SIG_RESTART);
+  nh_mutex_unlock(&ts->lock);
+}
