@@ -10,8 +10,8 @@
  *                              spans and drains back.
  *   xthread/<allocator>/<size> a producer thread allocates, a consumer thread frees (through a
  *                              ring): cross-thread free.
- * nheap runs as a malloc (nh_alloc_noscan: not zeroed, never scanned). Compare within one run
- * only: `nheap-bench-malloc --benchmark_format=json` and take ratios of medians
+ * nheap runs as a malloc (gc = off; nh_alloc_noscan: not zeroed, never scanned). Compare
+ * within one run only: `nheap-bench-malloc --benchmark_format=json` and take ratios of medians
  * (`--benchmark_repetitions=5`).
  */
 #include <dlfcn.h>
@@ -124,7 +124,10 @@ static void reexec_with_static_tls(char **argv) {
 
 int main(int argc, char **argv) {
   reexec_with_static_tls(argv);
-  if (nh_init(NULL) != 0)
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_OFF;   /* nheap as a malloc, as its peers here: explicit free, no collector */
+  if (nh_init(&o) != 0)
     return 1;
   static const size_t pair_sizes[] = {16, 64, 256, 1024, 4096, 32768, 100000};
   static const size_t batch_sizes[] = {16, 256, 4096};

@@ -35,7 +35,7 @@ typedef struct nh_threads {
   uint32_t gen;                    /* a new value at every threads_init (nh_init) */
   sem_t ack;                       /* one post per stopped thread */
   pthread_key_t key;               /* detaches at thread exit */
-  bool key_made, handlers;
+  bool key_made;
 } nh_threads_t;
 
 /* The calling thread's record. Records are never unmapped, so one left over from before an

@@ -6,8 +6,18 @@
  *                      (free stack, then its span's 64-object word), then the node's mcentral,
  *                      then the node's page heap;
  *   large (> 32 KiB)   a span of its own straight from the node's page heap (class 0).
- *   Tiny (< 16 B, noscan) objects combined into 16-byte blocks arrive with the collector:
- *   a block can only be freed whole, which explicit nh_free cannot promise.
+ *   Tiny (< 16 B, noscan) objects combined into 16-byte blocks are not built yet: a block
+ *   can only be freed whole, so they need the collector's help to free a block and a rule
+ *   for nh_free of a tiny object (a design step still open).
+ *
+ * The collector's part (gc != off): a thread attaches on its first allocation (one TLS load
+ * and compare on the fast path), so its stack is scanned. Slow paths that take locks, or hold
+ * a new object only in metadata (a large span between the page heap and the register that
+ * returns it), are no-stop regions (gc.h), so the world is never stopped inside one. A refill
+ * or large allocation that brings heap_live to the goal sets `wanted`; the same thread runs the
+ * cycle after its allocation is complete and zeroed, holding no lock, with the new object on
+ * its stack (gc_maybe_collect). A span refused for the memory limit makes the thread collect
+ * and sweep once and retry; NULL (ENOMEM, reported as the limit) if it still does not fit.
  *
  * Zeroing: scanned kinds (nh_alloc, nh_alloc_typed) and nh_calloc return zeroed memory, as
  * Go's and bdwgc's GC_MALLOC do, so a conservative scan never sees stale pointers;
@@ -23,7 +33,9 @@
  * stack, the span's bitmaps and its owner's current word) that confirms the double free before
  * it is reported and ignored. A program can only defeat the check by storing exactly that
  * value, or by a double free that races a thread migrating inside a cache's slow path
- * (mcache.c). Every bad call is reported through the error funnel and changes nothing.
+ * (mcache.c); with the collector, nh_free of an object it already swept away (one the program
+ * hid from it, so not a live reference) is not detected either. Every bad call that is
+ * detected is reported through the error funnel and changes nothing.
  *
  * CPU-local caches (mcache.c): restartable sequences where glibc registered rseq, else the
  * per-CPU lock mode; the stats say which.

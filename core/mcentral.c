@@ -2,10 +2,18 @@
  * mcentral.c — Go's mcentral: the spans of one allocation class on one node.
  *
  * Sets: partial (some free object) and full, each in two generations indexed by sweepgen/2 % 2
- * (Go's partialSwept/partialUnswept): when the collector starts a cycle it adds 2 to the heap's
- * sweepgen, which turns every swept set into the unswept one without touching a span. Until the
- * collector lands, sweepgen stays 0 and only the swept sets are used; the protocol and the sets
- * are in place for it.
+ * (Go's partialSwept/partialUnswept): at mark termination the collector adds 2 to the heap's
+ * sweepgen (mcentral_flip, world stopped, every span swept and none cached), which turns every
+ * swept set into the unswept one without touching a span. A span is then swept (sweep_span:
+ * its mark bits become its allocation bits) by whoever gets to it first, always under c->lock:
+ * cache_span before it grows the class (lazy sweeping, Go's cacheSpan), free before it folds
+ * explicit frees into an unswept span, or the background sweeper (mcentral_sweep). New spans
+ * are born swept. With gc = off, sweepgen stays 0 and only the swept sets are used.
+ * Large spans live in the full sets of allocation classes 0 .. NH_NUM_KINDS - 1 (one per
+ * kind), so the same sweep frees the unmarked ones.
+ * Heap accounting for the pacer (gc_account): a span's free objects count as live when an
+ * mcache takes it, the ones it did not hand out stop counting when it comes back, and
+ * explicit frees stop counting when they are folded in.
  *
  * A span is in exactly one set while not cached, and in none while an mcache holds it
  * (s->cached). Operations, all under c->lock:

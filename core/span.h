@@ -52,7 +52,7 @@ typedef struct nh_span {
   uint64_t *alloc_bits;
   uint64_t *gcmark_bits;
   struct nh_span *next, *prev; /* mcentral set, or the free-span list */
-  struct nh_mcentral *central; /* NULL for large spans */
+  struct nh_mcentral *central; /* its class's mcentral (large: its kind's); NULL once freed */
   /* Cold: the bitmaps, after everything free() reads (which fits one cache line). */
   uint64_t freed_bits[NH_SPAN_BITMAP_WORDS];
   uint64_t bitmaps[2][NH_SPAN_BITMAP_WORDS]; /* storage alloc_bits/gcmark_bits point into */

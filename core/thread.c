@@ -181,7 +181,6 @@ int threads_init(nh_threads_t *ts) {
   int rc = install_handlers();
   if (rc != 0)
     return rc;
-  ts->handlers = true;
   g_threads = ts;
   return 0;
 }
