@@ -242,12 +242,8 @@ static void fill_stats(nh_stats_t *s) {
   s->hugetlb_fallbacks = nh_stat_get(&a->hugetlb_fallbacks);
   s->thp_fallbacks = nh_stat_get(&a->thp_fallbacks);
   s->numa_nodes = (uint64_t)nh_rt.topo.nnodes;
-  for (int n = 0; n < nh_rt.topo.nnodes; n++)
-    for (unsigned k = 0; k < NH_NUM_KINDS; k++) {   /* the large sets: allocated less freed or swept */
-      const nh_mcentral_t *c = &nh_rt.nodes[n].central[k];
-      s->large_objects += __atomic_load_n(&c->full[0].count, __ATOMIC_RELAXED) +
-                          __atomic_load_n(&c->full[1].count, __ATOMIC_RELAXED);
-    }
+  s->large_objects = nh_stat_get(&nh_rt.large_allocs) - nh_stat_get(&nh_rt.large_frees) -
+                     nh_stat_get(&nh_rt.gc.swept_large);
   s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
   s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;

@@ -140,7 +140,8 @@ static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align
     s->base = nh_align_up(s->pages, align);
     s->elemsize = (uint32_t)(s->limit - s->base > UINT32_MAX ? 0 : s->limit - s->base);
   }
-  mcentral_add_large(&nh_rt.nodes[node].central[kind], s);
+  if (g->on)   /* the sweeper's set; with gc = off nothing needs to find it */
+    mcentral_add_large(&nh_rt.nodes[node].central[kind], s);
   void *p = (void *)s->base;
   bool needzero = s->needzero;
   region_exit();
@@ -285,7 +286,7 @@ static bool free_object_locked(const char *fn, void *p) {
   if (span_is_large(s) ? (uintptr_t)p != s->base : !span_is_object_start(s, (uintptr_t)p))
     return bad_free(fn, p, "an interior pointer, not the start of the object");
   if (span_is_large(s)) {
-    if (!mcentral_remove_large(&nh_rt.nodes[s->node].central[s->kind], s)) {
+    if (nh_rt.gc.on && !mcentral_remove_large(&nh_rt.nodes[s->node].central[s->kind], s)) {
       nh_stat_add(&nh_rt.double_frees, 1);
       return bad_free(fn, p, "double free");
     }

@@ -10,7 +10,7 @@
  * explicit frees into an unswept span, or the background sweeper (mcentral_sweep). New spans
  * are born swept. With gc = off, sweepgen stays 0 and only the swept sets are used.
  * Large spans live in the full sets of allocation classes 0 .. NH_NUM_KINDS - 1 (one per
- * kind), so the same sweep frees the unmarked ones.
+ * kind), so the same sweep frees the unmarked ones (with gc = off they are in no set).
  * Heap accounting for the pacer (gc_account): a span's free objects count as live when an
  * mcache takes it, the ones it did not hand out stop counting when it comes back, and
  * explicit frees stop counting when they are folded in.
@@ -220,6 +220,8 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
   if (span_is_large(s)) {
     if (!(s->gcmark_bits[0] & 1)) {
       s->central = NULL;
+      if (c->gc)
+        nh_stat_add(&c->gc->swept_large, 1);
       pageheap_free_span(c->ph, s);
       return SWEPT_FREED;
     }

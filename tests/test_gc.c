@@ -396,6 +396,8 @@ static void test_memory_limit(void **state) {
   for (int i = 0; i < n; i++)
     keep[i] = NULL;
   assert_non_null(nh_alloc_noscan(1 << 20));   /* the limit's collection frees them */
+  nh_gc();
+  assert_true(stats().large_objects <= 3);       /* swept away, and counted as gone */
   assert_int_equal(nh_set_memory_limit(-1), 64 << 20);
 }
 
