@@ -22,7 +22,7 @@ typedef struct nh_thread {
   uintptr_t stack_lo, stack_hi;    /* from pthread_getattr_np */
   uintptr_t stop_sp;               /* while stopped: the lowest live stack address */
   uint32_t gen;                    /* the threads_init generation it was attached in */
-  int nogc;                        /* depth of no-stop regions (this thread only) */
+  volatile int nogc;               /* depth of no-stop regions (this thread and its handler) */
   volatile sig_atomic_t stop_pending; /* a stop arrived inside a region: stop on leaving it */
 } nh_thread_t;
 
