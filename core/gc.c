@@ -193,9 +193,10 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   sweep_all();                          /* sweep termination */
   mcache_flush_all(&nh_rt.caches);
   uint64_t mark0 = now_ns();
-  mark_all(&g->marker, &g->roots, &g->threads);
+  mark_all(&g->marker, &g->roots, &g->threads, &g->specials);
   if (nh_rt.cfg.dbg.checkmark)
     mark_check(&g->marker, &g->roots, &g->threads);
+  specials_after_mark(&g->marker, &g->specials);
   uint64_t mark = now_ns() - mark0;
   g->heap_marked = g->marker.marked_bytes;   /* mark termination */
   __atomic_store_n(&g->heap_live, g->heap_marked, __ATOMIC_RELAXED);
@@ -244,7 +245,7 @@ static nh_noinline void collect(const char *why, bool sweep) {
 /* Zeroes the stack below the caller's frame, where dead frames of earlier calls left stale
  * pointers; collect's frame, which is scanned, then holds only what it writes (bdwgc's
  * GC_clear_stack, for the same reason). */
-static nh_noinline void clear_dead_stack(void) {
+nh_noinline void gc_clear_dead_stack(void) {
   enum { CLEAR = 16 << 10, MARGIN = 8 << 10 };
   size_t n = CLEAR;
   uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
@@ -261,7 +262,7 @@ void gc_collect(const char *why, bool sweep) {
   if (!nh_rt.gc.on)
     return;
   thread_attach();
-  clear_dead_stack();
+  gc_clear_dead_stack();
   collect(why, sweep);
 }
 
@@ -270,7 +271,7 @@ void gc_maybe_collect(void *p) {
   nh_gc_t *g = &nh_rt.gc;
   if (!g->on || (thread_attached(&g->threads) && nh_self->nogc))
     return;
-  clear_dead_stack();
+  gc_clear_dead_stack();
   nh_mutex_lock(&g->lock);
   ENTER_COLLECTOR(g);
   uint64_t now = now_ns();
@@ -325,6 +326,7 @@ int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
   g->start_ns = g->limiter_start = now_ns();
   nh_mutex_init(&g->lock, LOCK_RANK_GC);
   nh_mutex_init(&g->roots.lock, LOCK_RANK_ROOTS);
+  specials_init(&g->specials);
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
       nh_rt.nodes[n].central[ac].gc = g;
@@ -350,6 +352,7 @@ int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
 void gc_shutdown(nh_gc_t *g) {
   if (!g->on)
     return;
+  specials_shutdown(&g->specials);
   if (g->sweeper_running) {
     pthread_mutex_lock(&g->sweeper_mu);
     g->sweeper_stop = true;
@@ -365,6 +368,7 @@ void gc_after_fork_child(nh_gc_t *g) {
   if (!g->on)
     return;
   threads_after_fork(&g->threads);
+  specials_after_fork_child(&g->specials);
   g->sweeper_running = false;   /* its thread did not survive; sweeping stays lazy */
   pthread_mutex_init(&g->sweeper_mu, NULL);
   pthread_cond_init(&g->sweeper_cv, NULL);

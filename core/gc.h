@@ -101,6 +101,25 @@ typedef struct nh_marker {
   uintptr_t check_parent;
 } nh_marker_t;
 
+/* Finalizers and weak references (special.c). */
+struct nh_final_rec;
+struct nh_weak;
+typedef struct nh_specials {
+  nh_mutex_t lock;                 /* LOCK_RANK_SPECIALS: the tables below */
+  struct nh_final_rec *final;      /* registered finalizers */
+  size_t nfinal, capfinal;
+  struct nh_final_rec *ready;      /* queued to run (roots until they have run) */
+  size_t nready, capready;
+  struct nh_weak **weak;           /* every handle ever made (freed ones are cleared) */
+  size_t nweak, capweak;
+  struct nh_weak *weak_free;
+  uint64_t run;                    /* relaxed: finalizers run */
+  pthread_t thread;
+  bool thread_started, stop, wake; /* thread_started: release store; stop, wake: run_mu */
+  pthread_mutex_t run_mu;
+  pthread_cond_t run_cv;
+} nh_specials_t;
+
 typedef struct nh_roots {
   nh_mutex_t lock;                 /* LOCK_RANK_ROOTS: the registered ranges */
   nh_root_t *user;                 /* nh_root_add */
@@ -116,7 +135,23 @@ void roots_collect_data(nh_roots_t *r);
 /* Marks everything reachable from the roots: the attached threads' stacks (from their stop
  * sp; the caller's from its own frame, registers spilled), data segments, registered ranges.
  * The world is stopped. */
-void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);
+void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
+/* For the specials: marks what obj points to (not obj) / the object holding word w; tells
+ * whether obj is marked (LIVE), allocated but unmarked (DEAD) or not allocated (GONE); marks a
+ * dead object without scanning it (its referents were marked by mark_referents). */
+enum { MARK_GONE = 0, MARK_DEAD = 1, MARK_LIVE = 2 };
+void mark_referents(nh_marker_t *m, uintptr_t obj);
+void mark_root_word(nh_marker_t *m, uintptr_t w);
+int mark_state(uintptr_t obj);
+void mark_resurrect(nh_marker_t *m, uintptr_t obj);
+void specials_init(nh_specials_t *sp);
+void specials_shutdown(nh_specials_t *sp);
+void specials_after_fork_child(nh_specials_t *sp);
+/* Marking's special roots (finalizable objects' referents, queued finalizers); then, after the
+ * mark, clearing weak handles and resurrecting and queueing the finalizable dead. */
+void mark_specials(nh_marker_t *m, nh_specials_t *sp);
+void specials_after_mark(nh_marker_t *m, nh_specials_t *sp);
+
 /* Checkmark: re-marks from scratch into side bitmaps and aborts on an object reachable but not
  * marked by mark_all. */
 void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);
@@ -134,6 +169,7 @@ typedef struct nh_gc {
   nh_threads_t threads;
   nh_roots_t roots;
   nh_marker_t marker;
+  nh_specials_t specials;
   uint32_t sweepgen;               /* the heap's; += 2 per cycle (changed while stopped) */
   uintptr_t collector_sp;          /* guarded by lock: where the collecting thread's roots start */
   /* Pacer (relaxed atomics unless noted). */
@@ -170,6 +206,9 @@ void gc_maybe_collect(void *p);
 void gc_collect(const char *why, bool sweep);
 /* Set by an allocator path that refused pages for the memory limit (this thread). */
 extern __thread bool nh_limit_refused __attribute__((tls_model("initial-exec")));
+/* Zeroes up to 16 KiB of dead stack below the caller, where stale pointers would otherwise be
+ * scanned inside the frames that later cover it. */
+void gc_clear_dead_stack(void);
 /* Whether bytes more of heap pages would pass the memory limit. */
 bool gc_over_limit(nh_gc_t *g, size_t bytes);
 /* The pct-th percentile of the recent pauses (ns); caller holds g->lock. */

@@ -102,6 +102,7 @@ static void for_each_heap_lock(bool reverse, void (*fn)(pthread_mutex_t *)) {
     locks[n++] = &nh_rt.gc.lock.m;
     locks[n++] = &nh_rt.gc.threads.lock.m;
     locks[n++] = &nh_rt.gc.roots.lock.m;
+    locks[n++] = &nh_rt.gc.specials.lock.m;
   }
   for (uint32_t c = 0; c < nh_rt.caches.ncpus && n < MAX_LOCKS; c++)
     locks[n++] = &nh_rt.caches.cpu[c]->lock.m;
@@ -269,6 +270,7 @@ static void fill_stats(nh_stats_t *s) {
   s->roots_bytes = g->roots.bytes;
   s->threads_attached = g->threads.count;
   s->swept_pages = nh_stat_get(&g->swept_pages);
+  s->finalizers_run = nh_stat_get(&g->specials.run);
   if (g->on) {
     nh_mutex_lock(&g->lock);
     s->pause_p50_ns = gc_pause_percentile(g, 50);

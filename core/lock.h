@@ -21,6 +21,7 @@ typedef enum nh_lock_rank {
   LOCK_RANK_GC,         /* gc.c: one collection at a time */
   LOCK_RANK_THREADS,    /* thread.c: the attached threads; held while the world is stopped */
   LOCK_RANK_ROOTS,      /* mark.c: the registered root ranges */
+  LOCK_RANK_SPECIALS,   /* special.c: finalizers and weak handles */
   LOCK_RANK_MCACHE,     /* mcache.c: one CPU's cache, in the per-CPU-lock mode */
   LOCK_RANK_MCENTRAL,   /* mcentral.c: one span class's span sets */
   LOCK_RANK_SCAVENGER,  /* scavenger.c: one release pass at a time, the io_uring ring */

@@ -350,12 +350,39 @@ static void scan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   r->bytes = m->scanned_bytes - before;
 }
 
-void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
+void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp) {
   m->marked_bytes = m->marked_objects = m->scanned_bytes = 0;
   m->overflow = false;
   m->checking = false;
   scan_roots(m, r, ts);
+  m->check_from = "a finalizer";
+  mark_specials(m, sp);
   drain_all(m);
+}
+
+void mark_referents(nh_marker_t *m, uintptr_t obj) {
+  size_t idx;
+  nh_span_t *s = find_object(obj, &idx);
+  if (s && s->kind != NH_KIND_NOSCAN)
+    scan_object(m, object_start(s, idx));
+}
+
+void mark_root_word(nh_marker_t *m, uintptr_t w) { mark_word(m, w); }
+
+int mark_state(uintptr_t obj) {
+  size_t idx;
+  nh_span_t *s = find_object(obj, &idx);
+  return !s ? MARK_GONE : bitmap_get(s->gcmark_bits, idx) ? MARK_LIVE : MARK_DEAD;
+}
+
+void mark_resurrect(nh_marker_t *m, uintptr_t obj) {
+  size_t idx;
+  nh_span_t *s = find_object(obj, &idx);
+  if (!s || bitmap_get(s->gcmark_bits, idx))
+    return;
+  bitmap_set(s->gcmark_bits, idx);
+  m->marked_objects++;
+  m->marked_bytes += object_bytes(s);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@
  * Status of this release (0.1): life cycle, options and configs, the error funnel, the OS
  * memory layer (64 MiB arenas on hugetlb / THP / 4 KiB pages), the allocator (size classes,
  * page heap, mcentral, per-CPU mcaches), the stop-the-world collector (conservative roots and
- * objects, lazy and background sweeping, GOGC pacer, memory limit) and statistics. Concurrent
- * marking, typed objects, finalizers, weak references, NUMA placement and per-phase counters
- * arrive in later releases; their options are already parsed and validated so that configs/
+ * objects, lazy and background sweeping, GOGC pacer, memory limit, finalizers, weak
+ * references) and statistics. Concurrent marking, typed objects, NUMA placement and per-phase
+ * counters arrive in later releases; their options are already parsed and validated so that configs/
  * presets stay stable.
  */
 #ifndef NHEAP_H
@@ -159,6 +159,20 @@ int nh_root_remove(void *addr);
  * pointers without allocating must attach itself. 0, or a negative code. */
 int nh_thread_attach(void);
 void nh_thread_detach(void);
+/* Finalizers: when obj (an object's start) is found unreachable, the collector keeps it (and
+ * what it points to) and a dedicated thread calls fn(obj, arg) once; the object is freed by a
+ * later cycle unless fn stored it somewhere reachable. fn == NULL removes obj's finalizer.
+ * Objects in a cycle of finalizable objects are never finalized. Do not nh_free an object
+ * with a finalizer (remove it first). 0, -EINVAL, -ENOMEM, -ENOTSUP (gc = off). */
+typedef void (*nh_finalizer_fn)(void *obj, void *arg);
+int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg);
+/* Weak references: a handle to p (any address inside an object) that does not keep it alive;
+ * nh_weak_get returns p while the object lives and NULL once a cycle found it unreachable
+ * (cleared before any finalizer of it runs). nh_weak_free releases the handle. */
+typedef struct nh_weak nh_weak_t;
+nh_weak_t *nh_weak_new(void *p);
+void *nh_weak_get(const nh_weak_t *w);
+void nh_weak_free(nh_weak_t *w);
 /* The write barrier: every store of a heap pointer into a heap object goes through it. With
  * stop-the-world marking it is a plain store; concurrent marking will shade the old value. */
 static inline void nh_store(void **slot, void *value) { *slot = value; }
@@ -248,6 +262,7 @@ typedef struct nh_stats {
   uint64_t roots_bytes;          /* stacks, data segments and registered roots scanned last cycle */
   uint64_t threads_attached;     /* threads the collector stops and scans */
   uint64_t swept_pages;          /* pages swept, all time */
+  uint64_t finalizers_run;       /* finalizers the finalizer thread has run */
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL

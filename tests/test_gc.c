@@ -3,7 +3,7 @@
  * a stopped thread, a global, a registered root, an interior pointer, another object, a large
  * object's far end), what does not (noscan contents, nothing), reclamation under the pacer,
  * threads that link structures while cycles run, threads that exit or block mid-cycle, fork,
- * GOGC off and the memory limit. ctest also runs it with NHEAP_DEBUG=checkmark=1.
+ * GOGC off, the memory limit, finalizers and weak references. ctest also runs it with NHEAP_DEBUG=checkmark=1.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -423,6 +423,157 @@ static void test_explicit_free_with_gc(void **state) {
   assert_true(errors_contain("double free"));
 }
 
+
+/* Finalizers and weak references. A stale stack or register word may pin any one object (the
+ * scan is conservative), so each check runs on FIN objects and asks that nearly all behave. */
+enum { FIN = 8, FIN_MIN = FIN - 2 };
+static atomic_int fin_runs;
+static atomic_int fin_bad;         /* finalizer calls that saw wrong contents, arg or weak state */
+static void *volatile resurrected[FIN];
+static nh_weak_t *fin_weak[FIN];
+
+static void finalize(void *obj, void *arg) {
+  void **o = obj;
+  uintptr_t i = (uintptr_t)arg;
+  bool ok = i < FIN && (uintptr_t)o[1] == 0x1234 + i && nh_weak_get(fin_weak[i]) == NULL;
+  const uintptr_t *child = o[0];
+  for (size_t w = 0; ok && w < 96 / 8; w++)
+    ok = child[w] == (31 + i) * 0x9e3779b97f4a7c15u + w;
+  if (!ok)
+    atomic_fetch_add(&fin_bad, 1);
+  else
+    resurrected[i] = obj;   /* brought back to life: must survive from now on */
+  atomic_fetch_add(&fin_runs, 1);
+}
+
+static __attribute__((noinline)) void make_finalizable(void) {
+  for (uintptr_t i = 0; i < FIN; i++) {
+    void **o = nh_alloc(64);
+    o[0] = filled(96, 31 + i);
+    o[1] = (void *)(0x1234 + i);
+    fin_weak[i] = nh_weak_new(o);
+    assert_non_null(nh_weak_get(fin_weak[i]));
+    assert_int_equal(nh_set_finalizer(o, finalize, (void *)i), 0);
+  }
+}
+
+static void wait_finalizers(int n) {
+  for (int i = 0; i < 2000 && atomic_load(&fin_runs) < n; i++)
+    usleep(1000);
+}
+
+static __attribute__((noinline)) int check_resurrected(void) {
+  int n = 0;
+  for (uintptr_t i = 0; i < FIN; i++) {
+    void **o = resurrected[i];
+    if (!o)
+      continue;
+    assert_int_equal((uintptr_t)o[1], 0x1234 + i);
+    check_filled(o[0], 96, 31 + i);
+    n++;
+  }
+  return n;
+}
+
+/* New handles to the resurrected objects, which are then dropped. */
+static __attribute__((noinline)) void weak_to_resurrected_then_drop(nh_weak_t **w) {
+  for (int i = 0; i < FIN; i++) {
+    w[i] = resurrected[i] ? nh_weak_new(resurrected[i]) : NULL;
+    resurrected[i] = NULL;
+  }
+}
+
+static void test_finalizer_and_weak(void **state) {
+  (void)state;
+  atomic_store(&fin_runs, 0);
+  atomic_store(&fin_bad, 0);
+  make_finalizable();
+  nh_gc();
+  wait_finalizers(FIN_MIN);
+  int runs = atomic_load(&fin_runs);
+  assert_true(runs >= FIN_MIN);
+  assert_int_equal(atomic_load(&fin_bad), 0);
+  /* Resurrected: they and what they point to stay intact; no finalizer runs twice. */
+  for (int i = 0; i < 3; i++) {
+    nh_gc();
+    churn(64, 1 << 20);
+    churn(96, 1 << 20);
+  }
+  wait_finalizers(FIN);
+  assert_int_equal(atomic_load(&fin_bad), 0);
+  assert_int_equal(check_resurrected(), atomic_load(&fin_runs));
+  assert_int_equal(stats().finalizers_run, (uint64_t)atomic_load(&fin_runs));
+  /* Dropped again, they go for good: new weak handles see them go. (The finalizer thread's
+   * registers and stack may still hold a few of their addresses: conservative roots. A second
+   * round of finalizers overwrites most of that.) */
+  nh_weak_t *w[FIN];
+  weak_to_resurrected_then_drop(w);
+  for (int i = 0; i < FIN; i++)
+    nh_weak_free(fin_weak[i]);
+  atomic_store(&fin_runs, 0);
+  make_finalizable();
+  nh_gc();
+  wait_finalizers(FIN_MIN);
+  for (int i = 0; i < FIN; i++)
+    resurrected[i] = NULL;
+  nh_gc();
+  int cleared = 0, had = 0;
+  for (int i = 0; i < FIN; i++) {
+    if (!w[i])
+      continue;
+    had++;
+    cleared += nh_weak_get(w[i]) == NULL;
+    nh_weak_free(w[i]);
+  }
+  assert_true(cleared >= had - 2);
+  for (int i = 0; i < FIN; i++)
+    nh_weak_free(fin_weak[i]);
+  assert_int_equal(atomic_load(&fin_bad), 0);
+}
+
+static int fin_never;
+static void finalize_never(void *obj, void *arg) {
+  (void)obj, (void)arg;
+  fin_never++;
+}
+
+static void *volatile kept;
+static __attribute__((noinline)) void *make_removed(void) {
+  void *o = nh_alloc(48);
+  assert_int_equal(nh_set_finalizer(o, finalize_never, NULL), 0);
+  assert_int_equal(nh_set_finalizer(o, NULL, NULL), 0);   /* removed: never runs */
+  kept = nh_alloc(48);
+  assert_int_equal(nh_set_finalizer(kept, finalize_never, NULL), 0);   /* reachable */
+  return nh_weak_new((char *)kept + 8);
+}
+
+static __attribute__((noinline)) void check_kept(nh_weak_t *w) {
+  assert_ptr_equal(nh_weak_get(w), (char *)kept + 8);   /* interior handle, object alive */
+}
+
+static __attribute__((noinline)) void drop_kept(void) {
+  assert_int_equal(nh_set_finalizer(kept, NULL, NULL), 0);
+  kept = NULL;
+}
+
+static void test_finalizer_rules_and_bad_input(void **state) {
+  (void)state;
+  nh_weak_t *w = make_removed();
+  for (int i = 0; i < 3; i++)
+    nh_gc();
+  usleep(50000);
+  assert_int_equal(fin_never, 0);
+  check_kept(w);
+  char *o = nh_alloc(64);
+  errors.count = 0;
+  assert_int_equal(nh_set_finalizer(o + 8, finalize_never, NULL), -EINVAL);
+  int local;
+  assert_null(nh_weak_new(&local));
+  assert_true(errors.count == 2 && errors_contain("not inside an nheap object"));
+  drop_kept();
+  nh_weak_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_roots_keep_objects, setup, teardown),
@@ -435,6 +586,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_threads_exit_mid_cycle, setup, teardown),
     cmocka_unit_test_setup_teardown(test_fork_while_allocating, setup, teardown),
     cmocka_unit_test_setup_teardown(test_explicit_free_with_gc, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_finalizer_and_weak, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_finalizer_rules_and_bad_input, setup, teardown),
     cmocka_unit_test_setup_teardown(test_memory_limit, setup_limit, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

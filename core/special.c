@@ -1,0 +1,298 @@
+/*
+ * special.c — finalizers and weak references (Go's specials, kept in two registries).
+ *
+ * Finalizers (nh_set_finalizer(obj, fn, arg)): one per object, replaced or removed by a new
+ * call. During marking (mark_specials, world stopped), everything a finalizable object points
+ * to is marked — not the object itself — and so is arg: what a finalizer will see stays alive.
+ * After marking (specials_after_mark), an object left unmarked is resurrected (its mark bit
+ * set, so sweeping keeps it) and its finalizer moves to the ready queue, whose entries are
+ * roots until the finalizer thread has run them. The object is freed by a later cycle unless
+ * the finalizer stored it somewhere reachable. Cycles among finalizable objects keep each
+ * other alive and are never finalized (as in Go); a chain is finalized one link per cycle,
+ * from the outside in (as in bdwgc).
+ *
+ * Weak references (nh_weak_new(obj) -> handle; nh_weak_get(handle) -> obj or NULL): a handle
+ * is a metadata record, not a root. After marking, handles of unmarked objects are cleared —
+ * before finalizers resurrect anything, so a weak reference never sees an object come back
+ * (Go's order). Both steps run in the pause, so no mutator can read a handle in between.
+ * nh_weak_free releases a handle.
+ *
+ * Costs: both registries are arrays scanned once per cycle, in the pause: O(finalizers +
+ * handles). Go keeps them per span for locality; a per-span list is the step after this one.
+ * Explicit nh_free of an object that has a finalizer or weak handles is a program error (remove
+ * them first): the registries are not searched on free. A finalizer or handle whose object is
+ * no longer allocated at a cycle is dropped (finalizer not run) or cleared.
+ *
+ * The finalizer thread is attached (it holds objects while running finalizers), is started on
+ * the first nh_set_finalizer, and runs each finalizer with no nheap lock held, so finalizers
+ * may allocate, collect, and set finalizers.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/heap.h"
+
+typedef struct nh_final_rec { uintptr_t obj; nh_finalizer_fn fn; void *arg; } nh_final_rec;
+
+struct nh_weak { uintptr_t obj; struct nh_weak *next_free; };
+
+/* Grows a metadata array of elem-sized records to hold n + 1; false without memory. */
+static bool reserve(void **v, size_t *cap, size_t n, size_t elem) {
+  if (n < *cap)
+    return true;
+  size_t ncap = *cap ? *cap * 2 : 64;
+  void *nv = mem_meta_alloc(&nh_rt.mem, ncap * elem, 64);
+  if (!nv)
+    return false;
+  if (n)
+    memcpy(nv, *v, n * elem);
+  *v = nv;   /* the old array stays mapped (metadata); growth doubles, so this is bounded */
+  *cap = ncap;
+  return true;
+}
+
+static bool ready_check(const char *fn) {
+  if (__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
+    return true;
+  nh_error(-ENODEV, "%s called before nh_init (or after nh_shutdown)", fn);
+  return false;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The finalizer thread.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Runs the ready queue dry. Out of line: when it returns, the callee-saved
+ * registers hold finalizer_main's values again, not the last object's address (the thread's
+ * registers are roots while it waits). */
+static nh_noinline void run_ready(nh_specials_t *sp) {
+  for (;;) {
+    nh_final_rec r = {0};   /* on this thread's stack (scanned) while fn runs */
+    region_enter();
+    nh_mutex_lock(&sp->lock);
+    bool have = sp->nready > 0;
+    if (have)   /* newest first; no bulk copy leaves other objects in vector registers */
+      r = sp->ready[--sp->nready];
+    nh_mutex_unlock(&sp->lock);
+    region_exit();
+    if (!have)
+      return;
+    r.fn((void *)r.obj, r.arg);
+    nh_stat_add(&sp->run, 1);
+  }
+}
+
+static void *finalizer_main(void *arg) {
+  nh_specials_t *sp = arg;
+  thread_attach();
+  for (;;) {
+    pthread_mutex_lock(&sp->run_mu);
+    while (!sp->stop && !sp->wake)
+      pthread_cond_wait(&sp->run_cv, &sp->run_mu);
+    bool stop = sp->stop;
+    sp->wake = false;
+    pthread_mutex_unlock(&sp->run_mu);
+    if (stop)
+      break;
+    run_ready(sp);
+    gc_clear_dead_stack();   /* run_ready's dead frames, before the wait's frames cover them */
+  }
+  thread_detach();
+  return NULL;
+}
+
+static int start_thread(nh_specials_t *sp) {
+  if (__atomic_load_n(&sp->thread_started, __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock(&sp->run_mu);
+  int rc = 0;
+  if (!sp->thread_started) {
+    rc = pthread_create(&sp->thread, NULL, finalizer_main, sp);
+    if (rc == 0)
+      __atomic_store_n(&sp->thread_started, true, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&sp->run_mu);
+  return -rc;
+}
+
+static void wake_thread(nh_specials_t *sp) {
+  pthread_mutex_lock(&sp->run_mu);
+  sp->wake = true;
+  pthread_cond_signal(&sp->run_cv);
+  pthread_mutex_unlock(&sp->run_mu);
+}
+
+void specials_init(nh_specials_t *sp) {
+  memset(sp, 0, sizeof *sp);
+  nh_mutex_init(&sp->lock, LOCK_RANK_SPECIALS);
+  pthread_mutex_init(&sp->run_mu, NULL);
+  pthread_cond_init(&sp->run_cv, NULL);
+}
+
+void specials_shutdown(nh_specials_t *sp) {
+  if (!sp->thread_started)
+    return;
+  pthread_mutex_lock(&sp->run_mu);
+  sp->stop = true;
+  pthread_cond_signal(&sp->run_cv);
+  pthread_mutex_unlock(&sp->run_mu);
+  pthread_join(sp->thread, NULL);
+  sp->thread_started = false;
+}
+
+void specials_after_fork_child(nh_specials_t *sp) {
+  pthread_mutex_init(&sp->run_mu, NULL);
+  pthread_cond_init(&sp->run_cv, NULL);
+  sp->thread_started = false;   /* restarted by the next nh_set_finalizer; ready ones wait */
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The collector's side (world stopped).
+ * ------------------------------------------------------------------------------------------- */
+
+void mark_specials(nh_marker_t *m, nh_specials_t *sp) {
+  nh_mutex_lock(&sp->lock);
+  for (size_t i = 0; i < sp->nfinal; i++) {
+    nh_final_rec *r = &sp->final[i];
+    mark_referents(m, r->obj);
+    mark_root_word(m, (uintptr_t)r->arg);
+  }
+  for (size_t i = 0; i < sp->nready; i++) {   /* queued: the object and its arg are roots */
+    mark_root_word(m, sp->ready[i].obj);
+    mark_root_word(m, (uintptr_t)sp->ready[i].arg);
+  }
+  nh_mutex_unlock(&sp->lock);
+}
+
+void specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
+  nh_mutex_lock(&sp->lock);
+  for (size_t i = 0; i < sp->nweak; i++) {   /* weak first: never see a resurrection */
+    struct nh_weak *w = sp->weak[i];
+    if (w->obj && mark_state(w->obj) != MARK_LIVE)
+      w->obj = 0;
+  }
+  size_t queued = 0;
+  for (size_t i = 0; i < sp->nfinal;) {
+    nh_final_rec r = sp->final[i];
+    int st = mark_state(r.obj);
+    if (st == MARK_LIVE) {
+      i++;
+      continue;
+    }
+    sp->final[i] = sp->final[--sp->nfinal];
+    if (st == MARK_GONE)
+      continue;   /* freed explicitly: nothing to finalize */
+    if (!reserve((void **)&sp->ready, &sp->capready, sp->nready, sizeof *sp->ready)) {
+      sp->final[sp->nfinal++] = r;   /* keep it, and the object, for the next cycle */
+      mark_resurrect(m, r.obj);
+      i++;
+      continue;
+    }
+    mark_resurrect(m, r.obj);
+    sp->ready[sp->nready++] = r;
+    queued++;
+  }
+  nh_mutex_unlock(&sp->lock);
+  if (queued)
+    wake_thread(sp);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * API.
+ * ------------------------------------------------------------------------------------------- */
+
+NH_API int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg) {
+  if (!ready_check("nh_set_finalizer"))
+    return -ENODEV;
+  if (!nh_rt.gc.on) {
+    nh_error(-ENOTSUP, "nh_set_finalizer(%p): gc = off has no collector to run finalizers", obj);
+    return -ENOTSUP;
+  }
+  if (!obj || nh_base(obj) != obj) {
+    nh_error(-EINVAL, "nh_set_finalizer(%p): not the start of an nheap object", obj);
+    return -EINVAL;
+  }
+  nh_specials_t *sp = &nh_rt.gc.specials;
+  if (fn) {
+    int rc = start_thread(sp);
+    if (rc) {
+      nh_error(rc, "nh_set_finalizer: cannot start the finalizer thread (%s)", nh_strerror(rc));
+      return rc;
+    }
+  }
+  int rc = 0;
+  region_enter();
+  nh_mutex_lock(&sp->lock);
+  size_t i = 0;
+  while (i < sp->nfinal && sp->final[i].obj != (uintptr_t)obj)
+    i++;
+  if (i < sp->nfinal) {
+    if (fn)
+      sp->final[i] = (nh_final_rec){(uintptr_t)obj, fn, arg};
+    else
+      sp->final[i] = sp->final[--sp->nfinal];
+  } else if (fn) {
+    if (reserve((void **)&sp->final, &sp->capfinal, sp->nfinal, sizeof *sp->final))
+      sp->final[sp->nfinal++] = (nh_final_rec){(uintptr_t)obj, fn, arg};
+    else
+      rc = -ENOMEM;
+  }
+  nh_mutex_unlock(&sp->lock);
+  region_exit();
+  if (rc)
+    nh_error(rc, "nh_set_finalizer(%p): no memory for the finalizer table", obj);
+  return rc;
+}
+
+NH_API nh_weak_t *nh_weak_new(void *obj) {
+  if (!ready_check("nh_weak_new"))
+    return NULL;
+  void *base = nh_base(obj);
+  if (!obj || !base) {
+    nh_error(-EINVAL, "nh_weak_new(%p): not inside an nheap object", obj);
+    errno = EINVAL;
+    return NULL;
+  }
+  nh_specials_t *sp = &nh_rt.gc.specials;
+  struct nh_weak *w = NULL;
+  region_enter();
+  nh_mutex_lock(&sp->lock);
+  if (sp->weak_free) {
+    w = sp->weak_free;
+    sp->weak_free = w->next_free;
+  } else if (reserve((void **)&sp->weak, &sp->capweak, sp->nweak, sizeof *sp->weak)) {
+    w = mem_meta_alloc(&nh_rt.mem, sizeof *w, 16);
+    if (w)
+      sp->weak[sp->nweak++] = w;
+  }
+  if (w) {
+    w->obj = (uintptr_t)obj;
+    w->next_free = NULL;
+  }
+  nh_mutex_unlock(&sp->lock);
+  region_exit();
+  if (!w) {
+    nh_error(-ENOMEM, "nh_weak_new(%p): no memory for the handle", obj);
+    errno = ENOMEM;
+  }
+  return w;
+}
+
+NH_API void *nh_weak_get(const nh_weak_t *w) {
+  /* Handles are cleared only while the world is stopped, so one load is enough. */
+  return w ? (void *)__atomic_load_n(&w->obj, __ATOMIC_RELAXED) : NULL;
+}
+
+NH_API void nh_weak_free(nh_weak_t *w) {
+  if (!w || !__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
+    return;
+  nh_specials_t *sp = &nh_rt.gc.specials;
+  region_enter();
+  nh_mutex_lock(&sp->lock);
+  w->obj = 0;
+  w->next_free = sp->weak_free;   /* stays in sp->weak: a cleared handle costs one check */
+  sp->weak_free = w;
+  nh_mutex_unlock(&sp->lock);
+  region_exit();
+}
