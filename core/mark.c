@@ -295,7 +295,7 @@ NH_API int nh_root_add(void *addr, size_t len) {
   return 0;
 }
 
-NH_API int nh_root_remove(void *addr) {
+static int root_remove(void *addr, bool report) {
   if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) {
     nh_error(-ENODEV, "nh_root_remove called before nh_init (or after nh_shutdown)");
     return -ENODEV;
@@ -313,10 +313,13 @@ NH_API int nh_root_remove(void *addr) {
   }
   nh_mutex_unlock(&r->lock);
   region_exit();
-  if (rc)
+  if (rc && report)
     nh_error(rc, "nh_root_remove(%p): no root was registered at that address", addr);
   return rc;
 }
+
+NH_API int nh_root_remove(void *addr) { return root_remove(addr, true); }
+NH_API int nh_root_forget(void *addr) { return root_remove(addr, false); }
 
 static void scan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   uint64_t before = m->scanned_bytes;

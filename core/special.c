@@ -245,6 +245,28 @@ NH_API int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg) {
   return rc;
 }
 
+NH_API nh_finalizer_fn nh_get_finalizer(void *obj, void **arg) {
+  nh_finalizer_fn fn = NULL;
+  if (arg)
+    *arg = NULL;
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE) || !nh_rt.gc.on)
+    return NULL;
+  nh_specials_t *sp = &nh_rt.gc.specials;
+  region_enter();
+  nh_mutex_lock(&sp->lock);
+  for (size_t i = 0; i < sp->nfinal; i++) {
+    if (sp->final[i].obj == (uintptr_t)obj) {
+      fn = sp->final[i].fn;
+      if (arg)
+        *arg = sp->final[i].arg;
+      break;
+    }
+  }
+  nh_mutex_unlock(&sp->lock);
+  region_exit();
+  return fn;
+}
+
 NH_API nh_weak_t *nh_weak_new(void *obj) {
   if (!ready_check("nh_weak_new"))
     return NULL;

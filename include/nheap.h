@@ -155,6 +155,8 @@ int64_t nh_set_memory_limit(int64_t bytes);
  * range registered at addr. 0, -EINVAL, -ENOMEM, -ENOENT (remove: not registered). */
 int nh_root_add(void *addr, size_t len);
 int nh_root_remove(void *addr);
+/* As nh_root_remove, but -ENOENT is not reported (for a free that may or may not own a root). */
+int nh_root_forget(void *addr);
 /* Threads attach on their first allocation and detach at exit; a thread that holds heap
  * pointers without allocating must attach itself. 0, or a negative code. */
 int nh_thread_attach(void);
@@ -166,6 +168,8 @@ void nh_thread_detach(void);
  * with a finalizer (remove it first). 0, -EINVAL, -ENOMEM, -ENOTSUP (gc = off). */
 typedef void (*nh_finalizer_fn)(void *obj, void *arg);
 int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg);
+/* obj's finalizer and (if arg) its argument; NULL if it has none. */
+nh_finalizer_fn nh_get_finalizer(void *obj, void **arg);
 /* Weak references: a handle to p (any address inside an object) that does not keep it alive;
  * nh_weak_get returns p while the object lives and NULL once a cycle found it unreachable
  * (cleared before any finalizer of it runs). nh_weak_free releases the handle. */

@@ -1,0 +1,162 @@
+/*
+ * test_gc_compat.c — a program written against bdwgc's API, built through nheap_gc_compat.h:
+ * lists of GC_MALLOC nodes with GC_MALLOC_ATOMIC payloads, an uncollectable object held only
+ * in malloc memory, GC_FREE, finalizers with the previous one returned, a thread started with
+ * GC_pthread_create that holds a pointer it never allocated, GC_add_roots and the heap
+ * queries. GC_INIT must pick stop-the-world marking even when NHEAP_GC asks otherwise.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nheap_gc_compat.h"
+#include "tests/testutil.h"
+
+typedef struct cell { struct cell *next; char *payload; size_t n; } cell;
+
+static cell *make_list(size_t n) {
+  cell *head = NULL;
+  for (size_t i = 0; i < n; i++) {
+    cell *c = GC_MALLOC(sizeof *c);
+    assert_non_null(c);
+    c->n = i;
+    c->payload = GC_MALLOC_ATOMIC(32);
+    memset(c->payload, (int)(i & 0xff), 32);
+    c->next = head;
+    head = c;
+  }
+  return head;
+}
+
+static void check_list(const cell *c, size_t n) {
+  for (size_t i = n; i-- > 0; c = c->next) {
+    assert_non_null(c);
+    assert_int_equal(c->n, i);
+    for (int k = 0; k < 32; k++)
+      assert_int_equal((unsigned char)c->payload[k], (unsigned char)(i & 0xff));
+  }
+  assert_null(c);
+}
+
+static void churn(void) {
+  for (int i = 0; i < 20000; i++)
+    (void)GC_MALLOC(sizeof(cell));
+}
+
+static void test_lists_and_uncollectable(void **state) {
+  (void)state;
+  cell *volatile list = make_list(5000);
+  /* Uncollectable, and only malloc memory points at it: it and what it holds stay. */
+  void **hidden = malloc(sizeof *hidden);
+  cell **u = GC_MALLOC_UNCOLLECTABLE(sizeof(cell *));
+  *u = make_list(300);
+  *hidden = u;
+  u = NULL;
+  GC_word before = GC_get_gc_no();
+  for (int i = 0; i < 4; i++) {
+    GC_gcollect();
+    churn();
+  }
+  assert_true(GC_get_gc_no() >= before + 4);
+  assert_true(GC_get_heap_size() > 0);
+  check_list(list, 5000);
+  check_list(*(cell **)*hidden, 300);
+  GC_FREE(*hidden);   /* drops its root too */
+  assert_int_equal(nh_root_forget(*hidden), -ENOENT);
+  free(hidden);
+  GC_FREE(NULL);
+}
+
+static int finalized;
+static void fin_a(void *obj, void *cd) { (void)obj, (void)cd; }
+static void fin_b(void *obj, void *cd) {
+  (void)obj;
+  finalized += cd == (void *)5;
+}
+
+static __attribute__((noinline)) void finalizable(void) {
+  void *o = GC_MALLOC(40);
+  GC_finalization_proc ofn = (GC_finalization_proc)1;
+  void *ocd = (void *)1;
+  GC_register_finalizer(o, fin_a, (void *)4, &ofn, &ocd);
+  assert_null((void *)ofn);
+  assert_null(ocd);
+  GC_register_finalizer(o, fin_b, (void *)5, &ofn, &ocd);
+  assert_ptr_equal((void *)ofn, (void *)fin_a);
+  assert_ptr_equal(ocd, (void *)4);
+}
+
+static void test_finalizer(void **state) {
+  (void)state;
+  /* A few objects: a stale word may pin one of them (conservative roots). */
+  for (int i = 0; i < 4; i++)
+    finalizable();
+  GC_gcollect();
+  for (int i = 0; i < 2000 && finalized < 3; i++)
+    usleep(1000);
+  assert_true(finalized >= 3);
+}
+
+/* The thread is attached by GC_pthread_create before it runs, so the pointer it was handed
+ * (and never allocated) is on a scanned stack. */
+static void *holder(void *arg) {
+  cell *volatile c = arg;
+  usleep(100000);   /* main collects meanwhile */
+  check_list(c, 1000);
+  return NULL;
+}
+
+static __attribute__((noinline)) void start_holder(pthread_t *t) {
+  assert_int_equal(GC_pthread_create(t, NULL, holder, make_list(1000)), 0);
+}
+
+static void test_pthread_create_attaches(void **state) {
+  (void)state;
+  pthread_t t;
+  start_holder(&t);
+  for (int i = 0; i < 5; i++) {
+    usleep(10000);
+    GC_gcollect();
+    churn();
+  }
+  assert_int_equal(GC_pthread_join(t, NULL), 0);
+  assert_int_equal(GC_register_my_thread(NULL), GC_SUCCESS);
+}
+
+static void test_add_roots_and_store(void **state) {
+  (void)state;
+  cell **area = malloc(4 * sizeof *area);
+  memset(area, 0, 4 * sizeof *area);
+  GC_add_roots(area, area + 4);
+  cell *volatile holder_obj = GC_MALLOC(sizeof(cell));
+  GC_PTR_STORE_AND_DIRTY(&holder_obj->next, make_list(10));
+  area[2] = make_list(200);
+  for (int i = 0; i < 3; i++) {
+    GC_gcollect();
+    churn();
+  }
+  check_list(area[2], 200);
+  check_list(holder_obj->next, 10);
+  assert_int_equal(nh_root_remove(area), 0);
+  free(area);
+}
+
+int main(void) {
+  clear_nheap_env();
+  setenv("NHEAP_GC", "off", 1);   /* GC_INIT must still collect (stop-the-world) */
+  capture_errors();
+  GC_INIT();
+  nh_stats_t s = {.size = sizeof s};
+  if (nh_stats_read(&s) != 0 || s.gc_mode != NH_GC_STW)
+    return 1;
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_lists_and_uncollectable),
+    cmocka_unit_test(test_finalizer),
+    cmocka_unit_test(test_pthread_create_attaches),
+    cmocka_unit_test(test_add_roots_and_store),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  nh_shutdown();
+  return rc;
+}
