@@ -30,8 +30,9 @@ typedef struct nh_arena {
    * heap, read lock-free by span_of. Last, and 64 KiB: the record is its own mapping. */
   struct nh_span *spans[NH_ARENA_BYTES >> NH_PAGE_SHIFT];
   /* The same pages for the free fast path, without loading the span: for a page of an in-use
-   * small span, allocation class | page index in the span << 8 | size class << 16; 0 for any
-   * other page (large spans, free pages). Written with the span map. */
+   * small span of untyped objects, allocation class | page index in the span << 8 | size
+   * class << 16; 0 for any other page (large or typed spans, free pages). Written with the
+   * span map. */
   uint32_t pageinfo[NH_ARENA_BYTES >> NH_PAGE_SHIFT];
 } nh_arena_t;
 

@@ -178,6 +178,56 @@ NH_API void *nh_calloc(size_t n, size_t size) {
   return alloc("nh_calloc", total, NH_KIND_CONSERVATIVE, true);
 }
 
+NH_API const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t n) {
+  if (!check_ready("nh_type_new"))
+    return NULL;
+  if (size == 0 || size % 8 || size > ((size_t)1 << 31) || (n && !ptr_offsets) || n > size / 8) {
+    nh_error(-EINVAL, "nh_type_new(%zu, %p, %zu): the size must be a positive multiple of 8 (at most "
+             "2 GiB) with at most size/8 pointer offsets", size, (const void *)ptr_offsets, n);
+    errno = EINVAL;
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (ptr_offsets[i] % 8 || ptr_offsets[i] + 8 > size) {
+      nh_error(-EINVAL, "nh_type_new: pointer offset %zu (#%zu) is not an aligned word inside %zu bytes",
+               ptr_offsets[i], i, size);
+      errno = EINVAL;
+      return NULL;
+    }
+  }
+  size_t words = size / 8;
+  region_enter();
+  nh_type *t = mem_meta_alloc(&nh_rt.mem, sizeof *t + (words + 63) / 64 * sizeof(uint64_t), 8);
+  region_exit();
+  if (!t) {
+    nh_error(-ENOMEM, "nh_type_new(%zu): no memory for the type", size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  t->size = (uint32_t)size;
+  t->nwords = (uint32_t)words;
+  for (size_t i = 0; i < n; i++)
+    t->bits[ptr_offsets[i] / 8 / 64] |= 1ull << (ptr_offsets[i] / 8 % 64);
+  return t;
+}
+
+NH_API void *nh_alloc_typed(size_t size, const nh_type *type) {
+  if (!type || size == 0 || size % type->size || size > SIZE_MAX - NH_TYPED_HEADER) {
+    nh_error(-EINVAL, "nh_alloc_typed(%zu, %p): needs a type and a size that is a multiple of its "
+             "size (%u)", size, (const void *)type, type ? type->size : 0);
+    errno = EINVAL;
+    return NULL;
+  }
+  /* The header word says the type (the collector finds it from the object's start); the
+   * object is zeroed, so a cycle that sees it before the header is written finds no type
+   * and nothing to follow. */
+  const nh_type **p = alloc("nh_alloc_typed", size + NH_TYPED_HEADER, NH_KIND_TYPED, true);
+  if (!p)
+    return NULL;
+  __atomic_store_n(p, type, __ATOMIC_RELEASE);
+  return p + 1;
+}
+
 NH_API void *nh_aligned_alloc(size_t align, size_t size) {
   if (!check_ready("nh_aligned_alloc"))
     return NULL;
@@ -226,22 +276,31 @@ static uintptr_t object_base(const nh_span_t *s, const void *p) {
   return s->base + span_obj_index(s, (uintptr_t)p) * (uintptr_t)s->elemsize;
 }
 
+/* What the program holds: the object's start, or just past a typed object's header. */
+static uintptr_t user_base(const nh_span_t *s, const void *p) {
+  return object_base(s, p) + (s->kind == NH_KIND_TYPED ? NH_TYPED_HEADER : 0);
+}
+
+static size_t user_size(const nh_span_t *s) {
+  return (span_is_large(s) ? s->limit - s->base : s->elemsize) - (s->kind == NH_KIND_TYPED ? NH_TYPED_HEADER : 0);
+}
+
 NH_API void *nh_base(const void *p) {
   if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     return NULL;
   nh_span_t *s = live_span(p);
-  return s ? (void *)object_base(s, p) : NULL;
+  return s ? (void *)user_base(s, p) : NULL;
 }
 
 NH_API size_t nh_usable_size(const void *p) {
   if (!p || !check_ready("nh_usable_size"))
     return 0;
   nh_span_t *s = live_span(p);
-  if (!s || object_base(s, p) != (uintptr_t)p) {
+  if (!s || user_base(s, p) != (uintptr_t)p) {
     nh_error(-EINVAL, "nh_usable_size(%p): not the start of an object nheap allocated", p);
     return 0;
   }
-  return span_is_large(s) ? s->limit - s->base : s->elemsize;
+  return user_size(s);
 }
 
 /* The slow half of double-free detection: p carries the freed mark; is it really free? */
@@ -283,8 +342,9 @@ static bool free_object_locked(const char *fn, void *p) {
     return bad_free(fn, p, "points into free heap memory (freed already: a double free?)");
   if (!s)
     return bad_free(fn, p, "not a pointer nheap returned (foreign memory)");
-  if (span_is_large(s) ? (uintptr_t)p != s->base : !span_is_object_start(s, (uintptr_t)p))
+  if (user_base(s, p) != (uintptr_t)p)
     return bad_free(fn, p, "an interior pointer, not the start of the object");
+  p = (void *)object_base(s, p);   /* a typed object's header is its first word */
   if (span_is_large(s)) {
     if (nh_rt.gc.on && !mcentral_remove_large(&nh_rt.nodes[s->node].central[s->kind], s)) {
       nh_stat_add(&nh_rt.double_frees, 1);
@@ -343,7 +403,7 @@ NH_API void *nh_realloc(void *p, size_t size) {
   if (!check_ready("nh_realloc"))
     return NULL;
   nh_span_t *s = live_span(p);
-  if (!s || object_base(s, p) != (uintptr_t)p) {
+  if (!s || user_base(s, p) != (uintptr_t)p) {
     bad_free("nh_realloc", p, "not the start of a live nheap object");
     errno = EINVAL;
     return NULL;
@@ -352,12 +412,13 @@ NH_API void *nh_realloc(void *p, size_t size) {
     free_object("nh_realloc", p);
     return NULL;
   }
-  size_t have = span_is_large(s) ? s->limit - s->base : s->elemsize;
+  size_t have = user_size(s);
   nh_obj_kind kind = (nh_obj_kind)s->kind;
   /* Keep the object when it fits and would not waste more than half of it. */
   if (size <= have && size >= have / 2)
     return p;
-  void *q = alloc("nh_realloc", size, kind, kind != NH_KIND_NOSCAN);
+  void *q = kind == NH_KIND_TYPED ? nh_alloc_typed(size, ((const nh_type *const *)p)[-1])
+                                  : alloc("nh_realloc", size, kind, kind != NH_KIND_NOSCAN);
   if (!q)
     return NULL;   /* p is untouched, as realloc promises */
   memcpy(q, p, size < have ? size : have);

@@ -8,7 +8,9 @@
  *   [base, limit), and the object it points into (interior pointers count: index by reciprocal
  *   multiply) is allocated (alloc bit; exact because the per-CPU caches were flushed and every
  *   span swept before marking) and not yet marked.
- * noscan objects turn black at once; the others are pushed. Objects larger than 128 KiB are
+ * noscan objects turn black at once; the others are pushed. Conservative objects are scanned
+ * word by word; typed ones only at the words their type's bitmap names (its header word holds
+ * the type). Objects larger than 128 KiB are
  * scanned in oblets of 128 KiB (Go's maxObletBytes): scanning the object's base pushes the
  * other oblets, so no single scan step is unbounded and the grey stack stays shallow.
  *
@@ -153,6 +155,33 @@ static inline NH_NO_SANITIZE_ADDRESS void scan_range(nh_marker_t *m, uintptr_t l
     mark_word(m, *(const uintptr_t *)p);
 }
 
+/* The pointer words of [lo, hi) inside typed object `start` (small, or a large object's oblet):
+ * the type's bitmap repeated over the array after the header. A zero header (a cycle that
+ * caught the object between allocation and its header store) has nothing to follow. */
+static NH_NO_SANITIZE_ADDRESS void scan_typed(nh_marker_t *m, uintptr_t start, uintptr_t lo, uintptr_t hi) {
+  const nh_type *t = __atomic_load_n((const nh_type *const *)start, __ATOMIC_ACQUIRE);
+  uintptr_t data = start + NH_TYPED_HEADER;
+  if (!t || hi <= data)
+    return;
+  if (lo < data)
+    lo = data;
+  m->scanned_bytes += hi - lo;
+  for (uintptr_t e = data + (lo - data) / t->size * t->size; e < hi; e += t->size) {
+    for (uint32_t w = 0; w < (t->nwords + 63) / 64; w++) {
+      for (uint64_t bits = t->bits[w]; bits; bits &= bits - 1) {
+        uintptr_t slot = e + (w * 64 + (uintptr_t)__builtin_ctzll(bits)) * 8;
+        if (slot < lo || slot + 8 > hi)
+          continue;
+        uintptr_t v = *(const uintptr_t *)slot;
+        if (nh_unlikely(m->checking))
+          check_word(m, v);
+        else
+          mark_word(m, v);
+      }
+    }
+  }
+}
+
 /* Scans grey object (or oblet) b. */
 static void scan_object(nh_marker_t *m, uintptr_t b) {
   nh_span_t *s = span_of(&nh_rt.arenas, (const void *)b);
@@ -167,7 +196,10 @@ static void scan_object(nh_marker_t *m, uintptr_t b) {
   }
   m->check_from = "object";
   m->check_parent = b;
-  scan_range(m, b, end);
+  if (s->kind == NH_KIND_TYPED)
+    scan_typed(m, span_is_large(s) ? s->base : b, b, end);
+  else
+    scan_range(m, b, end);
 }
 
 static void drain(nh_marker_t *m) {

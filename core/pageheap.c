@@ -498,7 +498,9 @@ void pageheap_drop_recent(nh_pageheap_t *ph) {
 
 void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas) {
   bool small = span && !span_is_large(span);
-  uint32_t info = small ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
+  /* Typed objects are freed through their header's end, not their start: no fast path. */
+  uint32_t info = small && span->kind != NH_KIND_TYPED
+                      ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
   uintptr_t addr = base;
   for (size_t left = npages, i = 0; left;) {
     nh_arena_t *a = arena_of(arenas, (void *)addr);

@@ -58,6 +58,16 @@ typedef struct nh_span {
   uint64_t bitmaps[2][NH_SPAN_BITMAP_WORDS]; /* storage alloc_bits/gcmark_bits point into */
 } nh_span_t;
 
+/* A type for precise scanning (nh_type_new): its size and one bit per word that holds a
+ * pointer. Typed objects start with a header word holding their type (Go 1.22's malloc header,
+ * used here for every size; see malloc.c); the program's pointer is just past it. */
+struct nh_type {
+  uint32_t size;               /* bytes, a multiple of 8 */
+  uint32_t nwords;
+  uint64_t bits[];             /* bit w: word w holds a pointer */
+};
+#define NH_TYPED_HEADER ((uintptr_t)8)
+
 static inline uint8_t spanclass_make(unsigned sizeclass, bool noscan) { return (uint8_t)(sizeclass << 1 | noscan); }
 static inline unsigned spanclass_sizeclass(uint8_t spc) { return spc >> 1; }
 static inline bool spanclass_noscan(uint8_t spc) { return spc & 1; }

@@ -13,8 +13,8 @@
  * memory layer (64 MiB arenas on hugetlb / THP / 4 KiB pages), the allocator (size classes,
  * page heap, mcentral, per-CPU mcaches), the stop-the-world collector (conservative roots and
  * objects, lazy and background sweeping, GOGC pacer, memory limit, finalizers, weak
- * references) and statistics. Concurrent marking, typed objects, NUMA placement and per-phase
- * counters arrive in later releases; their options are already parsed and validated so that configs/
+ * references, typed objects) and statistics. Concurrent marking, NUMA placement and
+ * per-phase counters arrive in later releases; their options are already parsed and validated so that configs/
  * presets stay stable.
  */
 #ifndef NHEAP_H
@@ -118,6 +118,13 @@ void nh_shutdown(void);
 void *nh_alloc(size_t size);
 /* An object that holds no heap pointers: never scanned, not zeroed (as malloc). */
 void *nh_alloc_noscan(size_t size);
+/* Precise objects: a type names the offsets of the pointer fields of a struct of `size`
+ * bytes (8-byte aligned offsets); nh_alloc_typed(size, type) allocates size bytes (a multiple
+ * of the type's size: an array of it), zeroed, and the collector follows only those fields.
+ * Types are immortal. NULL (EINVAL, reported) for a bad layout or size. */
+typedef struct nh_type nh_type;
+const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t n);
+void *nh_alloc_typed(size_t size, const nh_type *type);
 /* n * size bytes, zeroed, scanned as nh_alloc; NULL/ENOMEM if n * size overflows. */
 void *nh_calloc(size_t n, size_t size);
 /* Resizes p (NULL: allocates; size 0: frees and returns NULL), keeping its kind and contents.
