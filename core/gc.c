@@ -167,13 +167,17 @@ static void record_pause(nh_gc_t *g, uint64_t ns) {
 }
 
 static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause, uint64_t mark, uint64_t before) {
-  char buf[320];
+  uint64_t swept = nh_stat_get(&g->sweep_ns), sweep = swept - g->traced_sweep_ns;
+  g->traced_sweep_ns = swept;
+  char buf[384];
   uint64_t cycle = nh_stat_get(&g->cycles);
   double secs = (double)(start - g->start_ns) / 1e9;
   int n = snprintf(buf, sizeof buf,
-                   "gc %llu @%.3fs %s: %.3f ms stw (mark %.3f ms), %.2f->%.2f MiB heap, %.2f MiB goal, "
-                   "%.2f MiB roots, %llu objects marked, %zu threads, 1 marker\n",
+                   "gc %llu @%.3fs %s: %.3f ms stw (mark %.3f ms), %.3f ms background sweep since the "
+                   "last cycle, %.2f->%.2f MiB heap, %.2f MiB goal, %.2f MiB roots, %llu objects "
+                   "marked, %zu threads, 1 marker\n",
                    (unsigned long long)cycle, secs, why, (double)pause / 1e6, (double)mark / 1e6,
+                   (double)sweep / 1e6,
                    (double)before / MIB, (double)g->heap_marked / MIB,
                    g->heap_goal == UINT64_MAX ? 0.0 : (double)g->heap_goal / MIB, (double)g->roots.bytes / MIB,
                    (unsigned long long)g->marker.marked_objects, g->threads.count);

@@ -181,7 +181,7 @@ typedef struct nh_gc {
   bool wanted;                     /* heap_live reached the trigger */
   uint64_t cycles, forced;
   /* Pauses and CPU (guarded by lock). */
-  uint64_t pause_total_ns, pause_max_ns, mark_ns, sweep_ns;
+  uint64_t pause_total_ns, pause_max_ns, mark_ns, sweep_ns, traced_sweep_ns;
   uint64_t pauses[NH_PAUSE_RING];
   uint64_t npauses;
   uint64_t start_ns;               /* nh_init time, for gctrace */

@@ -13,7 +13,8 @@
  *      [nheap] are top-level names; [perf] events = x sets perf.events. The file is read with
  *      read(2) into an mmap'd buffer and fed to inih line by line (so errors carry the line and
  *      nothing here calls malloc, which a malloc replacement cannot afford during init);
- *   3. NHEAP_<NAME> variables, matched case-insensitively with dots as underscores;
+ *   3. NHEAP_<NAME> variables, matched case-insensitively with dots as underscores (plus Go's
+ *      NHEAP_GOGC and NHEAP_GOMEMLIMIT for gc_percent and memory_limit, "off" allowed);
  *      NHEAP_CONFIG names the file and is not an option; any other unknown NHEAP_* is an error;
  *   4. the fields of nh_options that are not NH_UNSET / NULL.
  * The first bad value stops loading: it is reported through the error funnel with its source
@@ -510,6 +511,13 @@ static bool env_name_matches(const char *opt, const char *var, size_t len) {
   return true;
 }
 
+/* Go's names for the pacer's two knobs, as environment variables only (NHEAP_GOGC=off,
+ * NHEAP_GOMEMLIMIT=4GiB), with Go's "off" for either. */
+static const struct { const char *alias, *name, *off; } env_aliases[] = {
+  {"gogc", "gc_percent", "-1"},
+  {"gomemlimit", "memory_limit", "0"},
+};
+
 static int read_environment(nh_config_t *cfg, char *const *envp) {
   for (char *const *e = envp; e && *e; e++) {
     if (strncasecmp(*e, "NHEAP_", 6) != 0)
@@ -521,9 +529,19 @@ static int read_environment(nh_config_t *cfg, char *const *envp) {
     if (len == 6 && strncasecmp(name, "CONFIG", 6) == 0)
       continue;
     const nh_option_desc *d = NULL;
+    const char *value = eq + 1;
     for (size_t i = 0; i < NH_ARRAY_LEN(table) && !d; i++)
       if (env_name_matches(table[i].name, name, len))
         d = &table[i];
+    for (size_t a = 0; a < NH_ARRAY_LEN(env_aliases) && !d; a++) {
+      if (!env_name_matches(env_aliases[a].alias, name, len))
+        continue;
+      for (size_t i = 0; i < NH_ARRAY_LEN(table) && !d; i++)
+        if (strcmp(table[i].name, env_aliases[a].name) == 0)
+          d = &table[i];
+      if (strcasecmp(value, "off") == 0)
+        value = env_aliases[a].off;
+    }
     char why[256], var[128];
     snprintf(var, sizeof var, "%.*s", (int)(eq - *e), *e);
     if (!d && memchr(name, '.', len)) {
@@ -544,7 +562,7 @@ static int read_environment(nh_config_t *cfg, char *const *envp) {
       nh_error(-EINVAL, "environment %s: %s", var, why);
       return -EINVAL;
     }
-    if (!set_text(cfg, d, eq + 1, why, sizeof why)) {
+    if (!set_text(cfg, d, value, why, sizeof why)) {
       nh_error(-EINVAL, "environment %s=\"%s\": %s", var, eq + 1, why);
       return -EINVAL;
     }

@@ -90,6 +90,20 @@ static void test_every_type_from_env(void **state) {
   assert_int_equal(errors.count, 0);
 }
 
+static void expect_env_error(const char *var, const char *needle);
+
+static void test_go_names_in_env(void **state) {
+  char *env[] = {"NHEAP_GOGC=off", "NHEAP_GOMEMLIMIT=4GiB", NULL};
+  assert_int_equal(options_load(&cfg, NULL, env), 0);
+  assert_int_equal(cfg.gc_percent, -1);
+  assert_int_equal(cfg.memory_limit, 4ll << 30);
+  char *env2[] = {"nheap_gogc=50", "NHEAP_GOMEMLIMIT=off", NULL};
+  assert_int_equal(options_load(&cfg, NULL, env2), 0);
+  assert_int_equal(cfg.gc_percent, 50);
+  assert_int_equal(cfg.memory_limit, 0);
+  expect_env_error("NHEAP_GOGC=lots", "not an integer");
+}
+
 static void test_bool_spellings(void **state) {
   static const char *const yes[] = {"1", "true", "YES", "on"}, *const no[] = {"0", "False", "no", "OFF"};
   char var[64];
@@ -314,6 +328,7 @@ int main(void) {
     cmocka_unit_test_setup(test_defaults, setup),
     cmocka_unit_test_setup(test_size_suffixes, setup),
     cmocka_unit_test_setup(test_every_type_from_env, setup),
+    cmocka_unit_test_setup(test_go_names_in_env, setup),
     cmocka_unit_test_setup(test_bool_spellings, setup),
     cmocka_unit_test_setup(test_precedence, setup),
     cmocka_unit_test_setup(test_struct_values, setup),
