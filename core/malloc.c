@@ -22,9 +22,13 @@
  * Typed objects (nh_alloc_typed): the object's first word holds its type and the program gets
  * the address just past it. Go 1.22 does this (its malloc header) only above 512 bytes and
  * keeps one bit per word at the span's end for smaller objects; nheap uses the header for every
- * size, departing from Go on purpose: span layouts, the size-class limits and the free fast path
- * stay the same for every kind, at 8 bytes per small typed object. Typed spans publish no page
- * info, so their frees take free_object, which maps the program's pointer back to the start.
+ * size, a departure with three reasons: nh_realloc must keep a typed object typed, which needs
+ * the type (Go has no realloc; span-end bits lose it); objects of one span are handed out from
+ * several CPUs' free stacks at once, so span-end bits would need atomic read-modify-writes that
+ * Go avoids because one P owns the span; and span layouts, the size-class limits and the free
+ * fast path stay the same for every kind. The cost is 8 bytes per small typed object. Typed
+ * spans publish no page info, so their frees take free_object, which maps the program's pointer
+ * back to the start.
  *
  * Zeroing: scanned kinds (nh_alloc, nh_alloc_typed) and nh_calloc return zeroed memory, as
  * Go's and bdwgc's GC_MALLOC do, so a conservative scan never sees stale pointers;
