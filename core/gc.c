@@ -29,9 +29,12 @@
  * Memory limit: a span that would take the heap's pages past the limit is refused; the
  *   allocator then runs a full cycle and retries once, and returns NULL (ENOMEM, reported)
  *   if the heap still does not fit. Nothing allocated is ever given up for the limit.
- * CPU limiter (Go's gcCPULimiter, simplified): over any window of at least 100 ms, paced
- *   cycles stop once collection took more than half of the wall time; the heap may then
- *   exceed its goal (up to the limit, where allocation fails instead of spiralling).
+ * CPU limiter (Go's gcCPULimiter, simplified): over any window of at least 100 ms, cycles
+ *   stop once collection took more than half of the wall time. Paced cycles are put off (the
+ *   heap passes its goal); at the memory limit the allocation passes the limit instead of
+ *   collecting, as Go's soft limit does, while what the last cycle found live fits under it.
+ *   So a live heap close to the limit costs at most about half the CPU, not a death spiral;
+ *   a live heap over the limit gets NULL.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -82,9 +85,11 @@ static void set_goal(nh_gc_t *g) {
                    __ATOMIC_RELAXED);
 }
 
+__thread bool nh_limit_pass __attribute__((tls_model("initial-exec")));
+
 bool gc_over_limit(nh_gc_t *g, size_t bytes) {
   uint64_t limit = __atomic_load_n(&g->memory_limit, __ATOMIC_RELAXED);
-  return limit && heap_inuse_bytes() + bytes > limit;
+  return limit && !nh_limit_pass && heap_inuse_bytes() + bytes > limit;
 }
 
 /* The CPU limiter: whether paced cycles have had their share of this window. */
@@ -95,6 +100,28 @@ static bool limiter_allows(nh_gc_t *g, uint64_t now) {
   }
   uint64_t elapsed = now - g->limiter_start;
   return elapsed < 100000000ull || g->limiter_gc_ns * 2 <= elapsed;
+}
+
+bool gc_limit_reached(size_t bytes) {
+  nh_gc_t *g = &nh_rt.gc;
+  if (!g->on)
+    return false;   /* no collector: the limit is simply hard */
+  nh_mutex_lock(&g->lock);
+  bool allow = limiter_allows(g, now_ns());
+  nh_mutex_unlock(&g->lock);
+  if (allow) {
+    nh_stat_add(&g->forced, 1);
+    gc_collect("memory limit", true);
+    return true;
+  }
+  /* Collections already took half the CPU: let the heap pass the limit until the window
+   * ends, as Go's soft limit does under its CPU limiter, as long as what the last cycle found
+   * live fits under it (otherwise no collection could help: fail). */
+  if (g->heap_marked + bytes > __atomic_load_n(&g->memory_limit, __ATOMIC_RELAXED))
+    return false;
+  nh_stat_add(&g->limited, 1);
+  nh_limit_pass = true;
+  return true;
 }
 
 NH_API int nh_set_gc_percent(int percent) {

@@ -209,8 +209,14 @@ extern __thread bool nh_limit_refused __attribute__((tls_model("initial-exec")))
 /* Zeroes up to 16 KiB of dead stack below the caller, where stale pointers would otherwise be
  * scanned inside the frames that later cover it. */
 void gc_clear_dead_stack(void);
-/* Whether bytes more of heap pages would pass the memory limit. */
+/* Whether bytes more of heap pages would pass the memory limit (false while this thread has
+ * been let past it: nh_limit_pass, reset by the allocator after its retry). */
+extern __thread bool nh_limit_pass __attribute__((tls_model("initial-exec")));
 bool gc_over_limit(nh_gc_t *g, size_t bytes);
+/* An allocation of bytes met the memory limit (no locks held): collect and sweep, or, while
+ * the CPU limiter holds collections back, let this thread pass the limit once. False when the
+ * allocation must fail. */
+bool gc_limit_reached(size_t bytes);
 /* The pct-th percentile of the recent pauses (ns); caller holds g->lock. */
 uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct);
 /* Sweeps the whole heap (all nodes and classes, large spans). Returns the pages swept. */

@@ -17,7 +17,8 @@
  * or large allocation that brings heap_live to the goal sets `wanted`; the same thread runs the
  * cycle after its allocation is complete and zeroed, holding no lock, with the new object on
  * its stack (gc_maybe_collect). A span refused for the memory limit makes the thread collect
- * and sweep once and retry; NULL (ENOMEM, reported as the limit) if it still does not fit.
+ * and sweep once and retry (or, while the CPU limiter holds collections back, pass the limit
+ * for now: gc_limit_reached); NULL (ENOMEM, reported as the limit) if it still does not fit.
  *
  * Typed objects (nh_alloc_typed): the object's first word holds its type and the program gets
  * the address just past it. Go 1.22 does this (its malloc header) only above 512 bytes and
@@ -104,11 +105,10 @@ static nh_noinline void *alloc_small_slow(unsigned sizeclass, nh_obj_kind kind, 
   unsigned ac = allocclass_make(sizeclass, kind);
   nh_limit_refused = false;
   void *p = mcache_alloc_slow(&nh_rt.caches, ac);
-  if (!p && nh_limit_refused) {
-    nh_stat_add(&nh_rt.gc.forced, 1);
-    gc_collect("memory limit", true);
+  if (!p && nh_limit_refused && gc_limit_reached((size_t)nh_class_to_npages[sizeclass] * NH_PAGE_SIZE)) {
     nh_limit_refused = false;
     p = mcache_alloc_slow(&nh_rt.caches, ac);
+    nh_limit_pass = false;
   }
   if (!p)
     return NULL;
@@ -132,14 +132,12 @@ static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align
     return NULL;
   size_t npages = (size + extra + NH_PAGE_SIZE - 1) / NH_PAGE_SIZE, bytes = npages * NH_PAGE_SIZE;
   nh_gc_t *g = &nh_rt.gc;
-  if (gc_over_limit(g, bytes)) {
-    nh_stat_add(&nh_rt.gc.forced, 1);
-    gc_collect("memory limit", true);
-    if (gc_over_limit(g, bytes)) {
-      nh_limit_refused = true;
-      return NULL;
-    }
+  if (gc_over_limit(g, bytes) && (!gc_limit_reached(bytes) || gc_over_limit(g, bytes))) {
+    nh_limit_pass = false;
+    nh_limit_refused = true;
+    return NULL;
   }
+  nh_limit_pass = false;
   int node = nh_rt.topo.cpu_node[heap_current_cpu()];
   region_enter();   /* until the object is in the large set and in a register */
   nh_span_t *s = pageheap_alloc_span(&nh_rt.nodes[node].ph, npages, spanclass_make(0, kind == NH_KIND_NOSCAN), kind, kind);

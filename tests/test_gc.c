@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/testutil.h"
@@ -669,6 +670,38 @@ static void test_typed_objects(void **state) {
   assert_non_null(nh_type_new(16, NULL, 0));   /* no pointers at all is a valid layout */
 }
 
+/* Near the memory limit with a big live set every refill would start a cycle (a death spiral);
+ * the CPU limiter puts paced cycles off, and the limit itself still holds. */
+static __attribute__((noinline)) void **live_list(size_t n) {
+  void **head = NULL;
+  for (size_t i = 0; i < n; i++) {
+    void **c = nh_alloc(64);
+    assert_non_null(c);
+    c[0] = head;
+    head = c;
+  }
+  return head;
+}
+
+static void test_cpu_limiter(void **state) {
+  (void)state;
+  void **volatile live = live_list(800000);   /* ~49 MiB of small scanned objects */
+  uint64_t t0 = stats().gc_mark_ns;
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < 2000000; i++)   /* ~190 MiB of garbage through the ~15 MiB left */
+    assert_non_null(nh_alloc(96));
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  nh_stats_t s = stats();
+  double wall = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+  double gc = (double)(s.gc_mark_ns - t0) / wall;
+  /* Collections take about half the time at most (a cycle can overrun the window's budget). */
+  if (gc > 0.65)
+    fail_msg("marking took %.0f%% of %.0f ms (%lu cycles, %lu put off)", gc * 100, wall / 1e6,
+             (unsigned long)s.gc_cycles, (unsigned long)s.gc_limited);
+  assert_non_null(live);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_roots_keep_objects, setup, teardown),
@@ -685,6 +718,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_finalizer_rules_and_bad_input, setup, teardown),
     cmocka_unit_test_setup_teardown(test_typed_objects, setup, teardown),
     cmocka_unit_test_setup_teardown(test_memory_limit, setup_limit, teardown),
+    cmocka_unit_test_setup_teardown(test_cpu_limiter, setup_limit, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
