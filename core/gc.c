@@ -32,7 +32,8 @@
  * CPU limiter (Go's gcCPULimiter, simplified): over any window of at least 100 ms, cycles
  *   stop once collection took more than half of the wall time. Paced cycles are put off (the
  *   heap passes its goal); at the memory limit the allocation passes the limit instead of
- *   collecting, as Go's soft limit does, while what the last cycle found live fits under it.
+ *   collecting, as Go's soft limit does, while what the last cycle found live fits under it
+ *   and by at most an eighth of the limit.
  *   So a live heap close to the limit costs at most about half the CPU, not a death spiral;
  *   a live heap over the limit gets NULL.
  */
@@ -114,11 +115,18 @@ bool gc_limit_reached(size_t bytes) {
     gc_collect("memory limit", true);
     return true;
   }
-  /* Collections already took half the CPU: let the heap pass the limit until the window
-   * ends, as Go's soft limit does under its CPU limiter, as long as what the last cycle found
-   * live fits under it (otherwise no collection could help: fail). */
-  if (g->heap_marked + bytes > __atomic_load_n(&g->memory_limit, __ATOMIC_RELAXED))
+  /* Collections already took half the CPU: let the heap pass the limit for now, as Go's soft
+   * limit does under its CPU limiter, while what the last cycle found live fits under it
+   * (otherwise no collection could help: fail) and by at most an eighth of it (beyond that,
+   * memory wins over CPU: collect anyway). */
+  uint64_t limit = __atomic_load_n(&g->memory_limit, __ATOMIC_RELAXED);
+  if (g->heap_marked + bytes > limit)
     return false;
+  if (heap_inuse_bytes() + bytes > limit + limit / 8) {
+    nh_stat_add(&g->forced, 1);
+    gc_collect("memory limit", true);
+    return true;
+  }
   nh_stat_add(&g->limited, 1);
   nh_limit_pass = true;
   return true;

@@ -156,8 +156,9 @@ void nh_gc(void);
 int nh_set_gc_percent(int percent);
 /* GOMEMLIMIT in bytes (0 = none; < 0 only reads it): the pacer keeps the heap under it, and
  * an allocation that cannot fit under it even after a full collection returns NULL (ENOMEM,
- * reported). While collections already take half the CPU, an allocation may pass it instead
- * of collecting again (Go's soft limit), as long as the last cycle's live heap fits. Returns
+ * reported). While collections already take half the CPU, an allocation may pass it by up to
+ * an eighth instead of collecting again (Go's soft limit), as long as the last cycle's live
+ * heap fits. Returns
  * the previous value. */
 int64_t nh_set_memory_limit(int64_t bytes);
 /* Registers [addr, addr + len) as a root (scanned conservatively every cycle) / removes the

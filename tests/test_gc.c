@@ -382,7 +382,8 @@ static void test_memory_limit(void **state) {
   (void)state;
   churn(1000, 256 << 20);   /* 256 MiB of garbage through a 64 MiB limit */
   nh_stats_t s = stats();
-  assert_true(s.heap_inuse_bytes <= (64u << 20) || s.gc_limited > 0);   /* passed only when the CPU limiter said so */
+  /* Past the limit only when the CPU limiter said so, and by an eighth at most. */
+  assert_true(s.heap_inuse_bytes <= (64u << 20) || (s.gc_limited > 0 && s.heap_inuse_bytes <= (72u << 20)));
   assert_int_equal(s.limit_refusals, 0);
   enum { MAXN = 200 };
   void **keep = nh_alloc(MAXN * sizeof *keep);
@@ -394,7 +395,9 @@ static void test_memory_limit(void **state) {
       break;
     memset(keep[n], n, 1 << 20);
   }
-  assert_true(n > 40 && n < 64);
+  /* Up to the limit, or an eighth past it while the CPU limiter held collections back. */
+  assert_true(n > 40 && n < 64 + 8);
+  assert_true(stats().heap_inuse_bytes <= (64u << 20) + (8u << 20) + (1u << 20));
   assert_int_equal(errno, ENOMEM);
   assert_true(errors_contain("memory limit"));
   assert_true(stats().limit_refusals >= 1);
