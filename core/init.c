@@ -57,8 +57,11 @@ static int build_allocator(void) {
   for (int n = 0; n < t->nnodes; n++) {
     nh_node_t *node = &nh_rt.nodes[n];
     pageheap_init(&node->ph, n, &nh_rt.arenas, &nh_rt.mem);
-    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++) {
       mcentral_init(&node->central[ac], ac, &node->ph);
+      if (ac >= NH_NUM_KINDS)
+        mcentral_xfer_init(&node->central[ac], 2 * mcache_stack_cap(allocclass_sizeclass(ac)));
+    }
   }
   for (int cpu = 0; cpu < t->ncpus; cpu++) {
     int n = t->cpu_node[cpu];

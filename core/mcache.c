@@ -15,9 +15,12 @@
  *                       span from the node's mcentral as needed; return one object and push
  *                       the rest (in rseq mode onto whatever CPU the thread now runs on; what
  *                       does not fit goes back to its span).
- *   free, stack full    pop half the stack and return those objects to their spans
- *                       (mcentral_free on each span's own mcentral: objects may come from
- *                       another node's spans), then push.
+ *   free, stack full    pop half the stack and hand those objects to the node's transfer
+ *                       cache (TCMalloc's), or, when it is full or the objects belong to
+ *                       another node's spans, return them to their spans (mcentral_free on
+ *                       each span's own mcentral), then push. A cache that runs dry takes a
+ *                       batch from the transfer cache before it reads its slot, so objects
+ *                       freed in bursts move between CPUs without touching their spans.
  * Remote operations (flush, double-free scan) stop the cache: lock, stopped = 1, fence the CPU
  * (percpu.c), work, stopped = 0, unlock. A sequence that finds a cache stopped takes the slow
  * path, which waits on the lock.
@@ -35,7 +38,7 @@
 enum { REFILL_MAX = 32, STACK_BYTES = 64 << 10, STACK_MIN = 4, STACK_MAX = 512 };
 
 /* A class's free-stack capacity: 64 KiB worth of objects, between 4 and 512. */
-static uint32_t stack_cap(unsigned sizeclass) {
+uint32_t mcache_stack_cap(unsigned sizeclass) {
   uint32_t cap = STACK_BYTES / nh_class_to_size[sizeclass];
   return cap < STACK_MIN ? STACK_MIN : cap > STACK_MAX ? STACK_MAX : cap;
 }
@@ -43,7 +46,7 @@ static uint32_t stack_cap(unsigned sizeclass) {
 nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, int node, nh_mcentral_t *central) {
   size_t entries = 0;
   for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++)
-    entries += stack_cap(allocclass_sizeclass(ac));
+    entries += mcache_stack_cap(allocclass_sizeclass(ac));
   /* The cache and its stacks in one mapping on the CPU's node (real nodes only). */
   size_t head = nh_align_up(sizeof(nh_mcache_t), 64);
   bool bind = arenas->place.bind && node < arenas->place.nnodes;
@@ -57,7 +60,7 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
   mc->central = central;
   mc->arenas = arenas;
   for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
-    mc->free[ac].cap = stack_cap(allocclass_sizeclass(ac));
+    mc->free[ac].cap = mcache_stack_cap(allocclass_sizeclass(ac));
     mc->free[ac].items = items;
     items += mc->free[ac].cap;
   }
@@ -146,6 +149,29 @@ static void return_objects(const nh_arena_set_t *arenas, void **objs, size_t n) 
   }
 }
 
+/* Objects a cache gives up: into its node's transfer cache for the class when their spans
+ * belong to it (so that a double-free check finds them where their span points), the rest
+ * (remote frees, or no room) back to their spans. */
+static void give_up(nh_mcache_t *mc, unsigned ac, void **objs, size_t n) {
+  nh_mcentral_t *c = &mc->central[ac];
+  size_t local = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (span_of(mc->arenas, objs[i])->central != c)
+      continue;
+    void *t = objs[local];
+    objs[local++] = objs[i];
+    objs[i] = t;
+  }
+  size_t put = mcentral_xfer_put(c, objs, local);
+  return_objects(mc->arenas, objs + put, n - put);
+}
+
+/* Up to n objects for a cache that ran dry: a batch from the transfer cache, else its slot. */
+static size_t refill(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
+  size_t got = mcentral_xfer_take(&mc->central[ac], out, n);
+  return got ? got : slot_take(mc, ac, out, n);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Lock mode.
  * ------------------------------------------------------------------------------------------- */
@@ -156,7 +182,7 @@ static void *alloc_locked(nh_mcache_t *mc, unsigned ac) {
     return fs->items[--fs->top];
   size_t want = fs->cap / 2 < REFILL_MAX ? fs->cap / 2 : REFILL_MAX;
   void *batch[REFILL_MAX];
-  size_t got = slot_take(mc, ac, batch, want ? want : 1);
+  size_t got = refill(mc, ac, batch, want ? want : 1);
   if (!got)
     return NULL;
   memcpy(fs->items, batch, (got - 1) * sizeof *batch);
@@ -168,7 +194,7 @@ static void free_locked(nh_mcache_t *mc, unsigned ac, void *p) {
   nh_freestack *fs = &mc->free[ac];
   if (fs->top == fs->cap) {
     uint32_t n = fs->cap / 2;
-    return_objects(mc->arenas, fs->items, n);
+    give_up(mc, ac, fs->items, n);
     memmove(fs->items, fs->items + n, (fs->top - n) * sizeof *fs->items);
     fs->top -= n;
   }
@@ -190,7 +216,7 @@ static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
   size_t want = fs->cap / 2 < REFILL_MAX ? fs->cap / 2 : REFILL_MAX;
   void *batch[REFILL_MAX];
   nh_mutex_lock(&mc->lock);   /* also waits out a remote operation on this cache */
-  size_t got = slot_take(mc, ac, batch, want ? want : 1);
+  size_t got = refill(mc, ac, batch, want ? want : 1);
   size_t kept = got ? got - 1 : 0;
   while (kept > 0 && percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), batch[kept - 1]))
     kept--;
@@ -209,7 +235,7 @@ static void free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
     size_t n = 0, half = mc->free[ac].cap / 2;
     while (n < half && percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), &batch[n]))
       n++;
-    return_objects(mc->arenas, batch, n);
+    give_up(mc, ac, batch, n);
     bool pushed = percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), p);
     if (!pushed && n == 0)   /* no rseq for this thread: hand the object straight back */
       return_objects(mc->arenas, &p, 1);
@@ -276,6 +302,10 @@ void mcache_flush_all(nh_mcaches_t *all) {
       return_objects(mc->arenas, fs->items, fs->top);
       fs->top = 0;
       slot_release(mc, ac);
+      /* The node's transfer cache too (the first CPU of each node empties it). */
+      void *batch[STACK_MAX];
+      for (size_t k; (k = mcentral_xfer_take(&mc->central[ac], batch, STACK_MAX)) > 0;)
+        return_objects(mc->arenas, batch, k);
     }
     resume(all, mc);
   }
@@ -289,6 +319,7 @@ bool mcache_holds(nh_mcaches_t *all, unsigned ac, const void *p) {
     for (uint32_t i = 0; i < fs->top && !found; i++)
       found = fs->items[i] == p;
     resume(all, mc);
+    found = found || mcentral_xfer_holds(&mc->central[ac], p);
   }
   return found;
 }

@@ -46,6 +46,9 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
 
 static inline size_t mcache_stack_offset(unsigned ac) { return offsetof(nh_mcache_t, free) + ac * sizeof(nh_freestack); }
 
+/* A class's free-stack capacity (its transfer cache holds twice that). */
+uint32_t mcache_stack_cap(unsigned sizeclass);
+
 void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac);
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p);
 

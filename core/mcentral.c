@@ -303,6 +303,41 @@ bool mcentral_remove_large(nh_mcentral_t *c, nh_span_t *s) {
   return live;
 }
 
+void mcentral_xfer_init(nh_mcentral_t *c, uint32_t capacity) { c->capxfer = capacity; }
+
+size_t mcentral_xfer_take(nh_mcentral_t *c, void **out, size_t n) {
+  if (!__atomic_load_n(&c->nxfer, __ATOMIC_RELAXED))
+    return 0;   /* a racy peek: an empty cache is the common case and needs no lock */
+  nh_mutex_lock(&c->lock);
+  size_t k = n < c->nxfer ? n : c->nxfer;
+  c->nxfer -= (uint32_t)k;
+  memcpy(out, c->xfer + c->nxfer, k * sizeof *out);
+  nh_mutex_unlock(&c->lock);
+  return k;
+}
+
+size_t mcentral_xfer_put(nh_mcentral_t *c, void *const *in, size_t n) {
+  if (!c->capxfer)
+    return 0;
+  nh_mutex_lock(&c->lock);
+  if (!c->xfer)   /* lazily: most classes never overflow a cache */
+    c->xfer = mem_meta_alloc(c->ph->mem, c->capxfer * sizeof *c->xfer, 64);
+  size_t room = c->xfer ? c->capxfer - c->nxfer : 0, k = n < room ? n : room;
+  memcpy(c->xfer + c->nxfer, in, k * sizeof *in);
+  c->nxfer += (uint32_t)k;
+  nh_mutex_unlock(&c->lock);
+  return k;
+}
+
+bool mcentral_xfer_holds(nh_mcentral_t *c, const void *p) {
+  nh_mutex_lock(&c->lock);
+  bool found = false;
+  for (uint32_t i = 0; i < c->nxfer && !found; i++)
+    found = c->xfer[i] == p;
+  nh_mutex_unlock(&c->lock);
+  return found;
+}
+
 size_t mcentral_drop_empty(nh_mcentral_t *c) {
   nh_mutex_lock(&c->lock);
   size_t dropped = 0;

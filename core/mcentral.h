@@ -35,6 +35,11 @@ typedef struct nh_mcentral {
   uint32_t sweepgen;               /* the heap's, copied at each cycle; guarded by lock */
   uint32_t nempty;                 /* empty spans kept in partial (at most NH_MCENTRAL_KEEP); lock */
   uint64_t nspans;                 /* relaxed: spans of this class in use */
+  /* Transfer cache (TCMalloc's): objects freed by per-CPU caches that overflowed, handed as a
+   * batch to the next cache that runs dry, without touching their spans. They are allocated
+   * as far as the spans know, like objects in a free stack. Guarded by lock. */
+  void **xfer;
+  uint32_t nxfer, capxfer;
 } nh_mcentral_t;
 
 void mcentral_init(nh_mcentral_t *c, unsigned allocclass, nh_pageheap_t *ph);
@@ -73,6 +78,14 @@ size_t mcentral_sweep(nh_mcentral_t *c);
 void mcentral_flip(nh_mcentral_t *c, uint32_t sweepgen);
 void mcentral_add_large(nh_mcentral_t *c, nh_span_t *s);
 bool mcentral_remove_large(nh_mcentral_t *c, nh_span_t *s);
+
+/* The transfer cache: take up to n objects (returns how many), put up to n (returns how many
+ * it took, from the front of in), take everything (the collector's flush; up to max), and
+ * whether it holds p (double-free check). capacity: objects it may hold (0: none). */
+void mcentral_xfer_init(nh_mcentral_t *c, uint32_t capacity);
+size_t mcentral_xfer_take(nh_mcentral_t *c, void **out, size_t n);
+size_t mcentral_xfer_put(nh_mcentral_t *c, void *const *in, size_t n);
+bool mcentral_xfer_holds(nh_mcentral_t *c, const void *p);
 
 /* Returns the empty spans it kept to the page heap (before scavenging). Returns how many. */
 size_t mcentral_drop_empty(nh_mcentral_t *c);
