@@ -33,9 +33,9 @@
  *   stop once collection took more than half of the wall time. Paced cycles are put off (the
  *   heap passes its goal); at the memory limit the allocation passes the limit instead of
  *   collecting, as Go's soft limit does, while what the last cycle found live fits under it
- *   and by at most an eighth of the limit.
- *   So a live heap close to the limit costs at most about half the CPU, not a death spiral;
- *   a live heap over the limit gets NULL.
+ *   and by at most an eighth of the limit; otherwise it collects anyway.
+ *   So a live heap close to the limit costs about half the CPU, not a death spiral; a live
+ *   heap over the limit gets NULL after a full collection.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -116,13 +116,11 @@ bool gc_limit_reached(size_t bytes) {
     return true;
   }
   /* Collections already took half the CPU: let the heap pass the limit for now, as Go's soft
-   * limit does under its CPU limiter, while what the last cycle found live fits under it
-   * (otherwise no collection could help: fail) and by at most an eighth of it (beyond that,
-   * memory wins over CPU: collect anyway). */
+   * limit does under its CPU limiter, while what the last cycle found live fits under it and
+   * by at most an eighth of the limit. Otherwise memory wins over CPU: collect anyway (the
+   * caller fails if even that does not make room). */
   uint64_t limit = __atomic_load_n(&g->memory_limit, __ATOMIC_RELAXED);
-  if (g->heap_marked + bytes > limit)
-    return false;
-  if (heap_inuse_bytes() + bytes > limit + limit / 8) {
+  if (g->heap_marked + bytes > limit || heap_inuse_bytes() + bytes > limit + limit / 8) {
     nh_stat_add(&g->forced, 1);
     gc_collect("memory limit", true);
     return true;

@@ -214,8 +214,8 @@ void gc_clear_dead_stack(void);
 extern __thread bool nh_limit_pass __attribute__((tls_model("initial-exec")));
 bool gc_over_limit(nh_gc_t *g, size_t bytes);
 /* An allocation of bytes met the memory limit (no locks held): collect and sweep, or, while
- * the CPU limiter holds collections back, let this thread pass the limit once. False when the
- * allocation must fail. */
+ * the CPU limiter holds collections back and the pass is small, let this thread pass the limit
+ * once. False when the allocation must fail (no collector). */
 bool gc_limit_reached(size_t bytes);
 /* The pct-th percentile of the recent pauses (ns); caller holds g->lock. */
 uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct);
