@@ -172,8 +172,7 @@ static void *sweeper_main(void *arg) {
     g->sweep_needed = false;
     pthread_mutex_unlock(&g->sweeper_mu);
     uint64_t t0 = now_ns();
-    size_t pages = sweep_all();
-    nh_stat_add(&g->bg_swept_pages, pages);
+    sweep_all();
     nh_stat_add(&g->sweep_ns, now_ns() - t0);
     pthread_mutex_lock(&g->sweeper_mu);
   }

@@ -191,7 +191,7 @@ typedef struct nh_gc {
   bool sweeper_running, sweeper_stop, sweep_needed;
   pthread_mutex_t sweeper_mu;
   pthread_cond_t sweeper_cv;
-  uint64_t swept_pages, bg_swept_pages, swept_large;
+  uint64_t swept_pages, swept_large;
 } nh_gc_t;
 
 struct nh_config;
