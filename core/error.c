@@ -1,9 +1,10 @@
 /*
  * error.c — the error funnel and the fatal path (see error.h for the contract).
  *
- * The handler slot {fn, arg} is guarded by error_lock (rank LOCK_RANK_ERROR, a leaf): it is
- * copied under the lock and called outside it, so a handler may itself call
- * nh_set_error_handler or any nheap function that does not re-enter the funnel recursively.
+ * The handler slot {fn, arg} is written under error_lock (rank LOCK_RANK_ERROR, a leaf) and
+ * read without it (a sequence count, retried on a change), then called with no lock held: a
+ * handler may itself call nh_set_error_handler or any nheap function that does not re-enter
+ * the funnel recursively, and reporting never waits on a thread the collector has stopped.
  * Messages are cut at NH_ERROR_MSG_MAX bytes.
  */
 #include <errno.h>
@@ -19,9 +20,11 @@
 
 enum { NH_ERROR_MSG_MAX = 512 };
 
+/* error_seq is odd while a write is in progress. */
 static nh_mutex_t error_lock = NH_MUTEX_INITIALIZER(LOCK_RANK_ERROR);
-static nh_error_fn error_fn;   /* guarded by error_lock; NULL = default handler */
-static void *error_arg;        /* guarded by error_lock */
+static nh_error_fn error_fn;   /* NULL = default handler */
+static void *error_arg;
+static unsigned error_seq;
 
 static void write_line(const char *prefix, const char *msg) {
   char line[NH_ERROR_MSG_MAX + 64];
@@ -45,10 +48,16 @@ static void funnel(int code, const char *fmt, va_list ap) {
   char msg[NH_ERROR_MSG_MAX];
   int saved_errno = errno;
   vsnprintf(msg, sizeof msg, fmt, ap);
-  nh_mutex_lock(&error_lock);
-  nh_error_fn fn = error_fn;
-  void *arg = error_arg;
-  nh_mutex_unlock(&error_lock);
+  nh_error_fn fn;
+  void *arg;
+  for (;;) {
+    unsigned seq = __atomic_load_n(&error_seq, __ATOMIC_ACQUIRE);
+    fn = __atomic_load_n(&error_fn, __ATOMIC_RELAXED);
+    arg = __atomic_load_n(&error_arg, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (!(seq & 1) && seq == __atomic_load_n(&error_seq, __ATOMIC_RELAXED))
+      break;
+  }
   if (fn)
     fn(code, msg, arg);
   else
@@ -72,8 +81,11 @@ void nh_warn(const char *fmt, ...) {
 
 NH_API void nh_set_error_handler(nh_error_fn fn, void *arg) {
   nh_mutex_lock(&error_lock);
-  error_fn = fn;
-  error_arg = arg;
+  __atomic_store_n(&error_seq, error_seq + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  __atomic_store_n(&error_fn, fn, __ATOMIC_RELAXED);
+  __atomic_store_n(&error_arg, arg, __ATOMIC_RELAXED);
+  __atomic_store_n(&error_seq, error_seq + 1, __ATOMIC_RELEASE);
   nh_mutex_unlock(&error_lock);
 }
 

@@ -232,7 +232,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   mark_all(&g->marker, &g->roots, &g->threads, &g->specials);
   if (nh_rt.cfg.dbg.checkmark)
     mark_check(&g->marker, &g->roots, &g->threads);
-  specials_after_mark(&g->marker, &g->specials);
+  size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   uint64_t mark = now_ns() - mark0;
   g->heap_marked = g->marker.marked_bytes;   /* mark termination */
   __atomic_store_n(&g->heap_live, g->heap_marked, __ATOMIC_RELAXED);
@@ -244,6 +244,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   nh_stat_add(&g->cycles, 1);
   world_start(&g->threads);
   uint64_t end = now_ns();
+  specials_wake(&g->specials, finalizers);
 
   record_pause(g, end - stopped);
   nh_stat_add(&g->mark_ns, mark);

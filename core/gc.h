@@ -150,7 +150,8 @@ void specials_after_fork_child(nh_specials_t *sp);
 /* Marking's special roots (finalizable objects' referents, queued finalizers); then, after the
  * mark, clearing weak handles and resurrecting and queueing the finalizable dead. */
 void mark_specials(nh_marker_t *m, nh_specials_t *sp);
-void specials_after_mark(nh_marker_t *m, nh_specials_t *sp);
+size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp);   /* returns how many it queued */
+void specials_wake(nh_specials_t *sp, size_t queued);             /* after the world restarts */
 
 /* Checkmark: re-marks from scratch into side bitmaps and aborts on an object reachable but not
  * marked by mark_all. */

@@ -165,7 +165,7 @@ void mark_specials(nh_marker_t *m, nh_specials_t *sp) {
   nh_mutex_unlock(&sp->lock);
 }
 
-void specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
+size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
   nh_mutex_lock(&sp->lock);
   for (size_t i = 0; i < sp->nweak; i++) {   /* weak first: never see a resurrection */
     struct nh_weak *w = sp->weak[i];
@@ -194,6 +194,12 @@ void specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
     queued++;
   }
   nh_mutex_unlock(&sp->lock);
+  return queued;
+}
+
+/* After the world restarts: the finalizer thread is attached, so while the world is stopped it
+ * may hold run_mu; waking it from inside the pause could wait for it forever. */
+void specials_wake(nh_specials_t *sp, size_t queued) {
   if (queued)
     wake_thread(sp);
 }
