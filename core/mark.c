@@ -252,16 +252,8 @@ static void drain_all(nh_marker_t *m) {
  * ------------------------------------------------------------------------------------------- */
 
 static bool push_range(nh_root_t **v, size_t *n, size_t *cap, uintptr_t lo, uintptr_t hi) {
-  if (*n == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 64;
-    nh_root_t *nv = mem_meta_alloc(&nh_rt.mem, ncap * sizeof *nv, 64);
-    if (!nv)
-      return false;
-    if (*n)
-      memcpy(nv, *v, *n * sizeof *nv);
-    *v = nv;   /* the old array is metadata and stays mapped; growth is rare */
-    *cap = ncap;
-  }
+  if (!mem_meta_reserve(&nh_rt.mem, (void **)v, cap, *n, sizeof **v))
+    return false;
   (*v)[(*n)++] = (nh_root_t){lo, hi};
   return true;
 }

@@ -335,6 +335,20 @@ static void *meta_map(nh_mem_t *m, size_t len) {
   return c;
 }
 
+bool mem_meta_reserve(nh_mem_t *m, void **v, size_t *cap, size_t n, size_t elem) {
+  if (n < *cap)
+    return true;
+  size_t ncap = *cap ? *cap * 2 : 64;
+  void *nv = mem_meta_alloc(m, ncap * elem, 64);
+  if (!nv)
+    return false;
+  if (n)
+    memcpy(nv, *v, n * elem);
+  *v = nv;
+  *cap = ncap;
+  return true;
+}
+
 void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align) {
   nh_assert(align && (align & (align - 1)) == 0 && align <= NH_OS_PAGE);
   void *out = NULL;

@@ -37,21 +37,6 @@ typedef struct nh_final_rec { uintptr_t obj; nh_finalizer_fn fn; void *arg; } nh
 
 struct nh_weak { uintptr_t obj; struct nh_weak *next_free; };
 
-/* Grows a metadata array of elem-sized records to hold n + 1; false without memory. */
-static bool reserve(void **v, size_t *cap, size_t n, size_t elem) {
-  if (n < *cap)
-    return true;
-  size_t ncap = *cap ? *cap * 2 : 64;
-  void *nv = mem_meta_alloc(&nh_rt.mem, ncap * elem, 64);
-  if (!nv)
-    return false;
-  if (n)
-    memcpy(nv, *v, n * elem);
-  *v = nv;   /* the old array stays mapped (metadata); growth doubles, so this is bounded */
-  *cap = ncap;
-  return true;
-}
-
 static bool ready_check(const char *fn) {
   if (__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     return true;
@@ -183,7 +168,7 @@ size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
     sp->final[i] = sp->final[--sp->nfinal];
     if (st == MARK_GONE)
       continue;   /* freed explicitly: nothing to finalize */
-    if (!reserve((void **)&sp->ready, &sp->capready, sp->nready, sizeof *sp->ready)) {
+    if (!mem_meta_reserve(&nh_rt.mem, (void **)&sp->ready, &sp->capready, sp->nready, sizeof *sp->ready)) {
       sp->final[sp->nfinal++] = r;   /* keep it, and the object, for the next cycle */
       mark_resurrect(m, r.obj);
       i++;
@@ -239,7 +224,7 @@ NH_API int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg) {
     else
       sp->final[i] = sp->final[--sp->nfinal];
   } else if (fn) {
-    if (reserve((void **)&sp->final, &sp->capfinal, sp->nfinal, sizeof *sp->final))
+    if (mem_meta_reserve(&nh_rt.mem, (void **)&sp->final, &sp->capfinal, sp->nfinal, sizeof *sp->final))
       sp->final[sp->nfinal++] = (nh_final_rec){(uintptr_t)obj, fn, arg};
     else
       rc = -ENOMEM;
@@ -289,7 +274,7 @@ NH_API nh_weak_t *nh_weak_new(void *obj) {
   if (sp->weak_free) {
     w = sp->weak_free;
     sp->weak_free = w->next_free;
-  } else if (reserve((void **)&sp->weak, &sp->capweak, sp->nweak, sizeof *sp->weak)) {
+  } else if (mem_meta_reserve(&nh_rt.mem, (void **)&sp->weak, &sp->capweak, sp->nweak, sizeof *sp->weak)) {
     w = mem_meta_alloc(&nh_rt.mem, sizeof *w, 16);
     if (w)
       sp->weak[sp->nweak++] = w;
