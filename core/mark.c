@@ -252,8 +252,10 @@ static void drain_all(nh_marker_t *m) {
  * ------------------------------------------------------------------------------------------- */
 
 static bool push_range(nh_root_t **v, size_t *n, size_t *cap, uintptr_t lo, uintptr_t hi) {
-  if (!mem_meta_reserve(&nh_rt.mem, (void **)v, cap, *n, sizeof **v))
+  nh_root_t *nv = mem_meta_grow(&nh_rt.mem, *v, cap, *n, sizeof **v);
+  if (!nv)
     return false;
+  *v = nv;
   (*v)[(*n)++] = (nh_root_t){lo, hi};
   return true;
 }

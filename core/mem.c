@@ -335,18 +335,17 @@ static void *meta_map(nh_mem_t *m, size_t len) {
   return c;
 }
 
-bool mem_meta_reserve(nh_mem_t *m, void **v, size_t *cap, size_t n, size_t elem) {
+void *mem_meta_grow(nh_mem_t *m, void *v, size_t *cap, size_t n, size_t elem) {
   if (n < *cap)
-    return true;
+    return v;
   size_t ncap = *cap ? *cap * 2 : 64;
   void *nv = mem_meta_alloc(m, ncap * elem, 64);
   if (!nv)
-    return false;
+    return NULL;
   if (n)
-    memcpy(nv, *v, n * elem);
-  *v = nv;
+    memcpy(nv, v, n * elem);
   *cap = ncap;
-  return true;
+  return nv;
 }
 
 void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align) {

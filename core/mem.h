@@ -75,9 +75,9 @@ size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ri
 void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align);
 /* The same in a page-aligned mapping of its own, bound to node (of nnodes) when bind. */
 void *mem_meta_alloc_node(nh_mem_t *m, size_t size, int node, int nnodes, bool bind);
-/* Makes the metadata array *v (n elements of elem bytes, room for *cap) hold at least one more,
- * doubling it (from 64) into a new array; the old one stays mapped (metadata is never freed).
- * False when the OS refuses memory. The caller serialises calls for one array. */
-bool mem_meta_reserve(nh_mem_t *m, void **v, size_t *cap, size_t n, size_t elem);
+/* The metadata array v (n elements of elem bytes, room for *cap) with room for one more: v
+ * itself, or a copy twice as large (64 at first; the old one stays mapped, metadata is never
+ * freed). NULL when the OS refuses memory. The caller serialises calls for one array. */
+void *mem_meta_grow(nh_mem_t *m, void *v, size_t *cap, size_t n, size_t elem);
 
 #endif

@@ -37,6 +37,20 @@ typedef struct nh_final_rec { uintptr_t obj; nh_finalizer_fn fn; void *arg; } nh
 
 struct nh_weak { uintptr_t obj; struct nh_weak *next_free; };
 
+/* Room for one more entry in a table (metadata memory); false when the OS refuses. */
+static bool grow_final(nh_specials_t *sp) {
+  nh_final_rec *v = mem_meta_grow(&nh_rt.mem, sp->final, &sp->capfinal, sp->nfinal, sizeof *v);
+  return v && (sp->final = v);
+}
+static bool grow_ready(nh_specials_t *sp) {
+  nh_final_rec *v = mem_meta_grow(&nh_rt.mem, sp->ready, &sp->capready, sp->nready, sizeof *v);
+  return v && (sp->ready = v);
+}
+static bool grow_weak(nh_specials_t *sp) {
+  struct nh_weak **v = mem_meta_grow(&nh_rt.mem, sp->weak, &sp->capweak, sp->nweak, sizeof *v);
+  return v && (sp->weak = v);
+}
+
 static bool ready_check(const char *fn) {
   if (__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     return true;
@@ -168,7 +182,7 @@ size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
     sp->final[i] = sp->final[--sp->nfinal];
     if (st == MARK_GONE)
       continue;   /* freed explicitly: nothing to finalize */
-    if (!mem_meta_reserve(&nh_rt.mem, (void **)&sp->ready, &sp->capready, sp->nready, sizeof *sp->ready)) {
+    if (!grow_ready(sp)) {
       sp->final[sp->nfinal++] = r;   /* keep it, and the object, for the next cycle */
       mark_resurrect(m, r.obj);
       i++;
@@ -224,7 +238,7 @@ NH_API int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg) {
     else
       sp->final[i] = sp->final[--sp->nfinal];
   } else if (fn) {
-    if (mem_meta_reserve(&nh_rt.mem, (void **)&sp->final, &sp->capfinal, sp->nfinal, sizeof *sp->final))
+    if (grow_final(sp))
       sp->final[sp->nfinal++] = (nh_final_rec){(uintptr_t)obj, fn, arg};
     else
       rc = -ENOMEM;
@@ -274,7 +288,7 @@ NH_API nh_weak_t *nh_weak_new(void *obj) {
   if (sp->weak_free) {
     w = sp->weak_free;
     sp->weak_free = w->next_free;
-  } else if (mem_meta_reserve(&nh_rt.mem, (void **)&sp->weak, &sp->capweak, sp->nweak, sizeof *sp->weak)) {
+  } else if (grow_weak(sp)) {
     w = mem_meta_alloc(&nh_rt.mem, sizeof *w, 16);
     if (w)
       sp->weak[sp->nweak++] = w;
