@@ -180,13 +180,6 @@ static void *sweeper_main(void *arg) {
   return NULL;
 }
 
-static void wake_sweeper(nh_gc_t *g) {
-  pthread_mutex_lock(&g->sweeper_mu);
-  g->sweep_needed = true;
-  pthread_cond_signal(&g->sweeper_cv);
-  pthread_mutex_unlock(&g->sweeper_mu);
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The cycle.
  * ------------------------------------------------------------------------------------------- */
@@ -250,7 +243,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   nh_stat_add(&g->mark_ns, mark);
   g->limiter_gc_ns += end - start;
   if (g->sweeper_running)
-    wake_sweeper(g);
+    nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
   if (nh_rt.cfg.dbg.gctrace)
     trace(g, why, start, end - stopped, mark, before);
 }
@@ -391,10 +384,7 @@ void gc_shutdown(nh_gc_t *g) {
     return;
   specials_shutdown(&g->specials);
   if (g->sweeper_running) {
-    pthread_mutex_lock(&g->sweeper_mu);
-    g->sweeper_stop = true;
-    pthread_cond_signal(&g->sweeper_cv);
-    pthread_mutex_unlock(&g->sweeper_mu);
+    nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweeper_stop);
     pthread_join(g->sweeper, NULL);
     g->sweeper_running = false;
   }

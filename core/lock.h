@@ -40,6 +40,15 @@ typedef struct nh_mutex {
 
 #define NH_MUTEX_INITIALIZER(r) { PTHREAD_MUTEX_INITIALIZER, (r), 0 }
 
+/* Sets *flag under mu and signals cv: how a background thread (scavenger, sweeper, finalizer
+ * runner) is woken or told to stop. */
+static inline void nh_signal_flag(pthread_mutex_t *mu, pthread_cond_t *cv, bool *flag) {
+  pthread_mutex_lock(mu);
+  *flag = true;
+  pthread_cond_signal(cv);
+  pthread_mutex_unlock(mu);
+}
+
 void nh_mutex_init(nh_mutex_t *l, nh_lock_rank rank);
 void nh_mutex_destroy(nh_mutex_t *l);
 void nh_mutex_lock(nh_mutex_t *l);

@@ -124,10 +124,7 @@ int scavenger_start(nh_scavenger_t *sc, nh_heap_t *h, bool background, bool use_
 
 void scavenger_stop(nh_scavenger_t *sc) {
   if (sc->background) {
-    pthread_mutex_lock(&sc->wait_lock);
-    sc->stop = true;
-    pthread_cond_signal(&sc->wake);
-    pthread_mutex_unlock(&sc->wait_lock);
+    nh_signal_flag(&sc->wait_lock, &sc->wake, &sc->stop);
     pthread_join(sc->thread, NULL);
     sc->background = false;
   }

@@ -115,13 +115,6 @@ static int start_thread(nh_specials_t *sp) {
   return -rc;
 }
 
-static void wake_thread(nh_specials_t *sp) {
-  pthread_mutex_lock(&sp->run_mu);
-  sp->wake = true;
-  pthread_cond_signal(&sp->run_cv);
-  pthread_mutex_unlock(&sp->run_mu);
-}
-
 void specials_init(nh_specials_t *sp) {
   memset(sp, 0, sizeof *sp);
   nh_mutex_init(&sp->lock, LOCK_RANK_SPECIALS);
@@ -132,10 +125,7 @@ void specials_init(nh_specials_t *sp) {
 void specials_shutdown(nh_specials_t *sp) {
   if (!sp->thread_started)
     return;
-  pthread_mutex_lock(&sp->run_mu);
-  sp->stop = true;
-  pthread_cond_signal(&sp->run_cv);
-  pthread_mutex_unlock(&sp->run_mu);
+  nh_signal_flag(&sp->run_mu, &sp->run_cv, &sp->stop);
   pthread_join(sp->thread, NULL);
   sp->thread_started = false;
 }
@@ -200,7 +190,7 @@ size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
  * may hold run_mu; waking it from inside the pause could wait for it forever. */
 void specials_wake(nh_specials_t *sp, size_t queued) {
   if (queued)
-    wake_thread(sp);
+    nh_signal_flag(&sp->run_mu, &sp->run_cv, &sp->wake);
 }
 
 /* ---------------------------------------------------------------------------------------------
