@@ -223,9 +223,12 @@ uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct);
 /* Sweeps the whole heap (all nodes and classes, large spans). Returns the pages swept. */
 size_t sweep_all(void);
 
+/* The pacer's view of the heap; nothing to do (and no shared counter to touch) with gc = off. */
 static inline void gc_account(nh_gc_t *g, int64_t bytes) {
+  if (!g->on)
+    return;
   uint64_t live = __atomic_add_fetch(&g->heap_live, (uint64_t)bytes, __ATOMIC_RELAXED);
-  if (bytes > 0 && g->on && live >= __atomic_load_n(&g->trigger, __ATOMIC_RELAXED) &&
+  if (bytes > 0 && live >= __atomic_load_n(&g->trigger, __ATOMIC_RELAXED) &&
       !__atomic_load_n(&g->wanted, __ATOMIC_RELAXED))
     __atomic_store_n(&g->wanted, true, __ATOMIC_RELAXED);
 }

@@ -39,8 +39,10 @@ static nh_span_list *swept_full(nh_mcentral_t *c) { return &c->full[c->sweepgen 
 static nh_span_list *unswept_partial(nh_mcentral_t *c) { return &c->partial[1 - c->sweepgen / 2 % 2]; }
 static nh_span_list *unswept_full(nh_mcentral_t *c) { return &c->full[1 - c->sweepgen / 2 % 2]; }
 
+static bool accounting(const nh_mcentral_t *c) { return c->gc && c->gc->on; }
+
 static void account(nh_mcentral_t *c, int64_t bytes) {
-  if (c->gc)
+  if (accounting(c))
     gc_account(c->gc, bytes);
 }
 
@@ -164,10 +166,12 @@ void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache) {
     s->alloc_bits[w] = span_word_mask(s, w);
   if (cur < words)
     s->alloc_bits[cur] |= ~cache & span_word_mask(s, cur);
-  size_t handed = 0;
-  for (size_t w = 0; w < words; w++)
-    handed += (size_t)__builtin_popcountll(s->alloc_bits[w]);
-  account(c, -(int64_t)((s->nelems - handed) * s->elemsize));
+  if (accounting(c)) {   /* the objects it never handed out stop counting as live */
+    size_t handed = 0;
+    for (size_t w = 0; w < words; w++)
+      handed += (size_t)__builtin_popcountll(s->alloc_bits[w]);
+    account(c, -(int64_t)((s->nelems - handed) * s->elemsize));
+  }
   s->cached = false;
   s->owner = -1;
   rebuild(c, s, NULL);

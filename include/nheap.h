@@ -267,7 +267,7 @@ typedef struct nh_stats {
   uint64_t pause_p99_ns;         /* 99th percentile of the last 256 pauses */
   uint64_t gc_mark_ns;           /* time spent marking, all cycles */
   uint64_t gc_sweep_ns;          /* time the background sweeper and nh_gc spent sweeping */
-  uint64_t heap_live_bytes;      /* pacer: marked by the last cycle + allocated since */
+  uint64_t heap_live_bytes;      /* pacer: marked by the last cycle + allocated since (0 with gc = off) */
   uint64_t heap_marked_bytes;    /* live after the last cycle's mark */
   uint64_t heap_goal_bytes;      /* the next cycle starts here; 0: no goal (gc_percent < 0) */
   int64_t gc_percent;            /* GOGC in effect */
