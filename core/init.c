@@ -60,7 +60,7 @@ static int build_allocator(void) {
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++) {
       mcentral_init(&node->central[ac], ac, &node->ph);
       if (ac >= NH_NUM_KINDS)
-        mcentral_xfer_init(&node->central[ac], 2 * mcache_stack_cap(allocclass_sizeclass(ac)));
+        mcentral_xfer_init(&node->central[ac], 2 * mcache_stack_cap(ac));
     }
   }
   for (int cpu = 0; cpu < t->ncpus; cpu++) {
@@ -236,6 +236,7 @@ static void fill_stats(nh_stats_t *s) {
     s->heap_released_bytes += nh_stat_get(&node->ph.released_pages) * NH_PAGE_SIZE;
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
       s->small_spans += nh_stat_get(&node->central[ac].nspans);
+    s->tiny_spans += nh_stat_get(&node->central[NH_AC_TINY].nspans);
   }
   s->heap_free_bytes = s->heap_mapped_bytes - s->heap_inuse_bytes - s->heap_released_bytes;
   s->metadata_bytes = nh_stat_get(&m->metadata);
@@ -250,6 +251,7 @@ static void fill_stats(nh_stats_t *s) {
                      nh_stat_get(&nh_rt.gc.swept_large);
   s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
+  s->tiny_frees = nh_stat_get(&nh_rt.tiny_frees);
   s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;
   s->scavenged_bytes = nh_stat_get(&nh_rt.scavenger.released_bytes);
   s->scavenger_uring = __atomic_load_n(&nh_rt.scavenger.have_ring, __ATOMIC_RELAXED);
@@ -331,6 +333,9 @@ NH_API long nh_stats_classes(nh_class_stat_t *out, size_t n) {
       for (int node = 0; node < nh_rt.topo.nnodes; node++)
         for (unsigned k = 0; k < NH_NUM_KINDS; k++)
           cs->spans += nh_stat_get(&nh_rt.nodes[node].central[allocclass_make(c, (nh_obj_kind)k)].nspans);
+      if (c == NH_TINY_SIZECLASS)
+        for (int node = 0; node < nh_rt.topo.nnodes; node++)
+          cs->spans += nh_stat_get(&nh_rt.nodes[node].central[NH_AC_TINY].nspans);
     }
   }
   nh_mutex_unlock(&init_lock);
@@ -362,7 +367,7 @@ NH_API int nh_stats_print(int fd) {
   char b[11][32];
   dprintf(fd,
           "nheap: heap    reserved %s, mapped %s: in use %s, free %s, released %s; metadata %s\n"
-          "nheap: objects %llu small spans, %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
+          "nheap: objects %llu small spans (%llu tiny), %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
           "nheap: arenas  %llu (hugetlb %llu, thp %llu, 4k %llu); fallbacks: hugetlb %llu, thp %llu\n"
           "nheap: scav    %s released to the OS by the scavenger (%s)\n"
           "nheap: numa    %llu node(s)\n"
@@ -371,7 +376,7 @@ NH_API int nh_stats_print(int fd) {
           human(s.heap_reserved_bytes, b[0], 32), human(s.heap_mapped_bytes, b[1], 32),
           human(s.heap_inuse_bytes, b[2], 32), human(s.heap_free_bytes, b[5], 32),
           human(s.heap_released_bytes, b[3], 32), human(s.metadata_bytes, b[4], 32),
-          (unsigned long long)s.small_spans, (unsigned long long)s.large_objects,
+          (unsigned long long)s.small_spans, (unsigned long long)s.tiny_spans, (unsigned long long)s.large_objects,
           (unsigned long long)s.bad_frees, (unsigned long long)s.double_frees,
           s.percpu_mode == NH_PERCPU_RSEQ ? "rseq" : "per-CPU lock", (unsigned long long)s.arenas,
           (unsigned long long)s.arenas_hugetlb, (unsigned long long)s.arenas_thp,

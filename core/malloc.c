@@ -5,10 +5,22 @@
  *   small (<= 32 KiB)  size class from the generated table, then the calling CPU's mcache
  *                      (free stack, then its span's 64-object word), then the node's mcentral,
  *                      then the node's page heap;
- *   large (> 32 KiB)   a span of its own straight from the node's page heap (class 0).
- *   Tiny (< 16 B, noscan) objects combined into 16-byte blocks are not built yet: a block
- *   can only be freed whole, so they need the collector's help to free a block and a rule
- *   for nh_free of a tiny object (a design step still open).
+ *   large (> 32 KiB)   a span of its own straight from the node's page heap (class 0);
+ *   tiny (< 16 B)      with the collector on, nh_alloc_noscan objects share 16-byte blocks
+ *                      (Go's tiny allocator): a restartable bump in the CPU's current block,
+ *                      a new block from the CPU's tiny span when it has no room.
+ *
+ * Tiny objects: a block can only be freed whole, so the collector frees it, once none of its
+ * objects is reachable (a reference to any byte keeps the block); nh_free of a tiny object is
+ * accepted and left to it (stats: tiny_frees), and with gc = off, where nothing would free a
+ * block, small noscan requests take the 8- and 16-byte classes instead. Go's tiny objects have
+ * no identity of their own; nheap's must, because nh_usable_size, nh_realloc and nh_base take
+ * any object. Each block has a word of start and end bits at the front of its span (span.h),
+ * set with one atomic OR per allocation: 4 bytes per 16-byte block, which Go does not pay. So
+ * packing pays where objects are small or mixed (four 4-byte objects take 20 bytes instead of
+ * the 32 of four 8-byte ones, three 5-byte ones 20 instead of 24) and costs where they are not
+ * (a 12-byte object alone in its block takes 20 instead of 16; two 7-byte ones 20 instead of
+ * 16). tests/test_gc.c checks the packing and every object's identity.
  *
  * The collector's part (gc != off): a thread attaches on its first allocation (one TLS load
  * and compare on the fast path), so its stack is scanned. Slow paths that take locks, or hold
@@ -100,29 +112,51 @@ static inline void zero_object(void *p, size_t bytes, bool zero) {
 }
 
 /* The cache could not serve: refill (under locks, a no-stop region), collect once and retry
- * if the memory limit refused a span, and run a paced cycle if this refill reached the goal. */
-static nh_noinline void *alloc_small_slow(unsigned sizeclass, nh_obj_kind kind, bool zero) {
-  unsigned ac = allocclass_make(sizeclass, kind);
-  nh_limit_refused = false;
-  void *p = mcache_alloc_slow(&nh_rt.caches, ac);
-  if (!p && nh_limit_refused && gc_limit_reached((size_t)nh_class_to_npages[sizeclass] * NH_PAGE_SIZE)) {
+ * if the memory limit refused a span, and run a paced cycle if this refill reached the goal.
+ * ac is a small allocation class, or NH_AC_TINY for a tiny object of size bytes (alignment
+ * mask amask). */
+static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask, bool zero) {
+  nh_mcaches_t *caches = &nh_rt.caches;
+  unsigned sizeclass = allocclass_sizeclass(ac);
+  for (int pass = 0;; pass++) {
     nh_limit_refused = false;
-    p = mcache_alloc_slow(&nh_rt.caches, ac);
+    void *p = ac == NH_AC_TINY ? mcache_tiny_slow(caches, size, amask) : mcache_alloc_slow(caches, ac);
     nh_limit_pass = false;
+    if (!p && pass == 0 && nh_limit_refused && gc_limit_reached((size_t)nh_class_to_npages[sizeclass] * NH_PAGE_SIZE))
+      continue;
+    if (!p)
+      return NULL;
+    if (ac != NH_AC_TINY)   /* tiny objects share their block: never cleared */
+      zero_object(p, nh_class_to_size[sizeclass], zero);
+    if (nh_unlikely(__atomic_load_n(&nh_rt.gc.wanted, __ATOMIC_RELAXED)))
+      gc_maybe_collect(p);
+    return p;
   }
-  if (!p)
-    return NULL;
-  zero_object(p, nh_class_to_size[sizeclass], zero);
-  if (nh_unlikely(__atomic_load_n(&nh_rt.gc.wanted, __ATOMIC_RELAXED)))
-    gc_maybe_collect(p);
-  return p;
 }
 
 static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclass, nh_obj_kind kind, bool zero) {
   void *p;
-  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, allocclass_make(sizeclass, kind), &p)))
-    return alloc_small_slow(sizeclass, kind, zero);
+  unsigned ac = allocclass_make(sizeclass, kind);
+  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)))
+    return alloc_small_slow(ac, 0, 0, zero);
   zero_object(p, nh_class_to_size[sizeclass], zero);
+  return p;
+}
+
+/* The tiny allocator (Go's mallocgcTiny): noscan objects under 16 bytes share 16-byte blocks,
+ * placed one after another at the alignment their size implies (8 for 8; 4 for 4 and 12; 2
+ * for other even sizes; else 1), in the CPU's current block while it has room. The object's
+ * start and end bits (span.h) are set once it is the caller's, with an atomic OR: the thread
+ * may have moved to another CPU, and whoever runs on the block's CPU may be placing the next
+ * object of the same block. */
+static inline __attribute__((always_inline)) void *alloc_tiny(size_t size) {
+  size_t amask = size & 7 ? size & 3 ? size & 1 ? 0 : 1 : 3 : 7;
+  void *p;
+  if (nh_unlikely(!mcache_tiny_fast(&nh_rt.caches, size, amask, &p)) &&
+      !(p = alloc_small_slow(NH_AC_TINY, size, amask, false)))
+    return NULL;
+  unsigned off = (uintptr_t)p & (NH_TINY_BLOCK - 1);
+  __atomic_fetch_or(tiny_word((uintptr_t)p), 1u << off | 1u << (16 + off + size - 1), __ATOMIC_RELEASE);
   return p;
 }
 
@@ -169,8 +203,13 @@ static inline __attribute__((always_inline)) void *alloc(const char *fn, size_t 
   attach_check();
   if (size == 0)
     size = 1;
-  void *p = size <= NH_MAX_SMALL_SIZE ? alloc_small(size_to_class(size), kind, zero)
-                                      : alloc_large(size, kind, NH_PAGE_SIZE, zero);
+  void *p;
+  if (kind == NH_KIND_NOSCAN && size < NH_TINY_BLOCK && nh_rt.gc.on)
+    p = alloc_tiny(size);
+  else if (size <= NH_MAX_SMALL_SIZE)
+    p = alloc_small(size_to_class(size), kind, zero);
+  else
+    p = alloc_large(size, kind, NH_PAGE_SIZE, zero);
   return nh_likely(p != NULL) ? p : oom(fn, size);
 }
 
@@ -294,22 +333,58 @@ static size_t user_size(const nh_span_t *s) {
   return (span_is_large(s) ? s->limit - s->base : s->elemsize) - (s->kind == NH_KIND_TYPED ? NH_TYPED_HEADER : 0);
 }
 
+/* The object holding p, as the program sees it: its span, first byte and usable size. */
+typedef struct obj_ref {
+  nh_span_t *s;
+  uintptr_t base;
+  size_t size;
+} obj_ref;
+
+/* A tiny object from its block's start and end bits (span.h); false in a block's padding or
+ * unused tail. */
+static bool tiny_object(uintptr_t p, obj_ref *o) {
+  uint32_t w = __atomic_load_n(tiny_word(p), __ATOMIC_ACQUIRE);
+  unsigned off = p & (NH_TINY_BLOCK - 1);
+  uint32_t starts = w & 0xffff & ((2u << off) - 1);
+  if (!starts)
+    return false;
+  unsigned first = 31 - (unsigned)__builtin_clz(starts);
+  uint32_t ends = w >> 16 >> first;
+  if (!ends || first + (unsigned)__builtin_ctz(ends) < off)
+    return false;
+  o->base = (p & ~(uintptr_t)(NH_TINY_BLOCK - 1)) + first;
+  o->size = (unsigned)__builtin_ctz(ends) + 1;
+  return true;
+}
+
+/* false: p is in no object (o->s still says whether it is in a live span). */
+static bool locate(const void *p, obj_ref *o) {
+  nh_span_t *s = o->s = live_span(p);
+  if (!s)
+    return false;
+  if (s->allocclass == NH_AC_TINY)
+    return tiny_object((uintptr_t)p, o);
+  o->base = user_base(s, p);
+  o->size = user_size(s);
+  return true;
+}
+
 NH_API void *nh_base(const void *p) {
   if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     return NULL;
-  nh_span_t *s = live_span(p);
-  return s ? (void *)user_base(s, p) : NULL;
+  obj_ref o;
+  return locate(p, &o) ? (void *)o.base : NULL;
 }
 
 NH_API size_t nh_usable_size(const void *p) {
   if (!p || !check_ready("nh_usable_size"))
     return 0;
-  nh_span_t *s = live_span(p);
-  if (!s || user_base(s, p) != (uintptr_t)p) {
+  obj_ref o;
+  if (!locate(p, &o) || o.base != (uintptr_t)p) {
     nh_error(-EINVAL, "nh_usable_size(%p): not the start of an object nheap allocated", p);
     return 0;
   }
-  return user_size(s);
+  return o.size;
 }
 
 /* The slow half of double-free detection: p carries the freed mark; is it really free? */
@@ -346,13 +421,19 @@ static nh_cold bool bad_free(const char *fn, void *p, const char *why) {
 /* Frees p; false (reported) when p is not a live object's start. The general path: nh_free's
  * fast path sends here only what it cannot decide alone. */
 static bool free_object_locked(const char *fn, void *p) {
-  nh_span_t *s = live_span(p);
-  if (!s && arena_of(&nh_rt.arenas, p))
+  obj_ref o;
+  bool found = locate(p, &o);
+  if (!o.s && arena_of(&nh_rt.arenas, p))
     return bad_free(fn, p, "points into free heap memory (freed already: a double free?)");
-  if (!s)
+  if (!o.s)
     return bad_free(fn, p, "not a pointer nheap returned (foreign memory)");
-  if (user_base(s, p) != (uintptr_t)p)
+  if (!found || o.base != (uintptr_t)p)
     return bad_free(fn, p, "an interior pointer, not the start of the object");
+  nh_span_t *s = o.s;
+  if (s->allocclass == NH_AC_TINY) {   /* its block is freed when none of its objects is reachable */
+    nh_stat_add(&nh_rt.tiny_frees, 1);
+    return true;
+  }
   p = (void *)object_base(s, p);   /* a typed object's header is its first word */
   if (span_is_large(s)) {
     if (nh_rt.gc.on && !mcentral_remove_large(&nh_rt.nodes[s->node].central[s->kind], s)) {
@@ -411,8 +492,8 @@ NH_API void *nh_realloc(void *p, size_t size) {
     return alloc("nh_realloc", size, NH_KIND_CONSERVATIVE, true);
   if (!check_ready("nh_realloc"))
     return NULL;
-  nh_span_t *s = live_span(p);
-  if (!s || user_base(s, p) != (uintptr_t)p) {
+  obj_ref o;
+  if (!locate(p, &o) || o.base != (uintptr_t)p) {
     bad_free("nh_realloc", p, "not the start of a live nheap object");
     errno = EINVAL;
     return NULL;
@@ -421,8 +502,8 @@ NH_API void *nh_realloc(void *p, size_t size) {
     free_object("nh_realloc", p);
     return NULL;
   }
-  size_t have = user_size(s);
-  nh_obj_kind kind = (nh_obj_kind)s->kind;
+  size_t have = o.size;
+  nh_obj_kind kind = (nh_obj_kind)o.s->kind;
   /* Keep the object when it fits and would not waste more than half of it. */
   if (size <= have && size >= have / 2)
     return p;

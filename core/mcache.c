@@ -38,15 +38,17 @@
 enum { REFILL_MAX = 32, STACK_BYTES = 64 << 10, STACK_MIN = 4, STACK_MAX = 512 };
 
 /* A class's free-stack capacity: 64 KiB worth of objects, between 4 and 512. */
-uint32_t mcache_stack_cap(unsigned sizeclass) {
-  uint32_t cap = STACK_BYTES / nh_class_to_size[sizeclass];
+uint32_t mcache_stack_cap(unsigned ac) {
+  if (ac == NH_AC_TINY)
+    return 0;
+  uint32_t cap = STACK_BYTES / nh_class_to_size[allocclass_sizeclass(ac)];
   return cap < STACK_MIN ? STACK_MIN : cap > STACK_MAX ? STACK_MAX : cap;
 }
 
 nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, int node, nh_mcentral_t *central) {
   size_t entries = 0;
   for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++)
-    entries += mcache_stack_cap(allocclass_sizeclass(ac));
+    entries += mcache_stack_cap(ac);
   /* The cache and its stacks in one mapping on the CPU's node (real nodes only). */
   size_t head = nh_align_up(sizeof(nh_mcache_t), 64);
   bool bind = arenas->place.bind && node < arenas->place.nnodes;
@@ -60,7 +62,7 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
   mc->central = central;
   mc->arenas = arenas;
   for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
-    mc->free[ac].cap = mcache_stack_cap(allocclass_sizeclass(ac));
+    mc->free[ac].cap = mcache_stack_cap(ac);
     mc->free[ac].items = items;
     items += mc->free[ac].cap;
   }
@@ -278,6 +280,40 @@ void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
   region_exit();
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Tiny blocks.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Bytes left in the block that cursor cur points into. */
+static size_t tiny_room(uintptr_t cur) { return cur ? (((cur - 1) | (NH_TINY_BLOCK - 1)) + 1) - cur : 0; }
+
+void *mcache_tiny_slow(nh_mcaches_t *all, size_t size, size_t amask) {
+  void *p = NULL;
+  region_enter();
+  nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
+  nh_mutex_lock(&mc->lock);
+  uintptr_t cur = __atomic_load_n(&mc->tiny, __ATOMIC_RELAXED);
+  if (!all->rseq && cur) {   /* lock mode: the fast path, under the lock */
+    uintptr_t q = (cur + amask) & ~amask;
+    if (q + size <= cur + tiny_room(cur)) {
+      __atomic_store_n(&mc->tiny, q + size, __ATOMIC_RELAXED);
+      p = (void *)q;
+    }
+  }
+  if (!p && slot_take(mc, NH_AC_TINY, &p, 1)) {
+    /* A new block: its words describe a previous life (cleared here, before the program can
+     * see an object in it). In rseq mode the store below may race a sequence on the cache's
+     * CPU (this thread may have moved): either value is a cursor into a block whose bytes
+     * before it are handed out, so the other block's room is lost, never handed twice. */
+    __atomic_store_n(tiny_word((uintptr_t)p), 0, __ATOMIC_RELAXED);
+    if (NH_TINY_BLOCK - size > tiny_room(cur))
+      __atomic_store_n(&mc->tiny, (uintptr_t)p + size, __ATOMIC_RELAXED);
+  }
+  nh_mutex_unlock(&mc->lock);
+  region_exit();
+  return p;
+}
+
 /* Takes cache cpu away from the fast paths (see percpu.c); undone by resume. */
 static nh_mcache_t *stop(nh_mcaches_t *all, int cpu) {
   nh_mcache_t *mc = all->cpu[cpu];
@@ -297,6 +333,7 @@ static void resume(nh_mcaches_t *all, nh_mcache_t *mc) {
 void mcache_flush_all(nh_mcaches_t *all) {
   for (uint32_t cpu = 0; cpu < all->ncpus; cpu++) {
     nh_mcache_t *mc = stop(all, (int)cpu);
+    mc->tiny = 0;   /* its block is free again once none of its objects is reachable */
     for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
       nh_freestack *fs = &mc->free[ac];
       return_objects(mc->arenas, fs->items, fs->top);

@@ -23,6 +23,10 @@ typedef struct nh_freestack {
 typedef struct nh_mcache {
   uint32_t stopped;        /* first: read by the rseq sequences; set under lock by remote ops */
   int cpu, node;
+  /* The tiny allocator's block (malloc.c): the next free byte of the current 16-byte block,
+   * just past its last object (so the block is (tiny - 1) & ~15); 0: none. Advanced by the rseq
+   * sequence (percpu_bump) or, in lock mode, under lock; a new block is installed under lock. */
+  uintptr_t tiny;
   nh_mutex_t lock;         /* LOCK_RANK_MCACHE: slots, remote operations; everything in lock mode */
   nh_mcentral_t *central;  /* this node's mcentrals, indexed by allocation class */
   const nh_arena_set_t *arenas;
@@ -46,8 +50,9 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
 
 static inline size_t mcache_stack_offset(unsigned ac) { return offsetof(nh_mcache_t, free) + ac * sizeof(nh_freestack); }
 
-/* A class's free-stack capacity (its transfer cache holds twice that). */
-uint32_t mcache_stack_cap(unsigned sizeclass);
+/* An allocation class's free-stack capacity (its transfer cache holds twice that); 0 for
+ * tiny blocks, which the tiny allocator takes from its slot one at a time. */
+uint32_t mcache_stack_cap(unsigned ac);
 
 void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac);
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p);
@@ -67,7 +72,19 @@ static inline void mcache_free(nh_mcaches_t *all, unsigned ac, void *p) {
   mcache_free_slow(all, ac, p);
 }
 
-/* Returns every cached span and free object of every CPU to the mcentrals. Thread-safe. */
+/* A tiny object (size 1 .. 15, alignment mask amask) from the calling CPU's current block into
+ * *p; false when the block has no room or the fast path cannot run (then mcache_tiny_slow). */
+static inline bool mcache_tiny_fast(nh_mcaches_t *all, size_t size, size_t amask, void **p) {
+  return nh_likely(all->rseq) && nh_likely(percpu_bump((void *const *)all->cpu, all->ncpus, offsetof(nh_mcache_t, tiny), size, amask, p));
+}
+
+/* A tiny object from a new block of the CPU's tiny span (which becomes the current block if it
+ * has more room left than the old one, Go's rule), or, in lock mode, from the current block
+ * under the lock. NULL: out of memory or over the memory limit. */
+void *mcache_tiny_slow(nh_mcaches_t *all, size_t size, size_t amask);
+
+/* Returns every cached span and free object of every CPU to the mcentrals, and forgets every
+ * CPU's tiny block. Thread-safe. */
 void mcache_flush_all(nh_mcaches_t *all);
 
 /* Whether some CPU's free stack for class ac holds p (a double-free check). Thread-safe. */

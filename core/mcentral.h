@@ -7,13 +7,10 @@
 #include "core/lock.h"
 #include "core/pageheap.h"
 
-#define NH_NUM_KINDS 3
-#define NH_NUM_ALLOC_CLASSES (NH_NUM_SIZE_CLASSES * NH_NUM_KINDS)
-
 /* An allocation class: size class and object kind; the span class follows from it. */
 static inline unsigned allocclass_make(unsigned sizeclass, nh_obj_kind kind) { return sizeclass * NH_NUM_KINDS + kind; }
-static inline unsigned allocclass_sizeclass(unsigned ac) { return ac / NH_NUM_KINDS; }
-static inline nh_obj_kind allocclass_kind(unsigned ac) { return (nh_obj_kind)(ac % NH_NUM_KINDS); }
+static inline unsigned allocclass_sizeclass(unsigned ac) { return ac == NH_AC_TINY ? NH_TINY_SIZECLASS : ac / NH_NUM_KINDS; }
+static inline nh_obj_kind allocclass_kind(unsigned ac) { return ac == NH_AC_TINY ? NH_KIND_NOSCAN : (nh_obj_kind)(ac % NH_NUM_KINDS); }
 
 typedef struct nh_span_list { nh_span_t *first; size_t count; } nh_span_list;
 

@@ -445,6 +445,10 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
     s->elemsize = nh_class_to_size[sc];
     s->divmagic = nh_class_to_divmagic[sc];
     s->nelems = (uint16_t)(npages * NH_PAGE_SIZE / s->elemsize);
+    if (allocclass == NH_AC_TINY) {   /* the blocks' start/end words first (span.h) */
+      s->base = pages + NH_TINY_HEADER;
+      s->nelems = NH_TINY_NBLOCKS;
+    }
     s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
   } else {
     s->nelems = 1;
@@ -498,8 +502,9 @@ void pageheap_drop_recent(nh_pageheap_t *ph) {
 
 void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas) {
   bool small = span && !span_is_large(span);
-  /* Typed objects are freed through their header's end, not their start: no fast path. */
-  uint32_t info = small && span->kind != NH_KIND_TYPED
+  /* Typed objects are freed through their header's end, not their start, and tiny objects
+   * share blocks: no fast path. */
+  uint32_t info = small && span->kind != NH_KIND_TYPED && span->allocclass != NH_AC_TINY
                       ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
   uintptr_t addr = base;
   for (size_t left = npages, i = 0; left;) {

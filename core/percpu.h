@@ -1,13 +1,16 @@
 /*
  * percpu.h — restartable sequences (rseq) on glibc's registration: push and pop on a per-CPU
- * stack with no lock and no atomic read-modify-write. See percpu.c for the protocol.
+ * stack, and bump allocation in a per-CPU tiny block, with no lock and no atomic
+ * read-modify-write. See percpu.c for the protocol.
  *
  * Layout the sequences rely on (checked by _Static_assert in mcache.h):
  *   caches[cpu]             -> the CPU's nh_mcache_t
  *   mcache + 0              uint32_t stopped: a remote operation owns this cache
- *   mcache + fs_off         nh_freestack {uint32_t top; uint32_t cap; void **items}
+ *   mcache + fs_off         nh_freestack {uint32_t top; uint32_t cap; void **items}, or for
+ *                           percpu_bump the uintptr_t tiny cursor
  * Each sequence reads the CPU from glibc's struct rseq (cpu_id at +4 from the thread pointer +
- * __rseq_offset), checks cpu < ncpus and !stopped, and commits with one 32-bit store of `top`.
+ * __rseq_offset), checks cpu < ncpus and !stopped, and commits with one store (`top`, or the
+ * tiny cursor).
  * The kernel restarts the sequence at its abort handler if the thread is preempted, migrated or
  * signalled before the commit; the handler jumps back to retry. Nothing is written to
  * kernel-owned rseq fields other than rseq_cs, which is what it is for.
@@ -120,10 +123,59 @@ percpu_push(void *const *caches, uint32_t ncpus, size_t fs_off, void *p) {
     return 0;
   }
 }
+
+/* Bump allocation in the current CPU's tiny block (mcache.h): the word at fs_off is the next
+ * free byte of a 16-byte block, just past its last object (0: none). Places size bytes at the
+ * next multiple of amask + 1 if they fit before the block ends, stores the address in *out and
+ * commits the word's new value. Returns 1; 0 if no room, no block, stopped or no rseq. */
+static inline __attribute__((always_inline)) int
+percpu_bump(void *const *caches, uint32_t ncpus, size_t fs_off, size_t size, size_t amask, void **out) {
+  const long rs = (long)__rseq_offset;
+  const size_t nmask = ~amask;
+  for (;;) {
+    __asm__ goto(
+        NH_RSEQ_PROLOGUE
+        "1:\n\t"
+        "movl %%fs:4(%[rs]), %%eax\n\t"
+        "cmpl %[ncpus], %%eax\n\t"
+        "jae %l[slow]\n\t"
+        "movq (%[caches], %%rax, 8), %%rcx\n\t"
+        "cmpl $0, (%%rcx)\n\t"
+        "jne %l[slow]\n\t"
+        "addq %[fs_off], %%rcx\n\t"
+        "movq (%%rcx), %%rax\n\t"           /* cur */
+        "testq %%rax, %%rax\n\t"
+        "jz %l[slow]\n\t"
+        "leaq (%%rax, %[amask]), %%rdx\n\t"
+        "andq %[nmask], %%rdx\n\t"           /* p = cur aligned up */
+        "subq $1, %%rax\n\t"
+        "orq $15, %%rax\n\t"
+        "addq $1, %%rax\n\t"                 /* the block's end */
+        "subq %[size], %%rax\n\t"
+        "cmpq %%rax, %%rdx\n\t"              /* p + size > end: no room */
+        "ja %l[slow]\n\t"
+        "movq %%rdx, (%[out])\n\t"
+        "addq %[size], %%rdx\n\t"
+        "movq %%rdx, (%%rcx)\n\t"            /* commit */
+        "2:\n\t"
+        NH_RSEQ_EPILOGUE(abort)
+        :
+        : [rs] "r"(rs), [ncpus] "r"(ncpus), [caches] "r"(caches), [fs_off] "r"(fs_off),
+          [size] "r"(size), [amask] "r"(amask), [nmask] "r"(nmask), [out] "r"(out)
+        : "rax", "rcx", "rdx", "memory", "cc"
+        : slow, abort);
+    return 1;
+  abort:
+    continue;
+  slow:
+    return 0;
+  }
+}
 #else
 #define NH_HAVE_RSEQ_ASM 0
 static inline int percpu_pop(void *const *caches, uint32_t ncpus, size_t fs_off, void **out) { return 0; }
 static inline int percpu_push(void *const *caches, uint32_t ncpus, size_t fs_off, void *p) { return 0; }
+static inline int percpu_bump(void *const *caches, uint32_t ncpus, size_t fs_off, size_t size, size_t amask, void **out) { return 0; }
 #endif
 
 /* The calling thread's CPU in [0, ncpus): rseq's cpu_id when glibc registered rseq (2 ns),

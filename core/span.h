@@ -25,6 +25,13 @@
 #define NH_SPAN_BITMAP_WORDS (NH_MAX_OBJS_PER_SPAN / 64)
 
 typedef enum nh_obj_kind { NH_KIND_NOSCAN = 0, NH_KIND_CONSERVATIVE = 1, NH_KIND_TYPED = 2 } nh_obj_kind;
+#define NH_NUM_KINDS 3   /* nh_obj_kind values */
+/* Allocation classes: size class * NH_NUM_KINDS + kind (0 .. NH_NUM_KINDS - 1: large spans),
+ * then one more for the tiny allocator's blocks (16-byte noscan objects in spans of their own,
+ * below), so that a tiny object is told apart from a plain 16-byte one by its span alone. */
+#define NH_AC_TINY (NH_NUM_SIZE_CLASSES * NH_NUM_KINDS)
+#define NH_NUM_ALLOC_CLASSES (NH_AC_TINY + 1)
+
 typedef enum nh_span_state { SPAN_DEAD = 0, SPAN_INUSE = 1 } nh_span_state;
 
 struct nh_mcentral;
@@ -40,7 +47,7 @@ typedef struct nh_span {
   uint16_t freeindex;         /* owner: next object to consider (a multiple of 64 while cached) */
   uint16_t alloc_count;       /* allocated objects, exact while not cached */
   uint8_t spanclass;
-  uint8_t allocclass;         /* size class * 3 + kind: the mcache/mcentral index (small spans) */
+  uint8_t allocclass;         /* size class * 3 + kind, or NH_AC_TINY: the mcache/mcentral index */
   uint8_t kind;               /* nh_obj_kind */
   uint8_t state;              /* nh_span_state, published with release */
   uint8_t node;
@@ -67,6 +74,25 @@ struct nh_type {
   uint64_t bits[];             /* bit w: word w holds a pointer */
 };
 #define NH_TYPED_HEADER ((uintptr_t)8)
+
+/* Tiny spans (allocation class NH_AC_TINY; one page): the tiny allocator (malloc.c)
+ * packs noscan objects under 16 bytes into 16-byte blocks. The page starts with one 32-bit word
+ * per block, bit i: an object starts at byte i of the block, bit 16 + i: an object ends at byte
+ * i (its last byte); the blocks follow. The words make nh_free, nh_usable_size, nh_realloc and
+ * nh_base exact for objects that share a block (Go's tiny objects have no identity; it needs
+ * none without explicit free). */
+#define NH_TINY_SIZECLASS 2      /* the 16-byte class, one page (tests/test_sizeclasses.c) */
+#define NH_TINY_BLOCK 16
+#define NH_TINY_NBLOCKS 409
+#define NH_TINY_HEADER 1648      /* 409 words, rounded up to a block */
+_Static_assert(NH_TINY_HEADER >= NH_TINY_NBLOCKS * 4 && NH_TINY_HEADER % NH_TINY_BLOCK == 0 &&
+               NH_TINY_HEADER + NH_TINY_NBLOCKS * NH_TINY_BLOCK == NH_PAGE_SIZE, "tiny span layout");
+
+/* The start/end word of the tiny block holding p. */
+static inline uint32_t *tiny_word(uintptr_t p) {
+  uintptr_t page = p & ~(uintptr_t)(NH_PAGE_SIZE - 1);
+  return (uint32_t *)page + ((p - page - NH_TINY_HEADER) / NH_TINY_BLOCK);
+}
 
 static inline uint8_t spanclass_make(unsigned sizeclass, bool noscan) { return (uint8_t)(sizeclass << 1 | noscan); }
 static inline unsigned spanclass_sizeclass(uint8_t spc) { return spc >> 1; }

@@ -277,6 +277,8 @@ typedef struct nh_stats {
   uint64_t threads_attached;     /* threads the collector stops and scans */
   uint64_t swept_pages;          /* pages swept, all time */
   uint64_t finalizers_run;       /* finalizers the finalizer thread has run */
+  uint64_t tiny_spans;           /* of small_spans, those of the tiny allocator (gc != off) */
+  uint64_t tiny_frees;           /* nh_free of tiny objects: left to the collector */
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL

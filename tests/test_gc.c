@@ -3,7 +3,7 @@
  * a stopped thread, a global, a registered root, an interior pointer, another object, a large
  * object's far end), what does not (noscan contents, nothing), reclamation under the pacer,
  * threads that link structures while cycles run, threads that exit or block mid-cycle, fork,
- * GOGC off, the memory limit, finalizers, weak references and typed objects. ctest also runs it with NHEAP_DEBUG=checkmark=1.
+ * GOGC off, the memory limit, finalizers, weak references, typed objects and the tiny allocator. ctest also runs it with NHEAP_DEBUG=checkmark=1.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -434,6 +434,128 @@ static void test_explicit_free_with_gc(void **state) {
 }
 
 
+/* The tiny allocator: noscan objects under 16 bytes share 16-byte blocks at the alignment
+ * their size implies; each one is still an object to nh_usable_size, nh_base, nh_realloc and
+ * nh_free; blocks are kept while any of their objects is reachable. */
+static uintptr_t block_of(const void *p) { return (uintptr_t)p & ~(uintptr_t)15; }
+
+static void pin_to_current_cpu(cpu_set_t *old) {
+  cpu_set_t one;
+  assert_int_equal(sched_getaffinity(0, sizeof *old, old), 0);
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+}
+
+static void test_tiny_objects(void **state) {
+  (void)state;
+  cpu_set_t old;
+  pin_to_current_cpu(&old);   /* one CPU's block: packing is then deterministic */
+  enum { N = 64 };
+  unsigned char *p[N];
+  size_t blocks = 0;
+  for (int i = 0; i < N; i++) {
+    p[i] = nh_alloc_noscan(4);
+    assert_non_null(p[i]);
+    assert_int_equal((uintptr_t)p[i] % 4, 0);
+    memset(p[i], i, 4);
+    blocks += i == 0 || block_of(p[i]) != block_of(p[i - 1]);
+    assert_int_equal(nh_usable_size(p[i]), 4);
+    assert_ptr_equal(nh_base(p[i] + 3), p[i]);
+  }
+  assert_true(blocks <= N / 4 + 1);   /* four to a block */
+  for (int i = 0; i < N; i++)
+    for (int k = 0; k < 4; k++)
+      assert_int_equal(p[i][k], i);
+  /* Alignment by size, and padding between objects belongs to no object. */
+  static const size_t sizes[] = {1, 2, 3, 6, 7, 8, 9, 12, 15};
+  static const size_t aligns[] = {1, 2, 1, 2, 1, 8, 1, 4, 1};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    unsigned char *q = nh_alloc_noscan(sizes[k]);
+    assert_int_equal((uintptr_t)q % aligns[k], 0);
+    assert_int_equal(nh_usable_size(q), sizes[k]);
+  }
+  bool padded = false;
+  for (int tries = 0; tries < 64 && !padded; tries++) {
+    unsigned char *a = nh_alloc_noscan(1), *b = nh_alloc_noscan(4);
+    if (block_of(a) == block_of(b) && b > a + 1) {
+      assert_null(nh_base(a + 1));
+      assert_ptr_equal(nh_base(b + 3), b);
+      padded = true;
+    }
+  }
+  assert_true(padded);
+  /* realloc copies; nh_free is left to the collector; an interior pointer is bad input. */
+  unsigned char *r = nh_alloc_noscan(5);
+  memcpy(r, "tiny", 5);
+  unsigned char *grown = nh_realloc(r, 100);
+  assert_string_equal((char *)grown, "tiny");
+  unsigned char *t = nh_alloc_noscan(6);
+  uint64_t tiny_frees = stats().tiny_frees, bad = stats().bad_frees;
+  errors.count = 0;
+  nh_free(t);
+  assert_int_equal(stats().tiny_frees, tiny_frees + 1);
+  assert_int_equal(errors.count, 0);
+  unsigned char *u = nh_alloc_noscan(6);
+  nh_free(u + 1);
+  assert_int_equal(stats().bad_frees, bad + 1);
+  assert_true(errors_contain("interior pointer"));
+  assert_true(stats().tiny_spans > 0);
+  for (int i = 0; i < N; i++)
+    for (int k = 0; k < 4; k++)
+      assert_int_equal(p[i][k], i);
+  assert_int_equal(sched_setaffinity(0, sizeof old, &old), 0);
+}
+
+/* Threads fill tiny objects with their own pattern, keep every fourth in a scanned array
+ * and drop the rest, while cycles run: a block handed out twice, or freed while one of its
+ * objects is reachable, breaks a pattern; dropped blocks come back. */
+enum { TINY_THREADS = 4, TINY_KEEP = 4096, TINY_ROUNDS = 40 };
+static void *tiny_mutator(void *arg) {
+  unsigned id = (unsigned)(uintptr_t)arg;
+  unsigned char **keep = nh_alloc(TINY_KEEP * sizeof *keep);
+  size_t *len = malloc(TINY_KEEP * sizeof *len);
+  for (unsigned round = 0; round < TINY_ROUNDS; round++) {
+    for (unsigned i = 0; i < 4 * TINY_KEEP; i++) {
+      size_t n = 1 + (i * 7 + round) % 15;
+      unsigned char *q = nh_alloc_noscan(n);
+      assert_non_null(q);
+      memset(q, (int)(id * 16 + n), n);
+      if (i % 4 == 0) {
+        keep[i / 4] = q;
+        len[i / 4] = n;
+      }
+    }
+    for (unsigned i = 0; i < TINY_KEEP; i++)
+      for (size_t k = 0; k < len[i]; k++)
+        if (keep[i][k] != (unsigned char)(id * 16 + len[i]))
+          fail_msg("thread %u tiny object %p (%zu bytes) byte %zu changed", id, (void *)keep[i], len[i], k);
+  }
+  free(len);
+  atomic_fetch_add(&mutators_done, 1);
+  return NULL;
+}
+
+static void test_tiny_threads(void **state) {
+  (void)state;
+  pthread_t t[TINY_THREADS];
+  uint64_t cycles = stats().gc_cycles;
+  atomic_store(&mutators_done, 0);
+  for (uintptr_t i = 0; i < TINY_THREADS; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, tiny_mutator, (void *)(i + 1)), 0);
+  while (atomic_load(&mutators_done) < TINY_THREADS)
+    nh_gc();
+  for (int i = 0; i < TINY_THREADS; i++)
+    pthread_join(t[i], NULL);
+  nh_gc();
+  nh_gc();
+  /* 4 threads x 40 rounds x 16384 objects of 8 bytes on average went through ~2 MiB of
+   * blocks each round; what is left is about one round's kept objects at most. */
+  assert_true(stats().tiny_spans * 8192 < 8u << 20);
+  assert_true(stats().gc_cycles > cycles);
+  assert_int_equal(errors.count, 0);
+}
+
 /* Finalizers and weak references. A stale stack or register word may pin any one object (the
  * scan is conservative), so each check runs on FIN objects and asks that nearly all behave. */
 enum { FIN = 8, FIN_MIN = FIN - 2 };
@@ -723,6 +845,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_finalizer_and_weak, setup, teardown),
     cmocka_unit_test_setup_teardown(test_finalizer_rules_and_bad_input, setup, teardown),
     cmocka_unit_test_setup_teardown(test_typed_objects, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_tiny_objects, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_tiny_threads, setup, teardown),
     cmocka_unit_test_setup_teardown(test_memory_limit, setup_limit, teardown),
     cmocka_unit_test_setup_teardown(test_cpu_limiter, setup_limit, teardown),
   };

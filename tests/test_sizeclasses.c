@@ -25,6 +25,9 @@ static void test_table_bounds(void **state) {
     assert_true(span / size <= NH_MAX_OBJS_PER_SPAN);
     assert_true(span / size >= 1);
   }
+  /* The tiny allocator's blocks are this class's objects, in one-page spans (span.h). */
+  assert_int_equal(nh_class_to_size[2], 16);   /* NH_TINY_SIZECLASS, NH_TINY_BLOCK */
+  assert_int_equal(nh_class_to_npages[2], 1);
 }
 
 static void test_lookup_is_smallest_fit(void **state) {
