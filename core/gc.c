@@ -56,10 +56,10 @@ __thread bool nh_limit_refused __attribute__((tls_model("initial-exec")));
  * ------------------------------------------------------------------------------------------- */
 
 static uint64_t heap_inuse_bytes(void) {
-  uint64_t pages = 0;
+  int64_t pages = 0;
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
-    pages += nh_stat_get(&nh_rt.nodes[n].ph.inuse_pages) - nh_stat_get(&nh_rt.nodes[n].ph.recent_pages);
-  return pages * NH_PAGE_SIZE;
+    pages += pageheap_live_pages(&nh_rt.nodes[n].ph);
+  return pages > 0 ? (uint64_t)pages * NH_PAGE_SIZE : 0;
 }
 
 static void set_goal(nh_gc_t *g) {

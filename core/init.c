@@ -232,7 +232,8 @@ static void fill_stats(nh_stats_t *s) {
   for (int n = 0; n < nh_rt.topo.nnodes; n++) {
     const nh_node_t *node = &nh_rt.nodes[n];
     s->heap_mapped_bytes += nh_stat_get(&node->ph.total_pages) * NH_PAGE_SIZE;
-    s->heap_inuse_bytes += (nh_stat_get(&node->ph.inuse_pages) - nh_stat_get(&node->ph.recent_pages)) * NH_PAGE_SIZE;
+    int64_t live = pageheap_live_pages(&node->ph);
+    s->heap_inuse_bytes += live > 0 ? (uint64_t)live * NH_PAGE_SIZE : 0;
     s->heap_released_bytes += nh_stat_get(&node->ph.released_pages) * NH_PAGE_SIZE;
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
       s->small_spans += nh_stat_get(&node->central[ac].nspans);

@@ -23,7 +23,7 @@
  *   free          explicit frees: set freed_bits; rebuild now if the span is not cached.
  *   rebuild       alloc_bits &= ~freed_bits, count, and move the span to the right set; an
  *                 empty span goes back to the page heap (Go frees empty spans when sweeping),
- *                 except that up to NH_MCENTRAL_KEEP are kept in the partial set so bursts of
+ *                 except that up to NH_MCENTRAL_KEEP_BYTES of them are kept in the partial set so bursts of
  *                 alloc/free of one class do not churn the page heap; the scavenger drops them
  *                 (mcentral_drop_empty) before it releases memory.
  * Lock order: mcentral, then the page heap (rebuild frees spans, cache_span grows).
@@ -70,12 +70,22 @@ static nh_span_list *list_of(nh_mcentral_t *c, nh_span_t *s) {
   return s->alloc_count == s->nelems ? swept_full(c) : swept_partial(c);
 }
 
+/* An empty span joins (+1) or leaves (-1) the ones c keeps; the page heap counts their pages
+ * as idle for the scavenger and the stats. Under c->lock. */
+static void kept(nh_mcentral_t *c, const nh_span_t *s, int delta) {
+  c->nempty += (uint32_t)delta;
+  nh_stat_add(&c->ph->kept_pages, delta * (int64_t)s->npages);
+}
+
 void mcentral_init(nh_mcentral_t *c, unsigned allocclass, nh_pageheap_t *ph) {
   memset(c, 0, sizeof *c);
   nh_mutex_init(&c->lock, LOCK_RANK_MCENTRAL);
   c->allocclass = allocclass;
   c->spanclass = spanclass_make(allocclass_sizeclass(allocclass), allocclass_kind(allocclass) == NH_KIND_NOSCAN);
   c->ph = ph;
+  size_t span_bytes = (size_t)nh_class_to_npages[allocclass_sizeclass(allocclass)] * NH_PAGE_SIZE;
+  size_t keep = span_bytes ? NH_MCENTRAL_KEEP_BYTES / span_bytes : 0;   /* large: none */
+  c->keep = (uint32_t)(keep > 2 ? keep : 2);
 }
 
 /* An empty span leaves this class for the page heap. */
@@ -106,11 +116,12 @@ static void rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
     account(c, -(int64_t)(nfreed * s->elemsize));
   if (from)
     list_remove(from, s);
-  if (count == 0 && c->nempty >= NH_MCENTRAL_KEEP) {
+  if (count == 0 && c->nempty >= c->keep) {
     give_back(c, s);
     return;
   }
-  c->nempty += count == 0;   /* an empty span is kept as a partial one */
+  if (count == 0)   /* an empty span is kept as a partial one */
+    kept(c, s, 1);
   list_push(list_of(c, s), s);
 }
 
@@ -134,7 +145,8 @@ nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
   nh_span_t *s = l->first;
   if (s) {
     list_remove(l, s);
-    c->nempty -= s->alloc_count == 0;
+    if (s->alloc_count == 0)
+      kept(c, s, -1);
   } else {
     unsigned sc = allocclass_sizeclass(c->allocclass);
     if (c->gc && gc_over_limit(c->gc, (size_t)nh_class_to_npages[sc] * NH_PAGE_SIZE)) {
@@ -244,16 +256,18 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
   s->alloc_bits = s->gcmark_bits;
   s->gcmark_bits = old;
   memset(old, 0, words * sizeof *old);
-  c->nempty -= s->alloc_count == 0;
+  if (s->alloc_count == 0)
+    kept(c, s, -1);
   s->alloc_count = (uint16_t)count;
   s->needzero |= freed;
   s->freeindex = 0;
   __atomic_store_n(&s->sweepgen, c->sweepgen, __ATOMIC_RELEASE);
-  if (count == 0 && c->nempty >= NH_MCENTRAL_KEEP) {
+  if (count == 0 && c->nempty >= c->keep) {
     give_back(c, s);
     return SWEPT_FREED;
   }
-  c->nempty += count == 0;
+  if (count == 0)
+    kept(c, s, 1);
   list_push(list_of(c, s), s);
   return count < s->nelems ? SWEPT_PARTIAL : SWEPT_FULL;
 }
@@ -351,7 +365,7 @@ size_t mcentral_drop_empty(nh_mcentral_t *c) {
     if (s->alloc_count)
       continue;
     list_remove(l, s);
-    c->nempty--;
+    kept(c, s, -1);
     give_back(c, s);
     dropped++;
   }

@@ -15,8 +15,11 @@ static inline nh_obj_kind allocclass_kind(unsigned ac) { return ac == NH_AC_TINY
 typedef struct nh_span_list { nh_span_t *first; size_t count; } nh_span_list;
 
 /* Empty spans an mcentral keeps instead of returning them to the page heap at once, so that a
- * class whose objects come and go in bursts does not churn the page heap. */
-#define NH_MCENTRAL_KEEP 2
+ * class whose objects come and go in bursts does not churn the page heap: up to this many
+ * bytes of spans (the scavenger's retain floor), and at least two spans. They count as free
+ * memory (pageheap_live_pages), and the scavenger drops them first when free memory passes
+ * its retain goal (scavenger.c), which bounds what all classes keep together. */
+#define NH_MCENTRAL_KEEP_BYTES ((size_t)8 << 20)
 
 struct nh_gc;
 
@@ -30,7 +33,8 @@ typedef struct nh_mcentral {
   nh_span_list partial[2];         /* some free objects; guarded by lock */
   nh_span_list full[2];            /* no free object; guarded by lock */
   uint32_t sweepgen;               /* the heap's, copied at each cycle; guarded by lock */
-  uint32_t nempty;                 /* empty spans kept in partial (at most NH_MCENTRAL_KEEP); lock */
+  uint32_t nempty;                 /* empty spans kept in partial (at most keep); guarded by lock */
+  uint32_t keep;                   /* NH_MCENTRAL_KEEP_BYTES in spans of this class */
   uint64_t nspans;                 /* relaxed: spans of this class in use */
   /* Transfer cache (TCMalloc's): objects freed by per-CPU caches that overflowed, handed as a
    * batch to the next cache that runs dry, without touching their spans. They are allocated

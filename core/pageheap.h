@@ -41,7 +41,15 @@ typedef struct nh_pageheap {
   uint64_t scavenging_pages;      /* free pages held back while the scavenger releases them */
   uint64_t scavenged_pages;       /* released by the scavenger, all time */
   uint64_t recent_pages;          /* pages of the spans in recent[] (counted in inuse_pages) */
+  uint64_t kept_pages;            /* pages of empty spans mcentrals keep (counted in inuse_pages) */
 } nh_pageheap_t;
+
+/* Pages in spans that may hold objects: in use, less the idle spans kept for reuse (recent[]
+ * and the mcentrals' empty spans). Relaxed reads of counters that move separately. */
+static inline int64_t pageheap_live_pages(const nh_pageheap_t *ph) {
+  return (int64_t)nh_stat_get(&ph->inuse_pages) - (int64_t)nh_stat_get(&ph->recent_pages) -
+         (int64_t)nh_stat_get(&ph->kept_pages);
+}
 
 void pageheap_init(nh_pageheap_t *ph, int node, nh_arena_set_t *arenas, nh_mem_t *mem);
 

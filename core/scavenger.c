@@ -33,7 +33,7 @@ size_t scavenger_excess(const nh_heap_t *h) {
     const nh_pageheap_t *ph = &h->nodes[n].ph;
     /* Read without the lock: the four counters can be caught between updates, so clamp. */
     int64_t total = (int64_t)nh_stat_get(&ph->total_pages);
-    int64_t used = (int64_t)nh_stat_get(&ph->inuse_pages) - (int64_t)nh_stat_get(&ph->recent_pages);
+    int64_t used = pageheap_live_pages(ph);
     int64_t rel = (int64_t)nh_stat_get(&ph->released_pages), held = (int64_t)nh_stat_get(&ph->scavenging_pages);
     int64_t idle = total - used - rel - held;
     inuse += used > 0 ? (uint64_t)used * NH_PAGE_SIZE : 0;
