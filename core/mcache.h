@@ -72,7 +72,7 @@ static inline void mcache_free(nh_mcaches_t *all, unsigned ac, void *p) {
   mcache_free_slow(all, ac, p);
 }
 
-/* A tiny object (size 1 .. 15, alignment mask amask) from the calling CPU's current block into
+/* A tiny object (size 1 .. NH_TINY_MAX, alignment mask amask) from the calling CPU's current block into
  * *p; false when the block has no room or the fast path cannot run (then mcache_tiny_slow). */
 static inline bool mcache_tiny_fast(nh_mcaches_t *all, size_t size, size_t amask, void **p) {
   return nh_likely(all->rseq) && nh_likely(percpu_bump((void *const *)all->cpu, all->ncpus, offsetof(nh_mcache_t, tiny), size, amask, p));

@@ -75,14 +75,15 @@ struct nh_type {
 };
 #define NH_TYPED_HEADER ((uintptr_t)8)
 
-/* Tiny spans (allocation class NH_AC_TINY; one page): the tiny allocator (malloc.c)
- * packs noscan objects under 16 bytes into 16-byte blocks. The page starts with one 32-bit word
- * per block, bit i: an object starts at byte i of the block, bit 16 + i: an object ends at byte
+/* Tiny spans (allocation class NH_AC_TINY; one page): the tiny allocator (malloc.c) packs
+ * noscan objects of up to NH_TINY_MAX bytes into 16-byte blocks. The page starts with one
+ * 32-bit word per block, bit i: an object starts at byte i of the block, bit 16 + i: an object ends at byte
  * i (its last byte); the blocks follow. The words make nh_free, nh_usable_size, nh_realloc and
  * nh_base exact for objects that share a block (Go's tiny objects have no identity; it needs
  * none without explicit free). */
 #define NH_TINY_SIZECLASS 2      /* the 16-byte class, one page (tests/test_sizeclasses.c) */
 #define NH_TINY_BLOCK 16
+#define NH_TINY_MAX 5            /* the largest tiny object (Go: 15; malloc.c says why) */
 #define NH_TINY_NBLOCKS 409
 #define NH_TINY_HEADER 1648      /* 409 words, rounded up to a block */
 _Static_assert(NH_TINY_HEADER >= NH_TINY_NBLOCKS * 4 && NH_TINY_HEADER % NH_TINY_BLOCK == 0 &&

@@ -116,7 +116,9 @@ void nh_shutdown(void);
 
 /* An object the collector scans conservatively (every aligned word may be a pointer). Zeroed. */
 void *nh_alloc(size_t size);
-/* An object that holds no heap pointers: never scanned, not zeroed (as malloc). */
+/* An object that holds no heap pointers: never scanned, not zeroed (as malloc). With the
+ * collector on, objects of up to 5 bytes share 16-byte blocks (the tiny allocator), aligned
+ * as their size requires; nh_free of one is accepted and left to the collector. */
 void *nh_alloc_noscan(size_t size);
 /* Precise objects: a type names the offsets of the pointer fields of a struct of `size`
  * bytes (8-byte aligned offsets); nh_alloc_typed(size, type) allocates size bytes (a multiple
