@@ -20,9 +20,9 @@
  * why the tiny limit is 5 bytes where Go's is 15: measured on a million live objects of random
  * sizes, packing up to 15 bytes took 12.3 bytes per object for sizes 1..15 against 11.8 from
  * the size classes (20 against 16 for 9..15: one such object per block), while packing up to
- * 5 bytes takes 4.4 against 8 for sizes 1..5, 5.8 against 8 for 1..8 and 10.6 against 11.8 for
- * 1..15, and 16 for 9..15 (no tiny objects there). tests/test_gc.c checks the packing and every object's
- * identity.
+ * 5 bytes takes 4.4 against 8 for sizes 1..5, 5.8 against 8 for 1..8, 10.6 against 11.8 for
+ * 1..15, and 16 for 9..15 (no tiny objects there). tests/test_gc.c checks the packing and
+ * every object's identity.
  *
  * The collector's part (gc != off): a thread attaches on its first allocation (one TLS load
  * and compare on the fast path), so its stack is scanned. Slow paths that take locks, or hold
@@ -145,9 +145,9 @@ static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclas
   return p;
 }
 
-/* The tiny allocator (Go's mallocgcTiny): noscan objects of up to NH_TINY_MAX bytes share blocks,
- * placed one after another at the alignment their size implies (8 for 8; 4 for 4 and 12; 2
- * for other even sizes; else 1), in the CPU's current block while it has room. The object's
+/* The tiny allocator (Go's mallocgcTiny): noscan objects of up to NH_TINY_MAX bytes share
+ * blocks, placed one after another at the alignment their size implies (Go's rule: 8 for
+ * multiples of 8, 4 of 4, 2 of 2, else 1), in the CPU's current block while it has room. The object's
  * start and end bits (span.h) are set once it is the caller's, with an atomic OR: the thread
  * may have moved to another CPU, and whoever runs on the block's CPU may be placing the next
  * object of the same block. */

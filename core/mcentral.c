@@ -23,9 +23,10 @@
  *   free          explicit frees: set freed_bits; rebuild now if the span is not cached.
  *   rebuild       alloc_bits &= ~freed_bits, count, and move the span to the right set; an
  *                 empty span goes back to the page heap (Go frees empty spans when sweeping),
- *                 except that up to NH_MCENTRAL_KEEP_BYTES of them are kept in the partial set so bursts of
- *                 alloc/free of one class do not churn the page heap; the scavenger drops them
- *                 (mcentral_drop_empty) before it releases memory.
+ *                 except that up to NH_MCENTRAL_KEEP_BYTES of them are kept in the partial
+ *                 set so bursts of alloc/free of one class do not churn the page heap; they
+ *                 count as free memory, and the scavenger drops them (mcentral_drop_empty)
+ *                 before it releases memory.
  * Lock order: mcentral, then the page heap (rebuild frees spans, cache_span grows).
  */
 #include <string.h>
