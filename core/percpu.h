@@ -54,8 +54,9 @@
   "jmp %l[" #abort_label "]\n\t"                                                                \
   ".popsection\n\t"
 
-/* The common head: rcx = &caches[cpu]->free[..] or jump to slow. */
-#define NH_RSEQ_FIND_STACK                                                                        \
+/* The common head: rcx = (char *)caches[cpu] + fs_off, or jump to slow (cpu out of range, or
+ * the cache stopped). */
+#define NH_RSEQ_FIND_FIELD                                                                        \
   "1:\n\t"                                                                                      \
   "movl %%fs:4(%[rs]), %%eax\n\t"                                                               \
   "cmpl %[ncpus], %%eax\n\t"                                                                    \
@@ -63,8 +64,10 @@
   "movq (%[caches], %%rax, 8), %%rcx\n\t"                                                       \
   "cmpl $0, (%%rcx)\n\t"                                                                        \
   "jne %l[slow]\n\t"                                                                            \
-  "addq %[fs_off], %%rcx\n\t"                                                                   \
-  "movl (%%rcx), %%eax\n\t"
+  "addq %[fs_off], %%rcx\n\t"
+
+/* The stacks' head: rcx = &caches[cpu]->free[..], eax = its top. */
+#define NH_RSEQ_FIND_STACK NH_RSEQ_FIND_FIELD "movl (%%rcx), %%eax\n\t"
 
 /* Pops the top of the current CPU's stack into *out. Returns 1; 0 if the stack is empty, the
  * cache is stopped or the thread has no rseq (caller takes the slow path). */
@@ -135,14 +138,7 @@ percpu_bump(void *const *caches, uint32_t ncpus, size_t fs_off, size_t size, siz
   for (;;) {
     __asm__ goto(
         NH_RSEQ_PROLOGUE
-        "1:\n\t"
-        "movl %%fs:4(%[rs]), %%eax\n\t"
-        "cmpl %[ncpus], %%eax\n\t"
-        "jae %l[slow]\n\t"
-        "movq (%[caches], %%rax, 8), %%rcx\n\t"
-        "cmpl $0, (%%rcx)\n\t"
-        "jne %l[slow]\n\t"
-        "addq %[fs_off], %%rcx\n\t"
+        NH_RSEQ_FIND_FIELD
         "movq (%%rcx), %%rax\n\t"           /* cur */
         "testq %%rax, %%rax\n\t"
         "jz %l[slow]\n\t"
