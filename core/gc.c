@@ -1,7 +1,7 @@
 /*
  * gc.c — the collection cycle, the pacer, the background sweeper and the public GC calls.
  *
- * A cycle (gc = stw; the concurrent modes run this cycle until concurrent marking lands):
+ * A stop-the-world cycle (gc = stw, and concurrent-nobarrier until it is built):
  *   before stopping   sweep what the last cycle left unswept (the background sweeper usually
  *                     has), list the data segments (dl_iterate_phdr takes the loader lock,
  *                     which a thread about to be stopped could hold);
@@ -17,6 +17,27 @@
  *   start the world;  sweeping is lazy (mcentral_cache_span sweeps before it grows, an
  *                     explicit free sweeps the span it touches) and in the background.
  * The pause is the whole stop-to-start interval and is recorded (total, max, percentiles).
+ *
+ * A concurrent cycle (gc = concurrent; concurrent_cycle below) runs on the collector thread,
+ * so the allocating thread that reached the trigger goes on (nh_gc and the memory limit wait
+ * for it). Two pauses, each bounded by threads, caches and roots, not by the heap:
+ *   mark setup        as above up to the roots, which are greyed into shared work; then the
+ *                     barrier and black allocation are turned on (nh__marking) and the world
+ *                     restarts;
+ *   concurrent mark   the collector thread and the mark workers drain the shared grey blocks
+ *                     (Go's gcDrain, 25% of the CPUs or mark_workers); nh_store records the
+ *                     values it overwrites (mark.c), new objects are born marked (malloc.c),
+ *                     nh_free is deferred, nh_weak_get shades what it returns;
+ *   mark termination  when the markers are idle: stop, shade every thread's barrier buffer,
+ *                     flush the per-CPU caches, rescan the stacks (a thread stopped between
+ *                     taking an object and marking it holds it there). If that found new grey
+ *                     work, restart and drain it (up to TERMINATION_TRIES times, then in the
+ *                     pause); else finish as the stop-the-world cycle does, barrier off.
+ * Why this is complete (snapshot at the beginning, Yuasa): every object reachable at mark
+ * setup is marked, because the roots were greyed then and every pointer overwritten in the
+ * heap since was shaded first; every object allocated since is marked at birth. Globals and
+ * registered roots need no barrier: they were scanned at mark setup, and what is stored there
+ * later was reachable then or is new.
  *
  * Pacer (Go 1.18's goal, without the concurrent runway: marking is instant to the mutator):
  *   goal = marked + (marked + roots) * gc_percent / 100, at least 4 MiB * gc_percent / 100;
@@ -80,9 +101,14 @@ static void set_goal(nh_gc_t *g) {
     if (lim < goal)
       goal = lim > marked ? lim : marked;
   }
+  /* A concurrent mark needs runway: it starts at 70% of the way from marked to the goal
+   * (Go's lowest trigger ratio), so that allocation during the mark ends near the goal. */
+  uint64_t trigger = goal;
+  if (g->mode == NH_GC_CONCURRENT && goal != UINT64_MAX && goal > marked)
+    trigger = marked + (goal - marked) / 10 * 7;
   __atomic_store_n(&g->heap_goal, goal, __ATOMIC_RELAXED);
-  __atomic_store_n(&g->trigger, goal, __ATOMIC_RELAXED);
-  __atomic_store_n(&g->wanted, __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) >= goal && goal != UINT64_MAX,
+  __atomic_store_n(&g->trigger, trigger, __ATOMIC_RELAXED);
+  __atomic_store_n(&g->wanted, __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) >= trigger && goal != UINT64_MAX,
                    __ATOMIC_RELAXED);
 }
 
@@ -191,26 +217,47 @@ static void record_pause(nh_gc_t *g, uint64_t ns) {
     __atomic_store_n(&g->pause_max_ns, ns, __ATOMIC_RELAXED);
 }
 
-static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause, uint64_t mark, uint64_t before) {
+/* One gctrace line. pause2 == 0: a stop-the-world cycle (pause1 is its whole pause). */
+static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause1, uint64_t pause2, uint64_t mark,
+                  uint64_t before) {
   uint64_t swept = nh_stat_get(&g->sweep_ns), sweep = swept - g->traced_sweep_ns;
   g->traced_sweep_ns = swept;
-  char buf[384];
+  uint64_t workers = nh_stat_get(&g->worker_ns), worker = workers - g->traced_worker_ns;
+  g->traced_worker_ns = workers;
+  char buf[512], pauses[96];
+  if (pause2)
+    snprintf(pauses, sizeof pauses, "%.3f+%.3f ms stw (%u tries), %.3f ms concurrent mark (workers %.3f ms)",
+             (double)pause1 / 1e6, (double)pause2 / 1e6, g->termination_tries, (double)mark / 1e6, (double)worker / 1e6);
+  else
+    snprintf(pauses, sizeof pauses, "%.3f ms stw (mark %.3f ms)", (double)pause1 / 1e6, (double)mark / 1e6);
   uint64_t cycle = nh_stat_get(&g->cycles);
   double secs = (double)(start - g->start_ns) / 1e9;
   int n = snprintf(buf, sizeof buf,
-                   "gc %llu @%.3fs %s: %.3f ms stw (mark %.3f ms), %.3f ms background sweep since the "
-                   "last cycle, %.2f->%.2f MiB heap, %.2f MiB goal, %.2f MiB roots, %llu objects "
-                   "marked, %zu threads, 1 marker\n",
-                   (unsigned long long)cycle, secs, why, (double)pause / 1e6, (double)mark / 1e6,
-                   (double)sweep / 1e6,
-                   (double)before / MIB, (double)g->heap_marked / MIB,
-                   g->heap_goal == UINT64_MAX ? 0.0 : (double)g->heap_goal / MIB, (double)g->roots.bytes / MIB,
-                   (unsigned long long)g->marker.marked_objects, g->threads.count);
+                   "gc %llu @%.3fs %s: %s, %.3f ms background sweep since the last cycle, "
+                   "%.2f->%.2f MiB heap, %.2f MiB goal, %.2f MiB roots, %llu objects marked, "
+                   "%zu threads, %u marker(s)\n",
+                   (unsigned long long)cycle, secs, why, pauses, (double)sweep / 1e6, (double)before / MIB,
+                   (double)g->heap_marked / MIB, g->heap_goal == UINT64_MAX ? 0.0 : (double)g->heap_goal / MIB,
+                   (double)g->roots.bytes / MIB, (unsigned long long)g->marker.marked_objects, g->threads.count,
+                   pause2 ? g->nworkers + 1 : 1);
   if (n > 0)
     (void)!write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
-/* One cycle; the caller holds g->lock and no allocator lock. */
+/* Mark termination's end, world stopped: the next goal, and every span becomes unswept
+ * (sweepgen += 2) without being touched (mcentral_flip). */
+static void finish_cycle(nh_gc_t *g) {
+  g->heap_marked = g->marker.marked_bytes;
+  __atomic_store_n(&g->heap_live, g->heap_marked, __ATOMIC_RELAXED);
+  g->sweepgen += 2;
+  for (int n = 0; n < nh_rt.topo.nnodes; n++)
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      mcentral_flip(&nh_rt.nodes[n].central[ac], g->sweepgen);
+  set_goal(g);
+  nh_stat_add(&g->cycles, 1);
+}
+
+/* One stop-the-world cycle; the caller holds g->lock and no allocator lock. */
 static void collect_locked(nh_gc_t *g, const char *why) {
   uint64_t start = now_ns();
   uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
@@ -227,14 +274,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
     mark_check(&g->marker, &g->roots, &g->threads);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   uint64_t mark = now_ns() - mark0;
-  g->heap_marked = g->marker.marked_bytes;   /* mark termination */
-  __atomic_store_n(&g->heap_live, g->heap_marked, __ATOMIC_RELAXED);
-  g->sweepgen += 2;
-  for (int n = 0; n < nh_rt.topo.nnodes; n++)
-    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
-      mcentral_flip(&nh_rt.nodes[n].central[ac], g->sweepgen);
-  set_goal(g);
-  nh_stat_add(&g->cycles, 1);
+  finish_cycle(g);
   world_start(&g->threads);
   uint64_t end = now_ns();
   specials_wake(&g->specials, finalizers);
@@ -245,7 +285,200 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   if (g->sweeper_running)
     nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
   if (nh_rt.cfg.dbg.gctrace)
-    trace(g, why, start, end - stopped, mark, before);
+    trace(g, why, start, end - stopped, 0, mark, before);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The concurrent cycle (gc = concurrent): run by the collector thread, with the mark workers.
+ * ------------------------------------------------------------------------------------------- */
+
+enum { TERMINATION_TRIES = 4 };
+
+static const char reason_paced[] = "heap goal";
+
+/* Drains shared grey work as one of the markers; returns when none is left anywhere. */
+static void drain_shared(nh_gc_t *g, nh_marker_t *m) {
+  nh_markwork_t *w = &g->work;
+  nh_mutex_lock(&w->lock);
+  w->busy++;
+  nh_mutex_unlock(&w->lock);
+  m->shared = w;
+  mark_drain_shared(m);
+  nh_mutex_lock(&w->lock);
+  w->busy--;
+  pthread_cond_broadcast(&w->cv);
+  nh_mutex_unlock(&w->lock);
+}
+
+/* Until no marker is draining and no shared block waits; helps while blocks wait. */
+static void mark_until_idle(nh_gc_t *g) {
+  nh_markwork_t *w = &g->work;
+  for (;;) {
+    drain_shared(g, &g->marker);
+    nh_mutex_lock(&w->lock);
+    while (!w->full && w->busy)
+      pthread_cond_wait(&w->cv, &w->lock.m);
+    bool idle = !w->full && !w->busy;
+    nh_mutex_unlock(&w->lock);
+    if (idle)
+      return;
+  }
+}
+
+static void *worker_main(void *arg) {
+  nh_gc_t *g = arg;
+  nh_markwork_t *w = &g->work;
+  nh_marker_t m;
+  memset(&m, 0, sizeof m);
+  nh_mutex_lock(&w->lock);
+  for (;;) {
+    while (!g->workers_stop && !(g->phase_mark && w->full))
+      pthread_cond_wait(&w->cv, &w->lock.m);
+    if (g->workers_stop)
+      break;
+    w->busy++;
+    nh_mutex_unlock(&w->lock);
+    uint64_t t0 = now_ns();
+    m.shared = w;
+    m.marked_bytes = m.marked_objects = 0;
+    mark_drain_shared(&m);
+    __atomic_add_fetch(&w->marked_bytes, m.marked_bytes, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&w->marked_objects, m.marked_objects, __ATOMIC_RELAXED);
+    nh_stat_add(&g->worker_ns, (int64_t)(now_ns() - t0));
+    nh_mutex_lock(&w->lock);
+    w->busy--;
+    pthread_cond_broadcast(&w->cv);
+  }
+  nh_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+static void set_phase_mark(nh_gc_t *g, bool on) {
+  nh_mutex_lock(&g->work.lock);
+  g->phase_mark = on;
+  pthread_cond_broadcast(&g->work.cv);
+  nh_mutex_unlock(&g->work.lock);
+}
+
+/* One concurrent cycle; the caller (the collector thread) holds g->lock. The pauses:
+ *   sweep termination + mark setup: finish sweeping, flush the per-CPU caches, drop stale
+ *     barrier buffers, grey the roots, turn the barrier and black allocation on;
+ *   mark termination (tried until it finds no new work, at most TERMINATION_TRIES times, then
+ *     finished in the pause): shade every thread's barrier buffer, flush the caches (their
+ *     objects' allocation bits become exact), rescan the stacks; if that greyed anything,
+ *     restart the world and drain it concurrently; else finish: overflow recovery, specials,
+ *     checkmark, barrier off, flip the sweep generation.
+ * Both pauses do work bounded by threads, caches and roots, not by the heap. */
+static void concurrent_cycle(nh_gc_t *g, const char *why) {
+  uint64_t start = now_ns();
+  uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  sweep_all();
+  roots_collect_data(&g->roots);
+
+  uint64_t t1 = now_ns();
+  world_stop(&g->threads);
+  sweep_all();
+  mcache_flush_all(&nh_rt.caches);
+  for (nh_thread_t *t = g->threads.first; t; t = t->next)
+    t->wbn = 0;   /* left from the last cycle's end: not this snapshot's */
+  mark_roots_shared(&g->marker, &g->work, &g->roots, &g->threads, &g->specials);
+  __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
+  set_phase_mark(g, true);
+  world_start(&g->threads);
+  uint64_t pause1 = now_ns() - t1;
+  record_pause(g, pause1);
+
+  uint64_t mark0 = now_ns(), pause2 = 0, t2;
+  int tries = 1;
+  for (;; tries++) {
+    mark_until_idle(g);
+    t2 = now_ns();
+    world_stop(&g->threads);
+    mark_flush_wbufs(&g->work, &g->threads);
+    mcache_flush_all(&nh_rt.caches);
+    mark_rescan_stacks(&g->marker, &g->threads);
+    bool found = mark_work_left(&g->work) || (g->marker.cur && g->marker.cur->n) || g->marker.full;
+    if (!found || tries == TERMINATION_TRIES)
+      break;
+    mark_publish(&g->marker);   /* new grey work: drain it with the world running */
+    world_start(&g->threads);
+    pause2 = now_ns() - t2;
+    record_pause(g, pause2);
+  }
+  mark_until_idle(g);   /* in the pause: what the buffers and the stacks greyed (usually nothing) */
+  set_phase_mark(g, false);
+  mark_finish(&g->marker);
+  if (nh_rt.cfg.dbg.checkmark)
+    mark_check(&g->marker, &g->roots, &g->threads);
+  size_t finalizers = specials_after_mark(&g->marker, &g->specials);
+  __atomic_store_n(&nh__marking, 0, __ATOMIC_SEQ_CST);
+  uint64_t mark = now_ns() - mark0;
+  finish_cycle(g);
+  world_start(&g->threads);
+  uint64_t end = now_ns();
+  pause2 = end - t2;
+  record_pause(g, pause2);
+  specials_wake(&g->specials, finalizers);
+  nh_stat_add(&g->mark_ns, mark);
+  g->limiter_gc_ns += pause1 + pause2 + mark;
+  if (g->sweeper_running)
+    nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
+  g->termination_tries = (unsigned)tries;
+  if (nh_rt.cfg.dbg.gctrace)
+    trace(g, why, start, pause1, pause2, mark, before);
+}
+
+/* The collector thread: runs the cycles requested (gc_request), one after another. */
+static void *collector_main(void *arg) {
+  nh_gc_t *g = arg;
+  pthread_mutex_lock(&g->req_mu);
+  for (;;) {
+    while (!g->collector_stop && g->completed >= g->requested)
+      pthread_cond_wait(&g->req_cv, &g->req_mu);
+    if (g->collector_stop)
+      break;
+    uint64_t target = g->completed + 1;
+    const char *why = g->req_why;
+    g->started = target;
+    pthread_mutex_unlock(&g->req_mu);
+    nh_mutex_lock(&g->lock);
+    bool paced = why == reason_paced;
+    if (!paced || limiter_allows(g, now_ns()))
+      concurrent_cycle(g, why);
+    else
+      nh_stat_add(&g->limited, 1);
+    if (paced)
+      __atomic_store_n(&g->wanted, false, __ATOMIC_RELAXED);   /* asked again at the next refill */
+    nh_mutex_unlock(&g->lock);
+    pthread_mutex_lock(&g->req_mu);
+    g->completed = target;
+    pthread_cond_broadcast(&g->done_cv);
+  }
+  pthread_mutex_unlock(&g->req_mu);
+  return NULL;
+}
+
+/* Asks the collector thread for a cycle; with wait, returns once a cycle that started after
+ * the call has completed (runtime.GC's promise). A paced request adds nothing if one waits. */
+static void gc_request(nh_gc_t *g, const char *why, bool wait) {
+  pthread_mutex_lock(&g->req_mu);
+  uint64_t target;
+  if (wait) {
+    target = (g->started > g->completed ? g->started : g->completed) + 1;
+    if (g->requested < target)
+      g->requested = target;
+    g->req_why = why;
+  } else {
+    if (g->requested == g->completed) {
+      g->requested++;
+      g->req_why = why;
+    }
+    target = 0;
+  }
+  pthread_cond_signal(&g->req_cv);
+  while (g->completed < target)
+    pthread_cond_wait(&g->done_cv, &g->req_mu);
+  pthread_mutex_unlock(&g->req_mu);
 }
 
 /* The collecting thread's stack is scanned from the frame that entered the collector, with its
@@ -261,10 +494,14 @@ static nh_noinline uintptr_t stack_here(void) { return (uintptr_t)__builtin_fram
 static nh_noinline void collect(const char *why, bool sweep) {
   nh_gc_t *g = &nh_rt.gc;
   thread_attach();   /* the collector's stack is a root too */
-  nh_mutex_lock(&g->lock);
-  ENTER_COLLECTOR(g);
-  collect_locked(g, why);
-  nh_mutex_unlock(&g->lock);
+  if (g->collector_running) {
+    gc_request(g, why, true);
+  } else {
+    nh_mutex_lock(&g->lock);
+    ENTER_COLLECTOR(g);
+    collect_locked(g, why);
+    nh_mutex_unlock(&g->lock);
+  }
   if (sweep) {
     uint64_t t0 = now_ns();
     sweep_all();
@@ -301,6 +538,12 @@ void gc_maybe_collect(void *p) {
   nh_gc_t *g = &nh_rt.gc;
   if (!g->on || (thread_attached(&g->threads) && nh_self->nogc))
     return;
+  if (g->collector_running) {   /* the collector thread runs it; this thread goes on */
+    if (__atomic_load_n(&g->wanted, __ATOMIC_RELAXED) &&   /* unlocked peek: one is pending */
+        __atomic_load_n(&g->requested, __ATOMIC_RELAXED) == __atomic_load_n(&g->completed, __ATOMIC_RELAXED))
+      gc_request(g, reason_paced, false);
+    return;
+  }
   gc_clear_dead_stack();
   nh_mutex_lock(&g->lock);
   ENTER_COLLECTOR(g);
@@ -308,7 +551,7 @@ void gc_maybe_collect(void *p) {
   if (__atomic_load_n(&g->wanted, __ATOMIC_RELAXED) &&
       __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) >= __atomic_load_n(&g->trigger, __ATOMIC_RELAXED)) {
     if (limiter_allows(g, now)) {
-      collect_locked(g, "heap goal");
+      collect_locked(g, reason_paced);
     } else {
       __atomic_store_n(&g->wanted, false, __ATOMIC_RELAXED);   /* retried at the next refill */
       nh_stat_add(&g->limited, 1);
@@ -347,10 +590,74 @@ NH_API void nh_thread_detach(void) {
  * Life cycle.
  * ------------------------------------------------------------------------------------------- */
 
+/* gc = concurrent needs the program's promise (barrier = store) and nh_store's restartable
+ * sequence (x86-64, glibc's rseq registration); concurrent-nobarrier is not built yet. */
+static int effective_mode(const nh_config_t *cfg) {
+  if (cfg->gc == NH_GC_OFF)
+    return NH_GC_OFF;
+  if (cfg->gc != NH_GC_CONCURRENT || cfg->barrier != NH_BARRIER_STORE)
+    return NH_GC_STW;
+#if defined(__x86_64__)
+  if (nh_rt.caches.rseq)
+    return NH_GC_CONCURRENT;
+#endif
+  nh_warn("gc = concurrent needs restartable sequences for nh_store (x86-64, glibc's rseq "
+          "registration, not under ThreadSanitizer or valgrind); marking stops the world instead");
+  return NH_GC_STW;
+}
+
+static void stop_collector_threads(nh_gc_t *g) {
+  if (g->collector_running) {
+    pthread_mutex_lock(&g->req_mu);
+    g->collector_stop = true;
+    pthread_cond_broadcast(&g->req_cv);
+    pthread_mutex_unlock(&g->req_mu);
+    pthread_join(g->collector, NULL);
+    g->collector_running = false;
+  }
+  nh_mutex_lock(&g->work.lock);
+  g->workers_stop = true;
+  pthread_cond_broadcast(&g->work.cv);
+  nh_mutex_unlock(&g->work.lock);
+  for (unsigned i = 0; i < g->nworkers; i++)
+    pthread_join(g->workers[i], NULL);
+  g->nworkers = 0;
+}
+
+/* The collector thread and the mark workers: Go's 25% of the CPUs for marking (the collector
+ * thread is one of them), or mark_workers. */
+static int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
+  long markers = cfg->mark_workers > 0 ? (long)cfg->mark_workers : nh_rt.topo.ncpus / 4;
+  if (markers < 1)
+    markers = 1;
+  g->workers = markers > 1 ? mem_meta_alloc(&nh_rt.mem, (size_t)(markers - 1) * sizeof *g->workers, 64) : NULL;
+  if (markers > 1 && !g->workers)
+    return -ENOMEM;
+  int rc;
+  for (long i = 0; i < markers - 1; i++) {
+    if ((rc = pthread_create(&g->workers[i], NULL, worker_main, g)) != 0) {
+      stop_collector_threads(g);
+      return -rc;
+    }
+    g->nworkers++;
+  }
+  if ((rc = pthread_create(&g->collector, NULL, collector_main, g)) != 0) {
+    stop_collector_threads(g);
+    return -rc;
+  }
+  g->collector_running = true;
+  return 0;
+}
+
 int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
   memset(g, 0, sizeof *g);
   g->on = cfg->gc != NH_GC_OFF;
-  g->mode = g->on ? NH_GC_STW : NH_GC_OFF;
+  g->mode = effective_mode(cfg);
+  nh_mutex_init(&g->work.lock, LOCK_RANK_MARKWORK);
+  pthread_cond_init(&g->work.cv, NULL);
+  pthread_mutex_init(&g->req_mu, NULL);
+  pthread_cond_init(&g->req_cv, NULL);
+  pthread_cond_init(&g->done_cv, NULL);
   g->gc_percent = cfg->gc_percent;
   g->memory_limit = (uint64_t)cfg->memory_limit;
   g->start_ns = g->limiter_start = now_ns();
@@ -376,12 +683,18 @@ int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
     return -rc;
   }
   g->sweeper_running = true;
+  if (g->mode == NH_GC_CONCURRENT && (rc = start_collector_threads(g, cfg)) != 0) {
+    nh_warn("gc: cannot start the collector thread and mark workers (%s); marking stops the world "
+            "instead", nh_strerror(rc));
+    g->mode = NH_GC_STW;
+  }
   return 0;
 }
 
 void gc_shutdown(nh_gc_t *g) {
   if (!g->on)
     return;
+  stop_collector_threads(g);
   specials_shutdown(&g->specials);
   if (g->sweeper_running) {
     nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweeper_stop);
@@ -397,6 +710,17 @@ void gc_after_fork_child(nh_gc_t *g) {
   threads_after_fork(&g->threads);
   specials_after_fork_child(&g->specials);
   g->sweeper_running = false;   /* its thread did not survive; sweeping stays lazy */
+  /* Nor did the collector thread and the workers (fork waited for any cycle to end: the
+   * prepare handler takes g->lock, which a cycle holds): the child's cycles stop the world. */
+  g->collector_running = false;
+  g->nworkers = 0;
+  if (g->mode == NH_GC_CONCURRENT)
+    g->mode = NH_GC_STW;
+  nh_mutex_init(&g->work.lock, LOCK_RANK_MARKWORK);
+  pthread_cond_init(&g->work.cv, NULL);
+  pthread_mutex_init(&g->req_mu, NULL);
+  pthread_cond_init(&g->req_cv, NULL);
+  pthread_cond_init(&g->done_cv, NULL);
   pthread_mutex_init(&g->sweeper_mu, NULL);
   pthread_cond_init(&g->sweeper_cv, NULL);
 }

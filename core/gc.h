@@ -16,6 +16,8 @@
  * Threads (thread.c).
  * ------------------------------------------------------------------------------------------- */
 
+#define NH_WBUF_CAP 512
+
 typedef struct nh_thread {
   struct nh_thread *next, *prev;   /* attached list; guarded by the threads lock */
   pthread_t tid;
@@ -24,6 +26,11 @@ typedef struct nh_thread {
   uint32_t gen;                    /* the threads_init generation it was attached in */
   volatile int nogc;               /* depth of no-stop regions (this thread and its handler) */
   volatile sig_atomic_t stop_pending; /* a stop arrived inside a region: stop on leaving it */
+  /* The write barrier's buffer (Go's wbBuf): values nh_store overwrote during a concurrent
+   * mark, shaded when it fills, when the thread detaches, and at mark termination. Written by
+   * the thread inside a no-stop region; read by the collector while the world is stopped. */
+  uint32_t wbn;
+  uintptr_t wbuf[NH_WBUF_CAP];
 } nh_thread_t;
 
 typedef struct nh_threads {
@@ -87,10 +94,24 @@ typedef struct nh_workbuf {
 
 typedef struct nh_root { uintptr_t lo, hi; } nh_root_t;
 
+/* Grey blocks shared by the concurrent markers (the collector thread, the mark workers and
+ * the write barrier's flushes): Go's work.full list. */
+typedef struct nh_markwork {
+  nh_mutex_t lock;                 /* LOCK_RANK_MARKWORK */
+  pthread_cond_t cv;               /* work arrived, or the phase ended; with lock.m */
+  nh_workbuf_t *full;              /* grey blocks anyone may take */
+  nh_workbuf_t *spare;             /* empty blocks */
+  size_t nfull;
+  unsigned busy;                   /* markers draining now */
+  bool overflow;                   /* a grey object was dropped somewhere: rescan marked ones */
+  uint64_t marked_bytes, marked_objects; /* relaxed: by the barrier and black allocation */
+} nh_markwork_t;
+
 typedef struct nh_marker {
   nh_workbuf_t *cur;               /* the stack's top block */
   nh_workbuf_t *full;              /* blocks below it */
   nh_workbuf_t *spare;             /* empty blocks */
+  nh_markwork_t *shared;           /* concurrent mode: full blocks go here, and work comes from it */
   bool overflow;                   /* a grey object was dropped: rescan marked objects */
   uint64_t marked_bytes, marked_objects, scanned_bytes;
   /* Checkmark mode: a second, independent mark into side bitmaps (one bit per 8 bytes). */
@@ -136,6 +157,30 @@ void roots_collect_data(nh_roots_t *r);
  * sp; the caller's from its own frame, registers spilled), data segments, registered ranges.
  * The world is stopped. */
 void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
+/* Concurrent marking (gc.c runs the phases):
+ *   mark_roots_shared  world stopped: the roots into m, whose full blocks go to w from now on;
+ *   mark_drain_shared  drains m and the shared blocks until none is left;
+ *   mark_rescan_stacks world stopped at mark termination: the stacks again (an object a
+ *                      thread allocated just before the stop may not be marked yet);
+ *   mark_finish        world stopped: overflow recovery; adds what the barrier and black
+ *                      allocation marked to m's counts and detaches m from w;
+ *   mark_shade_batch   marks the objects holding v[0..n) and shares the new grey ones (v is
+ *                      overwritten);
+ *   mark_new_object    black allocation: marks the object (or tiny block) at p;
+ *   mark_flush_wbufs   world stopped: every thread's barrier buffer, shaded;
+ *   mark_work_left     whether a shared block waits or a marker is draining;
+ *   mark_thread_leaving a detaching thread's buffer, shaded (threads lock held). */
+void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
+void mark_drain_shared(nh_marker_t *m);
+void mark_publish(nh_marker_t *m);   /* m's partly filled block, to the other markers */
+void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts);
+void mark_finish(nh_marker_t *m);
+void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n);
+void mark_new_object(nh_markwork_t *w, uintptr_t p);
+void mark_flush_wbufs(nh_markwork_t *w, nh_threads_t *ts);
+bool mark_work_left(nh_markwork_t *w);
+void mark_thread_leaving(nh_thread_t *t);
+
 /* For the specials: marks what obj points to (not obj) / the object holding word w; tells
  * whether obj is marked (LIVE), allocated but unmarked (DEAD) or not allocated (GONE); marks a
  * dead object without scanning it (its referents were marked by mark_referents). */
@@ -171,6 +216,24 @@ typedef struct nh_gc {
   nh_roots_t roots;
   nh_marker_t marker;
   nh_specials_t specials;
+  /* Concurrent marking (gc = concurrent): a collector thread runs each cycle, and the mark
+   * workers drain with it. Requests and completions under req_mu. */
+  nh_markwork_t work;
+  pthread_t collector;
+  bool collector_running;
+  pthread_mutex_t req_mu;
+  pthread_cond_t req_cv;           /* a cycle requested, or stop */
+  pthread_cond_t done_cv;          /* a cycle completed */
+  uint64_t requested, completed;   /* cycles asked for / finished (under req_mu) */
+  uint64_t started;                /* the cycle in progress (under req_mu) */
+  const char *req_why;
+  bool collector_stop;
+  unsigned nworkers;               /* mark workers besides the collector thread */
+  pthread_t *workers;
+  bool workers_stop, phase_mark;   /* under work.lock */
+  uint64_t worker_ns;              /* relaxed: the mark workers' time */
+  uint64_t traced_worker_ns;
+  unsigned termination_tries;      /* the last cycle's mark termination attempts */
   uint32_t sweepgen;               /* the heap's; += 2 per cycle (changed while stopped) */
   uintptr_t collector_sp;          /* guarded by lock: where the collecting thread's roots start */
   /* Pacer (relaxed atomics unless noted). */

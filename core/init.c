@@ -253,6 +253,7 @@ static void fill_stats(nh_stats_t *s) {
   s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
   s->tiny_frees = nh_stat_get(&nh_rt.tiny_frees);
+  s->frees_deferred = nh_stat_get(&nh_rt.frees_deferred);
   s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;
   s->scavenged_bytes = nh_stat_get(&nh_rt.scavenger.released_bytes);
   s->scavenger_uring = __atomic_load_n(&nh_rt.scavenger.have_ring, __ATOMIC_RELAXED);

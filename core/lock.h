@@ -27,6 +27,7 @@ typedef enum nh_lock_rank {
   LOCK_RANK_SCAVENGER,  /* scavenger.c: one release pass at a time, the io_uring ring */
   LOCK_RANK_PAGEHEAP,   /* pageheap.c: a node's page bitmaps, summaries and arena list */
   LOCK_RANK_ARENAS,     /* arena.c: arena creation, the arena list and the address hint */
+  LOCK_RANK_MARKWORK,   /* mark.c: the concurrent markers' shared grey blocks */
   LOCK_RANK_META,       /* mem.c: the off-heap metadata allocator */
   LOCK_RANK_ERROR,      /* error.c: the error handler slot */
   LOCK_RANK_LEAF,       /* holds nothing while held */

@@ -61,7 +61,11 @@
  * value, or by a double free that races a thread migrating inside a cache's slow path
  * (mcache.c); with the collector, nh_free of an object it already swept away (one the program
  * hid from it, so not a live reference) is not detected either. Every bad call that is
- * detected is reported through the error funnel and changes nothing.
+ * detected is reported through the error funnel and changes nothing. While a concurrent mark
+ * runs, a valid nh_free is left to the collector (stats: frees_deferred): a marker may hold
+ * the object grey, and neither the object nor its span may change under it. A free that began
+ * just before the mark (past the fast path's check) still lands in a free stack: such an
+ * untyped small object may be scanned while free, which costs nothing but retention.
  *
  * CPU-local caches (mcache.c): restartable sequences where glibc registered rseq, else the
  * per-CPU lock mode; the stats say which.
@@ -113,6 +117,23 @@ static inline void zero_object(void *p, size_t bytes, bool zero) {
     *(uintptr_t *)p = 0;
 }
 
+/* Black allocation: while a concurrent mark runs, a new object is born marked (Go's
+ * gcmarknewobject). The flag is read after the object was taken, and the bit set in a no-stop
+ * region that reads it again: an object taken just before the mark started is in this
+ * thread's registers when the roots are scanned, one taken just before it ended is found by
+ * the rescan of the stacks at mark termination, and no bit is set once it has ended. */
+static nh_noinline void born_black(void *p) {
+  region_enter();
+  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))
+    mark_new_object(&nh_rt.gc.work, (uintptr_t)p);
+  region_exit();
+}
+
+static inline void born(void *p) {
+  if (nh_unlikely(__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)))
+    born_black(p);
+}
+
 /* The cache could not serve: refill (under locks, a no-stop region), collect once and retry
  * if the memory limit refused a span, and run a paced cycle if this refill reached the goal.
  * ac is a small allocation class, or NH_AC_TINY for a tiny object of size bytes (alignment
@@ -128,8 +149,10 @@ static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask
       continue;
     if (!p)
       return NULL;
-    if (ac != NH_AC_TINY)   /* tiny objects share their block: never cleared */
+    if (ac != NH_AC_TINY) {   /* tiny objects share their block: never cleared */
       zero_object(p, nh_class_to_size[sizeclass], zero);
+      born(p);
+    }
     if (nh_unlikely(__atomic_load_n(&nh_rt.gc.wanted, __ATOMIC_RELAXED)))
       gc_maybe_collect(p);
     return p;
@@ -142,6 +165,7 @@ static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclas
   if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)))
     return alloc_small_slow(ac, 0, 0, zero);
   zero_object(p, nh_class_to_size[sizeclass], zero);
+  born(p);
   return p;
 }
 
@@ -159,6 +183,7 @@ static inline __attribute__((always_inline)) void *alloc_tiny(size_t size) {
     return NULL;
   unsigned off = (uintptr_t)p & (NH_TINY_BLOCK - 1);
   __atomic_fetch_or(tiny_word((uintptr_t)p), 1u << off | 1u << (16 + off + size - 1), __ATOMIC_RELEASE);
+  born(p);
   return p;
 }
 
@@ -188,6 +213,8 @@ static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align
   if (g->on)   /* the sweeper's set; with gc = off nothing needs to find it */
     mcentral_add_large(&nh_rt.nodes[node].central[kind], s);
   void *p = (void *)s->base;
+  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))   /* black, inside the region */
+    mark_new_object(&g->work, (uintptr_t)p);
   bool needzero = s->needzero;
   region_exit();
   gc_account(g, (int64_t)bytes);
@@ -436,6 +463,12 @@ static bool free_object_locked(const char *fn, void *p) {
     nh_stat_add(&nh_rt.tiny_frees, 1);
     return true;
   }
+  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)) {
+    /* A concurrent mark runs (and cannot end inside this region): markers may hold the object
+     * grey, so it is left to the collector, which frees it by the next cycle's end. */
+    nh_stat_add(&nh_rt.frees_deferred, 1);
+    return true;
+  }
   p = (void *)object_base(s, p);   /* a typed object's header is its first word */
   if (span_is_large(s)) {
     if (nh_rt.gc.on && !mcentral_remove_large(&nh_rt.nodes[s->node].central[s->kind], s)) {
@@ -480,7 +513,8 @@ NH_API void nh_free(void *p) {
     uint32_t off = (uint32_t)((uintptr_t)p & (NH_PAGE_SIZE - 1)) + ((info >> 8) & 0xff) * NH_PAGE_SIZE;
     uint32_t magic = nh_class_to_divmagic[sc];
     uintptr_t mark = (uintptr_t)p ^ nh_rt.free_key;
-    if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic && *(uintptr_t *)p != mark)) {
+    if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic && *(uintptr_t *)p != mark &&
+                  !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))) {
       *(uintptr_t *)p = mark;
       mcache_free(&nh_rt.caches, info & 0xff, p);
       return;

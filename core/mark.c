@@ -1,6 +1,7 @@
 /*
  * mark.c — roots and tri-colour marking (Go's gcDrain/greyobject/scanobject, bdwgc's
- * conservative root scan), with the world stopped.
+ * conservative root scan), with the world stopped or concurrently (gc.c runs the phases), and
+ * the write barrier's buffers (nh_store's slow path).
  *
  * Colours: white = mark bit clear; grey = mark bit set and the object on the grey stack;
  * black = mark bit set and scanned. A candidate word w becomes a mark when
@@ -13,6 +14,22 @@
  * the type). Objects larger than 128 KiB are
  * scanned in oblets of 128 KiB (Go's maxObletBytes): scanning the object's base pushes the
  * other oblets, so no single scan step is unbounded and the grey stack stays shallow.
+ *
+ * Concurrent marking: several markers (the collector thread, the mark workers) each keep a
+ * grey stack and hand full blocks to a shared list (nh_markwork_t, Go's work.full), from which
+ * a marker that runs dry takes; mark bits are set with an atomic OR (markers, the barrier and
+ * black allocation race on the same words). The barrier buffers overwritten values per thread
+ * (512, Go's wbBuf) and shades a full buffer itself: marks the objects and shares the new grey
+ * ones as a block. Termination is gc.c's: no shared block, no marker draining, and every
+ * buffer shaded with the world stopped.
+ *
+ * The write barrier's atomicity (a departure from Go, which relies on safe points): a thread
+ * stopped for mark setup between nh_store's flag test and its store would store without
+ * shading after the restart. nh_store is therefore a restartable sequence (nheap.h): the
+ * stop signal aborts it and it tests the flag again. Its slow path, the buffer, black
+ * allocation's mark and nh_memmove_ptrs run in no-stop regions, so mark termination never
+ * falls between a shade and its store. Mark termination also rescans the stacks (Go does not
+ * need to), for the object a thread took but had not marked yet when it was stopped.
  *
  * The grey stack is a chain of 64 KiB work buffers from metadata memory, kept for the next
  * cycle. If metadata memory runs out, the grey object is dropped and `overflow` set (its mark
@@ -50,17 +67,38 @@
  * The grey stack.
  * ------------------------------------------------------------------------------------------- */
 
+static nh_workbuf_t *meta_block(void) { return mem_meta_alloc(&nh_rt.mem, sizeof(nh_workbuf_t), 64); }
+
 static nh_workbuf_t *new_block(nh_marker_t *m) {
   nh_workbuf_t *b = m->spare;
-  if (b) {
+  if (b)
     m->spare = b->next;
-  } else {
-    b = mem_meta_alloc(&nh_rt.mem, sizeof *b, 64);
-    if (!b)
-      return NULL;
-  }
+  else if (!(b = meta_block()))
+    return NULL;
   b->next = NULL;
   b->n = 0;
+  return b;
+}
+
+/* Concurrent markers share full blocks (Go's work.full): under the work lock. */
+static void share_block(nh_markwork_t *w, nh_workbuf_t *b) {
+  nh_mutex_lock(&w->lock);
+  b->next = w->full;
+  w->full = b;
+  w->nfull++;
+  pthread_cond_broadcast(&w->cv);
+  nh_mutex_unlock(&w->lock);
+}
+
+static nh_workbuf_t *take_shared(nh_markwork_t *w) {
+  nh_mutex_lock(&w->lock);
+  nh_workbuf_t *b = w->full;
+  if (b) {
+    w->full = b->next;
+    w->nfull--;
+    b->next = NULL;
+  }
+  nh_mutex_unlock(&w->lock);
   return b;
 }
 
@@ -72,7 +110,9 @@ static inline void grey_push(nh_marker_t *m, uintptr_t obj) {
       m->overflow = true;
       return;
     }
-    if (b) {
+    if (b && m->shared) {   /* a full block is work for anyone */
+      share_block(m->shared, b);
+    } else if (b) {
       b->next = m->full;
       m->full = b;
     }
@@ -84,18 +124,28 @@ static inline void grey_push(nh_marker_t *m, uintptr_t obj) {
 static inline bool grey_pop(nh_marker_t *m, uintptr_t *obj) {
   nh_workbuf_t *b = m->cur;
   if (nh_unlikely(!b || b->n == 0)) {
-    if (!m->full)
+    nh_workbuf_t *next = m->full;
+    if (next)
+      m->full = next->next;
+    else if (!m->shared || !(next = take_shared(m->shared)))
       return false;
     if (b) {
       b->next = m->spare;
       m->spare = b;
     }
-    m->cur = b = m->full;
-    m->full = b->next;
+    m->cur = b = next;
     b->next = NULL;
   }
   *obj = b->obj[--b->n];
   return true;
+}
+
+/* Hands the marker's partly filled block to the other markers (after the roots). */
+static void publish(nh_marker_t *m) {
+  if (m->shared && m->cur && m->cur->n) {
+    share_block(m->shared, m->cur);
+    m->cur = NULL;
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -132,9 +182,14 @@ static inline void mark_word(nh_marker_t *m, uintptr_t w) {
   if (!s)
     return;
   uint64_t bit = 1ull << (idx % 64), *word = &s->gcmark_bits[idx / 64];
-  if (*word & bit)
+  if (__atomic_load_n(word, __ATOMIC_RELAXED) & bit)
     return;
-  *word |= bit;
+  if (m->shared) {   /* other markers, the barrier and black allocation set bits too */
+    if (__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit)
+      return;
+  } else {
+    *word |= bit;
+  }
   m->marked_objects++;
   m->marked_bytes += object_bytes(s);
   if (s->kind != NH_KIND_NOSCAN)
@@ -182,9 +237,12 @@ static NH_NO_SANITIZE_ADDRESS void scan_typed(nh_marker_t *m, uintptr_t start, u
   }
 }
 
-/* Scans grey object (or oblet) b. */
+/* Scans grey object (or oblet) b. A concurrent mark may find b's span gone or reused (a free
+ * that raced the mark's start, malloc.c): nothing to scan then, or the object now there. */
 static void scan_object(nh_marker_t *m, uintptr_t b) {
   nh_span_t *s = span_of(&nh_rt.arenas, (const void *)b);
+  if (nh_unlikely(!s || b < s->base || b >= s->limit))
+    return;
   uintptr_t end;
   if (span_is_large(s)) {
     if (b == s->base && s->limit - s->base > OBLET_BYTES)
@@ -192,7 +250,14 @@ static void scan_object(nh_marker_t *m, uintptr_t b) {
         grey_push(m, o);
     end = b + OBLET_BYTES < s->limit ? b + OBLET_BYTES : s->limit;
   } else {
+    size_t idx = span_obj_index(s, b);
+    b = s->base + idx * (uintptr_t)s->elemsize;
     end = b + s->elemsize;
+    /* A typed object's header is read as a type: only in an allocated or marked object
+     * (one that came back under a freed and reused span would hold anything). */
+    if (s->kind == NH_KIND_TYPED && !bitmap_get(s->alloc_bits, idx) &&
+        !(__atomic_load_n(&s->gcmark_bits[idx / 64], __ATOMIC_RELAXED) >> (idx % 64) & 1))
+      return;
   }
   m->check_from = "object";
   m->check_parent = b;
@@ -347,8 +412,8 @@ static int root_remove(void *addr, bool report) {
 NH_API int nh_root_remove(void *addr) { return root_remove(addr, true); }
 NH_API int nh_root_forget(void *addr) { return root_remove(addr, false); }
 
-static void scan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
-  uint64_t before = m->scanned_bytes;
+/* The stacks of the stopped threads (registers spilled), and the collecting thread's. */
+static void scan_stacks(nh_marker_t *m, nh_threads_t *ts) {
   m->check_parent = 0;
   m->check_from = "a thread's stack";
   for (nh_thread_t *t = ts->first; t; t = t->next) {
@@ -364,6 +429,11 @@ static void scan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
     m->check_parent = nh_rt.gc.collector_sp;
     scan_range(m, nh_rt.gc.collector_sp, nh_self->stack_hi);
   }
+}
+
+static void scan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
+  uint64_t before = m->scanned_bytes;
+  scan_stacks(m, ts);
   m->check_from = "a data segment";
   for (size_t i = 0; i < r->ndata; i++) {
     m->check_parent = r->data[i].lo;
@@ -387,6 +457,105 @@ void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp
   m->check_from = "a finalizer";
   mark_specials(m, sp);
   drain_all(m);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Concurrent marking (gc.c runs the phases).
+ * ------------------------------------------------------------------------------------------- */
+
+void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp) {
+  m->marked_bytes = m->marked_objects = m->scanned_bytes = 0;
+  m->overflow = false;
+  m->checking = false;
+  m->shared = w;
+  w->marked_bytes = w->marked_objects = 0;
+  w->overflow = false;
+  scan_roots(m, r, ts);
+  m->check_from = "a finalizer";
+  mark_specials(m, sp);
+  publish(m);
+}
+
+void mark_drain_shared(nh_marker_t *m) {
+  drain(m);
+  if (m->overflow)
+    __atomic_store_n(&m->shared->overflow, true, __ATOMIC_RELAXED);
+}
+
+void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts) {
+  uint64_t before = m->scanned_bytes;
+  scan_stacks(m, ts);
+  nh_rt.gc.roots.bytes += m->scanned_bytes - before;
+}
+
+void mark_publish(nh_marker_t *m) { publish(m); }
+
+void mark_finish(nh_marker_t *m) {
+  nh_markwork_t *w = m->shared;
+  m->shared = NULL;
+  m->overflow = m->overflow || w->overflow;
+  drain_all(m);   /* overflow recovery, in the pause: only after metadata ran out */
+  m->marked_bytes += __atomic_load_n(&w->marked_bytes, __ATOMIC_RELAXED);
+  m->marked_objects += __atomic_load_n(&w->marked_objects, __ATOMIC_RELAXED);
+}
+
+/* Sets the mark bit of object idx of s; true if this call set it. */
+static inline bool set_mark(nh_span_t *s, size_t idx) {
+  uint64_t bit = 1ull << (idx % 64), *word = &s->gcmark_bits[idx / 64];
+  return !(__atomic_load_n(word, __ATOMIC_RELAXED) & bit) && !(__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit);
+}
+
+static void count_marked(nh_markwork_t *w, const nh_span_t *s) {
+  __atomic_add_fetch(&w->marked_bytes, object_bytes(s), __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->marked_objects, 1, __ATOMIC_RELAXED);
+}
+
+void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n) {
+  size_t grey = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t idx;
+    nh_span_t *s = find_object(v[i], &idx);
+    if (!s || !set_mark(s, idx))
+      continue;
+    count_marked(w, s);
+    if (s->kind != NH_KIND_NOSCAN)
+      v[grey++] = object_start(s, idx);
+  }
+  while (grey) {   /* the new grey objects, as a block of their own */
+    nh_mutex_lock(&w->lock);
+    nh_workbuf_t *b = w->spare;
+    if (b)
+      w->spare = b->next;
+    nh_mutex_unlock(&w->lock);
+    if (!b && !(b = meta_block())) {
+      __atomic_store_n(&w->overflow, true, __ATOMIC_RELAXED);   /* marked, rescanned later */
+      return;
+    }
+    b->n = grey < WB_CAP ? grey : WB_CAP;
+    memcpy(b->obj, v + grey - b->n, b->n * sizeof *v);
+    grey -= b->n;
+    share_block(w, b);
+  }
+}
+
+void mark_new_object(nh_markwork_t *w, uintptr_t p) {
+  nh_span_t *s = span_of(&nh_rt.arenas, (const void *)p);
+  if (s && set_mark(s, span_is_large(s) ? 0 : span_obj_index(s, p)))
+    count_marked(w, s);
+}
+
+void mark_flush_wbufs(nh_markwork_t *w, nh_threads_t *ts) {
+  for (nh_thread_t *t = ts->first; t; t = t->next) {
+    mark_shade_batch(w, t->wbuf, t->wbn);
+    t->wbn = 0;
+  }
+}
+
+bool mark_work_left(nh_markwork_t *w) {
+  nh_mutex_lock(&w->lock);
+  bool left = w->full != NULL || w->busy;
+  nh_mutex_unlock(&w->lock);
+  return left;
 }
 
 void mark_referents(nh_marker_t *m, uintptr_t obj) {
@@ -470,4 +639,60 @@ void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   munmap(m->check_bits, table);
   m->check_bits = NULL;
   m->check_arenas = 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The write barrier (nheap.h's nh_store; Go's wbBuf).
+ * ------------------------------------------------------------------------------------------- */
+
+NH_API int nh__marking;
+
+/* Records old for the collector (the caller is in a no-stop region, marking is on). */
+static void shade(nh_thread_t *t, void *old) {
+  if (!old)
+    return;
+  t->wbuf[t->wbn++] = (uintptr_t)old;
+  if (t->wbn == NH_WBUF_CAP) {
+    mark_shade_batch(&nh_rt.gc.work, t->wbuf, t->wbn);
+    t->wbn = 0;
+  }
+}
+
+/* The thread record the barrier buffers into; attaches a thread that never allocated. */
+static nh_thread_t *barrier_thread(void) {
+  if (nh_unlikely(!thread_attached(&nh_rt.gc.threads)) && thread_attach() != 0)
+    nh_fatal("nh_store: cannot attach this thread to the collector (no memory)");
+  return nh_self;
+}
+
+NH_API void nh__store_marking(void **slot, void *value) {
+  nh_thread_t *t = barrier_thread();
+  region_enter();   /* the mark cannot end between the shade and the store */
+  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))
+    shade(t, *slot);
+  *slot = value;
+  region_exit();
+}
+
+NH_API void nh_memmove_ptrs(void *dst, const void *src, size_t n) {
+  if (!nh_rt.gc.on || nh_rt.gc.mode != NH_GC_CONCURRENT) {
+    memmove(dst, src, n);
+    return;
+  }
+  nh_thread_t *t = barrier_thread();
+  region_enter();   /* the copy is one store to the collector: no mark starts or ends inside */
+  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))
+    for (size_t i = 0; i + sizeof(void *) <= n; i += sizeof(void *))
+      shade(t, ((void **)dst)[i / sizeof(void *)]);
+  memmove(dst, src, n);
+  region_exit();
+}
+
+/* A thread leaving (under the threads lock, so no stop is in progress): what its buffer holds
+ * is shaded now, as it will not be there when the mark ends. */
+void mark_thread_leaving(nh_thread_t *t) {
+  if (t->wbn) {
+    mark_shade_batch(&nh_rt.gc.work, t->wbuf, t->wbn);
+    t->wbn = 0;
+  }
 }

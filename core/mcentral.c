@@ -107,6 +107,10 @@ static void rebuild(nh_mcentral_t *c, nh_span_t *s, nh_span_list *from) {
     freed |= s->freed_bits[w] != 0;
     nfreed += (size_t)__builtin_popcountll(s->alloc_bits[w] & s->freed_bits[w]);
     s->alloc_bits[w] &= ~s->freed_bits[w];
+    /* An object marked and then freed during a concurrent mark must not come back as
+     * allocated when the marks become the allocation bits (markers set bits concurrently). */
+    if (__atomic_load_n(&s->gcmark_bits[w], __ATOMIC_RELAXED) & s->freed_bits[w])
+      __atomic_fetch_and(&s->gcmark_bits[w], ~s->freed_bits[w], __ATOMIC_RELAXED);
     s->freed_bits[w] = 0;
     count += (size_t)__builtin_popcountll(s->alloc_bits[w]);
   }
@@ -277,6 +281,7 @@ size_t mcentral_sweep(nh_mcentral_t *c) {
   enum { BATCH = 64 };
   size_t pages = 0;
   for (bool more = true; more;) {
+    region_enter();   /* an attached thread (nh_gc's sweep) must not be stopped holding it */
     nh_mutex_lock(&c->lock);
     for (int i = 0; i < BATCH; i++) {
       nh_span_list *from = unswept_partial(c);
@@ -292,6 +297,7 @@ size_t mcentral_sweep(nh_mcentral_t *c) {
       sweep_span(c, s);
     }
     nh_mutex_unlock(&c->lock);
+    region_exit();
   }
   return pages;
 }

@@ -2,7 +2,8 @@
  * scavenger.c — returns free pages past the goal to the OS (Go's background scavenger).
  *
  * Goal. Keep at most 10% of the in-use heap plus 8 MiB as free-but-backed memory (Go's
- * retainExtraPercent = 10, with a floor so small heaps do not thrash), and, under a memory
+ * retainExtraPercent = 10, with a floor so small heaps do not thrash), or, with the collector
+ * on, up to 110% of the heap goal in all (Go's gcPercentGoal), and, under a memory
  * limit, keep mapped-and-unreleased memory below 95% of it (Go's reduceExtraPercent = 5).
  * Released pages cost a fault to reuse (~14 us per 4 KiB page on the VMs nheap is developed
  * on), which is why the goal retains some free memory rather than none.
@@ -41,6 +42,15 @@ size_t scavenger_excess(const nh_heap_t *h) {
   }
   ready = inuse + free;
   uint64_t allowed = inuse / 100 * RETAIN_EXTRA_PERCENT + RETAIN_FLOOR;
+  /* With the collector, the heap grows back to its goal before the next cycle: keep up to
+   * 110% of the goal (Go's gcPercentGoal), or every cycle's sweep would release pages that
+   * the next allocations fault in again (page clearing, and stops that wait on it). */
+  uint64_t goal = __atomic_load_n(&h->gc.heap_goal, __ATOMIC_RELAXED);
+  if (h->gc.on && goal != UINT64_MAX) {
+    uint64_t keep = goal / 100 * (100 + RETAIN_EXTRA_PERCENT);
+    if (keep > inuse && keep - inuse > allowed)
+      allowed = keep - inuse;
+  }
   uint64_t excess = free > allowed ? free - allowed : 0;
   uint64_t limit = (uint64_t)h->cfg.memory_limit / 100 * LIMIT_PERCENT;
   if (limit && ready > limit && ready - limit > excess)

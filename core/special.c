@@ -297,8 +297,20 @@ NH_API nh_weak_t *nh_weak_new(void *obj) {
 }
 
 NH_API void *nh_weak_get(const nh_weak_t *w) {
-  /* Handles are cleared only while the world is stopped, so one load is enough. */
-  return w ? (void *)__atomic_load_n(&w->obj, __ATOMIC_RELAXED) : NULL;
+  /* Handles are cleared only while the world is stopped, so one load is enough. While a
+   * concurrent mark runs, the object is shaded (in a no-stop region, so the mark cannot end
+   * in between): the caller now holds it, and may store it where the mark has been already. */
+  if (!w)
+    return NULL;
+  uintptr_t obj = __atomic_load_n(&w->obj, __ATOMIC_RELAXED);
+  if (obj && __atomic_load_n(&nh__marking, __ATOMIC_RELAXED) && thread_attached(&nh_rt.gc.threads)) {
+    region_enter();
+    obj = __atomic_load_n(&w->obj, __ATOMIC_RELAXED);
+    if (obj && __atomic_load_n(&nh__marking, __ATOMIC_RELAXED))
+      mark_shade_batch(&nh_rt.gc.work, &(uintptr_t){obj}, 1);
+    region_exit();
+  }
+  return (void *)obj;
 }
 
 NH_API void nh_weak_free(nh_weak_t *w) {

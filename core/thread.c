@@ -248,6 +248,7 @@ void thread_detach(void) {
     return;
   nh_thread_t *t = nh_self;
   nh_mutex_lock(&ts->lock);
+  mark_thread_leaving(t);
   if (t->prev)
     t->prev->next = t->next;
   else

@@ -20,9 +20,9 @@ typedef struct node {
 
 static node *tree(int depth) {
   node *n = nh_alloc(sizeof *n);   /* zeroed, scanned conservatively */
-  if (n && depth > 0) {
-    n->left = tree(depth - 1);
-    n->right = tree(depth - 1);
+  if (n && depth > 0) {   /* pointer stores into nheap objects: through the write barrier */
+    nh_store((void **)&n->left, tree(depth - 1));
+    nh_store((void **)&n->right, tree(depth - 1));
   }
   return n;
 }
@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
   enum { MIXED = 100000 };
   void **mixed = nh_alloc(MIXED * sizeof *mixed);   /* holds pointers: scanned */
   for (int i = 0; i < MIXED; i++)
-    mixed[i] = nh_alloc_noscan(1 + (size_t)(i * 7919) % 4000);
+    nh_store(&mixed[i], nh_alloc_noscan(1 + (size_t)(i * 7919) % 4000));
   void *large[8];
   for (int i = 0; i < 8; i++)
     large[i] = nh_alloc_noscan((size_t)(i + 1) << 20);

@@ -189,9 +189,75 @@ typedef struct nh_weak nh_weak_t;
 nh_weak_t *nh_weak_new(void *p);
 void *nh_weak_get(const nh_weak_t *w);
 void nh_weak_free(nh_weak_t *w);
-/* The write barrier: every store of a heap pointer into a heap object goes through it. With
- * stop-the-world marking it is a plain store; concurrent marking will shade the old value. */
-static inline void nh_store(void **slot, void *value) { *slot = value; }
+/* The write barrier. In gc = concurrent mode, every store of a pointer into an nheap object
+ * (a field of an object from nh_alloc, nh_alloc_typed, nh_calloc or nh_realloc) must go
+ * through nh_store, or, for copies of several pointers, nh_memmove_ptrs; a plain store there
+ * can let the collector free an object the program still reaches (NHEAP_DEBUG=checkmark=1
+ * catches such a store: the cycle aborts naming the object). Stores that do not need it:
+ * into locals, the stack and registers, and into memory nheap does not own (globals and
+ * nh_root_add ranges, which are scanned when marking starts; malloc memory, which is not
+ * scanned at all). Needs an attached thread (any thread that allocated, or called
+ * nh_thread_attach).
+ *
+ * While no mark runs, nh_store is a test of one flag and a store. While one runs, it records
+ * the value being overwritten for the collector (Yuasa's deletion barrier: everything the heap
+ * referenced when marking started is marked) in a per-thread buffer. On x86-64 the test and
+ * the store are one restartable sequence, so a thread stopped between them for the start or
+ * the end of a mark tests again; gc = concurrent needs glibc's rseq registration for that and
+ * falls back to stw without it. */
+extern int nh__marking;                              /* internal: a concurrent mark runs */
+void nh__store_marking(void **slot, void *value);   /* internal: the barrier's slow path */
+/* As memmove(dst, src, n) for a range holding pointers, with the barrier for dst's old words. */
+void nh_memmove_ptrs(void *dst, const void *src, size_t n);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <sys/rseq.h>
+static inline void nh_store(void **slot, void *value) {
+  const long rs = (long)__rseq_offset;
+  for (;;) {
+    __asm__ goto(
+        ".pushsection __rseq_cs, \"aw\"\n\t"
+        ".balign 32\n\t"
+        "3:\n\t"
+        ".long 0x0, 0x0\n\t"
+        ".quad 1f, (2f - 1f), 4f\n\t"
+        ".popsection\n\t"
+        ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"
+        ".quad 3b\n\t"
+        ".popsection\n\t"
+        "leaq 3b(%%rip), %%rax\n\t"
+        "movq %%rax, %%fs:8(%[rs])\n\t"
+        "1:\n\t"
+        "cmpl $0, (%[marking])\n\t"
+        "jne %l[marking_on]\n\t"
+        "movq %[value], (%[slot])\n\t"   /* commit */
+        "2:\n\t"
+        ".pushsection __rseq_failure, \"ax\"\n\t"
+        ".byte 0x0f, 0xb9, 0x3d\n\t"
+        ".long 0x53053053\n\t"
+        "4:\n\t"
+        "jmp %l[aborted]\n\t"
+        ".popsection\n\t"
+        :
+        : [rs] "r"(rs), [marking] "r"(&nh__marking), [slot] "r"(slot), [value] "r"(value)
+        : "rax", "memory", "cc"
+        : marking_on, aborted);
+    return;
+  aborted:
+    continue;
+  marking_on:
+    nh__store_marking(slot, value);
+    return;
+  }
+}
+#else
+static inline void nh_store(void **slot, void *value) {
+  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))
+    nh__store_marking(slot, value);
+  else
+    *slot = value;
+}
+#endif
 
 /* Returns up to max_bytes of free heap pages to the OS now (SIZE_MAX: all of them), on the
  * calling thread, after handing the few empty spans each size class keeps back to the page
@@ -281,6 +347,7 @@ typedef struct nh_stats {
   uint64_t finalizers_run;       /* finalizers the finalizer thread has run */
   uint64_t tiny_spans;           /* of small_spans, those of the tiny allocator (gc != off) */
   uint64_t tiny_frees;           /* nh_free of tiny objects: left to the collector */
+  uint64_t frees_deferred;       /* nh_free during a concurrent mark: left to the collector */
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL
