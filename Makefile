@@ -3,6 +3,7 @@
 #   make test   install what is missing, Debug build (internal checks on), the whole test suite
 #   make test NH_SANITIZE=address|thread|undefined   the same under a sanitizer (its own build dir)
 #   make soak   the long randomised model test
+#   make bench  allocator micro-benchmarks beside the mallocs; collector pauses beside bdwgc and Go
 JOBS    ?= $(shell nproc)
 NH_SANITIZE ?=
 RELEASE := build/release
@@ -38,6 +39,10 @@ bench: release
 	$(RELEASE)/bench/nheap-bench-malloc --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
 	  --benchmark_out=build/bench-malloc.json --benchmark_out_format=json
 	$(RELEASE)/bench/nheap-micro --benchmark_out=build/bench-micro.json --benchmark_out_format=json
+	$(RELEASE)/bench/nheap-gc-pause concurrent 256 5 2
+	$(RELEASE)/bench/nheap-gc-pause stw 256 5 2
+	if [ -x $(RELEASE)/bench/nheap-gc-pause-bdwgc ]; then $(RELEASE)/bench/nheap-gc-pause-bdwgc bdwgc 256 5 2; fi
+	if command -v go >/dev/null; then cd bench/go && go run gc_pause.go 256 5 2; fi
 
 install: release
 	cmake --install $(RELEASE) $(if $(PREFIX),--prefix $(PREFIX))

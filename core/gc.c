@@ -59,6 +59,7 @@
  *   heap over the limit gets NULL after a full collection.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -101,11 +102,18 @@ static void set_goal(nh_gc_t *g) {
     if (lim < goal)
       goal = lim > marked ? lim : marked;
   }
-  /* A concurrent mark needs runway: it starts at 70% of the way from marked to the goal
-   * (Go's lowest trigger ratio), so that allocation during the mark ends near the goal. */
+  /* A concurrent mark needs runway: the heap grows while it marks. Go 1.18's pacer in one
+   * line: the next mark will see about as much allocation as the last one did (measured:
+   * the heap's growth between mark setup and termination), so the trigger is the goal less
+   * that, plus a tenth for safety, kept between 40% and 95% of the way from marked to the
+   * goal; 70% before anything was measured. */
   uint64_t trigger = goal;
-  if (g->mode == NH_GC_CONCURRENT && goal != UINT64_MAX && goal > marked)
-    trigger = marked + (goal - marked) / 10 * 7;
+  if (g->mode == NH_GC_CONCURRENT && goal != UINT64_MAX && goal > marked) {
+    uint64_t span = goal - marked, lo = marked + span / 100 * 40, hi = marked + span / 100 * 95;
+    uint64_t runway = g->mark_growth + g->mark_growth / 10;
+    trigger = !g->mark_growth ? marked + span / 10 * 7 : goal > lo + runway ? goal - runway : lo;
+    trigger = trigger < lo ? lo : trigger > hi ? hi : trigger;
+  }
   __atomic_store_n(&g->heap_goal, goal, __ATOMIC_RELAXED);
   __atomic_store_n(&g->trigger, trigger, __ATOMIC_RELAXED);
   __atomic_store_n(&g->wanted, __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) >= trigger && goal != UINT64_MAX,
@@ -224,17 +232,23 @@ static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause1, 
   g->traced_sweep_ns = swept;
   uint64_t workers = nh_stat_get(&g->worker_ns), worker = workers - g->traced_worker_ns;
   g->traced_worker_ns = workers;
-  char buf[512], pauses[96];
+  uint64_t assists = nh_stat_get(&g->assist_ns), assist = assists - g->traced_assist_ns;
+  g->traced_assist_ns = assists;
+  char buf[640], pauses[160];
   if (pause2)
-    snprintf(pauses, sizeof pauses, "%.3f+%.3f ms stw (%u tries), %.3f ms concurrent mark (workers %.3f ms)",
-             (double)pause1 / 1e6, (double)pause2 / 1e6, g->termination_tries, (double)mark / 1e6, (double)worker / 1e6);
+    snprintf(pauses, sizeof pauses,
+             "%.3f+%.3f ms stw (%u tries), %.3f ms concurrent mark (workers %.3f ms, assists %.3f ms), "
+             "trigger %.2f MiB, goal %.2f MiB, %.2f MiB at mark end",
+             (double)pause1 / 1e6, (double)pause2 / 1e6, g->termination_tries, (double)mark / 1e6,
+             (double)worker / 1e6, (double)assist / 1e6, (double)g->traced_trigger / MIB,
+             g->traced_goal == UINT64_MAX ? 0.0 : (double)g->traced_goal / MIB, (double)g->traced_end / MIB);
   else
     snprintf(pauses, sizeof pauses, "%.3f ms stw (mark %.3f ms)", (double)pause1 / 1e6, (double)mark / 1e6);
   uint64_t cycle = nh_stat_get(&g->cycles);
   double secs = (double)(start - g->start_ns) / 1e9;
   int n = snprintf(buf, sizeof buf,
                    "gc %llu @%.3fs %s: %s, %.3f ms background sweep since the last cycle, "
-                   "%.2f->%.2f MiB heap, %.2f MiB goal, %.2f MiB roots, %llu objects marked, "
+                   "%.2f->%.2f MiB heap, %.2f MiB next goal, %.2f MiB roots, %llu objects marked, "
                    "%zu threads, %u marker(s)\n",
                    (unsigned long long)cycle, secs, why, pauses, (double)sweep / 1e6, (double)before / MIB,
                    (double)g->heap_marked / MIB, g->heap_goal == UINT64_MAX ? 0.0 : (double)g->heap_goal / MIB,
@@ -296,18 +310,21 @@ enum { TERMINATION_TRIES = 4 };
 
 static const char reason_paced[] = "heap goal";
 
+/* A marker starts (+1) or stops (-1) draining: termination waits for none to be busy. */
+static void marker_busy(nh_markwork_t *w, int delta) {
+  nh_mutex_lock(&w->lock);
+  w->busy += (unsigned)delta;
+  if (delta < 0)
+    pthread_cond_broadcast(&w->cv);
+  nh_mutex_unlock(&w->lock);
+}
+
 /* Drains shared grey work as one of the markers; returns when none is left anywhere. */
 static void drain_shared(nh_gc_t *g, nh_marker_t *m) {
-  nh_markwork_t *w = &g->work;
-  nh_mutex_lock(&w->lock);
-  w->busy++;
-  nh_mutex_unlock(&w->lock);
-  m->shared = w;
+  marker_busy(&g->work, 1);
+  m->shared = &g->work;
   mark_drain_shared(m);
-  nh_mutex_lock(&w->lock);
-  w->busy--;
-  pthread_cond_broadcast(&w->cv);
-  nh_mutex_unlock(&w->lock);
+  marker_busy(&g->work, -1);
 }
 
 /* Until no marker is draining and no shared block waits; helps while blocks wait. */
@@ -360,6 +377,48 @@ static void set_phase_mark(nh_gc_t *g, bool on) {
   nh_mutex_unlock(&g->work.lock);
 }
 
+/* Mark assists (Go's assist ratio, simplified): the scan work left is estimated as what the
+ * last cycle marked, the runway as the bytes left before the goal; each byte allocated during
+ * the mark owes work / runway bytes of scanning, paid in chunks of ASSIST_CHUNK by the
+ * allocating thread (gc_assist). When no grey work is there to take, the debt is forgiven
+ * (Go lets assists steal the background workers' credit). So a program allocating faster
+ * than the markers mark slows down to their pace instead of running past the goal. */
+enum { ASSIST_CHUNK = 64 << 10 };
+
+static void set_assist_ratio(nh_gc_t *g) {
+  uint64_t live = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  uint64_t goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
+  uint64_t work = g->heap_marked > 4 * MIB ? g->heap_marked : 4 * MIB;
+  uint64_t runway = goal != UINT64_MAX && goal > live + MIB ? goal - live : MIB;
+  __atomic_store_n(&g->assist_ratio, work * 1024 / runway, __ATOMIC_RELAXED);
+}
+
+void gc_assist(size_t bytes) {
+  nh_gc_t *g = &nh_rt.gc;
+  nh_thread_t *t = nh_self;
+  if (!t || !g->collector_running)
+    return;
+  t->assist_debt += (int64_t)(bytes * __atomic_load_n(&g->assist_ratio, __ATOMIC_RELAXED) / 1024);
+  if (t->assist_debt < ASSIST_CHUNK)
+    return;
+  uint64_t t0 = now_ns();
+  nh_markwork_t *w = &g->work;
+  region_enter();   /* the mark cannot end while this thread holds grey objects */
+  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)) {
+    marker_busy(w, 1);
+    size_t done = mark_assist(w, (size_t)t->assist_debt);
+    marker_busy(w, -1);
+    t->assist_debt = done && (int64_t)done < t->assist_debt ? t->assist_debt - (int64_t)done : 0;
+  }
+  region_exit();
+  /* Past the goal with nothing to scan: give the markers this thread's CPU for a moment
+   * (Go parks the goroutine until the workers have earned credit). */
+  if (t->assist_debt == 0 && __atomic_load_n(&nh__marking, __ATOMIC_RELAXED) &&
+      __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) > __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED))
+    sched_yield();
+  nh_stat_add(&g->assist_ns, (int64_t)(now_ns() - t0));
+}
+
 /* One concurrent cycle; the caller (the collector thread) holds g->lock. The pauses:
  *   sweep termination + mark setup: finish sweeping, flush the per-CPU caches, drop stale
  *     barrier buffers, grey the roots, turn the barrier and black allocation on;
@@ -372,6 +431,9 @@ static void set_phase_mark(nh_gc_t *g, bool on) {
 static void concurrent_cycle(nh_gc_t *g, const char *why) {
   uint64_t start = now_ns();
   uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  uint64_t workers0 = nh_stat_get(&g->worker_ns), assists0 = nh_stat_get(&g->assist_ns);
+  g->traced_trigger = __atomic_load_n(&g->trigger, __ATOMIC_RELAXED);
+  g->traced_goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
   sweep_all();
   roots_collect_data(&g->roots);
 
@@ -379,8 +441,12 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   world_stop(&g->threads);
   sweep_all();
   mcache_flush_all(&nh_rt.caches);
-  for (nh_thread_t *t = g->threads.first; t; t = t->next)
+  for (nh_thread_t *t = g->threads.first; t; t = t->next) {
     t->wbn = 0;   /* left from the last cycle's end: not this snapshot's */
+    t->assist_debt = 0;
+  }
+  set_assist_ratio(g);
+  uint64_t live_at_setup = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
   mark_roots_shared(&g->marker, &g->work, &g->roots, &g->threads, &g->specials);
   __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
   set_phase_mark(g, true);
@@ -413,6 +479,8 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   __atomic_store_n(&nh__marking, 0, __ATOMIC_SEQ_CST);
   uint64_t mark = now_ns() - mark0;
+  g->traced_end = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  g->mark_growth = g->traced_end > live_at_setup ? g->traced_end - live_at_setup : 0;
   finish_cycle(g);
   world_start(&g->threads);
   uint64_t end = now_ns();
@@ -420,7 +488,11 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   record_pause(g, pause2);
   specials_wake(&g->specials, finalizers);
   nh_stat_add(&g->mark_ns, mark);
-  g->limiter_gc_ns += pause1 + pause2 + mark;
+  /* The limiter counts the share of all CPUs the cycle took: pauses stop every CPU; the
+   * concurrent mark is the collector thread, the workers and the assists. */
+  uint64_t ncpu = nh_rt.topo.ncpus > 0 ? (uint64_t)nh_rt.topo.ncpus : 1;
+  g->limiter_gc_ns += pause1 + pause2 + (mark + nh_stat_get(&g->worker_ns) - workers0 +
+                                         nh_stat_get(&g->assist_ns) - assists0) / ncpu;
   if (g->sweeper_running)
     nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
   g->termination_tries = (unsigned)tries;

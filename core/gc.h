@@ -30,6 +30,7 @@ typedef struct nh_thread {
    * mark, shaded when it fills, when the thread detaches, and at mark termination. Written by
    * the thread inside a no-stop region; read by the collector while the world is stopped. */
   uint32_t wbn;
+  int64_t assist_debt;             /* scan work this thread owes the current mark (bytes) */
   uintptr_t wbuf[NH_WBUF_CAP];
 } nh_thread_t;
 
@@ -173,6 +174,7 @@ void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp
 void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
 void mark_drain_shared(nh_marker_t *m);
 void mark_publish(nh_marker_t *m);   /* m's partly filled block, to the other markers */
+size_t mark_assist(nh_markwork_t *w, size_t budget);
 void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts);
 void mark_finish(nh_marker_t *m);
 void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n);
@@ -231,7 +233,9 @@ typedef struct nh_gc {
   unsigned nworkers;               /* mark workers besides the collector thread */
   pthread_t *workers;
   bool workers_stop, phase_mark;   /* under work.lock */
-  uint64_t worker_ns;              /* relaxed: the mark workers' time */
+  uint64_t worker_ns, assist_ns;   /* relaxed: the mark workers' and assists' time */
+  uint64_t traced_assist_ns, traced_trigger, traced_goal, traced_end; /* for gctrace */
+  uint64_t assist_ratio;           /* scan bytes owed per 1024 bytes allocated during a mark */
   uint64_t traced_worker_ns;
   unsigned termination_tries;      /* the last cycle's mark termination attempts */
   uint32_t sweepgen;               /* the heap's; += 2 per cycle (changed while stopped) */
@@ -240,6 +244,7 @@ typedef struct nh_gc {
   uint64_t heap_live;              /* bytes allocated since the last mark + marked by it */
   uint64_t heap_marked;            /* live after the last mark */
   uint64_t heap_goal, trigger;
+  uint64_t mark_growth;            /* heap growth during the last concurrent mark (trigger) */
   int64_t gc_percent;
   uint64_t memory_limit;           /* 0: none */
   bool wanted;                     /* heap_live reached the trigger */
@@ -263,6 +268,8 @@ int gc_init(nh_gc_t *g, const struct nh_config *cfg);
 void gc_shutdown(nh_gc_t *g);
 void gc_after_fork_child(nh_gc_t *g);
 
+/* A mark assist for bytes just allocated during a concurrent mark (no locks held, no region). */
+void gc_assist(size_t bytes);
 /* Runs a cycle if the pacer asked for one; p (just allocated) stays live. No locks held. */
 void gc_maybe_collect(void *p);
 /* A blocking cycle on the calling thread (no locks held); with sweep, the heap is fully swept

@@ -254,6 +254,8 @@ static void fill_stats(nh_stats_t *s) {
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
   s->tiny_frees = nh_stat_get(&nh_rt.tiny_frees);
   s->frees_deferred = nh_stat_get(&nh_rt.frees_deferred);
+  s->gc_worker_ns = nh_stat_get(&nh_rt.gc.worker_ns);
+  s->gc_assist_ns = nh_stat_get(&nh_rt.gc.assist_ns);
   s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;
   s->scavenged_bytes = nh_stat_get(&nh_rt.scavenger.released_bytes);
   s->scavenger_uring = __atomic_load_n(&nh_rt.scavenger.have_ring, __ATOMIC_RELAXED);

@@ -134,6 +134,13 @@ static inline void born(void *p) {
     born_black(p);
 }
 
+/* A mark assist for what this slow path took (gc.c); p, just allocated, stays on the stack. */
+static nh_noinline void assist(void *p, size_t bytes) {
+  void *volatile keep = p;
+  gc_assist(bytes);
+  (void)keep;
+}
+
 /* The cache could not serve: refill (under locks, a no-stop region), collect once and retry
  * if the memory limit refused a span, and run a paced cycle if this refill reached the goal.
  * ac is a small allocation class, or NH_AC_TINY for a tiny object of size bytes (alignment
@@ -153,6 +160,10 @@ static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask
       zero_object(p, nh_class_to_size[sizeclass], zero);
       born(p);
     }
+    size_t refilled = nh_refill_bytes;
+    nh_refill_bytes = 0;
+    if (nh_unlikely(__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)))
+      assist(p, refilled);
     if (nh_unlikely(__atomic_load_n(&nh_rt.gc.wanted, __ATOMIC_RELAXED)))
       gc_maybe_collect(p);
     return p;
@@ -221,6 +232,8 @@ static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align
   if (needzero)
     zero_object(p, s->limit - s->base, zero);
   nh_stat_add(&nh_rt.large_allocs, 1);
+  if (nh_unlikely(__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)))
+    assist(p, bytes);
   if (nh_unlikely(__atomic_load_n(&g->wanted, __ATOMIC_RELAXED)))
     gc_maybe_collect(p);
   return p;

@@ -71,9 +71,15 @@ static nh_workbuf_t *meta_block(void) { return mem_meta_alloc(&nh_rt.mem, sizeof
 
 static nh_workbuf_t *new_block(nh_marker_t *m) {
   nh_workbuf_t *b = m->spare;
-  if (b)
+  if (b) {
     m->spare = b->next;
-  else if (!(b = meta_block()))
+  } else if (m->shared && m->shared->spare) {   /* racy peek; the lock decides */
+    nh_mutex_lock(&m->shared->lock);
+    if ((b = m->shared->spare))
+      m->shared->spare = b->next;
+    nh_mutex_unlock(&m->shared->lock);
+  }
+  if (!b && !(b = meta_block()))
     return NULL;
   b->next = NULL;
   b->n = 0;
@@ -489,6 +495,44 @@ void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts) {
 }
 
 void mark_publish(nh_marker_t *m) { publish(m); }
+
+/* A mark assist (Go's gcAssistAlloc): an allocating thread scans about budget bytes of grey
+ * objects, from the shared blocks, with a marker of its own that gives every block back
+ * before it returns (grey ones to the shared list, empty ones to its spares), so no work is
+ * left where the termination check cannot see it. Returns the bytes scanned. The caller is
+ * in a no-stop region and counted as a busy marker. */
+size_t mark_assist(nh_markwork_t *w, size_t budget) {
+  nh_marker_t m;
+  memset(&m, 0, sizeof m);
+  m.shared = w;
+  uintptr_t b;
+  while (m.scanned_bytes < budget && grey_pop(&m, &b))
+    scan_object(&m, b);
+  for (nh_workbuf_t *f = m.full, *next; f; f = next) {
+    next = f->next;
+    share_block(w, f);
+  }
+  m.full = NULL;
+  publish(&m);
+  if (m.cur) {   /* empty now */
+    m.cur->next = m.spare;
+    m.spare = m.cur;
+  }
+  if (m.spare) {
+    nh_workbuf_t *last = m.spare;
+    while (last->next)
+      last = last->next;
+    nh_mutex_lock(&w->lock);
+    last->next = w->spare;
+    w->spare = m.spare;
+    nh_mutex_unlock(&w->lock);
+  }
+  if (m.overflow)
+    __atomic_store_n(&w->overflow, true, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->marked_bytes, m.marked_bytes, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->marked_objects, m.marked_objects, __ATOMIC_RELAXED);
+  return m.scanned_bytes;
+}
 
 void mark_finish(nh_marker_t *m) {
   nh_markwork_t *w = m->shared;

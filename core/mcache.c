@@ -168,10 +168,15 @@ static void give_up(nh_mcache_t *mc, unsigned ac, void **objs, size_t n) {
   return_objects(mc->arenas, objs + put, n - put);
 }
 
+__thread size_t nh_refill_bytes __attribute__((tls_model("initial-exec")));
+
 /* Up to n objects for a cache that ran dry: a batch from the transfer cache, else its slot. */
 static size_t refill(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
   size_t got = mcentral_xfer_take(&mc->central[ac], out, n);
-  return got ? got : slot_take(mc, ac, out, n);
+  if (!got)
+    got = slot_take(mc, ac, out, n);
+  nh_refill_bytes += got * nh_class_to_size[allocclass_sizeclass(ac)];
+  return got;
 }
 
 /* ---------------------------------------------------------------------------------------------

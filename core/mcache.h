@@ -55,6 +55,8 @@ static inline size_t mcache_stack_offset(unsigned ac) { return offsetof(nh_mcach
 uint32_t mcache_stack_cap(unsigned ac);
 
 void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac);
+/* Bytes of objects the calling thread's refills have taken for caches (mark assists). */
+extern __thread size_t nh_refill_bytes __attribute__((tls_model("initial-exec")));
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p);
 
 /* An object of allocation class ac from the calling CPU's cache into *p (its first word may

@@ -348,6 +348,8 @@ typedef struct nh_stats {
   uint64_t tiny_spans;           /* of small_spans, those of the tiny allocator (gc != off) */
   uint64_t tiny_frees;           /* nh_free of tiny objects: left to the collector */
   uint64_t frees_deferred;       /* nh_free during a concurrent mark: left to the collector */
+  uint64_t gc_worker_ns;         /* concurrent mode: the dedicated mark workers' marking time */
+  uint64_t gc_assist_ns;         /* concurrent mode: time allocating threads spent in mark assists */
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL

@@ -13,6 +13,7 @@ packages=(
   libcmocka-dev                       # unit tests
   libbenchmark-dev                    # micro-benchmarks
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev  # the peers in bench/
+  libgc-dev                           # bdwgc: the collector peer in bench/ (gc_pause)
   python3 sqlite3                     # programs the malloc replacement is tested under
 )
 

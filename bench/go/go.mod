@@ -1,0 +1,3 @@
+module nheap/bench
+
+go 1.19
