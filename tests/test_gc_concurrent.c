@@ -2,7 +2,8 @@
  * test_gc_concurrent.c — concurrent marking (gc = concurrent): mutators that insert, delete,
  * swap and move pointers with nh_store while cycles run back to back, checked after every
  * round; objects born during a mark; nh_memmove_ptrs; weak references read during a mark;
- * proof that checkmark catches a missing barrier (and that nh_store prevents it); pauses
+ * proof that checkmark catches a missing barrier (and that nh_store prevents it); fork while
+ * cycles run; pauses
  * recorded for a 64 MiB live heap. ctest runs it with NHEAP_DEBUG=checkmark=1 as well.
  */
 #include <pthread.h>
@@ -319,6 +320,39 @@ static void test_births_moves_and_weak_during_marks(void **state) {
   assert_int_equal(errors.count, 0);
 }
 
+/* fork while other threads mutate and cycles run: fork waits for a cycle in flight (its
+ * prepare handler takes the collector's lock), and the child, whose collector thread did not
+ * survive, collects with the world stopped and keeps its data. */
+static void test_fork_during_cycles(void **state) {
+  (void)state;
+  pthread_t t[2];
+  atomic_store(&mutators_done, 0);
+  for (uintptr_t i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, mutator, (void *)(i + 10)), 0);
+  node *volatile kept = grow(8, 1);
+  for (int k = 0; k < 5; k++) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      nh_stats_t s = stats();
+      int ok = s.gc_mode == NH_GC_STW && !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED);
+      for (int i = 0; i < 20; i++)
+        (void)grow(6, (uintptr_t)i);
+      nh_gc();
+      ok = ok && check_tree(kept, 0) == 511;
+      _exit(ok ? 0 : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    nh_gc();
+  }
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  assert_int_equal(check_tree(kept, 0), 511);
+  assert_int_equal(errors.count, 0);
+}
+
 /* Pauses at a 64 MiB live heap are recorded for both pauses of each cycle (their size goes to
  * the benchmark, not to an assertion). */
 static void test_pauses_recorded(void **state) {
@@ -345,6 +379,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_mutators_under_concurrent_marking, setup, teardown),
     cmocka_unit_test_setup_teardown(test_births_moves_and_weak_during_marks, setup, teardown),
     cmocka_unit_test_setup_teardown(test_checkmark_catches_missing_barrier, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_fork_during_cycles, setup, teardown),
     cmocka_unit_test_setup_teardown(test_pauses_recorded, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
