@@ -45,8 +45,10 @@ size_t scavenger_excess(const nh_heap_t *h) {
   /* With the collector, the heap grows back to its goal before the next cycle: keep up to
    * 110% of the goal (Go's gcPercentGoal), or every cycle's sweep would release pages that
    * the next allocations fault in again (page clearing, and stops that wait on it). */
-  uint64_t goal = __atomic_load_n(&h->gc.heap_goal, __ATOMIC_RELAXED);
-  if (h->gc.on && goal != UINT64_MAX) {
+  uint64_t goal = 0;   /* the collector is set up after this thread starts: once ready */
+  if (__atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) && h->gc.on)
+    goal = __atomic_load_n(&h->gc.heap_goal, __ATOMIC_RELAXED);
+  if (goal && goal != UINT64_MAX) {
     uint64_t keep = goal / 100 * (100 + RETAIN_EXTRA_PERCENT);
     if (keep > inuse && keep - inuse > allowed)
       allowed = keep - inuse;
