@@ -177,6 +177,13 @@ static inline nh_span_t *find_object(uintptr_t w, size_t *idx) {
   return s;
 }
 
+/* Sets the mark bit of object idx of s; true if this call set it (atomically: concurrent
+ * markers, the barrier and black allocation set bits in the same words). */
+static inline bool set_mark(nh_span_t *s, size_t idx) {
+  uint64_t bit = 1ull << (idx % 64), *word = &s->gcmark_bits[idx / 64];
+  return !(__atomic_load_n(word, __ATOMIC_RELAXED) & bit) && !(__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit);
+}
+
 static inline uintptr_t object_start(const nh_span_t *s, size_t idx) { return s->base + idx * (uintptr_t)s->elemsize; }
 static inline uintptr_t object_bytes(const nh_span_t *s) { return span_is_large(s) ? s->limit - s->base : s->elemsize; }
 
@@ -187,13 +194,13 @@ static inline void mark_word(nh_marker_t *m, uintptr_t w) {
   nh_span_t *s = find_object(w, &idx);
   if (!s)
     return;
-  uint64_t bit = 1ull << (idx % 64), *word = &s->gcmark_bits[idx / 64];
-  if (__atomic_load_n(word, __ATOMIC_RELAXED) & bit)
-    return;
-  if (m->shared) {   /* other markers, the barrier and black allocation set bits too */
-    if (__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit)
+  if (m->shared) {
+    if (!set_mark(s, idx))
       return;
-  } else {
+  } else {   /* the only marker, with the world stopped */
+    uint64_t bit = 1ull << (idx % 64), *word = &s->gcmark_bits[idx / 64];
+    if (*word & bit)
+      return;
     *word |= bit;
   }
   m->marked_objects++;
@@ -541,12 +548,6 @@ void mark_finish(nh_marker_t *m) {
   drain_all(m);   /* overflow recovery, in the pause: only after metadata ran out */
   m->marked_bytes += __atomic_load_n(&w->marked_bytes, __ATOMIC_RELAXED);
   m->marked_objects += __atomic_load_n(&w->marked_objects, __ATOMIC_RELAXED);
-}
-
-/* Sets the mark bit of object idx of s; true if this call set it. */
-static inline bool set_mark(nh_span_t *s, size_t idx) {
-  uint64_t bit = 1ull << (idx % 64), *word = &s->gcmark_bits[idx / 64];
-  return !(__atomic_load_n(word, __ATOMIC_RELAXED) & bit) && !(__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit);
 }
 
 static void count_marked(nh_markwork_t *w, const nh_span_t *s) {
