@@ -42,7 +42,11 @@ bench: release
 	$(RELEASE)/bench/nheap-gc-pause concurrent 256 5 2
 	$(RELEASE)/bench/nheap-gc-pause stw 256 5 2
 	if [ -x $(RELEASE)/bench/nheap-gc-pause-bdwgc ]; then $(RELEASE)/bench/nheap-gc-pause-bdwgc bdwgc 256 5 2; fi
-	if command -v go >/dev/null; then cd bench/go && go run gc_pause.go 256 5 2; fi
+	if command -v go >/dev/null; then cd bench/go && go run ./gc_pause 256 5 2; fi
+	$(RELEASE)/bench/nheap-binary-trees concurrent 18
+	$(RELEASE)/bench/nheap-binary-trees stw 18
+	if [ -x $(RELEASE)/bench/nheap-binary-trees-bdwgc ]; then $(RELEASE)/bench/nheap-binary-trees-bdwgc bdwgc 18; fi
+	if command -v go >/dev/null; then cd bench/go && go run ./binary_trees 18; fi
 
 install: release
 	cmake --install $(RELEASE) $(if $(PREFIX),--prefix $(PREFIX))

@@ -10,7 +10,7 @@
  * One source, two collectors: built against nheap (nheap-gc-pause; gc mode from the command
  * line) and, where libgc-dev is installed, against bdwgc (nheap-gc-pause-bdwgc, parallel
  * marking with GC_MARKERS = CPUs unless set), whose pauses come from its collection events
- * (stop-world to start-world).
+ * (stop-world to start-world). bench/go/gc_pause is Go's.
  *
  * Usage: nheap-gc-pause [concurrent|stw] [live MiB (256)] [seconds (5)] [mutators (2)]
  */

@@ -1,4 +1,4 @@
-// gc_pause.go — the Go peer of bench/gc_pause.c: the same balanced tree of 32-byte nodes as
+// gc_pause — the Go peer of bench/gc_pause.c: the same balanced tree of 32-byte nodes as
 // the live heap, the same mutators replacing random subtrees of 127 nodes, the same report.
 // Pauses are Go's own stop-the-world pauses (runtime/metrics /gc/pauses:seconds histogram,
 // p50/p99 from the buckets, max = the top non-empty bucket's upper bound).
