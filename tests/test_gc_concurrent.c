@@ -374,6 +374,32 @@ static void test_pauses_recorded(void **state) {
   assert_true(s.heap_marked_bytes >= (uint64_t)CHUNKS * CHUNK);
 }
 
+/* A program that has not promised the barrier (barrier = none), or a process without
+ * restartable sequences, gets stop-the-world marking, never concurrent marking it cannot
+ * make safe. */
+static void test_barrier_none_selects_stw(void **state) {
+  (void)state;
+  nh_shutdown();
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_CONCURRENT;
+  o.barrier = NH_BARRIER_NONE;
+  o.hugepages = NH_HUGEPAGES_NONE;
+  assert_int_equal(nh_init(&o), 0);
+  assert_int_equal(stats().gc_mode, NH_GC_STW);
+  void **p = nh_alloc(64);
+  p[0] = nh_alloc(32);   /* a plain store is fine here */
+  nh_gc();
+  assert_non_null(nh_base(p[0]));
+  /* Without restartable sequences (here: turned off) nh_store cannot be made atomic with the
+   * stop: concurrent is refused the same way. */
+  nh_shutdown();
+  o.barrier = NH_BARRIER_STORE;
+  o.debug = "rseq=0";
+  assert_int_equal(nh_init(&o), 0);
+  assert_int_equal(stats().gc_mode, NH_GC_STW);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     return hide_main(strcmp(argv[1], "hide-barrier") == 0);
@@ -383,6 +409,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_checkmark_catches_missing_barrier, setup, teardown),
     cmocka_unit_test_setup_teardown(test_fork_during_cycles, setup, teardown),
     cmocka_unit_test_setup_teardown(test_pauses_recorded, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_barrier_none_selects_stw, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
