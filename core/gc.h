@@ -112,6 +112,7 @@ typedef struct nh_marker {
   nh_workbuf_t *cur;               /* the stack's top block */
   nh_workbuf_t *full;              /* blocks below it */
   nh_workbuf_t *spare;             /* empty blocks */
+  size_t nspare;
   nh_markwork_t *shared;           /* concurrent mode: full blocks go here, and work comes from it */
   bool overflow;                   /* a grey object was dropped: rescan marked objects */
   uint64_t marked_bytes, marked_objects, scanned_bytes;

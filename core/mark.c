@@ -73,6 +73,7 @@ static nh_workbuf_t *new_block(nh_marker_t *m) {
   nh_workbuf_t *b = m->spare;
   if (b) {
     m->spare = b->next;
+    m->nspare--;
   } else if (m->shared && m->shared->spare) {   /* racy peek; the lock decides */
     nh_mutex_lock(&m->shared->lock);
     if ((b = m->shared->spare))
@@ -127,6 +128,23 @@ static inline void grey_push(nh_marker_t *m, uintptr_t obj) {
   b->obj[b->n++] = obj;
 }
 
+/* An emptied block: kept by the marker (a few), else back to the shared spares, where the
+ * barrier's flushes take theirs; blocks would otherwise pile up with whichever marker drained
+ * them while the flushes kept mapping new ones. */
+enum { MARKER_SPARES = 4 };
+static void spare_block(nh_marker_t *m, nh_workbuf_t *b) {
+  if (m->shared && m->nspare >= MARKER_SPARES) {
+    nh_mutex_lock(&m->shared->lock);
+    b->next = m->shared->spare;
+    m->shared->spare = b;
+    nh_mutex_unlock(&m->shared->lock);
+    return;
+  }
+  b->next = m->spare;
+  m->spare = b;
+  m->nspare++;
+}
+
 static inline bool grey_pop(nh_marker_t *m, uintptr_t *obj) {
   nh_workbuf_t *b = m->cur;
   if (nh_unlikely(!b || b->n == 0)) {
@@ -135,10 +153,8 @@ static inline bool grey_pop(nh_marker_t *m, uintptr_t *obj) {
       m->full = next->next;
     else if (!m->shared || !(next = take_shared(m->shared)))
       return false;
-    if (b) {
-      b->next = m->spare;
-      m->spare = b;
-    }
+    if (b)
+      spare_block(m, b);
     m->cur = b = next;
     b->next = NULL;
   }

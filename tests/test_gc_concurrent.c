@@ -353,6 +353,40 @@ static void test_fork_during_cycles(void **state) {
   assert_int_equal(errors.count, 0);
 }
 
+/* The barrier's buffers shaded into grey blocks, drained by the markers: over many cycles the
+ * blocks are reused, not mapped anew (metadata stays flat). */
+static void test_barrier_blocks_reused(void **state) {
+  (void)state;
+  node *volatile root = grow(12, 1);
+  atomic_int stop = 0;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, gc_loop, &stop), 0);
+  uint64_t rng = 7, meta_warm = 0, cycles_warm = 0;
+  for (int round = 0; round < 60; round++) {
+    for (int i = 0; i < 20000; i++) {   /* overwrite pointers: the barrier buffers the old ones */
+      node *p = root;
+      for (int d = 0; d < 8; d++) {
+        rng = rng * 6364136223846793005u + 1442695040888963407u;
+        p = p->kid[rng >> 63];
+      }
+      rng = rng * 6364136223846793005u + 1442695040888963407u;
+      nh_store((void **)&p->kid[rng >> 63], grow(2, rng & 0xffff));
+    }
+    if (round == 20) {
+      meta_warm = stats().metadata_bytes;
+      cycles_warm = stats().gc_cycles;
+    }
+  }
+  atomic_store(&stop, 1);
+  pthread_join(t, NULL);
+  nh_stats_t s = stats();
+  print_message("metadata %.1f -> %.1f MiB over %llu cycles\n", meta_warm / 1048576.0, s.metadata_bytes / 1048576.0,
+                (unsigned long long)(s.gc_cycles - cycles_warm));
+  assert_true(s.gc_cycles > cycles_warm + 5);
+  assert_true(s.metadata_bytes < meta_warm + (2u << 20));
+  assert_true(check_tree(root, 0) > 0);
+}
+
 static void **chunks;
 
 /* Pauses at a 64 MiB live heap are recorded for both pauses of each cycle (their size goes to
@@ -409,6 +443,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_checkmark_catches_missing_barrier, setup, teardown),
     cmocka_unit_test_setup_teardown(test_fork_during_cycles, setup, teardown),
     cmocka_unit_test_setup_teardown(test_pauses_recorded, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_barrier_blocks_reused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_none_selects_stw, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
