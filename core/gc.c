@@ -347,6 +347,7 @@ static void *worker_main(void *arg) {
   nh_markwork_t *w = &g->work;
   nh_marker_t m;
   memset(&m, 0, sizeof m);
+  m.pool = w;
   nh_mutex_lock(&w->lock);
   for (;;) {
     while (!g->workers_stop && !(g->phase_mark && w->full))
@@ -730,6 +731,7 @@ int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
   pthread_mutex_init(&g->req_mu, NULL);
   pthread_cond_init(&g->req_cv, NULL);
   pthread_cond_init(&g->done_cv, NULL);
+  g->marker.pool = &g->work;
   g->gc_percent = cfg->gc_percent;
   g->memory_limit = (uint64_t)cfg->memory_limit;
   g->start_ns = g->limiter_start = now_ns();

@@ -113,6 +113,7 @@ typedef struct nh_marker {
   nh_workbuf_t *full;              /* blocks below it */
   nh_workbuf_t *spare;             /* empty blocks */
   size_t nspare;
+  nh_markwork_t *pool;             /* where spare blocks beyond a few go, and come from */
   nh_markwork_t *shared;           /* concurrent mode: full blocks go here, and work comes from it */
   bool overflow;                   /* a grey object was dropped: rescan marked objects */
   uint64_t marked_bytes, marked_objects, scanned_bytes;

@@ -74,11 +74,11 @@ static nh_workbuf_t *new_block(nh_marker_t *m) {
   if (b) {
     m->spare = b->next;
     m->nspare--;
-  } else if (m->shared && m->shared->spare) {   /* racy peek; the lock decides */
-    nh_mutex_lock(&m->shared->lock);
-    if ((b = m->shared->spare))
-      m->shared->spare = b->next;
-    nh_mutex_unlock(&m->shared->lock);
+  } else if (m->pool && m->pool->spare) {   /* racy peek; the lock decides */
+    nh_mutex_lock(&m->pool->lock);
+    if ((b = m->pool->spare))
+      m->pool->spare = b->next;
+    nh_mutex_unlock(&m->pool->lock);
   }
   if (!b && !(b = meta_block()))
     return NULL;
@@ -128,16 +128,16 @@ static inline void grey_push(nh_marker_t *m, uintptr_t obj) {
   b->obj[b->n++] = obj;
 }
 
-/* An emptied block: kept by the marker (a few), else back to the shared spares, where the
- * barrier's flushes take theirs; blocks would otherwise pile up with whichever marker drained
- * them while the flushes kept mapping new ones. */
+/* An emptied block: kept by the marker (a few), else back to the pool's spares, where the
+ * barrier's flushes and the other markers take theirs; blocks would otherwise pile up with
+ * whichever marker drained them (or with the checkmark pass) while others mapped new ones. */
 enum { MARKER_SPARES = 4 };
 static void spare_block(nh_marker_t *m, nh_workbuf_t *b) {
-  if (m->shared && m->nspare >= MARKER_SPARES) {
-    nh_mutex_lock(&m->shared->lock);
-    b->next = m->shared->spare;
-    m->shared->spare = b;
-    nh_mutex_unlock(&m->shared->lock);
+  if (m->pool && m->nspare >= MARKER_SPARES) {
+    nh_mutex_lock(&m->pool->lock);
+    b->next = m->pool->spare;
+    m->pool->spare = b;
+    nh_mutex_unlock(&m->pool->lock);
     return;
   }
   b->next = m->spare;
@@ -527,7 +527,7 @@ void mark_publish(nh_marker_t *m) { publish(m); }
 size_t mark_assist(nh_markwork_t *w, size_t budget) {
   nh_marker_t m;
   memset(&m, 0, sizeof m);
-  m.shared = w;
+  m.shared = m.pool = w;
   uintptr_t b;
   while (m.scanned_bytes < budget && grey_pop(&m, &b))
     scan_object(&m, b);
