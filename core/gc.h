@@ -102,7 +102,6 @@ typedef struct nh_markwork {
   pthread_cond_t cv;               /* work arrived, or the phase ended; with lock.m */
   nh_workbuf_t *full;              /* grey blocks anyone may take */
   nh_workbuf_t *spare;             /* empty blocks */
-  size_t nfull;
   unsigned busy;                   /* markers draining now */
   bool overflow;                   /* a grey object was dropped somewhere: rescan marked ones */
   uint64_t marked_bytes, marked_objects; /* relaxed: by the barrier and black allocation */

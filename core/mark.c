@@ -92,7 +92,6 @@ static void share_block(nh_markwork_t *w, nh_workbuf_t *b) {
   nh_mutex_lock(&w->lock);
   b->next = w->full;
   w->full = b;
-  w->nfull++;
   pthread_cond_broadcast(&w->cv);
   nh_mutex_unlock(&w->lock);
 }
@@ -102,7 +101,6 @@ static nh_workbuf_t *take_shared(nh_markwork_t *w) {
   nh_workbuf_t *b = w->full;
   if (b) {
     w->full = b->next;
-    w->nfull--;
     b->next = NULL;
   }
   nh_mutex_unlock(&w->lock);
