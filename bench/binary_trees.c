@@ -16,15 +16,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#ifdef USE_BDWGC
-#include <gc.h>
-#define ALLOC(n) GC_MALLOC(n)
-#define STORE(slot, v) (*(slot) = (v))
-#else
-#include <nheap.h>
-#define ALLOC(n) nh_alloc(n)
-#define STORE(slot, v) nh_store((void **)(slot), (v))
-#endif
+#include "gc_peer.h"
 
 typedef struct node {
   struct node *left, *right;
@@ -52,16 +44,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s [concurrent|stw] [max depth 6..30]\n", argv[0]);
     return 2;
   }
-#ifdef USE_BDWGC
-  mode = "bdwgc";
-  GC_INIT();
-#else
-  nh_options o;
-  nh_options_init(&o);
-  o.gc = strcmp(mode, "stw") == 0 ? NH_GC_STW : NH_GC_CONCURRENT;
-  if (nh_init(&o) != 0)
-    return 1;
-#endif
+  mode = gc_peer_start(mode);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   printf("stretch tree of depth %d\t check: %ld\n", max + 1, check(make(max + 1)));
@@ -84,7 +67,7 @@ int main(int argc, char **argv) {
   nh_stats_t s = {.size = sizeof s};
   nh_stats_read(&s);
   printf("%s: depth %d, %.2f s, %llu cycles, pauses p50 %.3f ms, max %.3f ms, peak RSS %.0f MiB\n",
-         s.gc_mode == NH_GC_STW ? "stw" : mode, max, wall, (unsigned long long)s.gc_cycles, s.pause_p50_ns / 1e6,
+         mode, max, wall, (unsigned long long)s.gc_cycles, s.pause_p50_ns / 1e6,
          s.pause_max_ns / 1e6, (double)ru.ru_maxrss / 1024);
 #endif
   return 0;

@@ -23,17 +23,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "gc_peer.h"
+
 #ifdef USE_BDWGC
-#define GC_THREADS
-#include <gc.h>
-#define ALLOC(n) GC_MALLOC(n)
-#define STORE(slot, v) (*(slot) = (v))
 #define THREAD_CREATE GC_pthread_create
 #define THREAD_JOIN GC_pthread_join
 #else
-#include <nheap.h>
-#define ALLOC(n) nh_alloc(n)
-#define STORE(slot, v) nh_store((void **)(slot), (v))
 #define THREAD_CREATE pthread_create
 #define THREAD_JOIN pthread_join
 #endif
@@ -112,17 +107,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s [concurrent|stw] [live MiB] [seconds] [mutators 1..64]\n", argv[0]);
     return 2;
   }
+  mode = gc_peer_start(mode);
 #ifdef USE_BDWGC
-  mode = "bdwgc";
-  GC_INIT();
-  GC_allow_register_threads();
   GC_set_on_collection_event(on_event);
-#else
-  nh_options o;
-  nh_options_init(&o);
-  o.gc = strcmp(mode, "stw") == 0 ? NH_GC_STW : NH_GC_CONCURRENT;
-  if (nh_init(&o) != 0)
-    return 1;
 #endif
   /* The smallest tree of 32-byte nodes holding live_mib. */
   root_depth = 1;
@@ -167,8 +154,6 @@ int main(int argc, char **argv) {
   pmax = s.pause_max_ns / 1e6;
   cycles = (unsigned long long)(s.gc_cycles - s0.gc_cycles);
   live = (double)s.heap_marked_bytes / (1 << 20);
-  if (s.gc_mode != (uint64_t)o.gc)
-    mode = s.gc_mode == NH_GC_STW ? "stw (concurrent unavailable)" : mode;
 #endif
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);

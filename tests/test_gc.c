@@ -261,7 +261,6 @@ static void test_gc_percent_off(void **state) {
 /* Threads build and rebuild linked lists with checksums while cycles run. */
 typedef struct node { struct node *next; uintptr_t value, check; } node;
 enum { MUTATORS = 4, LISTS = 64, ROUNDS = 300 };
-static atomic_int mutators_done;
 
 static void *mutator(void *arg) {
   uintptr_t seed = (uintptr_t)arg;
@@ -291,21 +290,13 @@ static void *mutator(void *arg) {
       assert_int_equal(k, len[l]);
     }
   }
-  atomic_fetch_add(&mutators_done, 1);
   return NULL;
 }
 
 static void test_mutators_and_cycles(void **state) {
   (void)state;
-  pthread_t t[MUTATORS];
-  atomic_store(&mutators_done, 0);
   uint64_t cycles = stats().gc_cycles;
-  for (uintptr_t i = 0; i < MUTATORS; i++)
-    assert_int_equal(pthread_create(&t[i], NULL, mutator, (void *)(i + 1)), 0);
-  while (atomic_load(&mutators_done) < MUTATORS)
-    nh_gc();
-  for (int i = 0; i < MUTATORS; i++)
-    pthread_join(t[i], NULL);
+  run_with_cycles(mutator, MUTATORS, 1);
   assert_true(stats().gc_cycles > cycles);
   assert_int_equal(errors.count, 0);
 }
@@ -535,22 +526,14 @@ static void *tiny_mutator(void *arg) {
           fail_msg("thread %u tiny object %p (%zu bytes) byte %zu changed", id, (void *)keep[i], len[i], k);
   }
   free(len);
-  atomic_fetch_add(&mutators_done, 1);
   return NULL;
 }
 
 static void test_tiny_threads(void **state) {
   (void)state;
-  pthread_t t[TINY_THREADS];
   nh_gc();
   uint64_t cycles = stats().gc_cycles, inuse = stats().heap_inuse_bytes;
-  atomic_store(&mutators_done, 0);
-  for (uintptr_t i = 0; i < TINY_THREADS; i++)
-    assert_int_equal(pthread_create(&t[i], NULL, tiny_mutator, (void *)(i + 1)), 0);
-  while (atomic_load(&mutators_done) < TINY_THREADS)
-    nh_gc();
-  for (int i = 0; i < TINY_THREADS; i++)
-    pthread_join(t[i], NULL);
+  run_with_cycles(tiny_mutator, TINY_THREADS, 1);
   nh_gc();
   nh_gc();
   /* 4 threads x 40 rounds x 16384 objects of 3 bytes on average went through ~11 MiB of

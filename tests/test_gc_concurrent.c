@@ -87,7 +87,6 @@ static node *grow(int depth, uintptr_t value) {
  * swaps subtrees between two of its trees, and moves a subtree through its stack (taken out,
  * garbage made, put back elsewhere). */
 enum { MUTATORS = 3, TREES = 16, ROUNDS = 60, STEPS = 400 };
-static atomic_int mutators_done;
 
 static node **slot_at(node *root, uint64_t *rng, int depth) {
   node **slot = NULL;
@@ -141,21 +140,13 @@ static void *mutator(void *arg) {
     for (int t = 0; t < TREES; t++)   /* the checker: every reachable node intact */
       (void)check_tree(forest[t], 0);
   }
-  atomic_fetch_add(&mutators_done, 1);
   return NULL;
 }
 
 static void test_mutators_under_concurrent_marking(void **state) {
   (void)state;
-  pthread_t t[MUTATORS];
-  atomic_store(&mutators_done, 0);
   uint64_t cycles = stats().gc_cycles;
-  for (uintptr_t i = 0; i < MUTATORS; i++)
-    assert_int_equal(pthread_create(&t[i], NULL, mutator, (void *)(i + 1)), 0);
-  while (atomic_load(&mutators_done) < MUTATORS)
-    nh_gc();   /* back to back, besides the paced ones */
-  for (int i = 0; i < MUTATORS; i++)
-    pthread_join(t[i], NULL);
+  run_with_cycles(mutator, MUTATORS, 1);   /* cycles back to back, besides the paced ones */
   nh_stats_t s = stats();
   print_message("%llu cycles, pauses p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
                 (unsigned long long)(s.gc_cycles - cycles), s.pause_p50_ns / 1e6, s.pause_p99_ns / 1e6,
@@ -326,7 +317,6 @@ static void test_births_moves_and_weak_during_marks(void **state) {
 static void test_fork_during_cycles(void **state) {
   (void)state;
   pthread_t t[2];
-  atomic_store(&mutators_done, 0);
   for (uintptr_t i = 0; i < 2; i++)
     assert_int_equal(pthread_create(&t[i], NULL, mutator, (void *)(i + 10)), 0);
   node *volatile kept = grow(8, 1);

@@ -1,5 +1,7 @@
 #include "tests/testutil.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,4 +116,33 @@ void capture_fd(int fd, void (*fn)(void *arg), void *arg, char *out, size_t n) {
     got += (size_t)r;
   out[got] = 0;
   close(fds[0]);
+}
+
+typedef struct cycled {
+  void *(*fn)(void *);
+  void *arg;
+  atomic_int *done;
+} cycled;
+
+static void *cycled_main(void *p) {
+  cycled *c = p;
+  c->fn(c->arg);
+  atomic_fetch_add(c->done, 1);
+  return NULL;
+}
+
+void run_with_cycles(void *(*fn)(void *), int n, uintptr_t first) {
+  enum { MAX = 16 };
+  pthread_t t[MAX];
+  cycled c[MAX];
+  atomic_int done = 0;
+  assert_true(n > 0 && n <= MAX);
+  for (int i = 0; i < n; i++) {
+    c[i] = (cycled){fn, (void *)(first + (uintptr_t)i), &done};
+    assert_int_equal(pthread_create(&t[i], NULL, cycled_main, &c[i]), 0);
+  }
+  while (atomic_load(&done) < n)
+    nh_gc();
+  for (int i = 0; i < n; i++)
+    pthread_join(t[i], NULL);
 }

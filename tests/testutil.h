@@ -45,4 +45,8 @@ void capture_fd(int fd, void (*fn)(void *arg), void *arg, char *out, size_t n);
  * sets to run a test in another mode). */
 void clear_nheap_env(void);
 
+/* Runs fn((void *)(first + i)) on n threads (at most 16) while the caller runs nh_gc() back to
+ * back, until every thread has returned; then joins them. */
+void run_with_cycles(void *(*fn)(void *), int n, uintptr_t first);
+
 #endif
