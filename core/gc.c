@@ -25,7 +25,8 @@
  *                     barrier and black allocation are turned on (nh__marking) and the world
  *                     restarts;
  *   concurrent mark   the collector thread and the mark workers drain the shared grey blocks
- *                     (Go's gcDrain, 25% of the CPUs or mark_workers); nh_store records the
+ *                     (Go's gcDrain, 25% of the CPUs with a fractional marker where that is
+ *                     not a whole number, or mark_workers; placed by mark_cpus); nh_store records the
  *                     values it overwrites (mark.c), new objects are born marked (malloc.c),
  *                     nh_free is deferred, nh_weak_get shades what it returns;
  *   mark termination  when the markers are idle: stop, shade every thread's barrier buffer,
@@ -59,10 +60,14 @@
  *   heap over the limit gets NULL after a full collection.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/heap.h"
@@ -319,11 +324,109 @@ static void marker_busy(nh_markwork_t *w, int delta) {
   nh_mutex_unlock(&w->lock);
 }
 
-/* Drains shared grey work as one of the markers; returns when none is left anywhere. */
-static void drain_shared(nh_gc_t *g, nh_marker_t *m) {
+/* Go's fractional worker. 25% of the CPUs is a whole number of markers only on multiples of
+ * four CPUs; where rounding misses by more than 30% (Go's rule), one marker works a share of
+ * a CPU instead: half of one on 2 CPUs, a quarter on 1, half beside one dedicated marker on 6.
+ * It marks in chunks and, once its CPU time since it joined the mark passes its share of the
+ * time elapsed, rests until it is back under. Unless nobody else wants its CPU: when its last
+ * chunk spent almost no time waiting on a run queue (/proc/thread-self/schedstat), it goes
+ * on, as Go's idle-priority worker does on an idle P, and that time is not counted against
+ * its share. So a program that leaves a CPU idle loses nothing to the rule, and one that keeps
+ * every CPU busy gives marking only its 25%. */
+typedef struct nh_fractional {
+  uint32_t permille;       /* share of one CPU; 0: a dedicated marker */
+  int schedstat;           /* this thread's /proc/thread-self/schedstat, or -1: never idle */
+  bool idling;             /* the last window found its CPU idle */
+  uint64_t t0;             /* when it joined the current mark */
+  uint64_t cpu0, idle;     /* thread CPU time then; CPU time since taken from idle CPUs */
+  uint64_t win, cpu, run, wait; /* the window's start: time, thread CPU time, schedstat */
+} nh_fractional_t;
+
+typedef struct nh_worker {
+  pthread_t thread;
+  nh_gc_t *g;
+  nh_fractional_t share;
+} nh_worker_t;
+
+enum { FRACTION_CHUNK = 256 << 10 };         /* bytes scanned between checks */
+#define FRACTION_WINDOW_NS 10000000ull       /* run-queue waits are judged over this */
+#define FRACTION_REST_MAX_NS 2000000ull      /* longest rest before it looks again */
+
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool read_schedstat(int fd, uint64_t *run, uint64_t *wait) {
+  char buf[96];
+  ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
+  if (n <= 0)
+    return false;
+  buf[n] = 0;
+  return sscanf(buf, "%" SCNu64 " %" SCNu64, run, wait) == 2;
+}
+
+static void fractional_open(nh_fractional_t *f, uint32_t permille) {
+  f->permille = permille;
+  f->schedstat = permille ? open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC) : -1;
+}
+
+static void fractional_close(nh_fractional_t *f) {
+  if (f->schedstat >= 0)
+    close(f->schedstat);
+  f->schedstat = -1;
+}
+
+/* Joins a new mark; the last window's verdict on idleness carries over. */
+static void fractional_join(nh_fractional_t *f) {
+  f->t0 = f->win = now_ns();
+  f->cpu0 = f->cpu = thread_cpu_ns();
+  f->idle = 0;
+  if (!read_schedstat(f->schedstat, &f->run, &f->wait))
+    f->run = f->wait = 0;
+}
+
+/* How long the fractional marker should rest now; 0: go on. A window in which the thread
+ * waited on a run queue for under 5% of its running time had an idle CPU: its CPU time is
+ * not counted against the share, and the next window goes on regardless (if that one turns
+ * out contended, its time counts, and the rests pay it back). */
+static uint64_t fractional_rest(nh_fractional_t *f) {
+  uint64_t now = now_ns(), cpu = thread_cpu_ns(), run, wait;
+  if (now - f->win >= FRACTION_WINDOW_NS) {
+    f->idling = read_schedstat(f->schedstat, &run, &wait) && (wait - f->wait) * 20 < run - f->run;
+    if (f->idling)
+      f->idle += cpu - f->cpu;
+    f->win = now, f->cpu = cpu, f->run = run, f->wait = wait;
+  }
+  uint64_t used = cpu - f->cpu0 - f->idle, elapsed = now - f->t0;
+  if (f->idling || used * 1000 <= elapsed * f->permille)
+    return 0;
+  uint64_t rest = used * 1000 / f->permille - elapsed;
+  return rest < FRACTION_REST_MAX_NS ? rest : FRACTION_REST_MAX_NS;
+}
+
+/* Drains shared grey work as one of the markers (counted busy, except while a fractional
+ * marker rests, its grey blocks given back); returns when none is left anywhere. */
+static void drain_shared(nh_gc_t *g, nh_marker_t *m, nh_fractional_t *f) {
   marker_busy(&g->work, 1);
   m->shared = &g->work;
-  mark_drain_shared(m);
+  if (!f || !f->permille) {
+    mark_drain_shared(m, UINT64_MAX);
+  } else {
+    while (mark_drain_shared(m, FRACTION_CHUNK)) {
+      uint64_t rest = fractional_rest(f);
+      if (!rest)
+        continue;
+      mark_give_back(m);
+      marker_busy(&g->work, -1);
+      struct timespec ts = {0, (long)rest};
+      nanosleep(&ts, NULL);
+      if (!__atomic_load_n(&g->phase_mark, __ATOMIC_RELAXED))
+        return;
+      marker_busy(&g->work, 1);
+    }
+  }
   marker_busy(&g->work, -1);
 }
 
@@ -331,7 +434,7 @@ static void drain_shared(nh_gc_t *g, nh_marker_t *m) {
 static void mark_until_idle(nh_gc_t *g) {
   nh_markwork_t *w = &g->work;
   for (;;) {
-    drain_shared(g, &g->marker);
+    drain_shared(g, &g->marker, g->collector_share);
     nh_mutex_lock(&w->lock);
     while (!w->full && w->busy)
       pthread_cond_wait(&w->cv, &w->lock.m);
@@ -343,37 +446,42 @@ static void mark_until_idle(nh_gc_t *g) {
 }
 
 static void *worker_main(void *arg) {
-  nh_gc_t *g = arg;
+  nh_worker_t *self = arg;
+  nh_gc_t *g = self->g;
   nh_markwork_t *w = &g->work;
   nh_marker_t m;
   memset(&m, 0, sizeof m);
   m.pool = w;
+  fractional_open(&self->share, self->share.permille);
+  uint64_t mark_seen = 0;
   nh_mutex_lock(&w->lock);
   for (;;) {
     while (!g->workers_stop && !(g->phase_mark && w->full))
       pthread_cond_wait(&w->cv, &w->lock.m);
     if (g->workers_stop)
       break;
-    w->busy++;
+    uint64_t mark = g->marks_started;
     nh_mutex_unlock(&w->lock);
+    if (mark != mark_seen)
+      fractional_join(&self->share);
+    mark_seen = mark;
     uint64_t t0 = now_ns();
-    m.shared = w;
     m.marked_bytes = m.marked_objects = 0;
-    mark_drain_shared(&m);
+    drain_shared(g, &m, &self->share);
     __atomic_add_fetch(&w->marked_bytes, m.marked_bytes, __ATOMIC_RELAXED);
     __atomic_add_fetch(&w->marked_objects, m.marked_objects, __ATOMIC_RELAXED);
     nh_stat_add(&g->worker_ns, (int64_t)(now_ns() - t0));
     nh_mutex_lock(&w->lock);
-    w->busy--;
-    pthread_cond_broadcast(&w->cv);
   }
   nh_mutex_unlock(&w->lock);
+  fractional_close(&self->share);
   return NULL;
 }
 
 static void set_phase_mark(nh_gc_t *g, bool on) {
   nh_mutex_lock(&g->work.lock);
   g->phase_mark = on;
+  g->marks_started += on;
   pthread_cond_broadcast(&g->work.cv);
   nh_mutex_unlock(&g->work.lock);
 }
@@ -451,6 +559,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   mark_roots_shared(&g->marker, &g->work, &g->roots, &g->threads, &g->specials);
   __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
   set_phase_mark(g, true);
+  fractional_join(g->collector_share);
   world_start(&g->threads);
   uint64_t pause1 = now_ns() - t1;
   record_pause(g, pause1);
@@ -504,6 +613,10 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
 /* The collector thread: runs the cycles requested (gc_request), one after another. */
 static void *collector_main(void *arg) {
   nh_gc_t *g = arg;
+  nh_fractional_t share;
+  memset(&share, 0, sizeof share);
+  fractional_open(&share, g->collector_fractional ? g->fraction_permille : 0);
+  g->collector_share = &share;
   pthread_mutex_lock(&g->req_mu);
   for (;;) {
     while (!g->collector_stop && g->completed >= g->requested)
@@ -528,6 +641,8 @@ static void *collector_main(void *arg) {
     pthread_cond_broadcast(&g->done_cv);
   }
   pthread_mutex_unlock(&g->req_mu);
+  g->collector_share = NULL;
+  fractional_close(&share);
   return NULL;
 }
 
@@ -693,33 +808,88 @@ static void stop_collector_threads(nh_gc_t *g) {
   pthread_cond_broadcast(&g->work.cv);
   nh_mutex_unlock(&g->work.lock);
   for (unsigned i = 0; i < g->nworkers; i++)
-    pthread_join(g->workers[i], NULL);
+    pthread_join(g->workers[i].thread, NULL);
   g->nworkers = 0;
 }
 
-/* The collector thread and the mark workers: Go's 25% of the CPUs for marking (the collector
- * thread is one of them), or mark_workers. */
-static int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
-  long markers = cfg->mark_workers > 0 ? (long)cfg->mark_workers : nh_rt.topo.ncpus / 4;
-  if (markers < 1)
-    markers = 1;
-  g->workers = markers > 1 ? mem_meta_alloc(&nh_rt.mem, (size_t)(markers - 1) * sizeof *g->workers, 64) : NULL;
-  if (markers > 1 && !g->workers)
+/* The markers: mark_workers dedicated ones, or Go's rule (gcControllerState.startCycle): 25%
+ * of the CPUs as dedicated markers, rounded, and where that misses by more than 30%, one
+ * fewer if it overshot and a fractional marker for what is left. The collector thread is the
+ * first marker: dedicated, or the fractional one when no marker is dedicated. */
+void gc_marker_layout(long ncpus, int64_t configured, long *dedicated, uint32_t *permille) {
+  *dedicated = configured;
+  *permille = 0;
+  if (configured > 0)
+    return;
+  long goal = 250 * (ncpus > 0 ? ncpus : 1);   /* in thousandths of a CPU */
+  long d = (goal + 500) / 1000;
+  if (labs(d * 1000 - goal) * 10 > 3 * goal) {
+    if (d * 1000 > goal)
+      d--;
+    *permille = (uint32_t)(goal - d * 1000);
+  }
+  *dedicated = d;
+}
+
+/* mark_cpus: where the collector thread and the workers may run (the NUMA work pins them per
+ * node). The set is cut to the CPUs this process may use; if nothing is left, nheap says so
+ * and does not pin. Returns the attributes to create them with, or NULL. */
+static pthread_attr_t *marker_placement(const nh_config_t *cfg, pthread_attr_t *attr) {
+  if (!CPU_COUNT(&cfg->mark_cpuset))
+    return NULL;
+  cpu_set_t allowed, set;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+    return NULL;
+  CPU_AND(&set, &allowed, &cfg->mark_cpuset);
+  if (!CPU_COUNT(&set)) {
+    nh_warn("gc: mark_cpus = %s names no CPU this process may run on; the collector's threads "
+            "run on any", cfg->mark_cpus);
+    return NULL;
+  }
+  if (pthread_attr_init(attr) != 0)
+    return NULL;
+  if (pthread_attr_setaffinity_np(attr, sizeof set, &set) != 0) {
+    pthread_attr_destroy(attr);
+    return NULL;
+  }
+  return attr;
+}
+
+static int create_collector_threads(nh_gc_t *g, const nh_config_t *cfg, const pthread_attr_t *attr) {
+  long dedicated;
+  gc_marker_layout(nh_rt.topo.ncpus, cfg->mark_workers, &dedicated, &g->fraction_permille);
+  g->collector_fractional = dedicated == 0;
+  long workers = dedicated > 0 ? dedicated - 1 + (g->fraction_permille > 0) : 0;
+  g->workers = workers ? mem_meta_alloc(&nh_rt.mem, (size_t)workers * sizeof *g->workers, 64) : NULL;
+  if (workers && !g->workers)
     return -ENOMEM;
   int rc;
-  for (long i = 0; i < markers - 1; i++) {
-    if ((rc = pthread_create(&g->workers[i], NULL, worker_main, g)) != 0) {
+  for (long i = 0; i < workers; i++) {
+    nh_worker_t *w = &g->workers[i];
+    w->g = g;
+    w->share.permille = i == dedicated - 1 ? g->fraction_permille : 0;
+    if ((rc = pthread_create(&w->thread, attr, worker_main, w)) != 0) {
       stop_collector_threads(g);
       return -rc;
     }
+    pthread_setname_np(w->thread, "nheap-mark");
     g->nworkers++;
   }
-  if ((rc = pthread_create(&g->collector, NULL, collector_main, g)) != 0) {
+  if ((rc = pthread_create(&g->collector, attr, collector_main, g)) != 0) {
     stop_collector_threads(g);
     return -rc;
   }
+  pthread_setname_np(g->collector, "nheap-gc");
   g->collector_running = true;
   return 0;
+}
+
+static int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
+  pthread_attr_t attr_storage, *attr = marker_placement(cfg, &attr_storage);
+  int rc = create_collector_threads(g, cfg, attr);
+  if (attr)
+    pthread_attr_destroy(attr);
+  return rc;
 }
 
 int gc_init(nh_gc_t *g, const nh_config_t *cfg) {

@@ -161,7 +161,9 @@ void roots_collect_data(nh_roots_t *r);
 void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
 /* Concurrent marking (gc.c runs the phases):
  *   mark_roots_shared  world stopped: the roots into m, whose full blocks go to w from now on;
- *   mark_drain_shared  drains m and the shared blocks until none is left;
+ *   mark_drain_shared  drains m and the shared blocks until none is left, or until about
+ *                      budget bytes were scanned (returns true then: work may be left);
+ *   mark_give_back     m's grey blocks, to the shared list (before a marker rests);
  *   mark_rescan_stacks world stopped at mark termination: the stacks again (an object a
  *                      thread allocated just before the stop may not be marked yet);
  *   mark_finish        world stopped: overflow recovery; adds what the barrier and black
@@ -173,7 +175,8 @@ void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp
  *   mark_work_left     whether a shared block waits or a marker is draining;
  *   mark_thread_leaving a detaching thread's buffer, shaded (threads lock held). */
 void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
-void mark_drain_shared(nh_marker_t *m);
+bool mark_drain_shared(nh_marker_t *m, uint64_t budget);
+void mark_give_back(nh_marker_t *m);
 void mark_publish(nh_marker_t *m);   /* m's partly filled block, to the other markers */
 size_t mark_assist(nh_markwork_t *w, size_t budget);
 void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts);
@@ -232,8 +235,12 @@ typedef struct nh_gc {
   const char *req_why;
   bool collector_stop;
   unsigned nworkers;               /* mark workers besides the collector thread */
-  pthread_t *workers;
+  struct nh_worker *workers;
+  struct nh_fractional *collector_share; /* the collector thread as a marker */
+  uint32_t fraction_permille;      /* the fractional marker's share of one CPU; 0: none */
+  bool collector_fractional;       /* the collector thread is that marker (no dedicated one) */
   bool workers_stop, phase_mark;   /* under work.lock */
+  uint64_t marks_started;          /* under work.lock: concurrent marks begun */
   uint64_t worker_ns, assist_ns;   /* relaxed: the mark workers' and assists' time */
   uint64_t traced_assist_ns, traced_trigger, traced_goal, traced_end; /* for gctrace */
   uint64_t assist_ratio;           /* scan bytes owed per 1024 bytes allocated during a mark */
@@ -266,6 +273,9 @@ typedef struct nh_gc {
 
 struct nh_config;
 int gc_init(nh_gc_t *g, const struct nh_config *cfg);
+/* How many markers mark concurrently on ncpus CPUs: dedicated ones, and the share of one CPU
+ * (thousandths) a fractional one takes; configured > 0 (mark_workers) is taken as it is. */
+void gc_marker_layout(long ncpus, int64_t configured, long *dedicated, uint32_t *permille);
 void gc_shutdown(nh_gc_t *g);
 void gc_after_fork_child(nh_gc_t *g);
 

@@ -294,13 +294,15 @@ static void scan_object(nh_marker_t *m, uintptr_t b) {
     scan_range(m, b, end);
 }
 
-static void drain(nh_marker_t *m) {
+/* Scans grey objects until none is left, or until about budget more bytes were scanned. */
+static void drain(nh_marker_t *m, uint64_t budget) {
   enum { FIFO = 8 };
   uintptr_t fifo[FIFO];
   unsigned head = 0, n = 0;
+  uint64_t until = budget > UINT64_MAX - m->scanned_bytes ? UINT64_MAX : m->scanned_bytes + budget;
   for (;;) {
     uintptr_t b;
-    if (n < FIFO && grey_pop(m, &b)) {
+    if (n < FIFO && m->scanned_bytes < until && grey_pop(m, &b)) {
       __builtin_prefetch((const void *)b);
       fifo[(head + n++) % FIFO] = b;
       continue;
@@ -331,11 +333,11 @@ static void rescan_marked(nh_marker_t *m) {
 }
 
 static void drain_all(nh_marker_t *m) {
-  drain(m);
+  drain(m, UINT64_MAX);
   while (m->overflow) {
     m->overflow = false;
     rescan_marked(m);
-    drain(m);
+    drain(m, UINT64_MAX);
   }
 }
 
@@ -503,10 +505,23 @@ void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threa
   publish(m);
 }
 
-void mark_drain_shared(nh_marker_t *m) {
-  drain(m);
+bool mark_drain_shared(nh_marker_t *m, uint64_t budget) {
+  uint64_t before = m->scanned_bytes;
+  drain(m, budget);
   if (m->overflow)
     __atomic_store_n(&m->shared->overflow, true, __ATOMIC_RELAXED);
+  return m->scanned_bytes - before >= budget;
+}
+
+/* Gives m's grey blocks to the shared list: no work may wait where the other markers and the
+ * termination check cannot see it. */
+void mark_give_back(nh_marker_t *m) {
+  for (nh_workbuf_t *f = m->full, *next; f; f = next) {
+    next = f->next;
+    share_block(m->shared, f);
+  }
+  m->full = NULL;
+  publish(m);
 }
 
 void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts) {
@@ -529,12 +544,7 @@ size_t mark_assist(nh_markwork_t *w, size_t budget) {
   uintptr_t b;
   while (m.scanned_bytes < budget && grey_pop(&m, &b))
     scan_object(&m, b);
-  for (nh_workbuf_t *f = m.full, *next; f; f = next) {
-    next = f->next;
-    share_block(w, f);
-  }
-  m.full = NULL;
-  publish(&m);
+  mark_give_back(&m);
   if (m.cur) {   /* empty now */
     m.cur->next = m.spare;
     m.spare = m.cur;
@@ -688,7 +698,7 @@ void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   uint64_t marked = m->marked_bytes, objects = m->marked_objects, scanned = m->scanned_bytes;
   m->checking = true;
   scan_roots(m, r, ts);
-  drain(m);   /* the check stops at nothing: a dropped grey object only weakens it */
+  drain(m, UINT64_MAX);   /* the check stops at nothing: a dropped grey object only weakens it */
   m->checking = false;
   m->overflow = false;
   m->marked_bytes = marked, m->marked_objects = objects, m->scanned_bytes = scanned;

@@ -49,6 +49,7 @@ static const char *const barrier_choices[] = {"store", "none", NULL};
 static bool check_numa(const char *v, char *why, size_t n);
 static bool check_debug(const char *v, char *why, size_t n);
 static bool check_events(const char *v, char *why, size_t n);
+static bool check_cpus(const char *v, char *why, size_t n);
 
 #define CFG(f) offsetof(nh_config_t, f)
 #define OPT(f) offsetof(nh_options, f)
@@ -68,6 +69,8 @@ static const nh_option_desc table[] = {
    "where arena memory goes: local (the allocating CPU's node) or interleave"},
   {"mark_workers", OPT_INT, "0", 0, 1024, NULL, NULL, CFG(mark_workers), 0, OPT(mark_workers),
    "dedicated mark threads; 0 = Go's 25%-of-CPUs rule"},
+  {"mark_cpus", OPT_STRING, "", 0, 0, NULL, check_cpus, CFG(mark_cpus), NH_OPT_STRING_MAX, OPT(mark_cpus),
+   "CPUs the collector thread and mark workers run on, as 0-3,8; empty = any"},
   {"barrier", OPT_ENUM, "store", 0, 0, barrier_choices, NULL, CFG(barrier), 0, OPT(barrier),
    "store: the program writes heap pointers with nh_store; none: plain stores"},
   {"scavenger", OPT_BOOL, "1", 0, 1, NULL, NULL, CFG(scavenger), 0, OPT(scavenger),
@@ -216,6 +219,44 @@ static bool check_numa(const char *v, char *why, size_t n) {
   snprintf(why, n, "not one of auto|off|fake:N with N in 1 .. %d", NH_FAKE_NODES_MAX);
   return false;
 }
+
+/* A CPU list as the kernel prints them ("0-3,8,10-11"), into set when it is not NULL. */
+static bool parse_cpus(const char *v, cpu_set_t *set, char *why, size_t n) {
+  if (set)
+    CPU_ZERO(set);
+  const char *p = v;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long lo = strtol(p, &end, 10), hi = lo;
+    if (end == p || lo < 0 || errno)
+      goto bad;
+    p = end;
+    if (*p == '-') {
+      const char *q = p + 1;
+      hi = strtol(q, &end, 10);
+      if (end == q || hi < lo || errno)
+        goto bad;
+      p = end;
+    }
+    if (hi >= CPU_SETSIZE) {
+      snprintf(why, n, "CPU %ld is past the last one nheap can name (%d)", hi, CPU_SETSIZE - 1);
+      return false;
+    }
+    for (long c = lo; set && c <= hi; c++)
+      CPU_SET((int)c, set);
+    if (*p == ',' && p[1])
+      p++;
+    else if (*p)
+      goto bad;
+  }
+  return true;
+bad:
+  snprintf(why, n, "not a CPU list such as 0-3,8 (at \"%s\")", p);
+  return false;
+}
+
+static bool check_cpus(const char *v, char *why, size_t n) { return parse_cpus(v, NULL, why, n); }
 
 /* Walks "name=value,name=value"; decodes into dbg when it is not NULL. */
 static bool parse_debug(const char *v, nh_debug_vars *dbg, char *why, size_t n) {
@@ -584,6 +625,8 @@ static void decode_derived(nh_config_t *cfg) {
     nh_fatal("debug string passed its check but does not decode: %s", why);
   cfg->numa_off = strcasecmp(cfg->numa, "off") == 0;
   cfg->numa_fake_nodes = strncasecmp(cfg->numa, "fake:", 5) == 0 ? atoi(cfg->numa + 5) : 0;
+  if (!parse_cpus(cfg->mark_cpus, &cfg->mark_cpuset, why, sizeof why))
+    nh_fatal("mark_cpus passed its check but does not decode: %s", why);
 }
 
 int options_load(nh_config_t *cfg, const nh_options *opts, char *const *envp) {

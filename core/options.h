@@ -5,6 +5,7 @@
 #define NH_OPTIONS_H
 
 #include <limits.h>
+#include <sched.h>
 
 #include "nheap.h"
 #include "core/internal.h"
@@ -22,7 +23,7 @@ typedef struct nh_debug_vars {
   int64_t uring;      /* 0: the scavenger uses madvise even where io_uring works (default 1) */
 } nh_debug_vars;
 
-enum { NH_OPT_STRING_MAX = 256, NH_FAKE_NODES_MAX = 64, NH_OPTION_COUNT = 13 };
+enum { NH_OPT_STRING_MAX = 256, NH_FAKE_NODES_MAX = 64, NH_OPTION_COUNT = 14 };
 
 /* The effective configuration: every option's value after all sources were applied. */
 typedef struct nh_config {
@@ -32,11 +33,13 @@ typedef struct nh_config {
   char debug[NH_OPT_STRING_MAX];
   char perf_events[NH_OPT_STRING_MAX];
   char perf_report[PATH_MAX];
+  char mark_cpus[NH_OPT_STRING_MAX];
 
   /* Derived from the strings above once loading succeeded. */
   nh_debug_vars dbg;
   bool numa_off;        /* numa = off */
   int numa_fake_nodes;  /* numa = fake:N, else 0 */
+  cpu_set_t mark_cpuset; /* mark_cpus; empty: the threads run anywhere */
 
   /* Where each value came from, for NHEAP_VERBOSE and error messages. */
   char config_file[PATH_MAX];  /* "" if no file was read */

@@ -87,6 +87,7 @@ typedef struct nh_options {
   const char *debug;        /* diagnostics, "gctrace=1,checkmark=1" (as NHEAP_DEBUG) */
   const char *perf_events;  /* "task-clock,page-faults,..." (libpfm4 names) */
   const char *perf_report;  /* path of the JSON counter report, "" = none */
+  const char *mark_cpus;    /* CPUs the collector's threads run on, "0-3,8"; "" = any */
 } nh_options;
 
 /* Fills *opts with "unset" everywhere (NH_UNSET, NULL) and sets opts->size. Thread-safe. */

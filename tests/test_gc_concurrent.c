@@ -6,7 +6,9 @@
  * cycles run; pauses
  * recorded for a 64 MiB live heap. ctest runs it with NHEAP_DEBUG=checkmark=1 as well.
  */
+#include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/gc.h"
 #include "tests/testutil.h"
 
 static nh_stats_t stats(void) {
@@ -30,7 +33,10 @@ static int setup(void **state) {
   nh_options_init(&o);
   o.gc = NH_GC_CONCURRENT;
   o.hugepages = NH_HUGEPAGES_NONE;
-  o.mark_workers = 2;   /* the collector thread and one worker, whatever the CPU count */
+  /* The collector thread and one worker, whatever the CPU count; or, as CMake sets for the
+   * checkmark run, Go's rule (a fractional marker on 1, 2, 3 or 6 CPUs). */
+  const char *markers = getenv("NH_TEST_MARK_WORKERS");
+  o.mark_workers = markers ? atoi(markers) : 2;
   int rc = nh_init(&o);
   if (rc == 0 && stats().gc_mode != NH_GC_CONCURRENT) {
     print_message("gc = concurrent is not available here (no rseq): skipped\n");
@@ -401,6 +407,97 @@ static void test_pauses_recorded(void **state) {
 /* A program that has not promised the barrier (barrier = none), or a process without
  * restartable sequences, gets stop-the-world marking, never concurrent marking it cannot
  * make safe. */
+/* The Cpus_allowed_list line of a /proc status file. */
+static void allowed_list(const char *status, char *out, size_t n) {
+  char line[256];
+  FILE *f = fopen(status, "r");
+  assert_non_null(f);
+  out[0] = 0;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "Cpus_allowed_list:", 18) == 0) {
+      line[strcspn(line, "\n")] = 0;
+      snprintf(out, n, "%s", line + 18 + strspn(line + 18, " \t"));
+    }
+  fclose(f);
+}
+
+/* The CPUs each of this process's threads named name may run on ("0-1"), joined by ";". */
+static void affinity_of(const char *name, char *out, size_t n) {
+  out[0] = 0;
+  DIR *d = opendir("/proc/self/task");
+  assert_non_null(d);
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.')
+      continue;
+    char path[300], comm[32] = "", cpus[64];
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue;
+    if (!fgets(comm, sizeof comm, f))
+      comm[0] = 0;
+    fclose(f);
+    comm[strcspn(comm, "\n")] = 0;
+    if (strcmp(comm, name) != 0)
+      continue;
+    snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+    allowed_list(path, cpus, sizeof cpus);
+    size_t len = strlen(out);
+    snprintf(out + len, n - len, "%s%s", len ? ";" : "", cpus);
+  }
+  closedir(d);
+}
+
+/* mark_cpus places the collector thread and the mark workers; a set with no usable CPU is
+ * said and ignored. */
+static void test_mark_cpus_place_the_markers(void **state) {
+  (void)state;
+  clear_nheap_env();
+  capture_errors();
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_CONCURRENT;
+  o.hugepages = NH_HUGEPAGES_NONE;
+  o.mark_workers = 3;
+  o.mark_cpus = "0";
+  assert_int_equal(nh_init(&o), 0);
+  if (stats().gc_mode != NH_GC_CONCURRENT)
+    skip();
+  char gc[64], mark[128];
+  affinity_of("nheap-gc", gc, sizeof gc);
+  affinity_of("nheap-mark", mark, sizeof mark);
+  assert_string_equal(gc, "0");
+  assert_string_equal(mark, "0;0");
+  nh_gc();   /* and marking still works there */
+  nh_shutdown();
+
+  o.mark_cpus = "1000";
+  assert_int_equal(nh_init(&o), 0);
+  assert_true(errors_contain("mark_cpus = 1000 names no CPU this process may run on"));
+  char self[64];
+  allowed_list("/proc/thread-self/status", self, sizeof self);
+  affinity_of("nheap-gc", gc, sizeof gc);
+  assert_string_equal(gc, self);
+  nh_shutdown();
+}
+
+/* Go's 25% rule, fractional marker included (gcControllerState.startCycle's table). */
+static void test_marker_layout(void **state) {
+  (void)state;
+  static const struct { long ncpus; int64_t configured; long dedicated; uint32_t permille; } cases[] = {
+    {1, 0, 0, 250}, {2, 0, 0, 500}, {3, 0, 0, 750}, {4, 0, 1, 0},    {5, 0, 1, 0},
+    {6, 0, 1, 500}, {7, 0, 2, 0},   {8, 0, 2, 0},   {10, 0, 3, 0}, {16, 0, 4, 0},
+    {64, 0, 16, 0}, {2, 3, 3, 0},   {64, 1, 1, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    long dedicated;
+    uint32_t permille;
+    gc_marker_layout(cases[i].ncpus, cases[i].configured, &dedicated, &permille);
+    assert_int_equal(dedicated, cases[i].dedicated);
+    assert_int_equal(permille, cases[i].permille);
+  }
+}
+
 static void test_barrier_none_selects_stw(void **state) {
   (void)state;
   nh_shutdown();
@@ -435,6 +532,8 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_pauses_recorded, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_blocks_reused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_none_selects_stw, setup, teardown),
+    cmocka_unit_test(test_marker_layout),
+    cmocka_unit_test(test_mark_cpus_place_the_markers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,6 +73,7 @@ static void test_every_type_from_env(void **state) {
     "NHEAP_SCAVENGER=off",                /* bool */
     "NHEAP_PERF_EVENTS=task-clock,page-faults", /* dotted name */
     "NHEAP_DEBUG=gctrace=2,checkmark=1",
+    "NHEAP_MARK_CPUS=0-2,5,7-7",          /* a CPU list */
     "OTHER=1",
     NULL,
   };
@@ -87,6 +88,9 @@ static void test_every_type_from_env(void **state) {
   assert_int_equal(cfg.dbg.gctrace, 2);
   assert_int_equal(cfg.dbg.checkmark, 1);
   assert_int_equal(cfg.dbg.scavtrace, 0);
+  assert_int_equal(CPU_COUNT(&cfg.mark_cpuset), 5);
+  for (int c = 0; c < 8; c++)
+    assert_int_equal(CPU_ISSET(c, &cfg.mark_cpuset) != 0, c <= 2 || c == 5 || c == 7);
   assert_int_equal(errors.count, 0);
 }
 
@@ -219,6 +223,12 @@ static void test_bad_env_values(void **state) {
   expect_env_error("NHEAP_DEBUG=gctrace=9", "gctrace=9: allowed 0 .. 2");
   expect_env_error("NHEAP_DEBUG=verbose=1", "unknown diagnostic 'verbose'");
   expect_env_error("NHEAP_PERF_EVENTS=cycles,", "empty event name");
+  expect_env_error("NHEAP_MARK_CPUS=0-", "not a CPU list such as 0-3,8 (at \"-\")");
+  expect_env_error("NHEAP_MARK_CPUS=3-1", "not a CPU list");
+  expect_env_error("NHEAP_MARK_CPUS=1,,2", "not a CPU list");
+  expect_env_error("NHEAP_MARK_CPUS=1,", "not a CPU list");
+  expect_env_error("NHEAP_MARK_CPUS=all", "not a CPU list");
+  expect_env_error("NHEAP_MARK_CPUS=0-99999", "past the last one nheap can name (1023)");
   expect_env_error("NHEAP_PERF_EVENTS=cyc les", "does not accept");
   expect_env_error("NHEAP_GC_PERCNT=5", "unknown option 'gc_percnt' (did you mean 'gc_percent'?)");
   expect_env_error("NHEAP_ZZZZZZZZZZ=1", "unknown option 'zzzzzzzzzz' (NHEAP_VERBOSE=1 lists the options)");
