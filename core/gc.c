@@ -294,8 +294,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   uint64_t mark = now_ns() - mark0;
   finish_cycle(g);
-  world_start(&g->threads);
-  uint64_t end = now_ns();
+  uint64_t end = world_start(&g->threads);
   specials_wake(&g->specials, finalizers);
 
   record_pause(g, end - stopped);
@@ -560,8 +559,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
   set_phase_mark(g, true);
   fractional_join(g->collector_share);
-  world_start(&g->threads);
-  uint64_t pause1 = now_ns() - t1;
+  uint64_t pause1 = world_start(&g->threads) - t1;
   record_pause(g, pause1);
 
   uint64_t mark0 = now_ns(), pause2 = 0, t2;
@@ -577,8 +575,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     if (!found || tries == TERMINATION_TRIES)
       break;
     mark_publish(&g->marker);   /* new grey work: drain it with the world running */
-    world_start(&g->threads);
-    pause2 = now_ns() - t2;
+    pause2 = world_start(&g->threads) - t2;
     record_pause(g, pause2);
   }
   mark_until_idle(g);   /* in the pause: what the buffers and the stacks greyed (usually nothing) */
@@ -592,8 +589,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   g->traced_end = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
   g->mark_growth = g->traced_end > live_at_setup ? g->traced_end - live_at_setup : 0;
   finish_cycle(g);
-  world_start(&g->threads);
-  uint64_t end = now_ns();
+  uint64_t end = world_start(&g->threads);
   pause2 = end - t2;
   record_pause(g, pause2);
   specials_wake(&g->specials, finalizers);

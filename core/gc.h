@@ -64,9 +64,11 @@ void thread_detach(void);
 void threads_after_fork(nh_threads_t *ts);
 
 /* Stops every attached thread but the caller (each saves its registers on its stack and
- * records its stack pointer) and returns with the threads lock held; start undoes it. */
+ * records its stack pointer) and returns with the threads lock held; start undoes it and
+ * returns when the threads were released (CLOCK_MONOTONIC ns): where a pause ends. The time
+ * the caller then spends preempted by the threads it woke is not a pause (they run). */
 void world_stop(nh_threads_t *ts);
-void world_start(nh_threads_t *ts);
+uint64_t world_start(nh_threads_t *ts);
 
 /* A no-stop region: code that takes allocator locks or holds an object only in metadata.
  * A stop request that arrives inside waits until the region ends. Nestable; cheap. */

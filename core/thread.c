@@ -13,16 +13,19 @@
  *   1. epoch becomes odd; SIGPWR goes to every attached thread but the caller.
  *   2. The handler spills the callee-saved registers into its own frame
  *      (__builtin_unwind_init), records the address of that frame as the thread's stop_sp,
- *      posts the ack semaphore (async-signal-safe) and waits in sigsuspend until the epoch
- *      changes. Everything the thread had in registers is now on its stack, between stop_sp
+ *      posts the ack semaphore (async-signal-safe) and waits on the epoch (a futex) until
+ *      it changes. Everything the thread had in registers is now on its stack, between stop_sp
  *      and the top: the kernel's signal frame holds the interrupted registers, the handler's
  *      frame the callee-saved ones. The handler runs on the thread's normal stack (no
  *      SA_ONSTACK).
  *   3. The collector waits for one ack per thread; a thread that does not answer within a
  *      second (it blocks SIGPWR) is reported once and waited for.
- * Starting: epoch becomes even; SIGXCPU wakes each thread from sigsuspend. The restart signal
- * is blocked while a handler checks the epoch and unblocked only by sigsuspend itself, so a
- * wake-up cannot be lost; the epoch, not the signal, decides (a spurious wake-up re-waits).
+ * Starting: epoch becomes even and one FUTEX_WAKE wakes every stopped thread at once. (A
+ * restart signal per thread, as bdwgc sends, let the first thread woken preempt the collector
+ * before it signalled the next: on a busy 2-CPU machine the last thread stayed stopped for a
+ * scheduler tick, 3 to 4 ms, after the pause's work was done.) The futex wait compares the
+ * epoch it saw, so a wake-up cannot be lost; a spurious one re-waits. While stopped, a thread
+ * blocks every signal but the fatal ones (the handler's mask).
  * System calls interrupted by the stop are restarted (SA_RESTART) where the kernel allows.
  *
  * No-stop regions: the allocator's slow paths take locks and briefly hold objects only in
@@ -33,16 +36,19 @@
  * aborts on signal delivery, so a stopped thread is never half-way through one either.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/heap.h"
 
 #define SIG_SUSPEND SIGPWR
-#define SIG_RESTART SIGXCPU
 
 __thread nh_thread_t *nh_self __attribute__((tls_model("initial-exec")));
 
@@ -83,13 +89,12 @@ static void record_free(nh_thread_t *t) {
   pthread_mutex_unlock(&pool_lock);
 }
 
-static void suspend_self(nh_thread_t *t, const sigset_t *wait_mask);
+static void suspend_self(nh_thread_t *t);
 
 /* ---------------------------------------------------------------------------------------------
  * Signal handlers.
  * ------------------------------------------------------------------------------------------- */
 
-static sigset_t wait_mask;   /* everything blocked but the restart and fatal signals */
 
 static void suspend_handler(int sig, siginfo_t *si, void *uc) {
   (void)sig, (void)si, (void)uc;
@@ -99,40 +104,29 @@ static void suspend_handler(int sig, siginfo_t *si, void *uc) {
     if (t->nogc > 0)
       t->stop_pending = 1;
     else
-      suspend_self(t, &wait_mask);
+      suspend_self(t);
   }
   errno = saved;
 }
 
-static void restart_handler(int sig) { (void)sig; }
-
 /* Records the stack pointer with the registers spilled, acks, waits for the epoch to move. */
-static nh_noinline void suspend_self(nh_thread_t *t, const sigset_t *mask) {
+static nh_noinline void suspend_self(nh_thread_t *t) {
   __builtin_unwind_init();   /* callee-saved registers into this frame */
   volatile uintptr_t here = 0;
   uint32_t epoch = __atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE);
   __atomic_store_n(&t->stop_sp, (uintptr_t)&here, __ATOMIC_RELEASE);
   sem_post(&g_threads->ack);
   while (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) == epoch)
-    sigsuspend(mask);
+    syscall(SYS_futex, &g_threads->epoch, FUTEX_WAIT_PRIVATE, epoch, NULL, NULL, 0);
   __atomic_store_n(&t->stop_sp, 0, __ATOMIC_RELAXED);
 }
 
 /* Leaving the outermost region with a stop pending: stop now, as the handler would have. */
 void region_stop_pending(void) {
   nh_thread_t *t = nh_self;
-  sigset_t restart, old;
-  sigemptyset(&restart);
-  sigaddset(&restart, SIG_RESTART);
-  pthread_sigmask(SIG_BLOCK, &restart, &old);
   t->stop_pending = 0;
-  if (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) & 1) {
-    sigset_t mask = old;
-    sigdelset(&mask, SIG_RESTART);
-    sigdelset(&mask, SIG_SUSPEND);
-    suspend_self(t, &mask);
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) & 1)
+    suspend_self(t);
 }
 
 static int install_handlers(void) {
@@ -145,18 +139,6 @@ static int install_handlers(void) {
   sa.sa_flags = SA_RESTART | SA_SIGINFO;
   sa.sa_sigaction = suspend_handler;
   if (sigaction(SIG_SUSPEND, &sa, NULL) != 0)
-    return -errno;
-  wait_mask = sa.sa_mask;
-  sigdelset(&wait_mask, SIG_RESTART);
-  sigdelset(&wait_mask, SIGINT);
-  sigdelset(&wait_mask, SIGQUIT);
-  sigdelset(&wait_mask, SIGTERM);
-  struct sigaction rs;
-  memset(&rs, 0, sizeof rs);
-  sigfillset(&rs.sa_mask);
-  rs.sa_flags = SA_RESTART;
-  rs.sa_handler = restart_handler;
-  if (sigaction(SIG_RESTART, &rs, NULL) != 0)
     return -errno;
   return 0;
 }
@@ -313,10 +295,10 @@ void world_stop(nh_threads_t *ts) {
   }
 }
 
-void world_start(nh_threads_t *ts) {
+uint64_t world_start(nh_threads_t *ts) {
+  uint64_t released = os_linux.now_ns();
   __atomic_add_fetch(&ts->epoch, 1, __ATOMIC_SEQ_CST);
-  for (nh_thread_t *t = ts->first; t; t = t->next)
-    if (t != nh_self)
-      pthread_kill(t->tid, SIG_RESTART);
+  syscall(SYS_futex, &ts->epoch, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
   nh_mutex_unlock(&ts->lock);
+  return released;
 }

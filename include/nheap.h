@@ -148,8 +148,8 @@ void nh_free(void *p);
  * shared libraries, and ranges registered with nh_root_add; all are scanned conservatively,
  * and so are nh_alloc objects (any aligned word that points into an object, interior
  * pointers included, keeps it). Memory malloc returned is not scanned: a pointer kept only
- * there does not keep an object alive (register the range). Stops use SIGPWR and SIGXCPU; an
- * attached thread must not block them.
+ * there does not keep an object alive (register the range). Stops use SIGPWR; an attached
+ * thread must not block it.
  * =========================================================================================== */
 /* A full collection: returns after marking and sweeping are complete, so nh_stats_read shows
  * the live heap. No-op with gc = off. */
