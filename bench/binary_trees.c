@@ -1,20 +1,21 @@
 /*
- * binary_trees — the Benchmarks Game's binary-trees (one thread): a stretch tree of depth
- * max + 1, a long-lived tree of depth max, then 2^(max - d + 4) short-lived trees of each even
- * depth d from 4 to max, each built and checked. Allocation-bound with a steady live tree:
- * the classic collector workload.
+ * binary_trees — the Benchmarks Game's binary-trees: a stretch tree of depth max + 1, a
+ * long-lived tree of depth max, then 2^(max - d + 4) short-lived trees of each even depth d
+ * from 4 to max, each built and checked; with several threads, each depth's trees are split
+ * among them. Allocation-bound with a steady live tree: the classic collector workload. Where
+ * memory is managed by hand (nheap with gc = off, the malloc peers), each tree is freed after
+ * its check.
  *
- * One source, two collectors: nheap (nheap-binary-trees; gc mode from the command line) and,
- * where libgc-dev is installed, bdwgc (nheap-binary-trees-bdwgc). Prints the checks, then one
- * line: wall time, cycles, pauses (p50, max), peak RSS. bench/go/binary_trees is Go's.
+ * Builds (gc_peer.h): nheap-binary-trees (mode concurrent|stw|off), nheap-binary-trees-bdwgc,
+ * nheap-binary-trees-malloc (run under LD_PRELOAD of each allocator by the report).
+ * bench/go/binary_trees is Go's. Prints the checks, then the RESULT line (gc_peer.h) with
+ * time_s, the time from the stretch tree to the last check.
  *
- * Usage: nheap-binary-trees [concurrent|stw] [max depth (18)]
+ * Usage: nheap-binary-trees [mode (concurrent)] [max depth (18)] [threads (1)]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "gc_peer.h"
 
@@ -37,38 +38,66 @@ static node *make(int depth) {
 
 static long check(const node *n) { return n->left ? 1 + check(n->left) + check(n->right) : 1; }
 
+static void release(node *n) {
+  if (n->left) {
+    release(n->left);
+    release(n->right);
+  }
+  FREE(n);
+}
+
+static long check_and_release(node *n) {
+  long c = check(n);
+  if (peer_manual)
+    release(n);
+  return c;
+}
+
+typedef struct share {
+  int depth;
+  long iterations, sum;
+  pthread_t thread;
+} share;
+
+static void *trees(void *arg) {
+  share *s = arg;
+  for (long i = 0; i < s->iterations; i++)
+    s->sum += check_and_release(make(s->depth));
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "concurrent";
   int max = argc > 2 ? atoi(argv[2]) : 18;
-  if (max < 6 || max > 30) {
-    fprintf(stderr, "usage: %s [concurrent|stw] [max depth 6..30]\n", argv[0]);
+  int threads = argc > 3 ? atoi(argv[3]) : 1;
+  if (max < 6 || max > 30 || threads < 1 || threads > 64) {
+    fprintf(stderr, "usage: %s [concurrent|stw|off] [max depth 6..30] [threads 1..64]\n", argv[0]);
     return 2;
   }
-  mode = gc_peer_start(mode);
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  printf("stretch tree of depth %d\t check: %ld\n", max + 1, check(make(max + 1)));
+  const char *system = peer_start(mode);
+  report_begin();
+  double t0 = peer_now();
+  printf("stretch tree of depth %d\t check: %ld\n", max + 1, check_and_release(make(max + 1)));
   node *volatile long_lived = make(max);
   for (int d = 4; d <= max; d += 2) {
     long iterations = 1L << (max - d + 4), sum = 0;
-    for (long i = 0; i < iterations; i++)
-      sum += check(make(d));
+    share part[64];
+    for (int t = 0; t < threads; t++) {
+      part[t] = (share){.depth = d, .iterations = iterations / threads + (t < iterations % threads)};
+      if (threads > 1)
+        peer_thread_start(&part[t].thread, trees, &part[t]);
+      else
+        trees(&part[t]);
+    }
+    for (int t = 0; t < threads; t++) {
+      if (threads > 1)
+        peer_thread_join(part[t].thread);
+      sum += part[t].sum;
+    }
     printf("%ld\t trees of depth %d\t check: %ld\n", iterations, d, sum);
   }
-  printf("long lived tree of depth %d\t check: %ld\n", max, check(long_lived));
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-#ifdef USE_BDWGC
-  printf("%s: depth %d, %.2f s, %lu cycles, peak RSS %.0f MiB\n", mode, max, wall, (unsigned long)GC_get_gc_no(),
-         (double)ru.ru_maxrss / 1024);
-#else
-  nh_stats_t s = {.size = sizeof s};
-  nh_stats_read(&s);
-  printf("%s: depth %d, %.2f s, %llu cycles, pauses p50 %.3f ms, max %.3f ms, peak RSS %.0f MiB\n",
-         mode, max, wall, (unsigned long long)s.gc_cycles, s.pause_p50_ns / 1e6,
-         s.pause_max_ns / 1e6, (double)ru.ru_maxrss / 1024);
-#endif
+  printf("long lived tree of depth %d\t check: %ld\n", max, check_and_release(long_lived));
+  double wall = peer_now() - t0;
+  report_end(system, "depth=%d threads=%d time_s=%.3f", max, threads, wall);
   return 0;
 }

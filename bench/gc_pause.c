@@ -4,45 +4,28 @@
  * A balanced binary tree of 32-byte nodes makes the live heap (pointer-rich, so marking has
  * real work); mutator threads then keep replacing random subtrees of 127 nodes with fresh
  * ones (pointer stores through the barrier), so the live set stays the same size while
- * garbage flows. Reported: the live heap, cycles, stop-the-world pauses (p50, p99, max),
- * replacements per second (the mutators' throughput), wall time and peak RSS.
+ * garbage flows. The RESULT line (gc_peer.h) adds: live_mib (after the build's collection),
+ * build_s, run_s, replacements_per_s (the mutators' throughput).
  *
- * One source, two collectors: built against nheap (nheap-gc-pause; gc mode from the command
- * line) and, where libgc-dev is installed, against bdwgc (nheap-gc-pause-bdwgc, parallel
- * marking with GC_MARKERS = CPUs unless set), whose pauses come from its collection events
- * (stop-world to start-world). bench/go/gc_pause is Go's.
+ * Builds (gc_peer.h): nheap-gc-pause (mode concurrent|stw) and nheap-gc-pause-bdwgc.
+ * bench/go/gc_pause is Go's.
  *
  * Usage: nheap-gc-pause [concurrent|stw] [live MiB (256)] [seconds (5)] [mutators (2)]
  */
-#include <pthread.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "gc_peer.h"
-
-#ifdef USE_BDWGC
-#define THREAD_CREATE GC_pthread_create
-#define THREAD_JOIN GC_pthread_join
-#else
-#define THREAD_CREATE pthread_create
-#define THREAD_JOIN pthread_join
-#endif
 
 typedef struct node {
   struct node *kid[2];
   uint64_t value, pad;
 } node;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static node *tree(int depth) {
   node *n = ALLOC(sizeof *n);
@@ -80,24 +63,6 @@ static void *mutator(void *arg) {
   return NULL;
 }
 
-/* Pauses: nheap keeps its own statistics; bdwgc's come from its collection events. */
-#ifdef USE_BDWGC
-enum { MAX_PAUSES = 1 << 16 };
-static double pauses[MAX_PAUSES];
-static size_t npauses;
-static double stopped_at;
-static void on_event(GC_EventType e) {
-  if (e == GC_EVENT_PRE_STOP_WORLD)
-    stopped_at = now_s();
-  else if (e == GC_EVENT_POST_START_WORLD && npauses < MAX_PAUSES)
-    pauses[npauses++] = now_s() - stopped_at;
-}
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-#endif
-
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "concurrent";
   long live_mib = argc > 2 ? atol(argv[2]) : 256;
@@ -107,59 +72,40 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s [concurrent|stw] [live MiB] [seconds] [mutators 1..64]\n", argv[0]);
     return 2;
   }
-  mode = gc_peer_start(mode);
-#ifdef USE_BDWGC
-  GC_set_on_collection_event(on_event);
-#endif
+  const char *system = peer_start(mode);
   /* The smallest tree of 32-byte nodes holding live_mib. */
   root_depth = 1;
   while ((2ull << root_depth) * sizeof(node) < (unsigned long long)live_mib << 20)
     root_depth++;
-  double t0 = now_s();
+  double t0 = peer_now();
   root = tree(root_depth);
 #ifdef USE_BDWGC
   GC_gcollect();
-  npauses = 0;
-  size_t cycles0 = GC_get_gc_no();
+  double live = peer_heap_mib();
 #else
   nh_gc();
-  nh_stats_t s0 = {.size = sizeof s0};
-  nh_stats_read(&s0);
+  double live = (double)peer_stats().heap_marked_bytes / (1 << 20);
 #endif
-  double t1 = now_s();
+  report_begin();
+  double t1 = peer_now();
   pthread_t t[64];
   for (int i = 0; i < mutators; i++)
-    THREAD_CREATE(&t[i], NULL, mutator, (void *)(uintptr_t)(i + 1));
-  struct timespec d = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-  while (nanosleep(&d, &d) != 0)   /* the collector's stop signals interrupt sleeps */
+    peer_thread_start(&t[i], mutator, (void *)(uintptr_t)(i + 1));
+  struct timespec until;   /* a deadline: the collector's stops interrupt and delay sleeps */
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += (time_t)seconds;
+  until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+  if (until.tv_nsec >= 1000000000) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000;
+  }
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
     ;
   atomic_store(&stop, 1);
   for (int i = 0; i < mutators; i++)
-    THREAD_JOIN(t[i], NULL);
-  double t2 = now_s();
-  double p50, p99, pmax, live;
-  unsigned long long cycles;
-#ifdef USE_BDWGC
-  qsort(pauses, npauses, sizeof *pauses, cmp);
-  p50 = npauses ? pauses[(npauses - 1) / 2] * 1e3 : 0;
-  p99 = npauses ? pauses[(npauses * 99 + 99) / 100 - 1] * 1e3 : 0;
-  pmax = npauses ? pauses[npauses - 1] * 1e3 : 0;
-  cycles = GC_get_gc_no() - cycles0;
-  live = (double)(GC_get_heap_size() - GC_get_free_bytes()) / (1 << 20);
-#else
-  nh_stats_t s = {.size = sizeof s};
-  nh_stats_read(&s);
-  p50 = s.pause_p50_ns / 1e6;
-  p99 = s.pause_p99_ns / 1e6;
-  pmax = s.pause_max_ns / 1e6;
-  cycles = (unsigned long long)(s.gc_cycles - s0.gc_cycles);
-  live = (double)s.heap_marked_bytes / (1 << 20);
-#endif
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  printf("%s: live %.0f MiB (tree depth %d, built in %.2f s), %d mutators for %.1f s: %llu cycles, "
-         "pauses p50 %.3f ms, p99 %.3f ms, max %.3f ms; %.0f replacements/s; peak RSS %.0f MiB\n",
-         mode, live, root_depth, t1 - t0, mutators, t2 - t1, cycles, p50, p99, pmax,
-         (double)atomic_load(&replaced) / (t2 - t1), (double)ru.ru_maxrss / 1024);
+    peer_thread_join(t[i]);
+  double t2 = peer_now();
+  report_end(system, "live_mib=%.0f depth=%d mutators=%d build_s=%.3f run_s=%.3f replacements_per_s=%.0f", live,
+             root_depth, mutators, t1 - t0, t2 - t1, (double)atomic_load(&replaced) / (t2 - t1));
   return 0;
 }

@@ -1,45 +1,223 @@
 /*
- * gc_peer.h — one source, two collectors, for the collector benchmarks (gc_pause.c,
- * binary_trees.c): built plainly against nheap, or with USE_BDWGC against bdwgc.
- *   ALLOC(n)          a scanned object (nh_alloc / GC_MALLOC)
- *   STORE(slot, v)    a pointer store into an object (nh_store / a plain store)
- *   gc_peer_start(m)  starts the collector ("concurrent" or "stw" for nheap; bdwgc takes its
- *                     defaults) and returns the name to report; exits on failure.
+ * gc_peer.h — one source, several memory managers, for the whole-program benchmarks
+ * (binary_trees.c, gc_pause.c, gcbench.c, kvserver.c). Built plainly against nheap, with
+ * USE_BDWGC against bdwgc, or with USE_MALLOC against the C library's malloc/free (which the
+ * report runs under LD_PRELOAD of jemalloc, mimalloc or tcmalloc: the malloc peers).
+ *   ALLOC(n)            a zeroed object the collector scans (nh_alloc / GC_MALLOC / calloc)
+ *   ALLOC_NOSCAN(n)     one it never scans (nh_alloc_noscan / GC_MALLOC_ATOMIC / malloc)
+ *   STORE(slot, v)      a pointer store into an object (nh_store / a plain store)
+ *   FREE(p)             an explicit free where memory is managed by hand (nheap with
+ *                       gc = off, malloc); nothing where a collector runs
+ *   peer_start(mode)    starts the memory manager: "concurrent", "stw" or "off" for nheap (the
+ *                       others take their defaults; bdwgc marks with GC_MARKERS = the CPUs
+ *                       unless set; a program that included nheap_gc_compat.h first starts
+ *                       with its GC_INIT); returns the name of what runs; exits on failure
+ *   peer_thread_start/join  threads the collector knows about
+ * The report's side (bench/report.c reads it):
+ *   report_begin()      where the measured part starts (pauses and cycles count from here):
+ *                       with NH_BENCH_TIMELINE=path, a thread samples the heap in use and
+ *                       the cycle count every 10 ms into path ("seconds MiB cycles" per line)
+ *   report_end(fmt,...) stops the sampler; with NH_BENCH_PAUSES=path writes the pauses
+ *                       since report_begin (ms, one per line; nheap keeps the last 256);
+ *                       prints one line "RESULT system=... cycles=N pause_p50_ms=...
+ *                       pause_p99_ms=... pause_max_ms=... pauses=N" (over those pauses),
+ *                       then the workload's own key=value pairs.
  */
 #ifndef NH_BENCH_GC_PEER_H
 #define NH_BENCH_GC_PEER_H
 
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#ifdef USE_BDWGC
+static inline double peer_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+enum { PEER_MAX_PAUSES = 1 << 16 };
+static int peer_manual __attribute__((unused));   /* memory is freed by hand */
+
+#if defined(USE_BDWGC)
 #define GC_THREADS
 #include <gc.h>
 #define ALLOC(n) GC_MALLOC(n)
+#define ALLOC_NOSCAN(n) GC_MALLOC_ATOMIC(n)
 #define STORE(slot, v) (*(slot) = (v))
+#define FREE(p) ((void)(p))
+#define peer_thread_start(t, fn, arg) GC_pthread_create(t, NULL, fn, arg)
+#define peer_thread_join(t) GC_pthread_join(t, NULL)
 
-static inline const char *gc_peer_start(const char *mode) {
+/* bdwgc's pauses come from its collection events: world stopped to world started. */
+static double peer_pause_ms[PEER_MAX_PAUSES];
+static size_t peer_npauses;
+static double peer_stopped_at;
+static void peer_on_event(GC_EventType e) {
+  if (e == GC_EVENT_PRE_STOP_WORLD)
+    peer_stopped_at = peer_now();
+  else if (e == GC_EVENT_POST_START_WORLD && peer_npauses < PEER_MAX_PAUSES)
+    peer_pause_ms[peer_npauses++] = (peer_now() - peer_stopped_at) * 1e3;
+}
+
+static inline const char *peer_start(const char *mode) {
   (void)mode;
   GC_INIT();
   GC_allow_register_threads();
+  GC_set_on_collection_event(peer_on_event);
   return "bdwgc";
 }
+static inline double peer_heap_mib(void) { return (double)(GC_get_heap_size() - GC_get_free_bytes()) / (1 << 20); }
+static inline unsigned long long peer_cycles(void) { return GC_get_gc_no(); }
+static size_t peer_pauses0;
+static inline void peer_pauses_mark(void) { peer_pauses0 = peer_npauses; }
+static inline size_t peer_pauses(double *ms, size_t max) {
+  size_t n = peer_npauses - peer_pauses0 < max ? peer_npauses - peer_pauses0 : max;
+  memcpy(ms, peer_pause_ms + peer_pauses0, n * sizeof *ms);
+  return n;
+}
+
+#elif defined(USE_MALLOC)
+#define ALLOC(n) calloc(1, n)
+#define ALLOC_NOSCAN(n) malloc(n)
+#define STORE(slot, v) (*(slot) = (v))
+#define FREE(p) free(p)
+#define peer_thread_start(t, fn, arg) pthread_create(t, NULL, fn, arg)
+#define peer_thread_join(t) pthread_join(t, NULL)
+
+static inline const char *peer_start(const char *mode) {
+  peer_manual = 1;
+  return mode;   /* the report names the allocator it preloaded */
+}
+static inline double peer_heap_mib(void) { return 0; }
+static inline unsigned long long peer_cycles(void) { return 0; }
+static inline void peer_pauses_mark(void) {}
+static inline size_t peer_pauses(double *ms, size_t max) { (void)ms, (void)max; return 0; }
+
 #else
 #include <nheap.h>
 #define ALLOC(n) nh_alloc(n)
+#define ALLOC_NOSCAN(n) nh_alloc_noscan(n)
 #define STORE(slot, v) nh_store((void **)(slot), (v))
+#define FREE(p) (peer_manual ? nh_free(p) : (void)0)
+#define peer_thread_start(t, fn, arg) pthread_create(t, NULL, fn, arg)
+#define peer_thread_join(t) pthread_join(t, NULL)
 
-static inline const char *gc_peer_start(const char *mode) {
-  nh_options o;
-  nh_options_init(&o);
-  o.gc = strcmp(mode, "stw") == 0 ? NH_GC_STW : NH_GC_CONCURRENT;
-  if (nh_init(&o) != 0)
-    exit(1);
+static inline nh_stats_t peer_stats(void) {
   nh_stats_t s = {.size = sizeof s};
   nh_stats_read(&s);
-  return s.gc_mode == NH_GC_STW ? "stw" : "concurrent";   /* what runs, not what was asked */
+  return s;
+}
+
+static inline const char *peer_start(const char *mode) {
+#ifdef NHEAP_GC_COMPAT_H
+  (void)mode;
+  GC_INIT();   /* a program written for bdwgc: its own start, on nheap */
+#else
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = strcmp(mode, "stw") == 0 ? NH_GC_STW : strcmp(mode, "off") == 0 ? NH_GC_OFF : NH_GC_CONCURRENT;
+  if (nh_init(&o) != 0)
+    exit(1);
+#endif
+  static const char *const names[] = {"concurrent", "concurrent-nobarrier", "stw", "off"};
+  int m = (int)peer_stats().gc_mode;
+  peer_manual = m == NH_GC_OFF;
+  return m >= 0 && m < 4 ? names[m] : "?";   /* what runs, not what was asked */
+}
+static inline double peer_heap_mib(void) {
+  nh_stats_t s = peer_stats();
+  return (double)(s.gc_mode == NH_GC_OFF ? s.heap_inuse_bytes : s.heap_live_bytes) / (1 << 20);
+}
+static inline unsigned long long peer_cycles(void) { return peer_stats().gc_cycles; }
+static uint64_t peer_pauses0;
+static inline void peer_pauses_mark(void) { peer_pauses0 = peer_stats().gc_pauses; }
+static inline size_t peer_pauses(double *ms, size_t max) {   /* since the mark; nheap keeps 256 */
+  uint64_t ns[256], since = peer_stats().gc_pauses - peer_pauses0;
+  size_t want = since < 256 ? (size_t)since : 256;
+  size_t n = nh_gc_pauses(ns, want < max ? want : max);
+  for (size_t i = 0; i < n; i++)
+    ms[i] = (double)ns[i] / 1e6;
+  return n;
 }
 #endif
+
+/* ---------------------------------------------------------------------------------------------
+ * The report's side.
+ * ------------------------------------------------------------------------------------------- */
+
+static FILE *report_timeline;
+static atomic_int report_stop;
+static pthread_t report_sampler;
+static double report_t0;
+
+static void *report_sample(void *arg) {
+  (void)arg;
+  while (!atomic_load(&report_stop)) {
+    fprintf(report_timeline, "%.3f %.2f %llu\n", peer_now() - report_t0, peer_heap_mib(), peer_cycles());
+    struct timespec d = {0, 10 * 1000 * 1000};
+    nanosleep(&d, NULL);
+  }
+  return NULL;
+}
+
+static unsigned long long report_cycles0;
+
+static inline void report_begin(void) {
+  report_t0 = peer_now();
+  report_cycles0 = peer_cycles();
+  peer_pauses_mark();
+#ifdef USE_MALLOC
+  return;   /* no heap figure to sample: the report shows RSS */
+#endif
+  const char *path = getenv("NH_BENCH_TIMELINE");
+  if (!path || !*path || !(report_timeline = fopen(path, "w")))
+    return;
+  /* A plain thread: it never allocates from the collector and holds no pointers into it. */
+  if (pthread_create(&report_sampler, NULL, report_sample, NULL) != 0) {
+    fclose(report_timeline);
+    report_timeline = NULL;
+  }
+}
+
+static int report_cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static inline void report_end(const char *system, const char *fmt, ...) {
+  if (report_timeline) {
+    atomic_store(&report_stop, 1);
+    pthread_join(report_sampler, NULL);
+    fclose(report_timeline);
+    report_timeline = NULL;
+  }
+  static double ms[PEER_MAX_PAUSES];
+  size_t n = peer_pauses(ms, PEER_MAX_PAUSES);
+  const char *path = getenv("NH_BENCH_PAUSES");
+  FILE *f = path && *path ? fopen(path, "w") : NULL;
+  for (size_t i = 0; f && i < n; i++)
+    fprintf(f, "%.4f\n", ms[i]);
+  if (f)
+    fclose(f);
+  qsort(ms, n, sizeof *ms, report_cmp);
+  double p50 = n ? ms[(n - 1) / 2] : 0, p99 = n ? ms[(n * 99 + 99) / 100 - 1] : 0, max = n ? ms[n - 1] : 0;
+  printf("RESULT system=%s cycles=%llu pause_p50_ms=%.4f pause_p99_ms=%.4f pause_max_ms=%.4f pauses=%zu", system,
+         peer_cycles() - report_cycles0, p50, p99, max, n);
+  va_list ap;
+  va_start(ap, fmt);
+  if (*fmt)
+    putchar(' ');
+  vprintf(fmt, ap);
+  va_end(ap);
+  putchar('\n');
+  fflush(stdout);
+}
 
 #endif

@@ -224,7 +224,8 @@ static void *sweeper_main(void *arg) {
  * ------------------------------------------------------------------------------------------- */
 
 static void record_pause(nh_gc_t *g, uint64_t ns) {
-  g->pauses[g->npauses++ % NH_PAUSE_RING] = ns;
+  __atomic_store_n(&g->pauses[g->npauses % NH_PAUSE_RING], ns, __ATOMIC_RELAXED);
+  __atomic_store_n(&g->npauses, g->npauses + 1, __ATOMIC_RELEASE);
   nh_stat_add(&g->pause_total_ns, ns);
   if (ns > g->pause_max_ns)
     __atomic_store_n(&g->pause_max_ns, ns, __ATOMIC_RELAXED);
@@ -963,6 +964,21 @@ void gc_after_fork_child(nh_gc_t *g) {
   pthread_cond_init(&g->done_cv, NULL);
   pthread_mutex_init(&g->sweeper_mu, NULL);
   pthread_cond_init(&g->sweeper_cv, NULL);
+}
+
+NH_API size_t nh_gc_pauses(uint64_t *ns, size_t max) {
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) {
+    nh_error(-ENODEV, "nh_gc_pauses called before nh_init (or after nh_shutdown)");
+    return 0;
+  }
+  nh_gc_t *g = &nh_rt.gc;
+  uint64_t n = __atomic_load_n(&g->npauses, __ATOMIC_ACQUIRE);
+  size_t have = n < NH_PAUSE_RING ? (size_t)n : NH_PAUSE_RING;
+  if (have > max)
+    have = max;
+  for (size_t i = 0; i < have; i++)   /* a pause recorded meanwhile may replace the oldest */
+    ns[i] = __atomic_load_n(&g->pauses[(n - have + i) % NH_PAUSE_RING], __ATOMIC_RELAXED);
+  return have;
 }
 
 uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct) {

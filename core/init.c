@@ -265,6 +265,7 @@ static void fill_stats(nh_stats_t *s) {
   s->gc_forced = nh_stat_get(&g->forced);
   s->gc_limited = nh_stat_get(&g->limited);
   s->pause_total_ns = nh_stat_get(&g->pause_total_ns);
+  s->gc_pauses = __atomic_load_n(&g->npauses, __ATOMIC_ACQUIRE);
   s->pause_max_ns = nh_stat_get(&g->pause_max_ns);
   s->gc_mark_ns = nh_stat_get(&g->mark_ns);
   s->gc_sweep_ns = nh_stat_get(&g->sweep_ns);

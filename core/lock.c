@@ -13,7 +13,11 @@ static __thread nh_lock_rank held_ranks[MAX_HELD];
 static __thread int held_count;
 
 void nh_mutex_init(nh_mutex_t *l, nh_lock_rank rank) {
-  pthread_mutex_init(&l->m, NULL);
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+  pthread_mutex_init(&l->m, &a);
+  pthread_mutexattr_destroy(&a);
   l->rank = rank;
   l->owner = 0;
 }

@@ -154,6 +154,10 @@ void nh_free(void *p);
 /* A full collection: returns after marking and sweeping are complete, so nh_stats_read shows
  * the live heap. No-op with gc = off. */
 void nh_gc(void);
+/* The most recent stop-the-world pauses, oldest first, in ns (as Go's debug.ReadGCStats
+ * Pause): copies up to max of the last 256 into ns and returns how many. Each concurrent cycle
+ * records its two pauses (or more when mark termination is retried), a stw cycle one. */
+size_t nh_gc_pauses(uint64_t *ns, size_t max);
 /* GOGC: the next cycle starts when the heap reaches live * (1 + percent/100); < 0 turns
  * paced collection off (the memory limit still applies). Returns the previous value. */
 int nh_set_gc_percent(int percent);
@@ -351,6 +355,7 @@ typedef struct nh_stats {
   uint64_t frees_deferred;       /* nh_free during a concurrent mark: left to the collector */
   uint64_t gc_worker_ns;         /* concurrent mode: the dedicated mark workers' marking time */
   uint64_t gc_assist_ns;         /* concurrent mode: time allocating threads spent in mark assists */
+  uint64_t gc_pauses;            /* stop-the-world pauses, all cycles (nh_gc_pauses has the last 256) */
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL

@@ -13,7 +13,9 @@ packages=(
   libcmocka-dev                       # unit tests
   libbenchmark-dev                    # micro-benchmarks
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev  # the peers in bench/
-  libgc-dev                           # bdwgc: the collector peer in bench/ (gc_pause)
+  libgc-dev                           # bdwgc: the collector peer in bench/
+  golang-go                           # Go 1.19: the collector peer in bench/go
+  gnuplot-nox                         # the report's plots (make run)
   python3 sqlite3                     # programs the malloc replacement is tested under
 )
 

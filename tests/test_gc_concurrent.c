@@ -402,6 +402,23 @@ static void test_pauses_recorded(void **state) {
   assert_true(s.gc_cycles >= s0.gc_cycles + 4);
   assert_true(s.pause_total_ns > s0.pause_total_ns);
   assert_true(s.heap_marked_bytes >= (uint64_t)CHUNKS * CHUNK);
+  /* The history: two pauses or more per concurrent cycle, the newest last, summing to the
+   * pause time those cycles added. */
+  uint64_t p[300], sum = 0;
+  size_t n = nh_gc_pauses(p, 300);
+  assert_true(n >= 8 && n <= 256);
+  assert_int_equal(nh_gc_pauses(p, 3), 3);
+  n = nh_gc_pauses(p, 8);
+  for (size_t i = 0; i < n; i++)
+    sum += p[i];
+  assert_true(sum > 0 && sum <= s.pause_total_ns - s0.pause_total_ns);
+  nh_gc();
+  uint64_t q[8];
+  assert_int_equal(nh_gc_pauses(q, 8), 8);
+  size_t moved = 2;   /* by the new cycle's pauses: two, or more if termination was retried */
+  while (moved < 8 && memcmp(q, p + moved, (8 - moved) * sizeof *q) != 0)
+    moved++;
+  assert_true(moved < 8);
 }
 
 /* A program that has not promised the barrier (barrier = none), or a process without

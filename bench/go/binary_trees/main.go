@@ -1,17 +1,18 @@
-// binary_trees — the Go peer of bench/binary_trees.c (the Benchmarks Game's binary-trees,
-// one goroutine, the same output and summary line).
+// binary_trees — the Go peer of bench/binary_trees.c (the Benchmarks Game's binary-trees:
+// the same output; with several goroutines, each depth's trees are split among them) and the
+// RESULT line of bench/go/peer.
 //
-// Usage: binary_trees [max depth (18)]
+// Usage: binary_trees [max depth (18)] [threads (1)]
 package main
 
 import (
 	"fmt"
 	"os"
-	"runtime"
-	"runtime/metrics"
 	"strconv"
-	"syscall"
+	"sync"
 	"time"
+
+	"nheap/bench/peer"
 )
 
 type node struct{ left, right *node }
@@ -32,48 +33,45 @@ func check(n *node) int64 {
 	return 1 + check(n.left) + check(n.right)
 }
 
-func main() {
-	max := 18
-	if len(os.Args) > 1 {
-		if v, err := strconv.Atoi(os.Args[1]); err == nil {
-			max = v
+func arg(i, def int) int {
+	if len(os.Args) > i {
+		if v, err := strconv.Atoi(os.Args[i]); err == nil {
+			return v
 		}
 	}
+	return def
+}
+
+func main() {
+	max, threads := arg(1, 18), arg(2, 1)
+	peer.Begin()
 	t0 := time.Now()
 	fmt.Printf("stretch tree of depth %d\t check: %d\n", max+1, check(make_(max+1)))
 	longLived := make_(max)
 	for d := 4; d <= max; d += 2 {
 		iterations := int64(1) << (max - d + 4)
+		sums := make([]int64, threads)
+		var wg sync.WaitGroup
+		for t := 0; t < threads; t++ {
+			n := iterations / int64(threads)
+			if int64(t) < iterations%int64(threads) {
+				n++
+			}
+			wg.Add(1)
+			go func(t int, n int64) {
+				defer wg.Done()
+				for i := int64(0); i < n; i++ {
+					sums[t] += check(make_(d))
+				}
+			}(t, n)
+		}
+		wg.Wait()
 		var sum int64
-		for i := int64(0); i < iterations; i++ {
-			sum += check(make_(d))
+		for _, s := range sums {
+			sum += s
 		}
 		fmt.Printf("%d\t trees of depth %d\t check: %d\n", iterations, d, sum)
 	}
 	fmt.Printf("long lived tree of depth %d\t check: %d\n", max, check(longLived))
-	wall := time.Since(t0).Seconds()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	s := []metrics.Sample{{Name: "/gc/pauses:seconds"}}
-	metrics.Read(s)
-	h := s[0].Value.Float64Histogram()
-	var total, seen uint64
-	for _, c := range h.Counts {
-		total += c
-	}
-	p50, pmax := 0.0, 0.0
-	for i, c := range h.Counts {
-		if c == 0 {
-			continue
-		}
-		if seen < (total+1)/2 && seen+c >= (total+1)/2 {
-			p50 = h.Buckets[i+1]
-		}
-		seen += c
-		pmax = h.Buckets[i+1]
-	}
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	fmt.Printf("go %s: depth %d, %.2f s, %d cycles, pauses p50 %.3f ms, max %.3f ms, peak RSS %.0f MiB\n",
-		runtime.Version(), max, wall, ms.NumGC, p50*1e3, pmax*1e3, float64(ru.Maxrss)/1024)
+	peer.End("depth=%d threads=%d time_s=%.3f", max, threads, time.Since(t0).Seconds())
 }

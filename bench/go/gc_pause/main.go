@@ -1,13 +1,11 @@
 // gc_pause — the Go peer of bench/gc_pause.c: the same balanced tree of 32-byte nodes as
-// the live heap, the same mutators replacing random subtrees of 127 nodes, the same report.
-// Pauses are Go's own stop-the-world pauses (runtime/metrics /gc/pauses:seconds histogram,
-// p50/p99 from the buckets, max = the top non-empty bucket's upper bound).
+// the live heap, the same mutators replacing random subtrees of 127 nodes, the same RESULT
+// line (bench/go/peer).
 //
 // Usage: gc_pause [live MiB (256)] [seconds (5)] [mutators (2)]
 package main
 
 import (
-	"fmt"
 	"math/rand"
 	"os"
 	"runtime"
@@ -15,8 +13,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"nheap/bench/peer"
 )
 
 type node struct {
@@ -42,32 +41,6 @@ func arg(i int, def float64) float64 {
 	return def
 }
 
-func pauses() (p50, p99, max float64) {
-	s := []metrics.Sample{{Name: "/gc/pauses:seconds"}}
-	metrics.Read(s)
-	h := s[0].Value.Float64Histogram()
-	var total uint64
-	for _, c := range h.Counts {
-		total += c
-	}
-	var seen uint64
-	for i, c := range h.Counts {
-		if c == 0 {
-			continue
-		}
-		upper := h.Buckets[i+1]
-		if seen < (total+1)/2 && seen+c >= (total+1)/2 {
-			p50 = upper
-		}
-		if seen < (total*99+99)/100 && seen+c >= (total*99+99)/100 {
-			p99 = upper
-		}
-		seen += c
-		max = upper
-	}
-	return p50 * 1e3, p99 * 1e3, max * 1e3
-}
-
 func main() {
 	liveMiB := arg(1, 256)
 	seconds := arg(2, 5)
@@ -79,8 +52,9 @@ func main() {
 	t0 := time.Now()
 	root := tree(depth)
 	runtime.GC()
-	var ms0 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	peer.Begin()
 	t1 := time.Now()
 	var stop int32
 	var replaced int64
@@ -106,15 +80,8 @@ func main() {
 	atomic.StoreInt32(&stop, 1)
 	wg.Wait()
 	t2 := time.Now()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	p50, p99, max := pauses()
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	fmt.Printf("go %s: live %.0f MiB (tree depth %d, built in %.2f s), %d mutators for %.1f s: %d cycles, "+
-		"pauses p50 %.3f ms, p99 %.3f ms, max %.3f ms; %.0f replacements/s; peak RSS %.0f MiB\n",
-		runtime.Version(), float64(ms0.HeapAlloc)/(1<<20), depth, t1.Sub(t0).Seconds(), mutators,
-		t2.Sub(t1).Seconds(), ms.NumGC-ms0.NumGC, p50, p99, max,
-		float64(replaced)/t2.Sub(t1).Seconds(), float64(ru.Maxrss)/1024)
-	_ = root
+	peer.End("live_mib=%.0f depth=%d mutators=%d build_s=%.3f run_s=%.3f replacements_per_s=%.0f",
+		float64(s[0].Value.Uint64())/(1<<20), depth, mutators, t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(),
+		float64(replaced)/t2.Sub(t1).Seconds())
+	runtime.KeepAlive(root)
 }
