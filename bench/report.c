@@ -308,6 +308,11 @@ static bool run_once(const workload *w, sysrun *s, metrics *m) {
     setenv("NH_BENCH_LATENCY", la, 1);
     if (s->preload[0])
       setenv("LD_PRELOAD", s->preload, 1);
+    if (strcmp(s->slug, "bdwgc") == 0 && !getenv("GC_MARKERS")) {   /* parallel marking on every CPU */
+      char n[16];
+      snprintf(n, sizeof n, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
+      setenv("GC_MARKERS", n, 1);
+    }
     execv(s->argv[0], s->argv);
     fprintf(stderr, "nheap-report: cannot run %s: %s\n", s->argv[0], strerror(errno));
     _exit(127);

@@ -392,7 +392,7 @@ static void fractional_join(nh_fractional_t *f) {
  * not counted against the share, and the next window goes on regardless (if that one turns
  * out contended, its time counts, and the rests pay it back). */
 static uint64_t fractional_rest(nh_fractional_t *f) {
-  uint64_t now = now_ns(), cpu = thread_cpu_ns(), run, wait;
+  uint64_t now = now_ns(), cpu = thread_cpu_ns(), run = f->run, wait = f->wait;
   if (now - f->win >= FRACTION_WINDOW_NS) {
     f->idling = read_schedstat(f->schedstat, &run, &wait) && (wait - f->wait) * 20 < run - f->run;
     if (f->idling)
