@@ -21,7 +21,9 @@
  *                       since report_begin (ms, one per line; nheap keeps the last 256);
  *                       prints one line "RESULT system=... cycles=N pause_p50_ms=...
  *                       pause_p99_ms=... pause_max_ms=... pauses=N" (over those pauses),
- *                       then the workload's own key=value pairs.
+ *                       then the workload's own key=value pairs; nheap adds how its arenas
+ *                       are backed and, with NHEAP_PERF_EVENTS, every phase's counts
+ *                       (perf_<phase>_ms, perf_<phase>_<event>: the whole run).
  */
 #ifndef NH_BENCH_GC_PEER_H
 #define NH_BENCH_GC_PEER_H
@@ -82,6 +84,7 @@ static inline size_t peer_pauses(double *ms, size_t max) {
   memcpy(ms, peer_pause_ms + peer_pauses0, n * sizeof *ms);
   return n;
 }
+static inline void peer_result_extra(void) {}
 
 #elif defined(USE_MALLOC)
 #define ALLOC(n) calloc(1, n)
@@ -99,6 +102,7 @@ static inline double peer_heap_mib(void) { return 0; }
 static inline unsigned long long peer_cycles(void) { return 0; }
 static inline void peer_pauses_mark(void) {}
 static inline size_t peer_pauses(double *ms, size_t max) { (void)ms, (void)max; return 0; }
+static inline void peer_result_extra(void) {}
 
 #else
 #include <nheap.h>
@@ -145,6 +149,17 @@ static inline size_t peer_pauses(double *ms, size_t max) {   /* since the mark; 
   for (size_t i = 0; i < n; i++)
     ms[i] = (double)ns[i] / 1e6;
   return n;
+}
+static inline void peer_result_extra(void) {
+  static const char *const phase[NH_PERF_PHASES] = {"alloc", "mark", "sweep", "pause_setup", "pause_term", "scavenge"};
+  nh_stats_t s = peer_stats();
+  printf(" arenas_hugetlb=%llu arenas_thp=%llu arenas_4k=%llu", (unsigned long long)s.arenas_hugetlb,
+         (unsigned long long)s.arenas_thp, (unsigned long long)s.arenas_small);
+  for (int p = 0; p < NH_PERF_PHASES && s.perf_events; p++) {
+    printf(" perf_%s_ms=%.3f", phase[p], (double)s.perf_phase_ns[p] / 1e6);
+    for (uint64_t e = 0; e < s.perf_events; e++)
+      printf(" perf_%s_%s=%llu", phase[p], s.perf_event_names[e], (unsigned long long)s.perf_counts[p][e]);
+  }
 }
 #endif
 
@@ -216,6 +231,7 @@ static inline void report_end(const char *system, const char *fmt, ...) {
     putchar(' ');
   vprintf(fmt, ap);
   va_end(ap);
+  peer_result_extra();
   putchar('\n');
   fflush(stdout);
 }

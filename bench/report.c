@@ -48,11 +48,11 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_SYSTEMS = 12, MAX_WORKLOADS = 8, MAX_REPS = 15, MAX_KEYS = 48, MAX_ARGS = 24 };
+enum { MAX_SYSTEMS = 12, MAX_WORKLOADS = 8, MAX_REPS = 15, MAX_KEYS = 96, MAX_ARGS = 24, MAX_ENV = 4 };
 
 typedef struct metrics {
   int n;
-  char key[MAX_KEYS][32];
+  char key[MAX_KEYS][48];
   double val[MAX_KEYS];
 } metrics;
 
@@ -61,6 +61,8 @@ typedef struct sysrun {
   const char *slug;          /* "nheap-concurrent": file names */
   char *argv[MAX_ARGS];
   char preload[256];         /* LD_PRELOAD, or "" */
+  char env[MAX_ENV][128];    /* NAME=value for its runs */
+  int nenv;
   bool skip;
   char why[160];             /* why it is skipped */
   metrics run[MAX_REPS];
@@ -219,6 +221,13 @@ static void add_system(workload *w, const char *name, const char *slug, const ch
   }
 }
 
+/* An environment variable for the last system added. */
+static void system_env(workload *w, const char *kv) {
+  sysrun *s = &w->sys[w->nsys - 1];
+  if (s->nenv < MAX_ENV)
+    snprintf(s->env[s->nenv++], sizeof s->env[0], "%s", kv);
+}
+
 static void malloc_peers(workload *w, const char *fmt, int a, int b) {
   static const struct { const char *name, *slug, *lib; } peers[] = {
     {"glibc", "glibc", NULL},
@@ -255,6 +264,18 @@ static void build_suite(void) {
   w->timeline = true;
   add_system(w, "nheap (compat, stw)", "nheap", NULL, "@bench/nheap-gcbench %d", gcb);
   add_system(w, "bdwgc", "bdwgc", NULL, "@bench/nheap-gcbench-bdwgc %d", gcb);
+
+  /* Huge pages x counters: the same program on each arena backing, counted per phase. */
+  w = add_workload("hugepages", "binary-trees (1 thread) by arena backing, counted per phase", NULL, NULL, false);
+  static const char *const backing[][2] = {{"4 KiB pages", "none"}, {"THP", "thp"}, {"hugetlb", "hugetlb"}};
+  for (int i = 0; i < 3; i++) {
+    char slug[32], env[64];
+    snprintf(slug, sizeof slug, "nheap-%s", backing[i][1]);
+    snprintf(env, sizeof env, "NHEAP_HUGEPAGES=%s", backing[i][1]);
+    add_system(w, backing[i][0], xstrdup(slug), NULL, "@bench/nheap-binary-trees concurrent %d 1", depth);
+    system_env(w, env);
+    system_env(w, "NHEAP_PERF_EVENTS=task-clock,page-faults,dTLB-load-misses,cycles");
+  }
 
   w = add_workload("gc-pause", "steady live heap, 2 mutators", "replacements_per_s", "replacements/s", true);
   w->timeline = true;
@@ -308,6 +329,8 @@ static bool run_once(const workload *w, sysrun *s, metrics *m) {
     setenv("NH_BENCH_LATENCY", la, 1);
     if (s->preload[0])
       setenv("LD_PRELOAD", s->preload, 1);
+    for (int i = 0; i < s->nenv; i++)
+      putenv(s->env[i]);
     if (strcmp(s->slug, "bdwgc") == 0 && !getenv("GC_MARKERS")) {   /* parallel marking on every CPU */
       char n[16];
       snprintf(n, sizeof n, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
@@ -550,6 +573,57 @@ static void cell(FILE *f, double v, const char *fmt) {
   fprintf(f, " | ");
 }
 
+/* Counters per phase (perf_<phase>_<event> from nheap with NHEAP_PERF_EVENTS), for each system
+ * that reported them, with how its arenas were backed. */
+static void write_phase_table(FILE *f, const workload *w) {
+  static const char *const phases[] = {"alloc", "mark", "sweep", "pause_setup", "pause_term", "scavenge"};
+  char events[8][48];
+  int nev = 0;
+  const sysrun *first = NULL;
+  for (int i = 0; i < w->nsys && !first; i++)
+    if (!w->sys[i].skip && w->sys[i].nruns && isfinite(getd(&w->sys[i].median, "perf_alloc_ms")))
+      first = &w->sys[i];
+  if (!first)
+    return;
+  for (int k = 0; k < first->median.n && nev < 8; k++)   /* perf_alloc_<event> */
+    if (strncmp(first->median.key[k], "perf_alloc_", 11) == 0 && strcmp(first->median.key[k], "perf_alloc_ms") != 0)
+      snprintf(events[nev++], sizeof events[0], "%s", first->median.key[k] + 11);
+  fprintf(f, "Counters per phase (medians; events this machine cannot count are left out):\n\n| system | arenas | phase | ms |");
+  for (int e = 0; e < nev; e++)
+    fprintf(f, " %s |", events[e]);
+  fprintf(f, "\n|---|---|---|---:|");
+  for (int e = 0; e < nev; e++)
+    fprintf(f, "---:|");
+  fprintf(f, "\n");
+  for (int i = 0; i < w->nsys; i++) {
+    const sysrun *s = &w->sys[i];
+    if (s->skip || !s->nruns || !isfinite(getd(&s->median, "perf_alloc_ms")))
+      continue;
+    char arenas[96];
+    snprintf(arenas, sizeof arenas, "%.0f hugetlb, %.0f THP, %.0f 4 KiB", getd(&s->median, "arenas_hugetlb"),
+             getd(&s->median, "arenas_thp"), getd(&s->median, "arenas_4k"));
+    for (size_t p = 0; p < sizeof phases / sizeof phases[0]; p++) {
+      char key[96];
+      snprintf(key, sizeof key, "perf_%s_ms", phases[p]);
+      double ms = getd(&s->median, key);
+      if (!(ms > 0))
+        continue;
+      fprintf(f, "| %s | %s | %s | %.1f |", s->name, arenas, phases[p], ms);
+      for (int e = 0; e < nev; e++) {
+        snprintf(key, sizeof key, "perf_%s_%s", phases[p], events[e]);
+        double v = getd(&s->median, key);
+        if (isfinite(v))
+          fprintf(f, " %.0f |", v);
+        else
+          fprintf(f, " — |");
+      }
+      fprintf(f, "\n");
+      arenas[0] = 0;
+    }
+  }
+  fprintf(f, "\n");
+}
+
 static void write_table(FILE *f, const workload *w) {
   const sysrun *ref = NULL;
   for (int i = 0; i < w->nsys && !ref; i++)
@@ -613,6 +687,7 @@ static void write_table(FILE *f, const workload *w) {
     fprintf(f, "\n");
   }
   fprintf(f, "\n");
+  write_phase_table(f, w);
   if (w->timeline)
     fprintf(f, "![pauses](pauses-%s.png) ![heap](heap-%s.png)\n\n", w->name, w->name);
   fprintf(f, "![time and RSS](bars-%s.png)\n\n", w->name);

@@ -210,12 +210,16 @@ static void *sweeper_main(void *arg) {
       break;
     g->sweep_needed = false;
     pthread_mutex_unlock(&g->sweeper_mu);
+    nh_perf_thread_t *counted = perf_self();
+    perf_skip(counted);
     uint64_t t0 = now_ns();
     sweep_all();
     nh_stat_add(&g->sweep_ns, now_ns() - t0);
+    perf_attribute(counted, NH_PHASE_SWEEP);
     pthread_mutex_lock(&g->sweeper_mu);
   }
   pthread_mutex_unlock(&g->sweeper_mu);
+  perf_thread_exit(perf_self_opened(), NH_PHASE_SWEEP);
   return NULL;
 }
 
@@ -229,6 +233,32 @@ static void record_pause(nh_gc_t *g, uint64_t ns) {
   nh_stat_add(&g->pause_total_ns, ns);
   if (ns > g->pause_max_ns)
     __atomic_store_n(&g->pause_max_ns, ns, __ATOMIC_RELAXED);
+}
+
+/* perf.events: every stopped program thread's counts since its last read go to phase (the
+ * caller's own are its business). */
+static void perf_threads(nh_gc_t *g, nh_perf_phase phase) {
+  if (!perf_on())
+    return;
+  for (nh_thread_t *t = g->threads.first; t; t = t->next)
+    if (t != nh_self)
+      perf_attribute(t->perf, phase);
+}
+
+/* perf.events at a cycle's end: the cycle's record and, with gctrace, its line. */
+static void perf_cycle(nh_gc_t *g, uint64_t before, uint64_t marked_before) {
+  char buf[1024];
+  uint64_t spans = nh_stat_get(&g->swept_spans), swept = spans - g->perf_spans;   /* since the last cycle */
+  g->perf_spans = spans;
+  bool line = nh_rt.cfg.dbg.gctrace && perf_on();
+  perf_cycle_end(nh_stat_get(&g->cycles), before > marked_before ? before - marked_before : 0,
+                 g->marker.marked_objects, g->marker.scanned_bytes, swept,
+                 line ? buf : NULL, sizeof buf - 1);
+  if (line) {
+    size_t n = strlen(buf);
+    buf[n] = '\n';
+    (void)!write(STDERR_FILENO, buf, n + 1);
+  }
 }
 
 /* One gctrace line. pause2 == 0: a stop-the-world cycle (pause1 is its whole pause). */
@@ -281,20 +311,29 @@ static void finish_cycle(nh_gc_t *g) {
 static void collect_locked(nh_gc_t *g, const char *why) {
   uint64_t start = now_ns();
   uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  uint64_t marked_before = g->heap_marked;
+  nh_perf_thread_t *me = perf_self();   /* a program thread: what it did so far is ALLOC */
+  perf_attribute(me, NH_PHASE_ALLOC);
   sweep_all();
   roots_collect_data(&g->roots);
+  perf_attribute(me, NH_PHASE_SWEEP);
 
   uint64_t stopped = now_ns();   /* the pause starts with the stop request */
   world_stop(&g->threads);
+  perf_threads(g, NH_PHASE_ALLOC);
   sweep_all();                          /* sweep termination */
   mcache_flush_all(&nh_rt.caches);
+  perf_attribute(me, NH_PHASE_PAUSE_SETUP);
   uint64_t mark0 = now_ns();
   mark_all(&g->marker, &g->roots, &g->threads, &g->specials);
   if (nh_rt.cfg.dbg.checkmark)
     mark_check(&g->marker, &g->roots, &g->threads);
+  perf_attribute(me, NH_PHASE_MARK);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   uint64_t mark = now_ns() - mark0;
   finish_cycle(g);
+  perf_threads(g, NH_PHASE_PAUSE_TERM);
+  perf_attribute(me, NH_PHASE_PAUSE_TERM);
   uint64_t end = world_start(&g->threads);
   specials_wake(&g->specials, finalizers);
 
@@ -305,6 +344,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
     nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
   if (nh_rt.cfg.dbg.gctrace)
     trace(g, why, start, end - stopped, 0, mark, before);
+  perf_cycle(g, before, marked_before);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -465,16 +505,21 @@ static void *worker_main(void *arg) {
     if (mark != mark_seen)
       fractional_join(&self->share);
     mark_seen = mark;
+    nh_perf_thread_t *counted = perf_self();
+    perf_skip(counted);
     uint64_t t0 = now_ns();
-    m.marked_bytes = m.marked_objects = 0;
+    m.marked_bytes = m.marked_objects = m.scanned_bytes = 0;
     drain_shared(g, &m, &self->share);
     __atomic_add_fetch(&w->marked_bytes, m.marked_bytes, __ATOMIC_RELAXED);
     __atomic_add_fetch(&w->marked_objects, m.marked_objects, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&w->scanned_bytes, m.scanned_bytes, __ATOMIC_RELAXED);
     nh_stat_add(&g->worker_ns, (int64_t)(now_ns() - t0));
+    perf_attribute(counted, NH_PHASE_MARK);
     nh_mutex_lock(&w->lock);
   }
   nh_mutex_unlock(&w->lock);
   fractional_close(&self->share);
+  perf_thread_exit(perf_self_opened(), NH_PHASE_MARK);
   return NULL;
 }
 
@@ -511,6 +556,8 @@ void gc_assist(size_t bytes) {
   if (t->assist_debt < ASSIST_CHUNK)
     return;
   uint64_t t0 = now_ns();
+  nh_perf_thread_t *counted = t->perf;
+  perf_attribute(counted, NH_PHASE_ALLOC);
   nh_markwork_t *w = &g->work;
   region_enter();   /* the mark cannot end while this thread holds grey objects */
   if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)) {
@@ -526,6 +573,7 @@ void gc_assist(size_t bytes) {
       __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) > __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED))
     sched_yield();
   nh_stat_add(&g->assist_ns, (int64_t)(now_ns() - t0));
+  perf_attribute(counted, NH_PHASE_MARK);
 }
 
 /* One concurrent cycle; the caller (the collector thread) holds g->lock. The pauses:
@@ -543,11 +591,16 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   uint64_t workers0 = nh_stat_get(&g->worker_ns), assists0 = nh_stat_get(&g->assist_ns);
   g->traced_trigger = __atomic_load_n(&g->trigger, __ATOMIC_RELAXED);
   g->traced_goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
+  uint64_t marked_before = g->heap_marked;
+  nh_perf_thread_t *me = perf_self();   /* the collector thread: idle until now */
+  perf_skip(me);
   sweep_all();
   roots_collect_data(&g->roots);
+  perf_attribute(me, NH_PHASE_SWEEP);
 
   uint64_t t1 = now_ns();
   world_stop(&g->threads);
+  perf_threads(g, NH_PHASE_ALLOC);
   sweep_all();
   mcache_flush_all(&nh_rt.caches);
   for (nh_thread_t *t = g->threads.first; t; t = t->next) {
@@ -560,6 +613,8 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
   set_phase_mark(g, true);
   fractional_join(g->collector_share);
+  perf_threads(g, NH_PHASE_PAUSE_SETUP);
+  perf_attribute(me, NH_PHASE_PAUSE_SETUP);
   uint64_t pause1 = world_start(&g->threads) - t1;
   record_pause(g, pause1);
 
@@ -567,8 +622,10 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   int tries = 1;
   for (;; tries++) {
     mark_until_idle(g);
+    perf_attribute(me, NH_PHASE_MARK);
     t2 = now_ns();
     world_stop(&g->threads);
+    perf_threads(g, NH_PHASE_ALLOC);
     mark_flush_wbufs(&g->work, &g->threads);
     mcache_flush_all(&nh_rt.caches);
     mark_rescan_stacks(&g->marker, &g->threads);
@@ -576,6 +633,8 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     if (!found || tries == TERMINATION_TRIES)
       break;
     mark_publish(&g->marker);   /* new grey work: drain it with the world running */
+    perf_threads(g, NH_PHASE_PAUSE_TERM);
+    perf_attribute(me, NH_PHASE_PAUSE_TERM);
     pause2 = world_start(&g->threads) - t2;
     record_pause(g, pause2);
   }
@@ -590,6 +649,8 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   g->traced_end = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
   g->mark_growth = g->traced_end > live_at_setup ? g->traced_end - live_at_setup : 0;
   finish_cycle(g);
+  perf_threads(g, NH_PHASE_PAUSE_TERM);
+  perf_attribute(me, NH_PHASE_PAUSE_TERM);
   uint64_t end = world_start(&g->threads);
   pause2 = end - t2;
   record_pause(g, pause2);
@@ -605,6 +666,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   g->termination_tries = (unsigned)tries;
   if (nh_rt.cfg.dbg.gctrace)
     trace(g, why, start, pause1, pause2, mark, before);
+  perf_cycle(g, before, marked_before);
 }
 
 /* The collector thread: runs the cycles requested (gc_request), one after another. */
@@ -640,6 +702,7 @@ static void *collector_main(void *arg) {
   pthread_mutex_unlock(&g->req_mu);
   g->collector_share = NULL;
   fractional_close(&share);
+  perf_thread_exit(perf_self_opened(), NH_PHASE_MARK);
   return NULL;
 }
 

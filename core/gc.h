@@ -31,6 +31,7 @@ typedef struct nh_thread {
    * the thread inside a no-stop region; read by the collector while the world is stopped. */
   uint32_t wbn;
   int64_t assist_debt;             /* scan work this thread owes the current mark (bytes) */
+  struct nh_perf_thread *perf;     /* its perf counters (TLS), read by the collector when stopped */
   uintptr_t wbuf[NH_WBUF_CAP];
 } nh_thread_t;
 
@@ -107,6 +108,7 @@ typedef struct nh_markwork {
   unsigned busy;                   /* markers draining now */
   bool overflow;                   /* a grey object was dropped somewhere: rescan marked ones */
   uint64_t marked_bytes, marked_objects; /* relaxed: by the barrier and black allocation */
+  uint64_t scanned_bytes;          /* relaxed: by the workers and assists */
 } nh_markwork_t;
 
 typedef struct nh_marker {
@@ -271,6 +273,8 @@ typedef struct nh_gc {
   pthread_mutex_t sweeper_mu;
   pthread_cond_t sweeper_cv;
   uint64_t swept_pages, swept_large;
+  uint64_t swept_spans;            /* relaxed: every span swept, lazily or in the background */
+  uint64_t perf_spans;             /* swept_spans at the last cycle's end (perf records) */
 } nh_gc_t;
 
 struct nh_config;

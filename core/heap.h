@@ -10,6 +10,7 @@
 #include "core/options.h"
 #include "core/scavenger.h"
 #include "numa/topology.h"
+#include "perf/counters.h"
 
 /* One NUMA node's half of the allocator. */
 typedef struct nh_node {

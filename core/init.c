@@ -150,6 +150,7 @@ static void fork_child(void) {
     for_each_heap_lock(true, reinit_raw);
     scavenger_forget_thread(&nh_rt.scavenger);
     gc_after_fork_child(&nh_rt.gc);
+    perf_after_fork_child();
   }
   pthread_mutex_init(&init_lock.m, NULL);
 }
@@ -199,6 +200,7 @@ NH_API int nh_init(const nh_options *opts) {
     mem_destroy(&nh_rt.mem);
     goto out;
   }
+  perf_setup(&nh_rt.cfg);
   __atomic_store_n(&nh_rt.ready, true, __ATOMIC_RELEASE);
   nh_mutex_unlock(&init_lock);
   return 0;
@@ -213,6 +215,7 @@ NH_API void nh_shutdown(void) {
     __atomic_store_n(&nh_rt.ready, false, __ATOMIC_RELEASE);
     gc_shutdown(&nh_rt.gc);
     scavenger_stop(&nh_rt.scavenger);
+    perf_shutdown();
     arena_set_destroy(&nh_rt.arenas);
     mem_destroy(&nh_rt.mem);
   }
@@ -266,6 +269,7 @@ static void fill_stats(nh_stats_t *s) {
   s->gc_limited = nh_stat_get(&g->limited);
   s->pause_total_ns = nh_stat_get(&g->pause_total_ns);
   s->gc_pauses = __atomic_load_n(&g->npauses, __ATOMIC_ACQUIRE);
+  perf_stats(s);
   s->pause_max_ns = nh_stat_get(&g->pause_max_ns);
   s->gc_mark_ns = nh_stat_get(&g->mark_ns);
   s->gc_sweep_ns = nh_stat_get(&g->sweep_ns);
@@ -280,6 +284,7 @@ static void fill_stats(nh_stats_t *s) {
   s->roots_bytes = g->roots.bytes;
   s->threads_attached = g->threads.count;
   s->swept_pages = nh_stat_get(&g->swept_pages);
+  s->swept_spans = nh_stat_get(&g->swept_spans);
   s->finalizers_run = nh_stat_get(&g->specials.run);
   if (g->on) {
     nh_mutex_lock(&g->lock);
@@ -297,8 +302,10 @@ NH_API int nh_stats_read(nh_stats_t *out) {
   nh_stats_t s;
   nh_mutex_lock(&init_lock);
   bool ready = nh_rt.ready;
-  if (ready)
+  if (ready) {
+    perf_attribute(perf_self_opened(), NH_PHASE_ALLOC);   /* the caller's counts so far */
     fill_stats(&s);
+  }
   nh_mutex_unlock(&init_lock);
   if (!ready)
     return -ENODEV;

@@ -497,7 +497,7 @@ void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threa
   m->overflow = false;
   m->checking = false;
   m->shared = w;
-  w->marked_bytes = w->marked_objects = 0;
+  w->marked_bytes = w->marked_objects = w->scanned_bytes = 0;
   w->overflow = false;
   scan_roots(m, r, ts);
   m->check_from = "a finalizer";
@@ -562,6 +562,7 @@ size_t mark_assist(nh_markwork_t *w, size_t budget) {
     __atomic_store_n(&w->overflow, true, __ATOMIC_RELAXED);
   __atomic_add_fetch(&w->marked_bytes, m.marked_bytes, __ATOMIC_RELAXED);
   __atomic_add_fetch(&w->marked_objects, m.marked_objects, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->scanned_bytes, m.scanned_bytes, __ATOMIC_RELAXED);
   return m.scanned_bytes;
 }
 
@@ -572,6 +573,7 @@ void mark_finish(nh_marker_t *m) {
   drain_all(m);   /* overflow recovery, in the pause: only after metadata ran out */
   m->marked_bytes += __atomic_load_n(&w->marked_bytes, __ATOMIC_RELAXED);
   m->marked_objects += __atomic_load_n(&w->marked_objects, __ATOMIC_RELAXED);
+  m->scanned_bytes += __atomic_load_n(&w->scanned_bytes, __ATOMIC_RELAXED);
 }
 
 static void count_marked(nh_markwork_t *w, const nh_span_t *s) {

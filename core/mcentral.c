@@ -34,6 +34,7 @@
 #include "core/error.h"
 #include "core/gc.h"
 #include "core/mcentral.h"
+#include "perf/counters.h"
 
 static nh_span_list *swept_partial(nh_mcentral_t *c) { return &c->partial[c->sweepgen / 2 % 2]; }
 static nh_span_list *swept_full(nh_mcentral_t *c) { return &c->full[c->sweepgen / 2 % 2]; }
@@ -137,6 +138,9 @@ enum { LAZY_SWEEP_BUDGET = 100 };
 nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
   nh_mutex_lock(&c->lock);
   nh_span_list *l = swept_partial(c);
+  nh_perf_thread_t *counted = NULL;   /* perf.events: a lazy sweep is the SWEEP phase */
+  if (nh_unlikely(perf_on()) && !l->first && (unswept_partial(c)->first || unswept_full(c)->first))
+    perf_attribute(counted = perf_self(), NH_PHASE_ALLOC);
   for (int budget = LAZY_SWEEP_BUDGET; !l->first && budget > 0; budget--) {
     nh_span_t *u = unswept_partial(c)->first;
     nh_span_list *from = unswept_partial(c);
@@ -147,6 +151,8 @@ nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
     list_remove(from, u);
     sweep_span(c, u);
   }
+  if (counted)
+    perf_attribute(counted, NH_PHASE_SWEEP);
   nh_span_t *s = l->first;
   if (s) {
     list_remove(l, s);
@@ -238,6 +244,8 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
   nh_mutex_assert_held(&c->lock);
   nh_assert_internal(!s->cached && s->sweepgen + 2 == c->sweepgen);
   s->sweepgen = c->sweepgen - 1;
+  if (c->gc)
+    nh_stat_add(&c->gc->swept_spans, 1);
   if (span_is_large(s)) {
     if (!(s->gcmark_bits[0] & 1)) {
       s->central = NULL;

@@ -101,11 +101,15 @@ static void *scavenger_main(void *arg) {
       break;
     pthread_mutex_unlock(&sc->wait_lock);
     size_t excess = scavenger_excess(h);
+    nh_perf_thread_t *counted = excess ? perf_self() : NULL;
+    perf_skip(counted);
     if (excess && scavenger_release(sc, h, excess))
       nh_stat_add(&sc->passes, 1);
+    perf_attribute(counted, NH_PHASE_SCAVENGE);
     pthread_mutex_lock(&sc->wait_lock);
   }
   pthread_mutex_unlock(&sc->wait_lock);
+  perf_thread_exit(perf_self_opened(), NH_PHASE_SCAVENGE);
   return NULL;
 }
 
@@ -168,8 +172,11 @@ void scavenger_forget_thread(nh_scavenger_t *sc) {
 NH_API size_t nh_scavenge(size_t max_bytes) {
   if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     return 0;
+  nh_perf_thread_t *counted = perf_self();
+  perf_attribute(counted, NH_PHASE_ALLOC);
   region_enter();   /* takes allocator locks: the collector must not stop it inside */
   size_t n = scavenger_release(&nh_rt.scavenger, &nh_rt, max_bytes);
   region_exit();
+  perf_attribute(counted, NH_PHASE_SCAVENGE);
   return n;
 }

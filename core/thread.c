@@ -211,6 +211,7 @@ int thread_attach(void) {
   t->tid = pthread_self();
   t->stack_lo = lo;
   t->stack_hi = hi;
+  t->perf = perf_self();
   nh_mutex_lock(&ts->lock);
   t->gen = ts->gen;
   t->next = ts->first;
@@ -230,6 +231,8 @@ void thread_detach(void) {
     return;
   nh_thread_t *t = nh_self;
   nh_mutex_lock(&ts->lock);
+  perf_thread_exit(t->perf, NH_PHASE_ALLOC);
+  t->perf = NULL;
   mark_thread_leaving(t);
   if (t->prev)
     t->prev->next = t->next;

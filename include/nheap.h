@@ -308,6 +308,18 @@ typedef enum nh_percpu_mode {
   NH_PERCPU_RSEQ = 1,       /* restartable sequences: no lock, no atomic read-modify-write */
 } nh_percpu_mode;
 
+/* perf.events are counted per phase of the collector's work (README, "Hardware counters"). */
+#define NH_PERF_MAX_EVENTS 8
+typedef enum nh_perf_phase {
+  NH_PHASE_ALLOC = 0,        /* program threads outside the collector's work: running, allocating */
+  NH_PHASE_MARK = 1,         /* marking: collector thread, mark workers, assists (stw: inside the pause) */
+  NH_PHASE_SWEEP = 2,        /* sweeping: background, lazy on allocation, and before a cycle */
+  NH_PHASE_PAUSE_SETUP = 3,  /* stop-the-world: sweep termination and mark setup (stopping included) */
+  NH_PHASE_PAUSE_TERM = 4,   /* stop-the-world: mark termination */
+  NH_PHASE_SCAVENGE = 5,     /* returning free memory to the OS */
+  NH_PERF_PHASES = 6,
+} nh_perf_phase;
+
 typedef struct nh_stats {
   size_t size;                   /* set to sizeof(nh_stats_t) by the caller */
   uint64_t heap_reserved_bytes;  /* arena address space: Reserved + Prepared + Ready */
@@ -348,7 +360,7 @@ typedef struct nh_stats {
   uint64_t limit_refusals;       /* allocations refused for the memory limit */
   uint64_t roots_bytes;          /* stacks, data segments and registered roots scanned last cycle */
   uint64_t threads_attached;     /* threads the collector stops and scans */
-  uint64_t swept_pages;          /* pages swept, all time */
+  uint64_t swept_pages;          /* pages the background sweeper and nh_gc swept, all time */
   uint64_t finalizers_run;       /* finalizers the finalizer thread has run */
   uint64_t tiny_spans;           /* of small_spans, those of the tiny allocator (gc != off) */
   uint64_t tiny_frees;           /* nh_free of tiny objects: left to the collector */
@@ -356,6 +368,15 @@ typedef struct nh_stats {
   uint64_t gc_worker_ns;         /* concurrent mode: the dedicated mark workers' marking time */
   uint64_t gc_assist_ns;         /* concurrent mode: time allocating threads spent in mark assists */
   uint64_t gc_pauses;            /* stop-the-world pauses, all cycles (nh_gc_pauses has the last 256) */
+  uint64_t swept_spans;          /* spans swept (lazily on allocation or in the background), all time */
+  /* perf.events per phase, summed over threads and scaled for multiplexing; events this
+   * machine cannot count (no PMU) are left out, so perf_events may be fewer than asked. The
+   * calling thread's counts are current; other program threads' arrive at the next pause, or
+   * when they exit. */
+  uint64_t perf_events;                                    /* events counted: names below */
+  char perf_event_names[NH_PERF_MAX_EVENTS][32];
+  uint64_t perf_counts[NH_PERF_PHASES][NH_PERF_MAX_EVENTS];
+  uint64_t perf_phase_ns[NH_PERF_PHASES];                  /* thread time in each phase */
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL

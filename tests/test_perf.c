@@ -1,0 +1,199 @@
+/*
+ * test_perf.c — perf event counters per GC phase (perf/counters.c): event names, the scaling
+ * of a multiplexed group read, phase attribution with real software events (page faults land
+ * in the phase that touches new memory), the report, and the no-PMU path.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/heap.h"
+#include "perf/events.h"
+#include "tests/testutil.h"
+
+static nh_stats_t stats(void) {
+  nh_stats_t s = {.size = sizeof s};
+  nh_stats_read(&s);
+  return s;
+}
+
+static int event_index(const nh_stats_t *s, const char *name) {
+  for (uint64_t i = 0; i < s->perf_events; i++)
+    if (strcmp(s->perf_event_names[i], name) == 0)
+      return (int)i;
+  return -1;
+}
+
+static void start(const char *events, int gc, const char *report) {
+  clear_nheap_env();
+  capture_errors();
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = gc;
+  o.hugepages = NH_HUGEPAGES_NONE;   /* a fault per 4 KiB page: countable */
+  o.perf_events = events;
+  o.perf_report = report;
+  o.scavenger = 0;
+  assert_int_equal(nh_init(&o), 0);
+}
+
+static void test_event_names(void **state) {
+  (void)state;
+  capture_errors();
+  assert_int_equal(perf_events_check("task-clock,page-faults,perf::MINOR-FAULTS", "test"), 0);
+  assert_int_equal(perf_events_check("cycles,instructions", "test"), 0);   /* encodable without a PMU */
+  assert_int_equal(perf_events_check("page-faults,no-such-event", "test"), -EINVAL);
+  assert_true(errors_contain("unknown event 'no-such-event'"));
+  assert_int_equal(perf_events_check("page-fault", "test"), -EINVAL);
+  assert_true(errors_contain("close matches: "));
+  assert_true(errors_contain("PAGE-FAULTS"));
+}
+
+/* The group read scaled for multiplexing, against made-up reads. */
+static void test_scaling(void **state) {
+  (void)state;
+  nh_perf_read_t r = {.nr = 3, .enabled = 1000, .running = 1000, .value = {10, 20, 30}};
+  uint64_t v[3];
+  perf_scale(&r, 3, v);
+  assert_int_equal(v[0], 10);
+  assert_int_equal(v[2], 30);
+  r.running = 250;   /* counted a quarter of the time: four times as much */
+  perf_scale(&r, 3, v);
+  assert_int_equal(v[0], 40);
+  assert_int_equal(v[1], 80);
+  r.running = 0;     /* never scheduled: nothing known */
+  perf_scale(&r, 3, v);
+  assert_int_equal(v[0], 0);
+}
+
+static void touch(char *p, size_t n) {
+  for (size_t i = 0; i < n; i += 4096)
+    p[i] = 1;
+}
+
+static void *other_thread(void *arg) {
+  (void)arg;
+  char *p = nh_alloc_noscan(16 << 20);
+  assert_non_null(p);
+  touch(p, 16 << 20);
+  nh_free(p);
+  return NULL;
+}
+
+/* Page faults go to the phase that touched new memory: a program thread writing 64 MiB of
+ * fresh 4 KiB pages counts them as ALLOC, and the pauses see next to none. Runs in both
+ * collector modes; a second thread's counts arrive when it leaves. */
+static void attribution(int gc) {
+  const char *report = write_temp_file("perf.json", "");
+  start("page-faults,task-clock", gc, report);
+  nh_stats_t s0 = stats();
+  assert_int_equal(s0.perf_events, 2);
+  int pf = event_index(&s0, "page-faults"), clock = event_index(&s0, "task-clock");
+  assert_true(pf >= 0 && clock >= 0);
+
+  enum { MIB64 = 64 << 20 };
+  char *p = nh_alloc_noscan(MIB64);
+  assert_non_null(p);
+  touch(p, MIB64);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, other_thread, NULL), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  nh_gc();
+  nh_stats_t s = stats();
+  uint64_t alloc_faults = s.perf_counts[NH_PHASE_ALLOC][pf] - s0.perf_counts[NH_PHASE_ALLOC][pf];
+  uint64_t pause_faults = s.perf_counts[NH_PHASE_PAUSE_SETUP][pf] + s.perf_counts[NH_PHASE_PAUSE_TERM][pf];
+  print_message("alloc: %llu page faults, %.1f ms task-clock; pauses: %llu faults; mark %.3f ms\n",
+                (unsigned long long)alloc_faults, s.perf_counts[NH_PHASE_ALLOC][clock] / 1e6,
+                (unsigned long long)pause_faults, s.perf_phase_ns[NH_PHASE_MARK] / 1e6);
+  assert_true(alloc_faults >= (MIB64 + (16 << 20)) / 4096 * 9 / 10);   /* both threads' */
+  assert_true(pause_faults < alloc_faults / 20);
+  assert_true(s.perf_counts[NH_PHASE_ALLOC][clock] > 0);
+  assert_true(s.perf_phase_ns[NH_PHASE_MARK] > 0);
+  assert_true(s.perf_phase_ns[NH_PHASE_PAUSE_TERM] > 0);
+  nh_free(p);
+  nh_shutdown();
+
+  FILE *f = fopen(report, "r");
+  assert_non_null(f);
+  char text[8192] = "";
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  assert_non_null(strstr(text, "\"events\": [\"page-faults\", \"task-clock\"]"));
+  assert_non_null(strstr(text, "\"alloc\": {\"ns\": "));
+  assert_non_null(strstr(text, "\"objects_marked\": "));
+  assert_non_null(strstr(text, "\"cycles\": ["));
+}
+
+static void test_attribution_stw(void **state) {
+  (void)state;
+  attribution(NH_GC_STW);
+}
+
+static void test_attribution_concurrent(void **state) {
+  (void)state;
+  attribution(NH_GC_CONCURRENT);
+}
+
+/* Where the machine has no PMU (this one's VM), hardware events are dropped with one line and
+ * the software ones are counted; start-up never fails. Where it has one, nothing is dropped. */
+static void test_no_pmu(void **state) {
+  (void)state;
+  start("cycles,page-faults,dTLB-load-misses", NH_GC_STW, "");
+  nh_stats_t s = stats();
+  assert_true(event_index(&s, "page-faults") >= 0);
+  if (s.perf_events == 3) {
+    print_message("this machine has a PMU: every event is counted\n");
+    assert_false(errors_contain("cannot count"));
+  } else {
+    assert_int_equal(s.perf_events, 1);
+    assert_true(errors_contain("perf: cycles, dTLB-load-misses: this machine cannot count them"));
+    assert_int_equal(errors.count, 1);   /* said once */
+  }
+  nh_shutdown();
+  /* Nothing countable at all: counting stays off, nh_init still succeeds. */
+  start("cycles", NH_GC_STW, "");
+  s = stats();
+  assert_true(s.perf_events <= 1);
+  nh_shutdown();
+}
+
+/* gctrace carries a perf line per cycle. */
+static void traced(void *arg) {
+  (void)arg;
+  nh_gc();
+}
+
+static void test_gctrace_line(void **state) {
+  (void)state;
+  clear_nheap_env();
+  capture_errors();
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_STW;
+  o.hugepages = NH_HUGEPAGES_NONE;
+  o.perf_events = "page-faults";
+  o.debug = "gctrace=1";
+  assert_int_equal(nh_init(&o), 0);
+  char out[4096];
+  capture_fd(2, traced, NULL, out, sizeof out);
+  nh_shutdown();
+  assert_non_null(strstr(out, "perf gc 1: "));
+  assert_non_null(strstr(out, "mark "));
+  assert_non_null(strstr(out, "(page-faults="));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_event_names),
+    cmocka_unit_test(test_scaling),
+    cmocka_unit_test(test_attribution_stw),
+    cmocka_unit_test(test_attribution_concurrent),
+    cmocka_unit_test(test_no_pmu),
+    cmocka_unit_test(test_gctrace_line),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
