@@ -39,6 +39,10 @@ enum { nh_config_tsan = NH_TSAN };
 #define nh_unlikely(x) __builtin_expect(!!(x), 0)
 #define nh_noinline    __attribute__((noinline))
 #define NH_NO_SANITIZE_ADDRESS __attribute__((no_sanitize("address")))
+/* A read meant to race: the collector's scan of data segments, which nheap's own running
+ * threads (sweeper, scavenger, perf counters) update meanwhile; they never store heap
+ * pointers there, so what the scan reads of their words does not matter. */
+#define NH_NO_SANITIZE_THREAD __attribute__((no_sanitize("thread")))
 #define nh_cold        __attribute__((cold, noinline))
 #define nh_printf(f, a) __attribute__((format(printf, f, a)))
 #define NH_API         __attribute__((visibility("default")))

@@ -224,8 +224,9 @@ static inline void mark_word(nh_marker_t *m, uintptr_t w) {
 }
 
 /* Conservative scanning reads whole stacks and data segments, redzones included: not a bug
- * for AddressSanitizer to report. */
-static inline NH_NO_SANITIZE_ADDRESS void scan_range(nh_marker_t *m, uintptr_t lo, uintptr_t hi) {
+ * for AddressSanitizer to report; nor, for ThreadSanitizer, the words nheap's own threads
+ * update in the data segments meanwhile (NH_NO_SANITIZE_THREAD). */
+static inline NH_NO_SANITIZE_ADDRESS NH_NO_SANITIZE_THREAD void scan_range(nh_marker_t *m, uintptr_t lo, uintptr_t hi) {
   lo = nh_align_up(lo, sizeof(uintptr_t));
   m->scanned_bytes += hi > lo ? hi - lo : 0;
   if (nh_unlikely(m->checking)) {
