@@ -312,15 +312,15 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   uint64_t start = now_ns();
   uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
   uint64_t marked_before = g->heap_marked;
-  nh_perf_thread_t *me = perf_self();   /* a program thread: what it did so far is ALLOC */
-  perf_attribute(me, NH_PHASE_ALLOC);
+  nh_perf_thread_t *me = perf_self();   /* a program thread: what it did so far is its own */
+  perf_attribute(me, NH_PHASE_PROGRAM);
   sweep_all();
   roots_collect_data(&g->roots);
   perf_attribute(me, NH_PHASE_SWEEP);
 
   uint64_t stopped = now_ns();   /* the pause starts with the stop request */
   world_stop(&g->threads);
-  perf_threads(g, NH_PHASE_ALLOC);
+  perf_threads(g, NH_PHASE_PROGRAM);
   sweep_all();                          /* sweep termination */
   mcache_flush_all(&nh_rt.caches);
   perf_attribute(me, NH_PHASE_PAUSE_SETUP);
@@ -600,7 +600,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
 
   uint64_t t1 = now_ns();
   world_stop(&g->threads);
-  perf_threads(g, NH_PHASE_ALLOC);
+  perf_threads(g, NH_PHASE_PROGRAM);
   sweep_all();
   mcache_flush_all(&nh_rt.caches);
   for (nh_thread_t *t = g->threads.first; t; t = t->next) {
@@ -625,7 +625,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     perf_attribute(me, NH_PHASE_MARK);
     t2 = now_ns();
     world_stop(&g->threads);
-    perf_threads(g, NH_PHASE_ALLOC);
+    perf_threads(g, NH_PHASE_PROGRAM);
     mark_flush_wbufs(&g->work, &g->threads);
     mcache_flush_all(&nh_rt.caches);
     mark_rescan_stacks(&g->marker, &g->threads);

@@ -303,7 +303,7 @@ NH_API int nh_stats_read(nh_stats_t *out) {
   nh_mutex_lock(&init_lock);
   bool ready = nh_rt.ready;
   if (ready) {
-    perf_attribute(perf_self_opened(), NH_PHASE_ALLOC);   /* the caller's counts so far */
+    perf_attribute(perf_self_opened(), NH_PHASE_PROGRAM);   /* the caller's counts so far */
     fill_stats(&s);
   }
   nh_mutex_unlock(&init_lock);

@@ -145,7 +145,7 @@ static nh_noinline void assist(void *p, size_t bytes) {
  * if the memory limit refused a span, and run a paced cycle if this refill reached the goal.
  * ac is a small allocation class, or NH_AC_TINY for a tiny object of size bytes (alignment
  * mask amask). */
-static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask, bool zero) {
+static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero) {
   nh_mcaches_t *caches = &nh_rt.caches;
   unsigned sizeclass = allocclass_sizeclass(ac);
   for (int pass = 0;; pass++) {
@@ -168,6 +168,21 @@ static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask
       gc_maybe_collect(p);
     return p;
   }
+}
+
+/* perf.scope = allocator: only the slow paths' own counts are ALLOC (perf/counters.c); the
+ * program's time between them is dropped. */
+#define COUNTED_SLOW_PATH(call)                                                      \
+  ({                                                                                 \
+    nh_perf_thread_t *counted_ = nh_unlikely(perf_allocator_scope()) ? perf_self() : NULL; \
+    perf_skip(counted_);                                                             \
+    void *r_ = (call);                                                               \
+    perf_attribute(counted_, NH_PHASE_ALLOC);                                        \
+    r_;                                                                              \
+  })
+
+static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask, bool zero) {
+  return COUNTED_SLOW_PATH(refill_and_alloc(ac, size, amask, zero));
 }
 
 static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclass, nh_obj_kind kind, bool zero) {
@@ -198,7 +213,13 @@ static inline __attribute__((always_inline)) void *alloc_tiny(size_t size) {
   return p;
 }
 
+static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero);
+
 static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align, bool zero) {
+  return COUNTED_SLOW_PATH(large_pages(size, kind, align, zero));
+}
+
+static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero) {
   size_t extra = align > NH_PAGE_SIZE ? align - NH_PAGE_SIZE : 0;
   if (size > SIZE_MAX - extra - NH_PAGE_SIZE)
     return NULL;

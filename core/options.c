@@ -45,6 +45,7 @@ static const char *const gc_choices[] = {"concurrent", "concurrent-nobarrier", "
 static const char *const hugepages_choices[] = {"auto", "hugetlb", "thp", "none", NULL};
 static const char *const numa_policy_choices[] = {"local", "interleave", NULL};
 static const char *const barrier_choices[] = {"store", "none", NULL};
+static const char *const perf_scope_choices[] = {"program", "allocator", NULL};
 
 static bool check_numa(const char *v, char *why, size_t n);
 static bool check_debug(const char *v, char *why, size_t n);
@@ -81,6 +82,8 @@ static const nh_option_desc table[] = {
    "diagnostics as in GODEBUG: gctrace=N, checkmark=1, scavtrace=1, rseq=0, uring=0"},
   {"perf.events", OPT_STRING, "", 0, 0, NULL, check_events, CFG(perf_events), NH_OPT_STRING_MAX, OPT(perf_events),
    "perf events counted per GC phase, libpfm4 names, comma-separated"},
+  {"perf.scope", OPT_ENUM, "program", 0, 0, perf_scope_choices, NULL, CFG(perf_scope), 0, OPT(perf_scope),
+   "what the alloc phase counts: program (all program time) or allocator (its slow paths only)"},
   {"perf.report", OPT_STRING, "", 0, 0, NULL, NULL, CFG(perf_report), PATH_MAX, OPT(perf_report),
    "path of the per-run JSON counter report; empty = none"},
 };

@@ -173,7 +173,7 @@ NH_API size_t nh_scavenge(size_t max_bytes) {
   if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     return 0;
   nh_perf_thread_t *counted = perf_self();
-  perf_attribute(counted, NH_PHASE_ALLOC);
+  perf_attribute(counted, NH_PHASE_PROGRAM);
   region_enter();   /* takes allocator locks: the collector must not stop it inside */
   size_t n = scavenger_release(&nh_rt.scavenger, &nh_rt, max_bytes);
   region_exit();

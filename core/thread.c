@@ -231,7 +231,7 @@ void thread_detach(void) {
     return;
   nh_thread_t *t = nh_self;
   nh_mutex_lock(&ts->lock);
-  perf_thread_exit(t->perf, NH_PHASE_ALLOC);
+  perf_thread_exit(t->perf, NH_PHASE_PROGRAM);
   t->perf = NULL;
   mark_thread_leaving(t);
   if (t->prev)

@@ -71,6 +71,11 @@ typedef enum nh_barrier_mode {
   NH_BARRIER_NONE = 1,      /* plain stores: marking relies on kernel dirty tracking */
 } nh_barrier_mode;
 
+typedef enum nh_perf_scope {
+  NH_PERF_SCOPE_PROGRAM = 0,   /* alloc: all of the program threads' time outside the collector */
+  NH_PERF_SCOPE_ALLOCATOR = 1, /* alloc: only the allocator's slow paths (refills, large objects) */
+} nh_perf_scope;
+
 typedef struct nh_options {
   size_t size;              /* sizeof(nh_options); set by nh_options_init */
   const char *config_path;  /* INI file; NULL = NHEAP_CONFIG, or none */
@@ -88,6 +93,7 @@ typedef struct nh_options {
   const char *perf_events;  /* "task-clock,page-faults,..." (libpfm4 names) */
   const char *perf_report;  /* path of the JSON counter report, "" = none */
   const char *mark_cpus;    /* CPUs the collector's threads run on, "0-3,8"; "" = any */
+  int64_t perf_scope;       /* nh_perf_scope: what the alloc phase counts */
 } nh_options;
 
 /* Fills *opts with "unset" everywhere (NH_UNSET, NULL) and sets opts->size. Thread-safe. */

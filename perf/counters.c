@@ -16,6 +16,8 @@
  *
  * Phases (nh_perf_phase). Every count a thread makes goes to exactly one phase: a thread keeps
  * the counts it last attributed (last[]), and each read adds the difference to a phase.
+ * With perf.scope = allocator, a program thread's time outside the allocator's slow paths
+ * (NH_PHASE_PROGRAM below) is dropped instead, so ALLOC is the slow paths alone.
  *   program threads: what they did between the collector's reads is ALLOC; a mark assist or a
  *     lazy sweep is read before (ALLOC) and after (MARK, SWEEP); the collector reads every
  *     program thread after stopping the world (ALLOC) and before starting it (the pause);
@@ -65,6 +67,7 @@ typedef struct cycle_rec {
 
 static struct {
   bool on;
+  bool allocator_scope;            /* perf.scope = allocator */
   uint32_t gen;                    /* per perf_setup; never 0 once set up */
   int n;                           /* events counted */
   char name[NH_PERF_MAX_EVENTS][32];
@@ -158,9 +161,13 @@ nh_perf_thread_t *perf_self(void) {
   return t->failed ? NULL : t;
 }
 
+bool perf_allocator_scope(void) { return P.allocator_scope; }
+
 static void attribute(nh_perf_thread_t *t, int phase) {
   if (!t || t->failed || t->gen != P.gen || !perf_on())
     return;
+  if (phase == (int)NH_PHASE_PROGRAM)
+    phase = P.allocator_scope ? -1 : NH_PHASE_ALLOC;
   uint64_t v[NH_PERF_MAX_EVENTS], now = now_ns();
   if (!read_group(t, v))
     return;
@@ -214,6 +221,7 @@ bool perf_setup(const nh_config_t *cfg) {
   bool hooked = P.exit_hook;
   memset(&P, 0, sizeof P);
   P.exit_hook = hooked;
+  P.allocator_scope = cfg->perf_scope == NH_PERF_SCOPE_ALLOCATOR;
   snprintf(P.report, sizeof P.report, "%s", cfg->perf_report);
   if (!cfg->perf_events[0])
     return false;
@@ -399,7 +407,7 @@ static void write_report(const char *path) {
 void perf_shutdown(void) {
   if (!P.gen)
     return;
-  attribute(&self, NH_PHASE_ALLOC);   /* the calling thread: a program thread */
+  attribute(&self, NH_PHASE_PROGRAM);   /* the calling thread: a program thread */
   if (P.report[0]) {
     write_report(P.report);
     P.report[0] = 0;   /* once: nh_shutdown, or exit */

@@ -44,6 +44,10 @@ bool perf_on(void);
  * perf_self_opened: only if it was opened already (a thread about to exit). */
 nh_perf_thread_t *perf_self(void);
 nh_perf_thread_t *perf_self_opened(void);
+/* A program thread's own time, outside the collector's work: ALLOC, or dropped with
+ * perf.scope = allocator (then the allocator's slow paths are ALLOC: perf_allocator_scope). */
+#define NH_PHASE_PROGRAM ((nh_perf_phase)(NH_PERF_PHASES + 1))
+bool perf_allocator_scope(void);
 /* Reads t's group (any thread may read another's) and adds what it counted since the last
  * attribution, and the time, to phase; perf_skip drops it instead (a thread that was idle). */
 void perf_attribute(nh_perf_thread_t *t, nh_perf_phase phase);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/heap.h"
@@ -161,6 +162,38 @@ static void test_no_pmu(void **state) {
   nh_shutdown();
 }
 
+/* perf.scope = allocator: the program's own computing is not ALLOC; the allocator's slow
+ * paths (span refills) are. */
+static void test_allocator_scope(void **state) {
+  (void)state;
+  clear_nheap_env();
+  capture_errors();
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_STW;
+  o.hugepages = NH_HUGEPAGES_NONE;
+  o.perf_events = "task-clock";
+  o.perf_scope = NH_PERF_SCOPE_ALLOCATOR;
+  assert_int_equal(nh_init(&o), 0);
+  struct timespec t0, t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+  volatile uint64_t x = 1;
+  do {   /* 100 ms of computing, no allocation */
+    for (int i = 0; i < 100000; i++)
+      x = x * 6364136223846793005u + 1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  } while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 100000000L);
+  for (int i = 0; i < 200000; i++)   /* refills: about 1600 spans of 64-byte objects */
+    assert_non_null(nh_alloc(64));
+  nh_gc();
+  nh_stats_t s = stats();
+  print_message("allocator scope: alloc %.3f ms task-clock after 100 ms of computing\n",
+                s.perf_counts[NH_PHASE_ALLOC][0] / 1e6);
+  assert_true(s.perf_counts[NH_PHASE_ALLOC][0] > 0);
+  assert_true(s.perf_counts[NH_PHASE_ALLOC][0] < 60000000u);
+  nh_shutdown();
+}
+
 /* gctrace carries a perf line per cycle. */
 static void traced(void *arg) {
   (void)arg;
@@ -194,6 +227,7 @@ int main(void) {
     cmocka_unit_test(test_attribution_concurrent),
     cmocka_unit_test(test_no_pmu),
     cmocka_unit_test(test_gctrace_line),
+    cmocka_unit_test(test_allocator_scope),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
