@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/heap.h"
@@ -194,6 +195,33 @@ static void test_allocator_scope(void **state) {
   nh_shutdown();
 }
 
+/* A fork child counts its own thread (the parent's groups it inherited count the parent's)
+ * and can allocate and collect; the report stays the parent's. */
+static void test_fork(void **state) {
+  (void)state;
+  const char *report = write_temp_file("fork.json", "");
+  start("page-faults,task-clock", NH_GC_CONCURRENT, report);
+  assert_non_null(nh_alloc(1 << 20));
+  pid_t pid = fork();
+  if (pid == 0) {
+    nh_stats_t c0 = stats();
+    char *p = nh_alloc_noscan(8 << 20);
+    for (size_t i = 0; p && i < (8u << 20); i += 4096)
+      p[i] = 1;
+    nh_gc();
+    nh_stats_t c1 = stats();
+    uint64_t faults = c1.perf_counts[NH_PHASE_ALLOC][0] - c0.perf_counts[NH_PHASE_ALLOC][0];
+    _exit(p && faults >= (8u << 20) / 4096 * 9 / 10 ? 0 : 1);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  nh_shutdown();
+  FILE *f = fopen(report, "r");   /* written once, by the parent */
+  assert_non_null(f);
+  fclose(f);
+}
+
 /* gctrace carries a perf line per cycle. */
 static void traced(void *arg) {
   (void)arg;
@@ -228,6 +256,7 @@ int main(void) {
     cmocka_unit_test(test_no_pmu),
     cmocka_unit_test(test_gctrace_line),
     cmocka_unit_test(test_allocator_scope),
+    cmocka_unit_test(test_fork),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,7 @@ int main(void) {
   for (size_t i = 0; i < N; i++)
     at = next[at];
   sink += at;
+  (void)sink;
   nh_gc();
   nh_stats_t s2 = stats();
   uint64_t seq[2], chase[2];
