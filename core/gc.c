@@ -40,11 +40,11 @@
  * registered roots need no barrier: they were scanned at mark setup, and what is stored there
  * later was reachable then or is new.
  * Departures from DESIGN.md: mark termination rescans the stacks, which DESIGN.md says black
- * allocation makes unnecessary: the allocation fast path reads the marking flag after its
- * restartable sequence, so an object a thread took just before mark setup, with the flag
- * still read as 0, is held only by that thread until it is marked; the rescan (bounded by the
- * stacks, not the heap) finds it. And the fractional marker goes on past its share while its
- * CPU is otherwise idle (the part of Go's idle-priority worker that OS threads can have).
+ * allocation makes unnecessary: black allocation marks an object just after the restartable
+ * sequence that took it from the cache, so a thread that mark termination stops in between
+ * holds an unmarked new object in its registers alone; the rescan (bounded by the stacks, not
+ * the heap) finds it. And the fractional marker goes on past its share while its CPU is
+ * otherwise idle (the part of Go's idle-priority worker that OS threads can have).
  *
  * Pacer (Go 1.18's goal, without the concurrent runway: marking is instant to the mutator):
  *   goal = marked + (marked + roots) * gc_percent / 100, at least 4 MiB * gc_percent / 100;
