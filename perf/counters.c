@@ -29,16 +29,20 @@
  * At each cycle's end the counts since the last one become a cycle record (a ring of the last
  * NH_PERF_CYCLES): gctrace prints it, the report lists them.
  *
- * Cost: one read() per group per attribution (about a microsecond), so pauses grow by that
- * per program thread while counting is on. The perf mmap page and rdpmc, which read a
- * hardware counter without a system call, apply only to the calling thread's own hardware
- * counters; this version reads with read() always (a machine without a PMU, such as the ones
- * nheap is developed on, could not test the rdpmc path).
+ * Cost. A thread reading its own group uses each event's perf mmap page and rdpmc, no system
+ * call, while every event of the group sits on a hardware counter now (the page's index is
+ * not 0), rdpmc is allowed (cap_user_rdpmc) and the group was never multiplexed out (time
+ * enabled == time running, so the count needs no scaling); the page's sequence lock makes the
+ * read consistent. Otherwise, and always for software events and for the collector reading
+ * another thread's group, one read() (about a microsecond): pauses grow by that per program
+ * thread while counting is on. The machines nheap is developed on have no PMU, so the rdpmc
+ * path has not run on them (perf_reads counts which path ran).
  *
  * Report. With perf.report = path, perf_shutdown (nh_shutdown, or exit) writes JSON: the
  * events, per-phase totals and time, the work done (bytes allocated, objects marked, bytes
  * scanned, spans swept), ratios (per KiB allocated, per object marked, per span swept, per GiB
- * scanned) and the cycle records. tools/nheap-perf prints it as a table.
+ * scanned), the cycle records and how many reads went through rdpmc and read(); nheap-perf
+ * (perf/nheap_perf.c) prints it as a table.
  *
  * This file includes <perfmon/pfmlib_perf_event.h> and so must never include
  * <linux/perf_event.h> (libpfm4 ships its own copy; the two conflict).
@@ -82,6 +86,7 @@ static struct {
   uint64_t ncycles;
   char report[PATH_MAX];
   bool exit_hook;
+  uint64_t rdpmc_reads, syscall_reads;   /* relaxed */
 } P;
 
 static __thread nh_perf_thread_t self __attribute__((tls_model("initial-exec")));
@@ -112,13 +117,61 @@ void perf_scale(const nh_perf_read_t *r, int n, uint64_t *out) {
 
 static void close_group(nh_perf_thread_t *t) {   /* t->gen != 0: its fds are set */
   for (int i = 0; i < NH_PERF_MAX_EVENTS; i++) {
+    if (t->page[i])
+      munmap(t->page[i], (size_t)sysconf(_SC_PAGESIZE));
     if (t->fd[i] >= 0)
       close(t->fd[i]);
+    t->page[i] = NULL;
     t->fd[i] = -1;
   }
 }
 
+#if defined(__x86_64__)
+static inline uint64_t rdpmc(uint32_t counter) {
+  uint32_t lo, hi;
+  __asm__ volatile("rdpmc" : "=a"(lo), "=d"(hi) : "c"(counter));
+  return (uint64_t)hi << 32 | lo;
+}
+#endif
+
+/* The calling thread's own group through its mmap pages (the loop the kernel documents for
+ * struct perf_event_mmap_page); false when any event is not on a hardware counter now, rdpmc
+ * is not allowed, or the group was multiplexed (then read() it). */
+static bool read_own_rdpmc(const nh_perf_thread_t *t, uint64_t *v) {
+#if defined(__x86_64__)
+  for (int i = 0; i < P.n; i++) {
+    const volatile struct perf_event_mmap_page *pg = t->page[i];
+    if (!pg)
+      return false;
+    uint32_t seq;
+    uint64_t count;
+    do {
+      seq = pg->lock;
+      __atomic_signal_fence(__ATOMIC_SEQ_CST);
+      uint32_t index = pg->index;
+      unsigned width = pg->pmc_width;
+      if (!(pg->capabilities & (1ull << 2)) || index == 0 || width == 0 || width > 64 ||
+          pg->time_enabled != pg->time_running)
+        return false;
+      uint64_t pmc = rdpmc(index - 1) << (64 - width);
+      count = (uint64_t)pg->offset + (uint64_t)((int64_t)pmc >> (64 - width));
+      __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    } while (pg->lock != seq);
+    v[i] = count;
+  }
+  return true;
+#else
+  (void)t, (void)v;
+  return false;
+#endif
+}
+
 static bool read_group(const nh_perf_thread_t *t, uint64_t *v) {
+  if (t == &self && read_own_rdpmc(t, v)) {
+    __atomic_add_fetch(&P.rdpmc_reads, 1, __ATOMIC_RELAXED);
+    return true;
+  }
+  __atomic_add_fetch(&P.syscall_reads, 1, __ATOMIC_RELAXED);
   nh_perf_read_t r;
   ssize_t want = (ssize_t)((3 + (size_t)P.n) * sizeof(uint64_t));
   if (read(t->fd[0], &r, sizeof r) < want || r.nr != (uint64_t)P.n)
@@ -128,8 +181,10 @@ static bool read_group(const nh_perf_thread_t *t, uint64_t *v) {
 }
 
 static bool open_group(nh_perf_thread_t *t) {
-  for (int i = 0; i < NH_PERF_MAX_EVENTS; i++)
+  for (int i = 0; i < NH_PERF_MAX_EVENTS; i++) {
     t->fd[i] = -1;
+    t->page[i] = NULL;
+  }
   for (int i = 0; i < P.n; i++) {
     struct perf_event_attr a = P.attr[i];
     t->fd[i] = event_open(&a, i ? t->fd[0] : -1);
@@ -137,6 +192,9 @@ static bool open_group(nh_perf_thread_t *t) {
       close_group(t);
       return false;
     }
+    /* The user page, for rdpmc (the thread's own reads). */
+    void *pg = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ, MAP_SHARED, t->fd[i], 0);
+    t->page[i] = pg == MAP_FAILED ? NULL : pg;
   }
   t->last_ns = now_ns();
   if (!read_group(t, t->last)) {
@@ -323,6 +381,11 @@ void perf_cycle_end(uint64_t cycle, uint64_t allocated, uint64_t objects_marked,
   }
 }
 
+void perf_reads(uint64_t *rdpmc_reads, uint64_t *syscalls) {
+  *rdpmc_reads = __atomic_load_n(&P.rdpmc_reads, __ATOMIC_RELAXED);
+  *syscalls = __atomic_load_n(&P.syscall_reads, __ATOMIC_RELAXED);
+}
+
 void perf_stats(nh_stats_t *s) {
   s->perf_events = (uint64_t)P.n;
   for (int i = 0; i < NH_PERF_MAX_EVENTS; i++)
@@ -369,6 +432,8 @@ static void write_report(const char *path) {
   for (int i = 0; i < P.n; i++)
     fprintf(f, "%s\"%s\"", i ? ", " : "", P.name[i]);
   fprintf(f, "],\n\"unavailable\": \"%s\",\n", P.unavailable);
+  fprintf(f, "\"reads\": {\"rdpmc\": %llu, \"read\": %llu},\n", (unsigned long long)P.rdpmc_reads,
+          (unsigned long long)P.syscall_reads);
   fprintf(f, "\"work\": {\"allocated_bytes\": %llu, \"objects_marked\": %llu, \"bytes_scanned\": %llu, "
              "\"spans_swept\": %llu, \"cycles\": %llu},\n",
           (unsigned long long)P.allocated, (unsigned long long)P.objects, (unsigned long long)P.scanned,

@@ -19,6 +19,7 @@ typedef struct nh_perf_thread {
   uint32_t gen;                       /* perf_setup generation; another one: reopen */
   bool failed;                        /* could not open: this thread is not counted */
   int fd[NH_PERF_MAX_EVENTS];         /* the group, leader first; -1 where not open */
+  void *page[NH_PERF_MAX_EVENTS];     /* each event's perf mmap page (rdpmc), or NULL */
   uint64_t last[NH_PERF_MAX_EVENTS];  /* scaled counts at the last attribution */
   uint64_t last_ns;                   /* CLOCK_MONOTONIC then */
 } nh_perf_thread_t;
@@ -60,6 +61,9 @@ void perf_thread_exit(nh_perf_thread_t *t, nh_perf_phase phase);
  * swept. Writes one trace line into buf (n bytes) when buf is not NULL. */
 void perf_cycle_end(uint64_t cycle, uint64_t allocated, uint64_t objects_marked, uint64_t bytes_scanned,
                     uint64_t spans_swept, char *buf, size_t n);
+
+/* Reads so far: through rdpmc (the calling thread's own hardware counters) and read(). */
+void perf_reads(uint64_t *rdpmc, uint64_t *syscalls);
 
 /* Copies the totals into the stats. */
 void perf_stats(nh_stats_t *s);

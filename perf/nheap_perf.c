@@ -32,7 +32,7 @@ typedef struct report {
   int nevents;
   char event[MAX_EVENTS][32];
   char unavailable[256];
-  double allocated, objects, scanned, spans, cycles;
+  double allocated, objects, scanned, spans, cycles, rdpmc_reads, syscall_reads;
   double ns[PHASES], count[PHASES][MAX_EVENTS];
 } report;
 
@@ -87,6 +87,8 @@ static int parse(const char *path, report *r) {
   r->scanned = number_after(text, "\"bytes_scanned\": ");
   r->spans = number_after(text, "\"spans_swept\": ");
   r->cycles = number_after(text, "\"cycles\": ");
+  r->rdpmc_reads = number_after(text, "\"rdpmc\": ");
+  r->syscall_reads = number_after(text, "\"read\": ");
   const char *totals = strstr(text, "\"phases\": {");
   for (int ph = 0; totals && ph < PHASES; ph++) {
     char key[48];
@@ -132,8 +134,9 @@ static void print_report(const report *r, const char *path) {
       printf(" %14.0f", r->count[ph][i]);
     printf("\n");
   }
-  printf("\n  work: %.1f MiB allocated, %.0f objects marked, %.1f MiB scanned, %.0f spans swept\n\n",
+  printf("\n  work: %.1f MiB allocated, %.0f objects marked, %.1f MiB scanned, %.0f spans swept\n",
          r->allocated / (1 << 20), r->objects, r->scanned / (1 << 20), r->spans);
+  printf("  counter reads: %.0f through rdpmc, %.0f through read()\n\n", r->rdpmc_reads, r->syscall_reads);
   per(r, 0, "alloc, per KiB allocated", r->allocated / 1024);
   per(r, 1, "mark, per object marked", r->objects);
   per(r, 1, "mark, per GiB scanned", r->scanned / (1 << 30));

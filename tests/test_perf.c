@@ -115,6 +115,11 @@ static void attribution(int gc) {
   assert_true(s.perf_counts[NH_PHASE_ALLOC][clock] > 0);
   assert_true(s.perf_phase_ns[NH_PHASE_MARK] > 0);
   assert_true(s.perf_phase_ns[NH_PHASE_PAUSE_TERM] > 0);
+  /* Software events sit on no hardware counter: never read through rdpmc. */
+  uint64_t fast, slow;
+  perf_reads(&fast, &slow);
+  assert_int_equal(fast, 0);
+  assert_true(slow > 0);
   nh_free(p);
   nh_shutdown();
 
@@ -128,6 +133,7 @@ static void attribution(int gc) {
   assert_non_null(strstr(text, "\"alloc\": {\"ns\": "));
   assert_non_null(strstr(text, "\"objects_marked\": "));
   assert_non_null(strstr(text, "\"cycles\": ["));
+  assert_non_null(strstr(text, "\"reads\": {\"rdpmc\": 0, \"read\": "));
 }
 
 static void test_attribution_stw(void **state) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/heap.h"
 #include "tests/testutil.h"
 
 static nh_stats_t stats(void) {
@@ -64,6 +65,9 @@ int main(void) {
     printf("%s: sequential %llu, pointer chase %llu\n", s2.perf_event_names[e], (unsigned long long)seq[e],
            (unsigned long long)chase[e]);
   }
+  uint64_t fast, slow;
+  perf_reads(&fast, &slow);   /* hardware counters of the thread's own group: rdpmc where allowed */
+  printf("reads: %llu through rdpmc, %llu through read()\n", (unsigned long long)fast, (unsigned long long)slow);
   nh_shutdown();
   return chase[0] > 2 * seq[0] && chase[1] > 2 * seq[1] ? 0 : 1;
 }
