@@ -770,7 +770,8 @@ static void write_markdown(const char *when, const char *mach, const char *no_pl
              "program reports one; else wall) with nheap's. Pauses are stop-the-world pauses in the measured "
              "part (nheap: its own record, the last 256; bdwgc: world stopped to world started; Go: its "
              "/gc/pauses histogram, bucket upper bounds). Peak RSS and faults are the kernel's, for the whole "
-             "process tree. One run of this report is one comparison: figures from different runs do not "
+             "process tree. The hugepages table adds nheap's counters per phase of its work (README, "
+             "\"Hardware counters\"). One run of this report is one comparison: figures from different runs do not "
              "compare on a shared machine.\n\n");
   if (no_plots)
     fprintf(f, "(No plots: %s.\n\n", no_plots);

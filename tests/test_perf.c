@@ -29,18 +29,22 @@ static int event_index(const nh_stats_t *s, const char *name) {
   return -1;
 }
 
-static void start(const char *events, int gc, const char *report) {
+/* nh_init counting events; o, when not NULL, has further options set (nh_options_init'ed). */
+static void start_with(nh_options *o, const char *events, int gc, const char *report) {
   clear_nheap_env();
   capture_errors();
-  nh_options o;
-  nh_options_init(&o);
-  o.gc = gc;
-  o.hugepages = NH_HUGEPAGES_NONE;   /* a fault per 4 KiB page: countable */
-  o.perf_events = events;
-  o.perf_report = report;
-  o.scavenger = 0;
-  assert_int_equal(nh_init(&o), 0);
+  nh_options defaults;
+  if (!o)
+    nh_options_init(o = &defaults);
+  o->gc = gc;
+  o->hugepages = NH_HUGEPAGES_NONE;   /* a fault per 4 KiB page: countable */
+  o->perf_events = events;
+  o->perf_report = report;
+  o->scavenger = 0;
+  assert_int_equal(nh_init(o), 0);
 }
+
+static void start(const char *events, int gc, const char *report) { start_with(NULL, events, gc, report); }
 
 static void test_event_names(void **state) {
   (void)state;
@@ -173,15 +177,10 @@ static void test_no_pmu(void **state) {
  * paths (span refills) are. */
 static void test_allocator_scope(void **state) {
   (void)state;
-  clear_nheap_env();
-  capture_errors();
   nh_options o;
   nh_options_init(&o);
-  o.gc = NH_GC_STW;
-  o.hugepages = NH_HUGEPAGES_NONE;
-  o.perf_events = "task-clock";
   o.perf_scope = NH_PERF_SCOPE_ALLOCATOR;
-  assert_int_equal(nh_init(&o), 0);
+  start_with(&o, "task-clock", NH_GC_STW, "");
   struct timespec t0, t;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
   volatile uint64_t x = 1;
@@ -236,15 +235,10 @@ static void traced(void *arg) {
 
 static void test_gctrace_line(void **state) {
   (void)state;
-  clear_nheap_env();
-  capture_errors();
   nh_options o;
   nh_options_init(&o);
-  o.gc = NH_GC_STW;
-  o.hugepages = NH_HUGEPAGES_NONE;
-  o.perf_events = "page-faults";
   o.debug = "gctrace=1";
-  assert_int_equal(nh_init(&o), 0);
+  start_with(&o, "page-faults", NH_GC_STW, "");
   char out[4096];
   capture_fd(2, traced, NULL, out, sizeof out);
   nh_shutdown();
