@@ -610,7 +610,7 @@ static void write_phase_table(FILE *f, const workload *w) {
         continue;
       fprintf(f, "| %s | %s | %s | %.1f |", s->name, arenas, phases[p], ms);
       for (int e = 0; e < nev; e++) {
-        snprintf(key, sizeof key, "perf_%s_%s", phases[p], events[e]);
+        snprintf(key, sizeof key, "perf_%s_%.47s", phases[p], events[e]);
         double v = getd(&s->median, key);
         if (isfinite(v))
           fprintf(f, " %.0f |", v);
