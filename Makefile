@@ -4,6 +4,7 @@
 #   make bench-full  the same report at full sizes (binary-trees depth 21, a 1 GiB live heap)
 #   make test        install what is missing, Debug build (internal checks on), the whole test suite
 #   make test NH_SANITIZE=address|thread|undefined   the same under a sanitizer (its own build dir)
+#   make numa-check  the NUMA guest test on a 4-node QEMU machine (make test boots a 2-node one)
 #   make soak        the long randomised model test
 #   make bench       the raw micro-benchmarks (Google Benchmark): OS layer, allocator beside the mallocs
 JOBS    ?= $(shell nproc)
@@ -12,7 +13,7 @@ RELEASE := build/release
 DEBUG   := build/debug$(if $(NH_SANITIZE),-$(NH_SANITIZE))
 CMAKE_FLAGS ?=
 
-.PHONY: all deps release debug run bench-full test soak bench install clean
+.PHONY: all deps release debug run bench-full test numa-check soak bench install clean
 
 all: release
 
@@ -35,6 +36,9 @@ bench-full: release
 
 test: debug
 	cd $(DEBUG) && ctest --output-on-failure -j $(JOBS)
+
+numa-check: debug
+	tests/numa-vm/run.sh $(DEBUG)/tests/numa_guest 4 $(DEBUG)/numa-vm
 
 soak: debug
 	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=1 $(DEBUG)/tests/test_model

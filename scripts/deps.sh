@@ -16,6 +16,7 @@ packages=(
   libgc-dev                           # bdwgc: the collector peer in bench/
   golang-go                           # Go 1.19: the collector peer in bench/go
   gnuplot-nox                         # the report's plots (make run)
+  qemu-system-x86 busybox-static cpio # the multi-node NUMA guest (tests/numa-vm)
   python3 sqlite3                     # programs the malloc replacement is tested under
 )
 
