@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -324,6 +325,59 @@ NH_API long nh_stats_arenas(nh_arena_stat_t *out, size_t n) {
     for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next, count++)
       if ((size_t)count < n)
         out[count] = (nh_arena_stat_t){a->base, NH_ARENA_BYTES, a->node, a->backing, a->wanted};
+    nh_mutex_unlock(&nh_rt.arenas.lock);
+    region_exit();
+  }
+  nh_mutex_unlock(&init_lock);
+  return count;
+}
+
+/* Where pages[0..n) lie (move_pages, query mode), counted into r. */
+static void ask_where(void **pages, size_t n, nh_node_stat_t *r) {
+  int where[512];
+  if (n == 0 || n > 512 || syscall(SYS_move_pages, 0, n, pages, NULL, where, 0) != 0)
+    return;
+  for (size_t i = 0; i < n; i++) {
+    r->sampled_pages++;
+    r->pages_on_node += where[i] == r->node;
+    r->pages_elsewhere += where[i] >= 0 && where[i] != r->node;
+    r->pages_absent += where[i] < 0;
+  }
+}
+
+/* One node's record: count its arenas' in-use pages, then ask where every stride-th lies. */
+static void node_placement(int node, nh_node_stat_t *r, size_t sample) {
+  void *pages[512];
+  size_t inuse = 0, n = 0, seen = 0;
+  memset(r, 0, sizeof *r);
+  r->node = node;
+  for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next)
+    for (size_t pg = 0; a->node == node && pg < NH_PAGES_PER_ARENA; pg++)
+      inuse += __atomic_load_n(&a->spans[pg], __ATOMIC_ACQUIRE) != NULL;
+  r->inuse_bytes = (uint64_t)inuse * NH_PAGE_SIZE;
+  size_t stride = sample && inuse > sample ? (inuse + sample - 1) / sample : 1;
+  for (nh_arena_t *a = nh_rt.arenas.first; a && sample; a = a->next)
+    for (size_t pg = 0; a->node == node && pg < NH_PAGES_PER_ARENA && seen / stride < sample; pg++) {
+      if (!__atomic_load_n(&a->spans[pg], __ATOMIC_ACQUIRE) || seen++ % stride)
+        continue;
+      pages[n++] = (void *)(a->base + pg * NH_PAGE_SIZE);
+      if (n == sizeof pages / sizeof pages[0]) {
+        ask_where(pages, n, r);
+        n = 0;
+      }
+    }
+  ask_where(pages, n, r);
+}
+
+NH_API long nh_stats_nodes(nh_node_stat_t *out, size_t n, size_t sample) {
+  nh_mutex_lock(&init_lock);
+  long count = -ENODEV;
+  if (nh_rt.ready) {
+    region_enter();
+    nh_mutex_lock(&nh_rt.arenas.lock);
+    count = nh_rt.topo.nnodes;
+    for (int node = 0; node < nh_rt.topo.nnodes && (size_t)node < n; node++)
+      node_placement(node, &out[node], sample);
     nh_mutex_unlock(&nh_rt.arenas.lock);
     region_exit();
   }

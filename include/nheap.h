@@ -402,6 +402,22 @@ typedef struct nh_arena_stat {
  * (which may be more than n), or -ENODEV before nh_init. Thread-safe. */
 long nh_stats_arenas(nh_arena_stat_t *out, size_t n);
 
+typedef struct nh_node_stat {
+  int node;
+  uint64_t inuse_bytes;      /* pages in spans in this node's arenas: what was asked of it */
+  uint64_t sampled_pages;    /* in-use 4 KiB pages asked where they lie (move_pages, query mode) */
+  uint64_t pages_on_node;    /* of those: resident on this node */
+  uint64_t pages_elsewhere;  /* resident on another node */
+  uint64_t pages_absent;     /* not resident (never touched, or released) */
+} nh_node_stat_t;
+
+/* Placement, verified: per NUMA node, the bytes in use in its arenas and where a sample of up
+ * to `sample` of their pages, spread over them, actually lies. Costs one move_pages call per
+ * node: for diagnostics, not hot paths. With numa = fake:N the nodes past the machine's own
+ * show their pages elsewhere (nothing is bound for them). Copies up to n records and returns
+ * the node count, or -ENODEV before nh_init. Thread-safe. */
+long nh_stats_nodes(nh_node_stat_t *out, size_t n, size_t sample);
+
 typedef struct nh_class_stat {
   uint32_t size;            /* bytes per object */
   uint32_t span_bytes;      /* bytes per span */

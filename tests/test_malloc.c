@@ -264,6 +264,40 @@ static void test_large_spans_reused(void **state) {
   assert_null(nh_base(b));
 }
 
+/* Placement, verified with move_pages: on this machine's one node, the touched pages of what
+ * was allocated lie on node 0 and none elsewhere; untouched ones are absent. (The QEMU guest in
+ * tests/numa-vm checks several nodes.) */
+static void test_node_placement(void **state) {
+  (void)state;
+  enum { BYTES = 16 << 20 };
+  char *p = nh_alloc_noscan(BYTES);
+  assert_non_null(p);
+  memset(p, 1, BYTES / 2);   /* half touched */
+  nh_node_stat_t nodes[4];
+  long count = nh_stats_nodes(nodes, 4, 1000);
+  assert_true(count >= 1);
+  uint64_t on = 0, sampled = 0, absent = 0, inuse = 0;
+  for (long i = 0; i < count && i < 4; i++) {
+    assert_int_equal(nodes[i].node, i);
+    assert_int_equal(nodes[i].pages_on_node + nodes[i].pages_elsewhere + nodes[i].pages_absent, nodes[i].sampled_pages);
+    assert_true(nodes[i].sampled_pages <= 1000);
+    on += nodes[i].pages_on_node, sampled += nodes[i].sampled_pages, absent += nodes[i].pages_absent;
+    inuse += nodes[i].inuse_bytes;
+  }
+  print_message("%ld node(s): %llu MiB in use, %llu pages sampled: %llu on their node, %llu absent\n", count,
+                (unsigned long long)(inuse >> 20), (unsigned long long)sampled, (unsigned long long)on,
+                (unsigned long long)absent);
+  assert_true(inuse >= BYTES);
+  assert_true(sampled >= 500);
+  if (count == 1) {   /* one node: every resident page is on it */
+    assert_int_equal(nodes[0].pages_elsewhere, 0);
+    assert_true(on >= sampled / 3 && absent >= sampled / 3);   /* about half each */
+  }
+  assert_int_equal(nh_stats_nodes(nodes, 4, 0), count);   /* no sample: in use only */
+  assert_int_equal(nodes[0].sampled_pages, 0);
+  nh_free(p);
+}
+
 static void test_class_stats(void **state) {
   nh_class_stat_t cs[NH_NUM_SIZE_CLASSES];
   assert_int_equal(nh_stats_classes(cs, NH_ARRAY_LEN(cs)), 67);
@@ -313,6 +347,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_overflow_and_huge, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spans_return_to_page_heap, setup, teardown),
     cmocka_unit_test_setup_teardown(test_large_spans_reused, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_node_placement, setup, teardown),
     cmocka_unit_test_setup_teardown(test_class_stats, setup, teardown),
     cmocka_unit_test_setup_teardown(test_percpu_mode, setup, teardown),
     cmocka_unit_test_setup_teardown(test_before_init, setup, teardown),

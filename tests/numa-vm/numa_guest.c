@@ -7,7 +7,8 @@
  * Checks: nheap sees every node the kernel has (numa = auto); a thread pinned to each node's
  * CPU gets large and small objects whose pages lie on that node (move_pages in query mode),
  * even though a thread on another node touches them first: the kernel's first-touch policy
- * alone would put them there, nheap's binding (mbind before first touch) must not.
+ * alone would put them there, nheap's binding (mbind before first touch) must not; and
+ * nh_stats_nodes, asked afterwards, finds every sampled resident page on its own node.
  */
 #define _GNU_SOURCE
 #include <numa.h>
@@ -81,7 +82,7 @@ int main(void) {
   int nodes = numa_available() < 0 ? 1 : numa_max_node() + 1;
   nh_options o;
   nh_options_init(&o);
-  o.gc = NH_GC_STW;
+  o.gc = NH_GC_OFF;   /* every object stays: the placement check at the end counts them all */
   o.hugepages = NH_HUGEPAGES_NONE;
   if (nh_init(&o) != 0) {
     printf("NHEAP-NUMA: FAIL (nh_init)\n");
@@ -122,6 +123,14 @@ int main(void) {
     snprintf(what, sizeof what, "node %d: small object pages on it %.0f%% of %zu", node,
              n ? 100.0 * (double)on / (double)n : 0.0, n);
     check(n > 0 && on == n, what);
+  }
+  nh_node_stat_t ns[8];
+  long count = nh_stats_nodes(ns, 8, 2000);
+  for (long n = 0; n < count && n < 8; n++) {
+    snprintf(what, sizeof what, "nh_stats_nodes node %d: %llu MiB in use, sampled %llu: %llu on it, %llu elsewhere",
+             ns[n].node, (unsigned long long)(ns[n].inuse_bytes >> 20), (unsigned long long)ns[n].sampled_pages,
+             (unsigned long long)ns[n].pages_on_node, (unsigned long long)ns[n].pages_elsewhere);
+    check(ns[n].pages_on_node > 0 && ns[n].pages_elsewhere == 0, what);
   }
   printf("NHEAP-NUMA: %s\n", failures ? "FAIL" : "PASS");
   return failures != 0;
