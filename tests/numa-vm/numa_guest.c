@@ -8,7 +8,8 @@
  * CPU gets large and small objects whose pages lie on that node (move_pages in query mode),
  * even though a thread on another node touches them first: the kernel's first-touch policy
  * alone would put them there, nheap's binding (mbind before first touch) must not; and
- * nh_stats_nodes, asked afterwards, finds every sampled resident page on its own node.
+ * nh_stats_nodes, asked afterwards, finds every sampled resident page on its own node. Then,
+ * with numa_policy = interleave, a large object's pages spread over every node.
  */
 #define _GNU_SOURCE
 #include <numa.h>
@@ -132,6 +133,32 @@ int main(void) {
              (unsigned long long)ns[n].pages_on_node, (unsigned long long)ns[n].pages_elsewhere);
     check(ns[n].pages_on_node > 0 && ns[n].pages_elsewhere == 0, what);
   }
+  nh_shutdown();
+
+  o.numa_policy = NH_NUMA_INTERLEAVE;
+  if (nh_init(&o) != 0) {
+    printf("NHEAP-NUMA: FAIL (nh_init, interleave)\n");
+    return 1;
+  }
+  enum { BIG = 16 << 20 };
+  char *big = nh_alloc_noscan(BIG);
+  static void *pages[BIG / 4096];
+  static int where[BIG / 4096];
+  int per[8] = {0};
+  size_t npages = 0;
+  for (size_t off = 0; big && off < BIG; off += 4096) {
+    big[off] = 1;
+    pages[npages++] = big + off;
+  }
+  if (npages && move_pages(0, npages, pages, NULL, where, 0) == 0)
+    for (size_t i = 0; i < npages; i++)
+      if (where[i] >= 0 && where[i] < 8)
+        per[where[i]]++;
+  for (int n = 0; n < nodes && n < 8; n++) {
+    snprintf(what, sizeof what, "interleave: node %d holds %d of %zu pages of one 16 MiB object", n, per[n], npages);
+    check(npages && per[n] >= (int)(npages / (size_t)nodes / 2), what);
+  }
+  nh_shutdown();
   printf("NHEAP-NUMA: %s\n", failures ? "FAIL" : "PASS");
   return failures != 0;
 }
