@@ -251,6 +251,12 @@ static void perf_threads(nh_gc_t *g, nh_perf_phase phase) {
       perf_attribute(t->perf, phase);
 }
 
+/* perf.events at a pause's end: the stopped threads' counts and the caller's go to phase. */
+static void perf_pause(nh_gc_t *g, nh_perf_thread_t *me, nh_perf_phase phase) {
+  perf_threads(g, phase);
+  perf_attribute(me, phase);
+}
+
 /* perf.events at a cycle's end: the cycle's record and, with gctrace, its line. */
 static void perf_cycle(nh_gc_t *g, uint64_t before, uint64_t marked_before) {
   char buf[1024];
@@ -338,8 +344,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   uint64_t mark = now_ns() - mark0;
   finish_cycle(g);
-  perf_threads(g, NH_PHASE_PAUSE_TERM);
-  perf_attribute(me, NH_PHASE_PAUSE_TERM);
+  perf_pause(g, me, NH_PHASE_PAUSE_TERM);
   uint64_t end = world_start(&g->threads);
   specials_wake(&g->specials, finalizers);
 
@@ -619,8 +624,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
   set_phase_mark(g, true);
   fractional_join(g->collector_share);
-  perf_threads(g, NH_PHASE_PAUSE_SETUP);
-  perf_attribute(me, NH_PHASE_PAUSE_SETUP);
+  perf_pause(g, me, NH_PHASE_PAUSE_SETUP);
   uint64_t pause1 = world_start(&g->threads) - t1;
   record_pause(g, pause1);
 
@@ -639,8 +643,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     if (!found || tries == TERMINATION_TRIES)
       break;
     mark_publish(&g->marker);   /* new grey work: drain it with the world running */
-    perf_threads(g, NH_PHASE_PAUSE_TERM);
-    perf_attribute(me, NH_PHASE_PAUSE_TERM);
+    perf_pause(g, me, NH_PHASE_PAUSE_TERM);
     pause2 = world_start(&g->threads) - t2;
     record_pause(g, pause2);
   }
@@ -655,8 +658,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   g->traced_end = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
   g->mark_growth = g->traced_end > live_at_setup ? g->traced_end - live_at_setup : 0;
   finish_cycle(g);
-  perf_threads(g, NH_PHASE_PAUSE_TERM);
-  perf_attribute(me, NH_PHASE_PAUSE_TERM);
+  perf_pause(g, me, NH_PHASE_PAUSE_TERM);
   uint64_t end = world_start(&g->threads);
   pause2 = end - t2;
   record_pause(g, pause2);

@@ -54,10 +54,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/mem.h"
 #include "core/options.h"
 #include "perf/counters.h"
 
@@ -94,11 +94,7 @@ static __thread nh_perf_thread_t self __attribute__((tls_model("initial-exec")))
 static const char *const phase_names[NH_PERF_PHASES] = {"alloc", "mark", "sweep", "pause_setup", "pause_term",
                                                         "scavenge"};
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+static uint64_t now_ns(void) { return os_linux.now_ns(); }
 
 static int event_open(struct perf_event_attr *a, int group) {
   return (int)syscall(SYS_perf_event_open, a, 0, -1, group, PERF_FLAG_FD_CLOEXEC);

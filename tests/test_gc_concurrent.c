@@ -25,14 +25,19 @@ static nh_stats_t stats(void) {
   return s;
 }
 
-static int setup(void **state) {
-  (void)state;
+/* The options every test here starts from, with the environment cleared and errors captured. */
+static void concurrent_options(nh_options *o) {
   clear_nheap_env();
   capture_errors();
+  nh_options_init(o);
+  o->gc = NH_GC_CONCURRENT;
+  o->hugepages = NH_HUGEPAGES_NONE;
+}
+
+static int setup(void **state) {
+  (void)state;
   nh_options o;
-  nh_options_init(&o);
-  o.gc = NH_GC_CONCURRENT;
-  o.hugepages = NH_HUGEPAGES_NONE;
+  concurrent_options(&o);
   /* The collector thread and one worker, whatever the CPU count; or, as CMake sets for the
    * checkmark run, Go's rule (a fractional marker on 1, 2, 3 or 6 CPUs). */
   const char *markers = getenv("NH_TEST_MARK_WORKERS");
@@ -469,12 +474,8 @@ static void affinity_of(const char *name, char *out, size_t n) {
  * said and ignored. */
 static void test_mark_cpus_place_the_markers(void **state) {
   (void)state;
-  clear_nheap_env();
-  capture_errors();
   nh_options o;
-  nh_options_init(&o);
-  o.gc = NH_GC_CONCURRENT;
-  o.hugepages = NH_HUGEPAGES_NONE;
+  concurrent_options(&o);
   o.mark_workers = 3;
   o.mark_cpus = "0";
   assert_int_equal(nh_init(&o), 0);

@@ -44,10 +44,10 @@ enum { MIN_VALUE = 64, MAX_VALUE = 2048, STRIPE = 1024 };
  * I/O helpers.
  * ------------------------------------------------------------------------------------------- */
 
-static int read_full(int fd, void *buf, size_t n) {
-  char *p = buf;
+/* All n bytes through read or write, retrying after signals; -1 on error or end of stream. */
+static int io_full(int fd, char *p, size_t n, bool out) {
   while (n) {
-    ssize_t r = read(fd, p, n);
+    ssize_t r = out ? write(fd, p, n) : read(fd, p, n);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0)
@@ -57,18 +57,8 @@ static int read_full(int fd, void *buf, size_t n) {
   return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n) {
-    ssize_t r = write(fd, p, n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return -1;
-    p += r, n -= (size_t)r;
-  }
-  return 0;
-}
+static int read_full(int fd, void *buf, size_t n) { return io_full(fd, buf, n, false); }
+static int write_full(int fd, const void *buf, size_t n) { return io_full(fd, (char *)buf, n, true); }
 
 static uint64_t next_random(uint64_t *s) {
   *s = *s * 6364136223846793005u + 1442695040888963407u;
