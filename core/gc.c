@@ -197,13 +197,32 @@ NH_API int64_t nh_set_memory_limit(int64_t bytes) {
  * Sweeping.
  * ------------------------------------------------------------------------------------------- */
 
+static size_t sweep_node(int n) {
+  size_t pages = 0;
+  for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+    pages += mcentral_sweep(&nh_rt.nodes[n].central[ac]);
+  nh_stat_add(&nh_rt.gc.swept_pages, pages);
+  return pages;
+}
+
 size_t sweep_all(void) {
   size_t pages = 0;
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
-    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
-      pages += mcentral_sweep(&nh_rt.nodes[n].central[ac]);
-  nh_stat_add(&nh_rt.gc.swept_pages, pages);
+    pages += sweep_node(n);
   return pages;
+}
+
+/* Background sweeping after a cycle: a node with a mark worker of its own is swept by that
+ * worker, on the node's CPUs (worker_main); the sweeper thread takes the other nodes. */
+static void sweep_request(nh_gc_t *g) {
+  if (g->sweeper_running)
+    nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
+  if (g->nworkers) {
+    nh_mutex_lock(&g->work.lock);
+    g->sweeps_requested++;
+    pthread_cond_broadcast(&g->work.cv);
+    nh_mutex_unlock(&g->work.lock);
+  }
 }
 
 static void *sweeper_main(void *arg) {
@@ -219,7 +238,9 @@ static void *sweeper_main(void *arg) {
     nh_perf_thread_t *counted = perf_self();
     perf_skip(counted);
     uint64_t t0 = now_ns();
-    sweep_all();
+    for (int n = 0; n < nh_rt.topo.nnodes; n++)
+      if (!g->node_swept_by_worker[n])
+        sweep_node(n);
     nh_stat_add(&g->sweep_ns, now_ns() - t0);
     perf_attribute(counted, NH_PHASE_SWEEP);
     pthread_mutex_lock(&g->sweeper_mu);
@@ -310,6 +331,9 @@ static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause1, 
  * (sweepgen += 2) without being touched (mcentral_flip). */
 static void finish_cycle(nh_gc_t *g) {
   g->heap_marked = g->marker.marked_bytes;
+  nh_stat_add(&g->scan_local, g->marker.scanned_local);
+  nh_stat_add(&g->scan_remote, g->marker.scanned_remote);
+  nh_stat_add(&g->steals, g->marker.steals);
   __atomic_store_n(&g->heap_live, g->heap_marked, __ATOMIC_RELAXED);
   g->sweepgen += 2;
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
@@ -351,8 +375,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   record_pause(g, end - stopped);
   nh_stat_add(&g->mark_ns, mark);
   g->limiter_gc_ns += end - start;
-  if (g->sweeper_running)
-    nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
+  sweep_request(g);
   if (nh_rt.cfg.dbg.gctrace)
     trace(g, why, start, end - stopped, 0, mark, before);
   perf_cycle(g, before, marked_before);
@@ -396,6 +419,8 @@ typedef struct nh_fractional {
 typedef struct nh_worker {
   pthread_t thread;
   nh_gc_t *g;
+  int node;                /* the node whose CPUs it runs on and whose grey objects it takes first */
+  bool sweeps;             /* it sweeps its node after each cycle (its node's first worker) */
   nh_fractional_t share;
 } nh_worker_t;
 
@@ -458,7 +483,8 @@ static uint64_t fractional_rest(nh_fractional_t *f) {
 }
 
 /* Drains shared grey work as one of the markers (counted busy, except while a fractional
- * marker rests, its grey blocks given back); returns when none is left anywhere. */
+ * marker rests, its grey blocks given back); returns when none is left anywhere. Its counts
+ * go to the shared ones before it stops being busy: termination reads them once none is. */
 static void drain_shared(nh_gc_t *g, nh_marker_t *m, nh_fractional_t *f) {
   marker_busy(&g->work, 1);
   m->shared = &g->work;
@@ -470,6 +496,7 @@ static void drain_shared(nh_gc_t *g, nh_marker_t *m, nh_fractional_t *f) {
       if (!rest)
         continue;
       mark_give_back(m);
+      mark_report(m);
       marker_busy(&g->work, -1);
       struct timespec ts = {0, (long)rest};
       nanosleep(&ts, NULL);
@@ -478,6 +505,7 @@ static void drain_shared(nh_gc_t *g, nh_marker_t *m, nh_fractional_t *f) {
       marker_busy(&g->work, 1);
     }
   }
+  mark_report(m);
   marker_busy(&g->work, -1);
 }
 
@@ -487,9 +515,9 @@ static void mark_until_idle(nh_gc_t *g) {
   for (;;) {
     drain_shared(g, &g->marker, g->collector_share);
     nh_mutex_lock(&w->lock);
-    while (!w->full && w->busy)
+    while (!w->nfull && w->busy)
       pthread_cond_wait(&w->cv, &w->lock.m);
-    bool idle = !w->full && !w->busy;
+    bool idle = !w->nfull && !w->busy;
     nh_mutex_unlock(&w->lock);
     if (idle)
       return;
@@ -503,14 +531,28 @@ static void *worker_main(void *arg) {
   nh_marker_t m;
   memset(&m, 0, sizeof m);
   m.pool = w;
+  m.node = self->node;
   fractional_open(&self->share, self->share.permille);
-  uint64_t mark_seen = 0;
+  uint64_t mark_seen = 0, swept = 0;
   nh_mutex_lock(&w->lock);
   for (;;) {
-    while (!g->workers_stop && !(g->phase_mark && w->full))
+    while (!g->workers_stop && !(g->phase_mark && w->nfull) &&
+           !(self->sweeps && !g->phase_mark && swept != g->sweeps_requested))
       pthread_cond_wait(&w->cv, &w->lock.m);
     if (g->workers_stop)
       break;
+    if (!g->phase_mark) {   /* a sweep of this worker's node */
+      swept = g->sweeps_requested;
+      nh_mutex_unlock(&w->lock);
+      nh_perf_thread_t *counted = perf_self();
+      perf_skip(counted);
+      uint64_t t0 = now_ns();
+      sweep_node(self->node);
+      nh_stat_add(&g->sweep_ns, now_ns() - t0);
+      perf_attribute(counted, NH_PHASE_SWEEP);
+      nh_mutex_lock(&w->lock);
+      continue;
+    }
     uint64_t mark = g->marks_started;
     nh_mutex_unlock(&w->lock);
     if (mark != mark_seen)
@@ -519,11 +561,7 @@ static void *worker_main(void *arg) {
     nh_perf_thread_t *counted = perf_self();
     perf_skip(counted);
     uint64_t t0 = now_ns();
-    m.marked_bytes = m.marked_objects = m.scanned_bytes = 0;
     drain_shared(g, &m, &self->share);
-    __atomic_add_fetch(&w->marked_bytes, m.marked_bytes, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&w->marked_objects, m.marked_objects, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&w->scanned_bytes, m.scanned_bytes, __ATOMIC_RELAXED);
     nh_stat_add(&g->worker_ns, (int64_t)(now_ns() - t0));
     perf_attribute(counted, NH_PHASE_MARK);
     nh_mutex_lock(&w->lock);
@@ -639,10 +677,9 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     mark_flush_wbufs(&g->work, &g->threads);
     mcache_flush_all(&nh_rt.caches);
     mark_rescan_stacks(&g->marker, &g->threads);
-    bool found = mark_work_left(&g->work) || (g->marker.cur && g->marker.cur->n) || g->marker.full;
+    bool found = mark_work_left(&g->work);
     if (!found || tries == TERMINATION_TRIES)
-      break;
-    mark_publish(&g->marker);   /* new grey work: drain it with the world running */
+      break;   /* else new grey work: drain it with the world running */
     perf_pause(g, me, NH_PHASE_PAUSE_TERM);
     pause2 = world_start(&g->threads) - t2;
     record_pause(g, pause2);
@@ -669,8 +706,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   uint64_t ncpu = nh_rt.topo.ncpus > 0 ? (uint64_t)nh_rt.topo.ncpus : 1;
   g->limiter_gc_ns += pause1 + pause2 + (mark + nh_stat_get(&g->worker_ns) - workers0 +
                                          nh_stat_get(&g->assist_ns) - assists0) / ncpu;
-  if (g->sweeper_running)
-    nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
+  sweep_request(g);
   g->termination_tries = (unsigned)tries;
   if (nh_rt.cfg.dbg.gctrace)
     trace(g, why, start, pause1, pause2, mark, before);
@@ -878,6 +914,7 @@ static void stop_collector_threads(nh_gc_t *g) {
   for (unsigned i = 0; i < g->nworkers; i++)
     pthread_join(g->workers[i].thread, NULL);
   g->nworkers = 0;
+  memset(g->node_swept_by_worker, 0, sizeof g->node_swept_by_worker);
 }
 
 /* The markers: mark_workers dedicated ones, or Go's rule (gcControllerState.startCycle): 25%
@@ -899,64 +936,112 @@ void gc_marker_layout(long ncpus, int64_t configured, long *dedicated, uint32_t 
   *dedicated = d;
 }
 
-/* mark_cpus: where the collector thread and the workers may run (the NUMA work pins them per
- * node). The set is cut to the CPUs this process may use; if nothing is left, nheap says so
- * and does not pin. Returns the attributes to create them with, or NULL. */
-static pthread_attr_t *marker_placement(const nh_config_t *cfg, pthread_attr_t *attr) {
-  if (!CPU_COUNT(&cfg->mark_cpuset))
-    return NULL;
-  cpu_set_t allowed, set;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
-    return NULL;
-  CPU_AND(&set, &allowed, &cfg->mark_cpuset);
-  if (!CPU_COUNT(&set)) {
+/* Where the markers run and how many there are (gc_marker_plan). */
+typedef struct marker_plan {
+  int nnodes;                       /* 1: one set of markers; else one per node */
+  bool pin;                         /* pin each marker to its node's CPUs */
+  long dedicated[NH_MAX_NODES];     /* dedicated markers per node */
+  uint32_t permille[NH_MAX_NODES];  /* a fractional marker's share per node; 0: none */
+  cpu_set_t cpus[NH_MAX_NODES];     /* the CPUs they may run on */
+} marker_plan;
+
+/* The markers' layout. On several NUMA nodes (fake ones included), each node gets its own
+ * markers by Go's rule over its CPUs, pinned there (mark_workers = N: N dedicated ones dealt
+ * out over the nodes in turn); on one node, Go's rule over the CPUs this process may use,
+ * pinned only when mark_cpus is set. mark_cpus cuts every node's set; a set that leaves no
+ * CPU this process may use is said and ignored. A node left without CPUs gets no marker: its
+ * grey objects are stolen by the others. */
+static void plan_markers(const nh_config_t *cfg, marker_plan *p) {
+  const nh_topology_t *t = &nh_rt.topo;
+  cpu_set_t allowed, want;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    CPU_ZERO(&allowed);
+    for (int c = 0; c < t->ncpus && c < CPU_SETSIZE; c++)
+      CPU_SET(c, &allowed);
+  }
+  bool restricted = CPU_COUNT(&cfg->mark_cpuset) > 0;
+  CPU_AND(&want, &allowed, restricted ? &cfg->mark_cpuset : &allowed);
+  if (restricted && !CPU_COUNT(&want)) {
     nh_warn("gc: mark_cpus = %s names no CPU this process may run on; the collector's threads "
             "run on any", cfg->mark_cpus);
-    return NULL;
+    restricted = false;
+    want = allowed;
   }
-  if (pthread_attr_init(attr) != 0)
-    return NULL;
-  if (pthread_attr_setaffinity_np(attr, sizeof set, &set) != 0) {
-    pthread_attr_destroy(attr);
-    return NULL;
-  }
-  return attr;
-}
-
-static int create_collector_threads(nh_gc_t *g, const nh_config_t *cfg, const pthread_attr_t *attr) {
-  long dedicated;
-  gc_marker_layout(nh_rt.topo.ncpus, cfg->mark_workers, &dedicated, &g->fraction_permille);
-  g->collector_fractional = dedicated == 0;
-  long workers = dedicated > 0 ? dedicated - 1 + (g->fraction_permille > 0) : 0;
-  g->workers = workers ? mem_meta_alloc(&nh_rt.mem, (size_t)workers * sizeof *g->workers, 64) : NULL;
-  if (workers && !g->workers)
-    return -ENOMEM;
-  int rc;
-  for (long i = 0; i < workers; i++) {
-    nh_worker_t *w = &g->workers[i];
-    w->g = g;
-    w->share.permille = i == dedicated - 1 ? g->fraction_permille : 0;
-    if ((rc = pthread_create(&w->thread, attr, worker_main, w)) != 0) {
-      stop_collector_threads(g);
-      return -rc;
+  memset(p->dedicated, 0, sizeof p->dedicated);
+  memset(p->permille, 0, sizeof p->permille);
+  p->nnodes = t->nnodes > 1 ? t->nnodes : 1;
+  p->pin = t->nnodes > 1 || restricted;
+  for (int n = 0; n < p->nnodes; n++) {
+    p->cpus[n] = want;
+    if (p->nnodes > 1) {
+      topology_node_cpus(t, n, &p->cpus[n]);
+      CPU_AND(&p->cpus[n], &p->cpus[n], &want);
     }
-    pthread_setname_np(w->thread, "nheap-mark");
-    g->nworkers++;
+    if (cfg->mark_workers <= 0 && CPU_COUNT(&p->cpus[n]))
+      gc_marker_layout(CPU_COUNT(&p->cpus[n]), 0, &p->dedicated[n], &p->permille[n]);
   }
-  if ((rc = pthread_create(&g->collector, attr, collector_main, g)) != 0) {
-    stop_collector_threads(g);
-    return -rc;
-  }
-  pthread_setname_np(g->collector, "nheap-gc");
-  g->collector_running = true;
-  return 0;
+  for (int64_t i = 0, n = 0; i < cfg->mark_workers; n = (n + 1) % p->nnodes)
+    if (CPU_COUNT(&p->cpus[n]) || p->nnodes == 1) {
+      p->dedicated[n]++;
+      i++;
+    }
 }
 
+/* One thread of the collector's, pinned to cpus when pin. */
+static int spawn(pthread_t *th, void *(*fn)(void *), void *arg, const cpu_set_t *cpus, bool pin, const char *name) {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0)
+    return -ENOMEM;
+  if (pin)
+    pthread_attr_setaffinity_np(&attr, sizeof *cpus, cpus);
+  int rc = pthread_create(th, &attr, fn, arg);
+  pthread_attr_destroy(&attr);
+  if (rc == 0)
+    pthread_setname_np(*th, name);
+  return -rc;
+}
+
+/* The collector thread is the first marker of the first node that has markers (dedicated, or
+ * the fractional one when the node has no dedicated one); the others are mark workers. */
 static int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
-  pthread_attr_t attr_storage, *attr = marker_placement(cfg, &attr_storage);
-  int rc = create_collector_threads(g, cfg, attr);
-  if (attr)
-    pthread_attr_destroy(attr);
+  marker_plan plan, *p = &plan;
+  plan_markers(cfg, p);
+  long total = 0;
+  int first = -1;
+  for (int n = 0; n < p->nnodes; n++) {
+    long here = p->dedicated[n] + (p->permille[n] > 0);
+    total += here;
+    if (first < 0 && here)
+      first = n;
+  }
+  if (first < 0)
+    return -ENODEV;   /* no CPU to mark on: cannot happen while this thread runs on one */
+  g->collector_node = first;
+  g->collector_fractional = p->dedicated[first] == 0;
+  g->fraction_permille = p->permille[first];
+  g->workers = total > 1 ? mem_meta_alloc(&nh_rt.mem, (size_t)(total - 1) * sizeof *g->workers, 64) : NULL;
+  if (total > 1 && !g->workers)
+    return -ENOMEM;
+  int rc = 0;
+  char name[16];
+  for (int n = 0; n < p->nnodes && rc == 0; n++) {
+    snprintf(name, sizeof name, p->nnodes > 1 ? "nheap-mark-n%d" : "nheap-mark", n);
+    for (long i = n == first; i < p->dedicated[n] + (p->permille[n] > 0) && rc == 0; i++) {
+      nh_worker_t *w = &g->workers[g->nworkers];
+      w->g = g;
+      w->node = n;
+      w->sweeps = p->nnodes > 1 && !g->node_swept_by_worker[n];
+      w->share.permille = i == p->dedicated[n] ? p->permille[n] : 0;
+      if ((rc = spawn(&w->thread, worker_main, w, &p->cpus[n], p->pin, name)) == 0) {
+        g->node_swept_by_worker[n] |= w->sweeps;
+        g->nworkers++;
+      }
+    }
+  }
+  if (rc == 0 && (rc = spawn(&g->collector, collector_main, g, &p->cpus[first], p->pin, "nheap-gc")) == 0)
+    g->collector_running = true;
+  if (rc != 0)
+    stop_collector_threads(g);
   return rc;
 }
 
@@ -1026,6 +1111,7 @@ void gc_after_fork_child(nh_gc_t *g) {
    * prepare handler takes g->lock, which a cycle holds): the child's cycles stop the world. */
   g->collector_running = false;
   g->nworkers = 0;
+  memset(g->node_swept_by_worker, 0, sizeof g->node_swept_by_worker);
   if (g->mode == NH_GC_CONCURRENT)
     g->mode = NH_GC_STW;
   nh_mutex_init(&g->work.lock, LOCK_RANK_MARKWORK);

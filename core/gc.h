@@ -11,6 +11,7 @@
 
 #include "core/lock.h"
 #include "core/mcentral.h"
+#include "numa/topology.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Threads (thread.c).
@@ -99,16 +100,20 @@ typedef struct nh_workbuf {
 typedef struct nh_root { uintptr_t lo, hi; } nh_root_t;
 
 /* Grey blocks shared by the concurrent markers (the collector thread, the mark workers and
- * the write barrier's flushes): Go's work.full list. */
+ * the write barrier's flushes): Go's work.full list, one per NUMA node (NumaGiC): a block
+ * waits on the list of the node whose memory holds its objects, and a marker takes from its
+ * own node's list first and from the others' only when its own is empty. */
 typedef struct nh_markwork {
   nh_mutex_t lock;                 /* LOCK_RANK_MARKWORK */
   pthread_cond_t cv;               /* work arrived, or the phase ended; with lock.m */
-  nh_workbuf_t *full;              /* grey blocks anyone may take */
+  nh_workbuf_t *full[NH_MAX_NODES]; /* grey blocks anyone may take, by node */
+  size_t nfull;                    /* blocks on all the lists */
   nh_workbuf_t *spare;             /* empty blocks */
   unsigned busy;                   /* markers draining now */
   bool overflow;                   /* a grey object was dropped somewhere: rescan marked ones */
   uint64_t marked_bytes, marked_objects; /* relaxed: by the barrier and black allocation */
   uint64_t scanned_bytes;          /* relaxed: by the workers and assists */
+  uint64_t scanned_local, scanned_remote, steals; /* relaxed: the same, by where they ran */
 } nh_markwork_t;
 
 typedef struct nh_marker {
@@ -118,8 +123,13 @@ typedef struct nh_marker {
   size_t nspare;
   nh_markwork_t *pool;             /* where spare blocks beyond a few go, and come from */
   nh_markwork_t *shared;           /* concurrent mode: full blocks go here, and work comes from it */
+  int node;                        /* the node it runs on: its stack holds that node's objects */
+  uint64_t out_nodes;              /* shared, several nodes: which out[] blocks hold objects */
+  nh_workbuf_t *out[NH_MAX_NODES]; /* grey objects of other nodes, on their way to those lists */
   bool overflow;                   /* a grey object was dropped: rescan marked objects */
   uint64_t marked_bytes, marked_objects, scanned_bytes;
+  uint64_t scanned_local, scanned_remote; /* of scanned_bytes, heap objects on its node or not */
+  uint64_t steals;                 /* blocks taken from another node's list */
   /* Checkmark mode: a second, independent mark into side bitmaps (one bit per 8 bytes). */
   bool checking;
   uint64_t **check_bits;           /* per arena id */
@@ -169,7 +179,8 @@ void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp
  *                      budget bytes were scanned (returns true then: work may be left);
  *   mark_give_back     m's grey blocks, to the shared list (before a marker rests);
  *   mark_rescan_stacks world stopped at mark termination: the stacks again (an object a
- *                      thread allocated just before the stop may not be marked yet);
+ *                      thread allocated just before the stop may not be marked yet), what
+ *                      that greyed given to the shared lists;
  *   mark_finish        world stopped: overflow recovery; adds what the barrier and black
  *                      allocation marked to m's counts and detaches m from w;
  *   mark_shade_batch   marks the objects holding v[0..n) and shares the new grey ones (v is
@@ -181,8 +192,9 @@ void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp
 void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
 bool mark_drain_shared(nh_marker_t *m, uint64_t budget);
 void mark_give_back(nh_marker_t *m);
-void mark_publish(nh_marker_t *m);   /* m's partly filled block, to the other markers */
 size_t mark_assist(nh_markwork_t *w, size_t budget);
+/* Adds m's counts to its shared work's and clears them (a worker's, an assist's). */
+void mark_report(nh_marker_t *m);
 void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts);
 void mark_finish(nh_marker_t *m);
 void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n);
@@ -240,11 +252,14 @@ typedef struct nh_gc {
   bool collector_stop;
   unsigned nworkers;               /* mark workers besides the collector thread */
   struct nh_worker *workers;
+  int collector_node;              /* the node the collector thread runs on (pinned per node) */
   struct nh_fractional *collector_share; /* the collector thread as a marker */
   uint32_t fraction_permille;      /* the fractional marker's share of one CPU; 0: none */
   bool collector_fractional;       /* the collector thread is that marker (no dedicated one) */
   bool workers_stop, phase_mark;   /* under work.lock */
   uint64_t marks_started;          /* under work.lock: concurrent marks begun */
+  uint64_t sweeps_requested;       /* under work.lock: cycles whose sweep the workers owe */
+  bool node_swept_by_worker[NH_MAX_NODES]; /* set at start: that node's worker sweeps it */
   uint64_t worker_ns, assist_ns;   /* relaxed: the mark workers' and assists' time */
   uint64_t traced_assist_ns, traced_trigger, traced_goal, traced_end; /* for gctrace */
   uint64_t assist_ratio;           /* scan bytes owed per 1024 bytes allocated during a mark */
@@ -274,6 +289,7 @@ typedef struct nh_gc {
   pthread_cond_t sweeper_cv;
   uint64_t swept_pages, swept_large;
   uint64_t swept_spans;            /* relaxed: every span swept, lazily or in the background */
+  uint64_t scan_local, scan_remote, steals; /* relaxed: the markers' NUMA counts, all cycles */
   uint64_t perf_spans;             /* swept_spans at the last cycle's end (perf records) */
 } nh_gc_t;
 

@@ -16,6 +16,7 @@
 typedef struct nh_node {
   nh_pageheap_t ph;
   nh_mcentral_t central[NH_NUM_ALLOC_CLASSES];
+  uint64_t remote_frees;         /* relaxed: its objects freed by another node's CPU */
 } nh_node_t;
 
 typedef struct nh_heap {
@@ -37,5 +38,7 @@ extern nh_heap_t nh_rt;
 
 /* The calling thread's CPU, in [0, topo.ncpus). */
 static inline int heap_current_cpu(void) { return percpu_current_cpu(nh_rt.caches.ncpus); }
+/* The calling thread's NUMA node, in [0, topo.nnodes). */
+static inline int heap_current_node(void) { return nh_rt.topo.cpu_node[heap_current_cpu()]; }
 
 #endif

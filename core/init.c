@@ -50,8 +50,9 @@ static int current_node(const nh_topology_t *t) {
 static int build_allocator(void) {
   nh_topology_t *t = &nh_rt.topo;
   nh_rt.nodes = mem_meta_alloc(&nh_rt.mem, (size_t)t->nnodes * sizeof *nh_rt.nodes, 64);
-  nh_rt.caches.cpu = mem_meta_alloc(&nh_rt.mem, (size_t)t->ncpus * sizeof *nh_rt.caches.cpu, 64);
+  nh_rt.caches.cpu = mem_meta_alloc(&nh_rt.mem, (size_t)(t->ncpus + t->nnodes) * sizeof *nh_rt.caches.cpu, 64);
   nh_rt.caches.ncpus = (uint32_t)t->ncpus;
+  nh_rt.caches.nnodes = (uint32_t)t->nnodes;
   nh_rt.caches.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available();
   if (!nh_rt.nodes || !nh_rt.caches.cpu)
     goto oom;
@@ -64,10 +65,10 @@ static int build_allocator(void) {
         mcentral_xfer_init(&node->central[ac], 2 * mcache_stack_cap(ac));
     }
   }
-  for (int cpu = 0; cpu < t->ncpus; cpu++) {
-    int n = t->cpu_node[cpu];
-    nh_rt.caches.cpu[cpu] = mcache_new(&nh_rt.mem, &nh_rt.arenas, cpu, n, nh_rt.nodes[n].central);
-    if (!nh_rt.caches.cpu[cpu])
+  for (int i = 0; i < t->ncpus + t->nnodes; i++) {   /* the CPUs' caches, then the nodes' */
+    int n = i < t->ncpus ? t->cpu_node[i] : i - t->ncpus;
+    nh_rt.caches.cpu[i] = mcache_new(&nh_rt.mem, &nh_rt.arenas, i, n, nh_rt.nodes[n].central);
+    if (!nh_rt.caches.cpu[i])
       goto oom;
   }
   if (getrandom(&nh_rt.free_key, sizeof nh_rt.free_key, 0) != sizeof nh_rt.free_key)
@@ -97,32 +98,25 @@ oom:
  * commits with one store, so memory is never caught half-way.
  * ------------------------------------------------------------------------------------------- */
 
-/* Every allocator lock but init_lock, in rank order, for a heap that is ready. */
-static void for_each_heap_lock(bool reverse, void (*fn)(pthread_mutex_t *)) {
-  enum { MAX_LOCKS = 4096 };
-  pthread_mutex_t *locks[MAX_LOCKS];
-  size_t n = 0;
+/* Every allocator lock but init_lock, in rank order, for a heap that is ready (the order
+ * matters for taking them; releasing and re-initialising may go the same way). */
+static void for_each_heap_lock(void (*fn)(pthread_mutex_t *)) {
   if (nh_rt.gc.on) {   /* no cycle in flight, no thread attaching, no root changing */
-    locks[n++] = &nh_rt.gc.lock.m;
-    locks[n++] = &nh_rt.gc.threads.lock.m;
-    locks[n++] = &nh_rt.gc.roots.lock.m;
-    locks[n++] = &nh_rt.gc.specials.lock.m;
+    fn(&nh_rt.gc.lock.m);
+    fn(&nh_rt.gc.threads.lock.m);
+    fn(&nh_rt.gc.roots.lock.m);
+    fn(&nh_rt.gc.specials.lock.m);
   }
-  for (uint32_t c = 0; c < nh_rt.caches.ncpus && n < MAX_LOCKS; c++)
-    locks[n++] = &nh_rt.caches.cpu[c]->lock.m;
+  for (uint32_t c = 0; c < nh_rt.caches.ncpus + nh_rt.caches.nnodes; c++)
+    fn(&nh_rt.caches.cpu[c]->lock.m);
   for (int node = 0; node < nh_rt.topo.nnodes; node++)
-    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES && n < MAX_LOCKS; ac++)
-      locks[n++] = &nh_rt.nodes[node].central[ac].lock.m;
-  if (n < MAX_LOCKS)
-    locks[n++] = &nh_rt.scavenger.lock.m;
-  for (int node = 0; node < nh_rt.topo.nnodes && n < MAX_LOCKS; node++)
-    locks[n++] = &nh_rt.nodes[node].ph.lock.m;
-  if (n + 2 > MAX_LOCKS)
-    nh_fatal("fork: more than %d allocator locks", MAX_LOCKS);
-  locks[n++] = &nh_rt.arenas.lock.m;
-  locks[n++] = &nh_rt.mem.meta_lock.m;
-  for (size_t i = 0; i < n; i++)
-    fn(locks[reverse ? n - 1 - i : i]);
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      fn(&nh_rt.nodes[node].central[ac].lock.m);
+  fn(&nh_rt.scavenger.lock.m);
+  for (int node = 0; node < nh_rt.topo.nnodes; node++)
+    fn(&nh_rt.nodes[node].ph.lock.m);
+  fn(&nh_rt.arenas.lock.m);
+  fn(&nh_rt.mem.meta_lock.m);
 }
 
 static void lock_raw(pthread_mutex_t *m) { pthread_mutex_lock(m); }
@@ -137,18 +131,18 @@ static void fork_prepare(void) {
   pthread_mutex_lock(&init_lock.m);
   fork_heap_ready = nh_rt.ready;
   if (fork_heap_ready)
-    for_each_heap_lock(false, lock_raw);
+    for_each_heap_lock(lock_raw);
 }
 
 static void fork_parent(void) {
   if (fork_heap_ready)
-    for_each_heap_lock(true, unlock_raw);
+    for_each_heap_lock(unlock_raw);
   pthread_mutex_unlock(&init_lock.m);
 }
 
 static void fork_child(void) {
   if (fork_heap_ready) {
-    for_each_heap_lock(true, reinit_raw);
+    for_each_heap_lock(reinit_raw);
     scavenger_forget_thread(&nh_rt.scavenger);
     gc_after_fork_child(&nh_rt.gc);
     perf_after_fork_child();
@@ -286,6 +280,11 @@ static void fill_stats(nh_stats_t *s) {
   s->threads_attached = g->threads.count;
   s->swept_pages = nh_stat_get(&g->swept_pages);
   s->swept_spans = nh_stat_get(&g->swept_spans);
+  s->gc_scan_local_bytes = nh_stat_get(&g->scan_local);
+  s->gc_scan_remote_bytes = nh_stat_get(&g->scan_remote);
+  s->gc_mark_steals = nh_stat_get(&g->steals);
+  for (int n = 0; n < nh_rt.topo.nnodes; n++)
+    s->remote_frees += nh_stat_get(&nh_rt.nodes[n].remote_frees);
   s->finalizers_run = nh_stat_get(&g->specials.run);
   if (g->on) {
     nh_mutex_lock(&g->lock);
@@ -351,6 +350,7 @@ static void node_placement(int node, nh_node_stat_t *r, size_t sample) {
   size_t inuse = 0, n = 0, seen = 0;
   memset(r, 0, sizeof *r);
   r->node = node;
+  r->remote_frees = nh_stat_get(&nh_rt.nodes[node].remote_frees);
   for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next)
     for (size_t pg = 0; a->node == node && pg < NH_PAGES_PER_ARENA; pg++)
       inuse += __atomic_load_n(&a->spans[pg], __ATOMIC_ACQUIRE) != NULL;
@@ -430,13 +430,13 @@ NH_API int nh_stats_print(int fd) {
   int rc = nh_stats_read(&s);
   if (rc != 0)
     return rc;
-  char b[11][32];
+  char b[13][32];
   dprintf(fd,
           "nheap: heap    reserved %s, mapped %s: in use %s, free %s, released %s; metadata %s\n"
           "nheap: objects %llu small spans (%llu tiny), %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
           "nheap: arenas  %llu (hugetlb %llu, thp %llu, 4k %llu); fallbacks: hugetlb %llu, thp %llu\n"
           "nheap: scav    %s released to the OS by the scavenger (%s)\n"
-          "nheap: numa    %llu node(s)\n"
+          "nheap: numa    %llu node(s); marking scanned %s on the markers' own node, %s on another, %llu steals; %llu remote frees\n"
           "nheap: gc      %s: %llu cycles (%llu forced), pauses p50 %.3f ms, p99 %.3f ms, max %.3f ms, total %.3f ms\n"
           "nheap: pacer   live %s, marked %s, goal %s (gc_percent %lld), memory limit %s\n",
           human(s.heap_reserved_bytes, b[0], 32), human(s.heap_mapped_bytes, b[1], 32),
@@ -449,6 +449,8 @@ NH_API int nh_stats_print(int fd) {
           (unsigned long long)s.arenas_small, (unsigned long long)s.hugetlb_fallbacks,
           (unsigned long long)s.thp_fallbacks, human(s.scavenged_bytes, b[6], 32),
           s.scavenger_uring ? "io_uring" : "madvise", (unsigned long long)s.numa_nodes,
+          human(s.gc_scan_local_bytes, b[11], 32), human(s.gc_scan_remote_bytes, b[12], 32),
+          (unsigned long long)s.gc_mark_steals, (unsigned long long)s.remote_frees,
           gc_mode_name(s.gc_mode), (unsigned long long)s.gc_cycles, (unsigned long long)s.gc_forced,
           s.pause_p50_ns / 1e6, s.pause_p99_ns / 1e6, s.pause_max_ns / 1e6, s.pause_total_ns / 1e6,
           human(s.heap_live_bytes, b[7], 32), human(s.heap_marked_bytes, b[8], 32),

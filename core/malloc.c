@@ -144,13 +144,15 @@ static nh_noinline void assist(void *p, size_t bytes) {
 /* The cache could not serve: refill (under locks, a no-stop region), collect once and retry
  * if the memory limit refused a span, and run a paced cycle if this refill reached the goal.
  * ac is a small allocation class, or NH_AC_TINY for a tiny object of size bytes (alignment
- * mask amask). */
-static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero) {
+ * mask amask). node < 0: the calling CPU's cache; else that node's (nh_alloc_onnode). */
+static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero, int node) {
   nh_mcaches_t *caches = &nh_rt.caches;
   unsigned sizeclass = allocclass_sizeclass(ac);
   for (int pass = 0;; pass++) {
     nh_limit_refused = false;
-    void *p = ac == NH_AC_TINY ? mcache_tiny_slow(caches, size, amask) : mcache_alloc_slow(caches, ac);
+    void *p = ac == NH_AC_TINY ? mcache_tiny_slow(caches, size, amask)
+              : node < 0       ? mcache_alloc_slow(caches, ac)
+                               : mcache_alloc_node(caches, ac, node);
     nh_limit_pass = false;
     if (!p && pass == 0 && nh_limit_refused && gc_limit_reached((size_t)nh_class_to_npages[sizeclass] * NH_PAGE_SIZE))
       continue;
@@ -182,7 +184,7 @@ static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero)
   })
 
 static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask, bool zero) {
-  return COUNTED_SLOW_PATH(refill_and_alloc(ac, size, amask, zero));
+  return COUNTED_SLOW_PATH(refill_and_alloc(ac, size, amask, zero, -1));
 }
 
 static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclass, nh_obj_kind kind, bool zero) {
@@ -213,13 +215,14 @@ static inline __attribute__((always_inline)) void *alloc_tiny(size_t size) {
   return p;
 }
 
-static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero);
+static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero, int node);
 
 static nh_noinline void *alloc_large(size_t size, nh_obj_kind kind, size_t align, bool zero) {
-  return COUNTED_SLOW_PATH(large_pages(size, kind, align, zero));
+  return COUNTED_SLOW_PATH(large_pages(size, kind, align, zero, heap_current_node()));
 }
 
-static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero) {
+/* A large object on node's pages. */
+static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero, int node) {
   size_t extra = align > NH_PAGE_SIZE ? align - NH_PAGE_SIZE : 0;
   if (size > SIZE_MAX - extra - NH_PAGE_SIZE)
     return NULL;
@@ -231,7 +234,6 @@ static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero)
     return NULL;
   }
   nh_limit_pass = false;
-  int node = nh_rt.topo.cpu_node[heap_current_cpu()];
   region_enter();   /* until the object is in the large set and in a register */
   nh_span_t *s = pageheap_alloc_span(&nh_rt.nodes[node].ph, npages, spanclass_make(0, kind == NH_KIND_NOSCAN), kind, kind);
   if (!s) {
@@ -277,6 +279,28 @@ static inline __attribute__((always_inline)) void *alloc(const char *fn, size_t 
 }
 
 NH_API void *nh_alloc(size_t size) { return alloc("nh_alloc", size, NH_KIND_CONSERVATIVE, true); }
+
+/* From the calling CPU's node: the plain path. From another node's: that node's cache (under
+ * its lock) or page heap, so the object's pages lie on node whoever allocates. */
+NH_API void *nh_alloc_onnode(size_t size, int node) {
+  if (!check_ready("nh_alloc_onnode"))
+    return NULL;
+  if (node < 0 || node >= nh_rt.topo.nnodes) {
+    nh_error(-EINVAL, "nh_alloc_onnode(%zu, %d): no such node (nheap places memory on nodes 0 .. %d)", size,
+             node, nh_rt.topo.nnodes - 1);
+    errno = EINVAL;
+    return NULL;
+  }
+  if (node == heap_current_node())
+    return alloc("nh_alloc_onnode", size, NH_KIND_CONSERVATIVE, true);
+  attach_check();
+  size = size ? size : 1;
+  void *p = size <= NH_MAX_SMALL_SIZE
+                ? COUNTED_SLOW_PATH(refill_and_alloc(allocclass_make(size_to_class(size), NH_KIND_CONSERVATIVE), 0, 0,
+                                                     true, node))
+                : COUNTED_SLOW_PATH(large_pages(size, NH_KIND_CONSERVATIVE, NH_PAGE_SIZE, true, node));
+  return p ? p : oom("nh_alloc_onnode", size);
+}
 NH_API void *nh_alloc_noscan(size_t size) { return alloc("nh_alloc_noscan", size, NH_KIND_NOSCAN, false); }
 
 NH_API void *nh_calloc(size_t n, size_t size) {
@@ -504,6 +528,9 @@ static bool free_object_locked(const char *fn, void *p) {
     return true;
   }
   p = (void *)object_base(s, p);   /* a typed object's header is its first word */
+  bool remote = nh_rt.topo.nnodes > 1 && s->node != heap_current_node();
+  if (remote)
+    nh_stat_add(&nh_rt.nodes[s->node].remote_frees, 1);
   if (span_is_large(s)) {
     if (nh_rt.gc.on && !mcentral_remove_large(&nh_rt.nodes[s->node].central[s->kind], s)) {
       nh_stat_add(&nh_rt.double_frees, 1);
@@ -520,7 +547,10 @@ static bool free_object_locked(const char *fn, void *p) {
     return bad_free(fn, p, "double free");
   }
   *(uintptr_t *)p = mark;
-  mcache_free(&nh_rt.caches, s->allocclass, p);
+  if (remote)   /* back towards its own node, not into this CPU's stack */
+    mcache_free_remote(&nh_rt.caches, s, p);
+  else
+    mcache_free(&nh_rt.caches, s->allocclass, p);
   return true;
 }
 
@@ -548,7 +578,8 @@ NH_API void nh_free(void *p) {
     uint32_t magic = nh_class_to_divmagic[sc];
     uintptr_t mark = (uintptr_t)p ^ nh_rt.free_key;
     if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic && *(uintptr_t *)p != mark &&
-                  !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))) {
+                  !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED) &&
+                  (nh_rt.topo.nnodes == 1 || a->node == heap_current_node()))) {
       *(uintptr_t *)p = mark;
       mcache_free(&nh_rt.caches, info & 0xff, p);
       return;

@@ -87,27 +87,74 @@ static nh_workbuf_t *new_block(nh_marker_t *m) {
   return b;
 }
 
-/* Concurrent markers share full blocks (Go's work.full): under the work lock. */
-static void share_block(nh_markwork_t *w, nh_workbuf_t *b) {
+/* Concurrent markers share full blocks (Go's work.full), on the list of the node whose memory
+ * holds their objects: under the work lock. */
+static void share_block(nh_markwork_t *w, nh_workbuf_t *b, int node) {
   nh_mutex_lock(&w->lock);
-  b->next = w->full;
-  w->full = b;
+  b->next = w->full[node];
+  w->full[node] = b;
+  w->nfull++;
   pthread_cond_broadcast(&w->cv);
   nh_mutex_unlock(&w->lock);
 }
 
-static nh_workbuf_t *take_shared(nh_markwork_t *w) {
+/* A block for marker m: from its node's list, else (m is idle) stolen from the next node
+ * round that has one (NumaGiC's policy). */
+static nh_workbuf_t *take_shared(nh_marker_t *m) {
+  nh_markwork_t *w = m->shared;
+  int nnodes = nh_rt.topo.nnodes;
+  nh_workbuf_t *b = NULL;
   nh_mutex_lock(&w->lock);
-  nh_workbuf_t *b = w->full;
-  if (b) {
-    w->full = b->next;
-    b->next = NULL;
+  for (int i = 0; w->nfull && i < nnodes && !b; i++) {
+    int n = (m->node + i) % nnodes;
+    if ((b = w->full[n])) {
+      w->full[n] = b->next;
+      w->nfull--;
+      m->steals += i > 0;
+    }
   }
   nh_mutex_unlock(&w->lock);
+  if (b)
+    b->next = NULL;
   return b;
 }
 
-static inline void grey_push(nh_marker_t *m, uintptr_t obj) {
+/* A grey object of another node's memory, into the marker's block bound for that node. */
+static nh_noinline void grey_push_out(nh_marker_t *m, uintptr_t obj, int node) {
+  nh_workbuf_t *b = m->out[node];
+  if (!b || b->n == WB_CAP) {
+    nh_workbuf_t *nb = new_block(m);
+    if (!nb) {
+      m->overflow = true;
+      return;
+    }
+    if (b)
+      share_block(m->shared, b, node);
+    m->out[node] = b = nb;
+    m->out_nodes |= 1ull << node;
+  }
+  b->obj[b->n++] = obj;
+}
+
+/* The marker's blocks bound for other nodes, to their lists. Returns whether there were any. */
+static bool flush_out(nh_marker_t *m) {
+  bool any = m->out_nodes != 0;
+  for (uint64_t nodes = m->out_nodes; nodes; nodes &= nodes - 1) {
+    int n = __builtin_ctzll(nodes);
+    share_block(m->shared, m->out[n], n);
+    m->out[n] = NULL;
+  }
+  m->out_nodes = 0;
+  return any;
+}
+
+/* Object obj lies in node's memory. A concurrent marker keeps its own node's objects and sends
+ * the others' towards their nodes; with the world stopped (no shared work) one marker keeps all. */
+static inline void grey_push(nh_marker_t *m, uintptr_t obj, int node) {
+  if (nh_unlikely(node != m->node) && m->shared) {
+    grey_push_out(m, obj, node);
+    return;
+  }
   nh_workbuf_t *b = m->cur;
   if (nh_unlikely(!b || b->n == WB_CAP)) {
     nh_workbuf_t *nb = new_block(m);
@@ -116,7 +163,7 @@ static inline void grey_push(nh_marker_t *m, uintptr_t obj) {
       return;
     }
     if (b && m->shared) {   /* a full block is work for anyone */
-      share_block(m->shared, b);
+      share_block(m->shared, b, m->node);
     } else if (b) {
       b->next = m->full;
       m->full = b;
@@ -149,7 +196,7 @@ static inline bool grey_pop(nh_marker_t *m, uintptr_t *obj) {
     nh_workbuf_t *next = m->full;
     if (next)
       m->full = next->next;
-    else if (!m->shared || !(next = take_shared(m->shared)))
+    else if (!m->shared || (!(next = take_shared(m)) && !(flush_out(m) && (next = take_shared(m)))))
       return false;
     if (b)
       spare_block(m, b);
@@ -160,12 +207,15 @@ static inline bool grey_pop(nh_marker_t *m, uintptr_t *obj) {
   return true;
 }
 
-/* Hands the marker's partly filled block to the other markers (after the roots). */
+/* Hands the marker's partly filled blocks to the other markers (after the roots). */
 static void publish(nh_marker_t *m) {
-  if (m->shared && m->cur && m->cur->n) {
-    share_block(m->shared, m->cur);
+  if (!m->shared)
+    return;
+  if (m->cur && m->cur->n) {
+    share_block(m->shared, m->cur, m->node);
     m->cur = NULL;
   }
+  flush_out(m);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -220,7 +270,7 @@ static inline void mark_word(nh_marker_t *m, uintptr_t w) {
   m->marked_objects++;
   m->marked_bytes += object_bytes(s);
   if (s->kind != NH_KIND_NOSCAN)
-    grey_push(m, object_start(s, idx));
+    grey_push(m, object_start(s, idx), s->node);
 }
 
 /* Conservative scanning reads whole stacks and data segments, redzones included: not a bug
@@ -275,7 +325,7 @@ static void scan_object(nh_marker_t *m, uintptr_t b) {
   if (span_is_large(s)) {
     if (b == s->base && s->limit - s->base > OBLET_BYTES)
       for (uintptr_t o = b + OBLET_BYTES; o < s->limit; o += OBLET_BYTES)
-        grey_push(m, o);
+        grey_push(m, o, s->node);
     end = b + OBLET_BYTES < s->limit ? b + OBLET_BYTES : s->limit;
   } else {
     size_t idx = span_obj_index(s, b);
@@ -289,10 +339,17 @@ static void scan_object(nh_marker_t *m, uintptr_t b) {
   }
   m->check_from = "object";
   m->check_parent = b;
+  uint64_t before = m->scanned_bytes;
   if (s->kind == NH_KIND_TYPED)
     scan_typed(m, span_is_large(s) ? s->base : b, b, end);
   else
     scan_range(m, b, end);
+  if (nh_likely(!m->checking)) {
+    if (s->node == m->node)
+      m->scanned_local += m->scanned_bytes - before;
+    else
+      m->scanned_remote += m->scanned_bytes - before;
+  }
 }
 
 /* Scans grey objects until none is left, or until about budget more bytes were scanned. */
@@ -327,7 +384,7 @@ static void rescan_marked(nh_marker_t *m) {
         continue;   /* only at a span's first page, once */
       for (size_t i = 0; i < s->nelems; i++)
         if (bitmap_get(s->gcmark_bits, i))
-          grey_push(m, object_start(s, i));
+          grey_push(m, object_start(s, i), s->node);
     }
   }
   nh_mutex_unlock(&nh_rt.arenas.lock);
@@ -479,10 +536,17 @@ static void scan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   r->bytes = m->scanned_bytes - before;
 }
 
-void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp) {
+/* A new mark's marker: counts cleared, on the calling thread's node. */
+static void marker_begin(nh_marker_t *m) {
   m->marked_bytes = m->marked_objects = m->scanned_bytes = 0;
+  m->scanned_local = m->scanned_remote = m->steals = 0;
   m->overflow = false;
   m->checking = false;
+  m->node = heap_current_node();
+}
+
+void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp) {
+  marker_begin(m);
   scan_roots(m, r, ts);
   m->check_from = "a finalizer";
   mark_specials(m, sp);
@@ -494,11 +558,10 @@ void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp
  * ------------------------------------------------------------------------------------------- */
 
 void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp) {
-  m->marked_bytes = m->marked_objects = m->scanned_bytes = 0;
-  m->overflow = false;
-  m->checking = false;
+  marker_begin(m);
   m->shared = w;
   w->marked_bytes = w->marked_objects = w->scanned_bytes = 0;
+  w->scanned_local = w->scanned_remote = w->steals = 0;
   w->overflow = false;
   scan_roots(m, r, ts);
   m->check_from = "a finalizer";
@@ -519,7 +582,7 @@ bool mark_drain_shared(nh_marker_t *m, uint64_t budget) {
 void mark_give_back(nh_marker_t *m) {
   for (nh_workbuf_t *f = m->full, *next; f; f = next) {
     next = f->next;
-    share_block(m->shared, f);
+    share_block(m->shared, f, m->node);
   }
   m->full = NULL;
   publish(m);
@@ -529,9 +592,8 @@ void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts) {
   uint64_t before = m->scanned_bytes;
   scan_stacks(m, ts);
   nh_rt.gc.roots.bytes += m->scanned_bytes - before;
+  mark_give_back(m);
 }
-
-void mark_publish(nh_marker_t *m) { publish(m); }
 
 /* A mark assist (Go's gcAssistAlloc): an allocating thread scans about budget bytes of grey
  * objects, from the shared blocks, with a marker of its own that gives every block back
@@ -542,6 +604,7 @@ size_t mark_assist(nh_markwork_t *w, size_t budget) {
   nh_marker_t m;
   memset(&m, 0, sizeof m);
   m.shared = m.pool = w;
+  m.node = heap_current_node();
   uintptr_t b;
   while (m.scanned_bytes < budget && grey_pop(&m, &b))
     scan_object(&m, b);
@@ -561,10 +624,21 @@ size_t mark_assist(nh_markwork_t *w, size_t budget) {
   }
   if (m.overflow)
     __atomic_store_n(&w->overflow, true, __ATOMIC_RELAXED);
-  __atomic_add_fetch(&w->marked_bytes, m.marked_bytes, __ATOMIC_RELAXED);
-  __atomic_add_fetch(&w->marked_objects, m.marked_objects, __ATOMIC_RELAXED);
-  __atomic_add_fetch(&w->scanned_bytes, m.scanned_bytes, __ATOMIC_RELAXED);
-  return m.scanned_bytes;
+  size_t scanned = m.scanned_bytes;
+  mark_report(&m);
+  return scanned;
+}
+
+void mark_report(nh_marker_t *m) {
+  nh_markwork_t *w = m->shared;
+  __atomic_add_fetch(&w->marked_bytes, m->marked_bytes, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->marked_objects, m->marked_objects, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->scanned_bytes, m->scanned_bytes, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->scanned_local, m->scanned_local, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->scanned_remote, m->scanned_remote, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->steals, m->steals, __ATOMIC_RELAXED);
+  m->marked_bytes = m->marked_objects = m->scanned_bytes = 0;
+  m->scanned_local = m->scanned_remote = m->steals = 0;
 }
 
 void mark_finish(nh_marker_t *m) {
@@ -575,6 +649,9 @@ void mark_finish(nh_marker_t *m) {
   m->marked_bytes += __atomic_load_n(&w->marked_bytes, __ATOMIC_RELAXED);
   m->marked_objects += __atomic_load_n(&w->marked_objects, __ATOMIC_RELAXED);
   m->scanned_bytes += __atomic_load_n(&w->scanned_bytes, __ATOMIC_RELAXED);
+  m->scanned_local += __atomic_load_n(&w->scanned_local, __ATOMIC_RELAXED);
+  m->scanned_remote += __atomic_load_n(&w->scanned_remote, __ATOMIC_RELAXED);
+  m->steals += __atomic_load_n(&w->steals, __ATOMIC_RELAXED);
 }
 
 static void count_marked(nh_markwork_t *w, const nh_span_t *s) {
@@ -606,7 +683,7 @@ void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n) {
     b->n = grey < WB_CAP ? grey : WB_CAP;
     memcpy(b->obj, v + grey - b->n, b->n * sizeof *v);
     grey -= b->n;
-    share_block(w, b);
+    share_block(w, b, heap_current_node());   /* the shading thread's node: its likeliest */
   }
 }
 
@@ -625,7 +702,7 @@ void mark_flush_wbufs(nh_markwork_t *w, nh_threads_t *ts) {
 
 bool mark_work_left(nh_markwork_t *w) {
   nh_mutex_lock(&w->lock);
-  bool left = w->full != NULL || w->busy;
+  bool left = w->nfull || w->busy;
   nh_mutex_unlock(&w->lock);
   return left;
 }
@@ -681,7 +758,7 @@ static void check_word(nh_marker_t *m, uintptr_t w) {
              s->kind == NH_KIND_NOSCAN ? "noscan" : s->kind == NH_KIND_TYPED ? "typed" : "conservative",
              m->check_from, (unsigned long)m->check_parent);
   if (s->kind != NH_KIND_NOSCAN)
-    grey_push(m, obj);
+    grey_push(m, obj, s->node);
 }
 
 void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {

@@ -272,6 +272,23 @@ void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac) {
   return p;
 }
 
+void *mcache_alloc_node(nh_mcaches_t *all, unsigned ac, int node) {
+  region_enter();
+  nh_mcache_t *mc = all->cpu[all->ncpus + (uint32_t)node];
+  nh_mutex_lock(&mc->lock);
+  void *p = alloc_locked(mc, ac);
+  nh_mutex_unlock(&mc->lock);
+  region_exit();
+  return p;
+}
+
+void mcache_free_remote(nh_mcaches_t *all, nh_span_t *s, void *p) {
+  region_enter();
+  if (!mcentral_xfer_put(s->central, &p, 1))
+    return_objects(all->cpu[0]->arenas, &p, 1);
+  region_exit();
+}
+
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
   region_enter();
   if (all->rseq) {
@@ -323,7 +340,7 @@ void *mcache_tiny_slow(nh_mcaches_t *all, size_t size, size_t amask) {
 static nh_mcache_t *stop(nh_mcaches_t *all, int cpu) {
   nh_mcache_t *mc = all->cpu[cpu];
   nh_mutex_lock(&mc->lock);
-  if (all->rseq) {
+  if (all->rseq && (uint32_t)cpu < all->ncpus) {   /* node caches: the lock is enough */
     __atomic_store_n(&mc->stopped, 1, __ATOMIC_SEQ_CST);
     percpu_fence(cpu);
   }
@@ -336,7 +353,7 @@ static void resume(nh_mcaches_t *all, nh_mcache_t *mc) {
 }
 
 void mcache_flush_all(nh_mcaches_t *all) {
-  for (uint32_t cpu = 0; cpu < all->ncpus; cpu++) {
+  for (uint32_t cpu = 0; cpu < all->ncpus + all->nnodes; cpu++) {
     nh_mcache_t *mc = stop(all, (int)cpu);
     mc->tiny = 0;   /* its block is free again once none of its objects is reachable */
     for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
@@ -355,7 +372,7 @@ void mcache_flush_all(nh_mcaches_t *all) {
 
 bool mcache_holds(nh_mcaches_t *all, unsigned ac, const void *p) {
   bool found = false;
-  for (uint32_t cpu = 0; cpu < all->ncpus && !found; cpu++) {
+  for (uint32_t cpu = 0; cpu < all->ncpus + all->nnodes && !found; cpu++) {
     nh_mcache_t *mc = stop(all, (int)cpu);
     const nh_freestack *fs = &mc->free[ac];
     for (uint32_t i = 0; i < fs->top && !found; i++)

@@ -38,10 +38,11 @@ _Static_assert(offsetof(nh_mcache_t, stopped) == 0, "percpu.h reads stopped at o
 _Static_assert(offsetof(nh_freestack, top) == 0 && offsetof(nh_freestack, cap) == 4 &&
                offsetof(nh_freestack, items) == 8, "percpu.h's stack layout");
 
-/* All CPUs' caches and how they are protected. */
+/* All CPUs' caches and how they are protected; then one cache per node, always under its
+ * lock, for nh_alloc_onnode from another node's CPU. */
 typedef struct nh_mcaches {
-  nh_mcache_t **cpu;       /* ncpus entries */
-  uint32_t ncpus;
+  nh_mcache_t **cpu;       /* ncpus entries, then nnodes: cpu[ncpus + n] is node n's */
+  uint32_t ncpus, nnodes;
   bool rseq;               /* rseq sequences; false: per-CPU lock mode */
 } nh_mcaches_t;
 
@@ -58,6 +59,11 @@ void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac);
 /* Bytes of objects the calling thread's refills have taken for caches (mark assists). */
 extern __thread size_t nh_refill_bytes __attribute__((tls_model("initial-exec")));
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p);
+/* An object of class ac from node's own cache (nh_alloc_onnode), under its lock. */
+void *mcache_alloc_node(nh_mcaches_t *all, unsigned ac, int node);
+/* Object p of span s, freed on another node's CPU: to its node's transfer cache, or its span,
+ * so that it is handed out again on its own node. */
+void mcache_free_remote(nh_mcaches_t *all, nh_span_t *s, void *p);
 
 /* An object of allocation class ac from the calling CPU's cache into *p (its first word may
  * hold old data, everything else too); false when the fast path cannot serve it and the

@@ -134,6 +134,11 @@ void *nh_alloc_noscan(size_t size);
 typedef struct nh_type nh_type;
 const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t n);
 void *nh_alloc_typed(size_t size, const nh_type *type);
+/* An object as nh_alloc whose memory lies on NUMA node `node` (0 .. nh_stats' numa_nodes - 1),
+ * whichever CPU asks: for data another node's threads will use. From another node's CPU it
+ * takes that node's shared cache under a lock (slower than nh_alloc). NULL/EINVAL for a node
+ * that does not exist. With numa_policy = interleave the node's arenas are interleaved too. */
+void *nh_alloc_onnode(size_t size, int node);
 /* n * size bytes, zeroed, scanned as nh_alloc; NULL/ENOMEM if n * size overflows. */
 void *nh_calloc(size_t n, size_t size);
 /* Resizes p (NULL: allocates; size 0: frees and returns NULL), keeping its kind and contents.
@@ -375,6 +380,13 @@ typedef struct nh_stats {
   uint64_t gc_assist_ns;         /* concurrent mode: time allocating threads spent in mark assists */
   uint64_t gc_pauses;            /* stop-the-world pauses, all cycles (nh_gc_pauses has the last 256) */
   uint64_t swept_spans;          /* spans swept (lazily on allocation or in the background), all time */
+  /* NUMA: where the concurrent markers scanned heap objects (on their own node's memory or
+   * another's), grey blocks they took from another node's queue, and objects freed by a CPU
+   * of another node than their memory's (sent back to their node). All time. */
+  uint64_t gc_scan_local_bytes;
+  uint64_t gc_scan_remote_bytes;
+  uint64_t gc_mark_steals;
+  uint64_t remote_frees;
   /* perf.events per phase, summed over threads and scaled for multiplexing; events this
    * machine cannot count (no PMU) are left out, so perf_events may be fewer than asked. The
    * calling thread's counts are current; other program threads' arrive at the next pause, or
@@ -409,6 +421,7 @@ typedef struct nh_node_stat {
   uint64_t pages_on_node;    /* of those: resident on this node */
   uint64_t pages_elsewhere;  /* resident on another node */
   uint64_t pages_absent;     /* not resident (never touched, or released) */
+  uint64_t remote_frees;     /* its objects freed by another node's CPU, all time */
 } nh_node_stat_t;
 
 /* Placement, verified: per NUMA node, the bytes in use in its arenas and where a sample of up

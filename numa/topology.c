@@ -81,10 +81,22 @@ int topology_init(nh_topology_t *t, const nh_config_t *cfg) {
       t->cpu_node[c] = (int16_t)((long)c * t->nnodes / t->ncpus);
     return 0;
   }
+  if (t->real_nodes > NH_MAX_NODES) {
+    nh_warn("numa: this machine has %d nodes; nheap places memory and markers on the first %d only",
+            t->real_nodes, NH_MAX_NODES);
+    t->real_nodes = NH_MAX_NODES;
+  }
   t->nnodes = t->real_nodes;
   for (int c = 0; c < t->ncpus && have_numa; c++) {
     int n = numa_node_of_cpu(c);
     t->cpu_node[c] = (int16_t)(n >= 0 && n < t->nnodes ? n : 0);  /* offline CPU: node 0 */
   }
   return 0;
+}
+
+void topology_node_cpus(const nh_topology_t *t, int n, cpu_set_t *set) {
+  CPU_ZERO(set);
+  for (int c = 0; c < t->ncpus && c < CPU_SETSIZE; c++)
+    if (t->cpu_node[c] == n)
+      CPU_SET(c, set);
 }

@@ -42,6 +42,7 @@ static int setup(void **state) {
    * checkmark run, Go's rule (a fractional marker on 1, 2, 3 or 6 CPUs). */
   const char *markers = getenv("NH_TEST_MARK_WORKERS");
   o.mark_workers = markers ? atoi(markers) : 2;
+  o.numa = getenv("NH_TEST_NUMA");   /* the NUMA run: fake nodes, per-node markers and queues */
   int rc = nh_init(&o);
   if (rc == 0 && stats().gc_mode != NH_GC_CONCURRENT) {
     print_message("gc = concurrent is not available here (no rseq): skipped\n");
@@ -499,6 +500,72 @@ static void test_mark_cpus_place_the_markers(void **state) {
   nh_shutdown();
 }
 
+/* A list of n nodes allocated by a thread pinned to cpu (so in that CPU's node's memory). */
+typedef struct { int cpu; long n; node *head; } pinned_list;
+
+static void *build_pinned(void *arg) {
+  pinned_list *l = arg;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(l->cpu, &set);
+  assert_int_equal(sched_setaffinity(0, sizeof set, &set), 0);
+  for (long i = 0; i < l->n; i++) {
+    node *x = new_node((uintptr_t)i);
+    nh_store((void **)&x->kid[0], l->head);
+    l->head = x;
+  }
+  return NULL;
+}
+
+static pinned_list numa_lists[2];   /* globals: roots */
+
+/* numa = fake:2 on 2 CPUs: each node has its markers, pinned to its CPU (Go's rule per node:
+ * a fractional marker each; node 0's is the collector thread); grey objects queue on their
+ * memory's node, so marking a heap built half on each node scans mostly local memory. */
+static void test_numa_markers_per_node(void **state) {
+  (void)state;
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+    skip();
+  nh_options o;
+  concurrent_options(&o);
+  o.numa = "fake:2";
+  assert_int_equal(nh_init(&o), 0);
+  if (stats().gc_mode != NH_GC_CONCURRENT)
+    skip();
+  char gc[64], mark[64], any[64];
+  affinity_of("nheap-gc", gc, sizeof gc);
+  affinity_of("nheap-mark-n1", mark, sizeof mark);
+  affinity_of("nheap-mark", any, sizeof any);
+  assert_string_equal(gc, "0");
+  assert_string_equal(mark, "1");
+  assert_string_equal(any, "");   /* every worker is named by its node */
+  nh_set_gc_percent(-1);
+  for (int i = 0; i < 2; i++) {
+    numa_lists[i] = (pinned_list){.cpu = i, .n = 300000};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, build_pinned, &numa_lists[i]), 0);
+    pthread_join(t, NULL);
+  }
+  nh_stats_t before = stats();
+  for (int i = 0; i < 3; i++)
+    nh_gc();
+  nh_stats_t s = stats();
+  uint64_t local = s.gc_scan_local_bytes - before.gc_scan_local_bytes;
+  uint64_t remote = s.gc_scan_remote_bytes - before.gc_scan_remote_bytes;
+  print_message("3 cycles over 2 x 300k nodes: %.1f MiB scanned on the marker's node, %.1f MiB on the "
+                "other, %llu steals\n", local / 1048576.0, remote / 1048576.0,
+                (unsigned long long)(s.gc_mark_steals - before.gc_mark_steals));
+  assert_true(local + remote >= 3 * 2 * 300000 * sizeof(node));
+  assert_true(local > remote);
+  for (int i = 0; i < 2; i++) {   /* and nothing was lost */
+    long k = 0;
+    for (node *x = numa_lists[i].head; x; x = x->kid[0], k++)
+      check_node(x);
+    assert_int_equal(k, numa_lists[i].n);
+  }
+  nh_shutdown();
+}
+
 /* Go's 25% rule, fractional marker included (gcControllerState.startCycle's table). */
 static void test_marker_layout(void **state) {
   (void)state;
@@ -552,6 +619,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_barrier_none_selects_stw, setup, teardown),
     cmocka_unit_test(test_marker_layout),
     cmocka_unit_test(test_mark_cpus_place_the_markers),
+    cmocka_unit_test(test_numa_markers_per_node),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

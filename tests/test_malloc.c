@@ -5,6 +5,8 @@
  * overflowing sizes, calls before nh_init), each reported and harmless.
  */
 #include <errno.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +300,82 @@ static void test_node_placement(void **state) {
   nh_free(p);
 }
 
+/* The node whose arena holds p, from the arena table. */
+static int node_of(const void *p) {
+  nh_arena_stat_t a[64];
+  long n = nh_stats_arenas(a, 64);
+  for (long i = 0; i < n && i < 64; i++)
+    if ((uintptr_t)p - a[i].base < a[i].bytes)
+      return a[i].node;
+  return -1;
+}
+
+static void pin_to_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  assert_int_equal(sched_setaffinity(0, sizeof set, &set), 0);
+}
+
+/* numa = fake:2 (CPU 0 is node 0, CPU 1 node 1): nh_alloc_onnode places small and large
+ * objects on the node asked, from either node's CPU; a free from the other node's CPU is
+ * counted and the object goes back to its own node (it is not handed out on this one); a bad
+ * node is an error. */
+static void test_alloc_onnode_and_remote_frees(void **state) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+    skip();
+  nh_shutdown();
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_OFF;
+  o.hugepages = NH_HUGEPAGES_NONE;
+  o.numa = "fake:2";
+  assert_int_equal(nh_init(&o), 0);
+  cpu_set_t saved;
+  sched_getaffinity(0, sizeof saved, &saved);
+  pin_to_cpu(0);
+  enum { N = 1000 };
+  static void *small[N];
+  for (int i = 0; i < N; i++) {
+    small[i] = nh_alloc_onnode(48, 1);
+    assert_non_null(small[i]);
+    assert_int_equal(node_of(small[i]), 1);
+    assert_true(((char *)small[i])[47] == 0);
+  }
+  void *large = nh_alloc_onnode(1 << 20, 1), *here = nh_alloc_onnode(64, 0), *plain = nh_alloc(64);
+  assert_int_equal(node_of(large), 1);
+  assert_int_equal(node_of(here), 0);
+  assert_int_equal(node_of(plain), 0);
+  for (int i = 0; i < N; i++)   /* remote: node 1's objects freed on node 0's CPU */
+    nh_free(small[i]);
+  nh_free(large);
+  nh_free(here);
+  nh_free(plain);
+  assert_int_equal(stats().remote_frees, N + 1);
+  nh_node_stat_t nodes[2];
+  assert_int_equal(nh_stats_nodes(nodes, 2, 0), 2);
+  assert_int_equal(nodes[1].remote_frees, N + 1);
+  assert_int_equal(nodes[0].remote_frees, 0);
+  for (int i = 0; i < N; i++)   /* node 0's CPU gets node 0's memory, not the freed objects */
+    assert_int_equal(node_of(small[i] = nh_alloc(48)), 0);
+  for (int i = 0; i < N; i++)
+    nh_free(small[i]);
+  pin_to_cpu(1);
+  void *there = nh_alloc(48), *back = nh_alloc_onnode(48, 0);
+  assert_int_equal(node_of(there), 1);
+  assert_int_equal(node_of(back), 0);
+  nh_free(there);
+  nh_free(back);
+  assert_int_equal(stats().remote_frees, N + 2);
+  sched_setaffinity(0, sizeof saved, &saved);
+
+  errno = 0;
+  assert_null(nh_alloc_onnode(8, 2));
+  assert_int_equal(errno, EINVAL);
+  assert_true(errors_contain("nh_alloc_onnode(8, 2): no such node"));
+  assert_null(nh_alloc_onnode(8, -1));
+}
+
 static void test_class_stats(void **state) {
   nh_class_stat_t cs[NH_NUM_SIZE_CLASSES];
   assert_int_equal(nh_stats_classes(cs, NH_ARRAY_LEN(cs)), 67);
@@ -348,6 +426,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_spans_return_to_page_heap, setup, teardown),
     cmocka_unit_test_setup_teardown(test_large_spans_reused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_node_placement, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_alloc_onnode_and_remote_frees, setup, teardown),
     cmocka_unit_test_setup_teardown(test_class_stats, setup, teardown),
     cmocka_unit_test_setup_teardown(test_percpu_mode, setup, teardown),
     cmocka_unit_test_setup_teardown(test_before_init, setup, teardown),
