@@ -9,9 +9,15 @@
  * even though a thread on another node touches them first: the kernel's first-touch policy
  * alone would put them there, nheap's binding (mbind before first touch) must not; and
  * nh_stats_nodes, asked afterwards, finds every sampled resident page on its own node. Then,
- * with numa_policy = interleave, a large object's pages spread over every node.
+ * with numa_policy = interleave, a large object's pages spread over every node. Then, with the
+ * concurrent collector and a dedicated marker per node (the default layout would make each a
+ * fractional one on these one-CPU nodes, resting most of the time: tests/test_gc_concurrent.c
+ * checks that layout on fake nodes): each node's marker is pinned to its CPU; nh_alloc_onnode places
+ * objects on the node asked from another node's CPU; freeing them there counts as remote
+ * frees; and marking a heap built on every node scans mostly memory local to the marker.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <numa.h>
 #include <numaif.h>
 #include <pthread.h>
@@ -77,6 +83,135 @@ static int node_cpu(int node) {
       cpu = (int)c;
   numa_free_cpumask(cpus);
   return cpu;
+}
+
+/* The first CPU the thread named name may run on (-1: none, -2: several), from /proc. */
+static int thread_cpu(const char *name) {
+  int found = -1;
+  DIR *d = opendir("/proc/self/task");
+  for (struct dirent *e; d && (e = readdir(d));) {
+    char path[300], line[256] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue;
+    int same = fgets(line, sizeof line, f) && strncmp(line, name, strlen(name)) == 0 && line[strlen(name)] == '\n';
+    fclose(f);
+    snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+    if (!same || !(f = fopen(path, "r")))
+      continue;
+    while (fgets(line, sizeof line, f))
+      if (strncmp(line, "Cpus_allowed_list:", 18) == 0) {
+        char *end, *p = line + 18;
+        long cpu = strtol(p, &end, 10);
+        found = found == -1 && (*end == '\n' || *end == 0) ? (int)cpu : -2;
+      }
+    fclose(f);
+  }
+  if (d)
+    closedir(d);
+  return found;
+}
+
+/* A list of n conservative objects built by a thread on cpu: that node's memory. */
+typedef struct list { int cpu; long n; void **head; } list;
+
+static void *build_list(void *arg) {
+  list *l = arg;
+  if (pin(l->cpu) != 0)
+    return NULL;
+  for (long i = 0; i < l->n; i++) {
+    void **x = nh_alloc(32);
+    if (!x)
+      return NULL;
+    x[0] = l->head;
+    nh_store((void **)&l->head, x);
+  }
+  return NULL;
+}
+
+static list lists[8];   /* globals: roots */
+
+static void concurrent_checks(int nodes) {
+  cpu_set_t all;   /* nh_init places the markers on the CPUs its thread may use: all of them */
+  CPU_ZERO(&all);
+  for (int n = 0; n < nodes; n++)
+    CPU_SET(node_cpu(n), &all);
+  sched_setaffinity(0, sizeof all, &all);
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_CONCURRENT;
+  o.hugepages = NH_HUGEPAGES_NONE;
+  o.mark_workers = nodes;   /* one dedicated marker per node, as a real machine's 25% gives */
+  if (nh_init(&o) != 0) {
+    check(0, "nh_init, gc = concurrent");
+    return;
+  }
+  nh_stats_t s = {.size = sizeof s};
+  nh_stats_read(&s);
+  check(s.gc_mode == NH_GC_CONCURRENT, "gc = concurrent runs in the guest");
+  char what[200], name[16];
+  for (int n = 0; n < nodes; n++) {
+    snprintf(name, sizeof name, n ? "nheap-mark-n%d" : "nheap-gc", n);
+    int cpu = thread_cpu(name);
+    snprintf(what, sizeof what, "node %d's marker %s is pinned to CPU %d (its node's: %d)", n, name, cpu, node_cpu(n));
+    check(cpu >= 0 && cpu == node_cpu(n), what);
+  }
+
+  /* nh_alloc_onnode from node 0's CPU, touched there first; then freed there: remote frees. */
+  pin(node_cpu(0));
+  int target = nodes - 1;
+  char *big = nh_alloc_onnode(4 << 20, target);
+  static char *small[1024];
+  size_t on = 0, n = 0;
+  for (int i = 0; i < 1024; i++)
+    small[i] = nh_alloc_onnode(256, target);
+  for (int i = 0; i < 1024; i++) {
+    if (!small[i])
+      continue;
+    memset(small[i], 1, 256);
+    int where;
+    void *pg = (void *)((uintptr_t)small[i] & ~(uintptr_t)4095);
+    if (move_pages(0, 1, &pg, NULL, &where, 0) == 0 && ++n)
+      on += where == target;
+  }
+  double large = big ? share_on(big, 4 << 20, target) : 0;
+  snprintf(what, sizeof what, "nh_alloc_onnode(.., %d) from CPU %d: large object pages on node %d %.0f%%, small %zu of %zu",
+           target, node_cpu(0), target, large * 100, on, n);
+  check(large >= 0.99 && n == 1024 && on == n, what);
+  nh_free(big);
+  for (int i = 0; i < 1024; i++)
+    nh_free(small[i]);
+  nh_node_stat_t ns[8];
+  nh_stats_nodes(ns, 8, 0);
+  snprintf(what, sizeof what, "node %d's objects freed on node 0's CPU: %llu remote frees counted", target,
+           (unsigned long long)ns[target].remote_frees);
+  check(ns[target].remote_frees == 1025, what);
+
+  /* Marking: a list per node, built on its CPU; two cycles scan them. */
+  nh_set_gc_percent(-1);
+  for (int k = 0; k < nodes; k++) {
+    lists[k] = (list){.cpu = node_cpu(k), .n = 50000};
+    pthread_t t;
+    pthread_create(&t, NULL, build_list, &lists[k]);
+    pthread_join(t, NULL);
+  }
+  nh_stats_t before = {.size = sizeof before};
+  nh_stats_read(&before);
+  nh_gc();
+  nh_gc();
+  nh_stats_read(&s);
+  uint64_t local = s.gc_scan_local_bytes - before.gc_scan_local_bytes;
+  uint64_t remote = s.gc_scan_remote_bytes - before.gc_scan_remote_bytes;
+  long intact = 0;
+  for (int k = 0; k < nodes; k++)
+    for (void **x = lists[k].head; x; x = x[0])
+      intact++;
+  snprintf(what, sizeof what, "marking %d x 50000 objects twice: %llu KiB scanned on the marker's node, %llu KiB on "
+           "another, %llu steals; %ld objects intact", nodes, (unsigned long long)(local >> 10),
+           (unsigned long long)(remote >> 10), (unsigned long long)(s.gc_mark_steals - before.gc_mark_steals), intact);
+  check(intact == 50000L * nodes && local >= 2 * 32 * 50000ull * (uint64_t)nodes * 3 / 4 && local > 4 * remote, what);
+  nh_shutdown();
 }
 
 int main(void) {
@@ -159,6 +294,7 @@ int main(void) {
     check(npages && per[n] >= (int)(npages / (size_t)nodes / 2), what);
   }
   nh_shutdown();
+  concurrent_checks(nodes < 8 ? nodes : 8);
   printf("NHEAP-NUMA: %s\n", failures ? "FAIL" : "PASS");
   return failures != 0;
 }
