@@ -5,6 +5,8 @@
 #   make test        install what is missing, Debug build (internal checks on), the whole test suite
 #   make test NH_SANITIZE=address|thread|undefined   the same under a sanitizer (its own build dir)
 #   make numa-check  the NUMA guest test on a 4-node QEMU machine (make test boots a 2-node one)
+#   make numa-bench  the NUMA scaling benchmark in QEMU guests of 1, 2 and 4 nodes (build/numa-scale;
+#                    on a multi-socket host run build/release/bench/nheap-numa-scale directly)
 #   make soak        the long randomised model test
 #   make bench       the raw micro-benchmarks (Google Benchmark): OS layer, allocator beside the mallocs
 JOBS    ?= $(shell nproc)
@@ -13,7 +15,7 @@ RELEASE := build/release
 DEBUG   := build/debug$(if $(NH_SANITIZE),-$(NH_SANITIZE))
 CMAKE_FLAGS ?=
 
-.PHONY: all deps release debug run bench-full test numa-check soak bench install clean
+.PHONY: all deps release debug run bench-full test numa-check numa-bench soak bench install clean
 
 all: release
 
@@ -39,6 +41,9 @@ test: debug
 
 numa-check: debug
 	tests/numa-vm/run.sh $(DEBUG)/tests/numa_guest 4 $(DEBUG)/numa-vm
+
+numa-bench: release
+	NHEAP_NUMA_CACHE=$(RELEASE)/numa-vm bench/numa_scale.sh $(RELEASE)/bench/nheap-numa-scale build/numa-scale 1 2 4
 
 soak: debug
 	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=1 $(DEBUG)/tests/test_model

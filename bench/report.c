@@ -464,6 +464,60 @@ static void run_micro(void) {
   micro_ran = pclose(p) == 0 && nmicro > 0;
 }
 
+/* The NUMA scaling benchmark, in tests/numa-vm's QEMU guest (bench/numa_scale.sh): 1 and 2
+ * nodes (full: 1, 2 and 4). Its table and JSON are copied into the report. */
+static enum { NUMA_NOT_RUN, NUMA_RAN, NUMA_SKIPPED } numa_state;
+static char numa_why[256];
+
+static void run_numa(void) {
+  char cmd[2048], path[512];
+  snprintf(path, sizeof path, "%s/bench/nheap-numa-scale", bin);
+  if (!exists(path) || !exists(NH_SOURCE_DIR "/bench/numa_scale.sh"))
+    return;
+  fprintf(stderr, "[numa] NUMA scaling in a QEMU guest with %s nodes (bench/numa_scale.sh)\n", full ? "1, 2 and 4" : "1 and 2");
+  snprintf(cmd, sizeof cmd,
+           "NHEAP_NUMA_SECONDS=%d NHEAP_NUMA_LIVE_MIB=24 NHEAP_NUMA_CACHE=%s/numa-vm %s/bench/numa_scale.sh %s %s/numa %s "
+           "> %s/numa.log 2>&1",
+           full ? 5 : 2, bin, NH_SOURCE_DIR, path, out, full ? "1 2 4" : "1 2", out);
+  int st = system(cmd);
+  int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  numa_state = rc == 0 ? NUMA_RAN : NUMA_SKIPPED;
+  if (rc == 77) {
+    snprintf(numa_why, sizeof numa_why, "the guest cannot run here (%s/numa.log)", out);
+  } else if (rc != 0) {
+    snprintf(numa_why, sizeof numa_why, "it failed (%s/numa.log)", out);
+    failures++;
+  }
+}
+
+/* Appends file `name` of the NUMA benchmark's output to f. */
+static void copy_numa(FILE *f, const char *name) {
+  char path[600], buf[4096];
+  snprintf(path, sizeof path, "%s/numa/%s", out, name);
+  FILE *in = fopen(path, "r");
+  for (size_t n; in && (n = fread(buf, 1, sizeof buf, in)) > 0;)
+    fwrite(buf, 1, n, f);
+  if (in)
+    fclose(in);
+}
+
+static void write_numa(FILE *f) {
+  if (numa_state == NUMA_NOT_RUN)
+    return;
+  fprintf(f, "### NUMA scaling (QEMU guest, one CPU and 256 MiB per node)\n\n");
+  if (numa_state == NUMA_SKIPPED) {
+    fprintf(f, "Not run: %s.\n\n", numa_why);
+    return;
+  }
+  fprintf(f, "bench/numa_scale.c: a churn workload (a thread per CPU replacing objects of a 24 MiB live set) "
+             "with memory local to each thread's node, interleaved, and numa = off. *local scans*: heap bytes "
+             "the markers scanned on their own node; *placement*: sampled in-use pages resident on the node "
+             "nheap meant. The guest's CPUs are emulated and share this machine's CPUs: rows compare with each "
+             "other, not with a real host, and scaling stops at this machine's CPU count.\n\n");
+  copy_numa(f, "numa-scale.md");
+  fprintf(f, "\n");
+}
+
 static double micro_ns(const char *kind, const char *alloc, const char *size) {
   char name[64];
   snprintf(name, sizeof name, "%s/%s/%s", kind, alloc, size);
@@ -561,7 +615,12 @@ static void write_json(const char *when, const char *mach) {
   fprintf(f, "  ],\n  \"malloc_micro_ns\": {");
   for (int i = 0; i < nmicro; i++)
     fprintf(f, "%s\"%s\": %.3f", i ? ", " : "", micro[i].name, micro[i].ns);
-  fprintf(f, "}\n}\n");
+  fprintf(f, "}");
+  if (numa_state == NUMA_RAN) {
+    fprintf(f, ",\n  \"numa_scale\": ");
+    copy_numa(f, "numa-scale.json");
+  }
+  fprintf(f, "\n}\n");
   fclose(f);
 }
 
@@ -782,6 +841,7 @@ static void write_markdown(const char *when, const char *mach, const char *no_pl
   if (find_workload("kvserver"))
     fprintf(f, "![kvserver latency](latency.png)\n\n");
   write_micro(f);
+  write_numa(f);
   fclose(f);
 }
 
@@ -989,7 +1049,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nworkloads; i++)
       if (strcmp(suite[i].name, only) == 0)
         suite[k++] = suite[i];
-    if (k == 0 && strcmp(only, "malloc") != 0)
+    if (k == 0 && strcmp(only, "malloc") != 0 && strcmp(only, "numa") != 0)
       die("no workload named %s", only);
     nworkloads = k;
   }
@@ -1006,6 +1066,8 @@ int main(int argc, char **argv) {
     run_workload(&suite[i], &done, total);
   if (!only[0] || strcmp(only, "malloc") == 0)
     run_micro();
+  if ((!only[0] && !smoke) || strcmp(only, "numa") == 0)
+    run_numa();
 
   char when[64], mach[512];
   time_t now = time(NULL);
