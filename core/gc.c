@@ -15,7 +15,9 @@
  *   mark termination  heap_marked and the next goal; sweepgen += 2, which turns every span
  *                     into an unswept one without touching it (mcentral_flip);
  *   start the world;  sweeping is lazy (mcentral_cache_span sweeps before it grows, an
- *                     explicit free sweeps the span it touches) and in the background.
+ *                     explicit free sweeps the span it touches) and in the background: a
+ *                     node that has a mark worker of its own is swept by that worker, on the
+ *                     node's CPUs (its spans, its memory), the others by the sweeper thread.
  * The pause is the whole stop-to-start interval and is recorded (total, max, percentiles).
  *
  * A concurrent cycle (gc = concurrent; concurrent_cycle below) runs on the collector thread,
@@ -26,7 +28,9 @@
  *                     restarts;
  *   concurrent mark   the collector thread and the mark workers drain the shared grey blocks
  *                     (Go's gcDrain, 25% of the CPUs with a fractional marker where that is
- *                     not a whole number, or mark_workers; placed by mark_cpus); nh_store records the
+ *                     not a whole number, or mark_workers; on several NUMA nodes a set per
+ *                     node pinned to its CPUs, each taking its node's grey objects first:
+ *                     numa/placement.c, mark.c; placed by mark_cpus); nh_store records the
  *                     values it overwrites (mark.c), new objects are born marked (malloc.c),
  *                     nh_free is deferred, nh_weak_get shades what it returns;
  *   mark termination  when the markers are idle: stop, shade every thread's barrier buffer,
@@ -77,6 +81,7 @@
 
 #include "core/error.h"
 #include "core/heap.h"
+#include "numa/placement.h"
 
 static uint64_t now_ns(void) { return os_linux.now_ns(); }
 
@@ -917,76 +922,6 @@ static void stop_collector_threads(nh_gc_t *g) {
   memset(g->node_swept_by_worker, 0, sizeof g->node_swept_by_worker);
 }
 
-/* The markers: mark_workers dedicated ones, or Go's rule (gcControllerState.startCycle): 25%
- * of the CPUs as dedicated markers, rounded, and where that misses by more than 30%, one
- * fewer if it overshot and a fractional marker for what is left. The collector thread is the
- * first marker: dedicated, or the fractional one when no marker is dedicated. */
-void gc_marker_layout(long ncpus, int64_t configured, long *dedicated, uint32_t *permille) {
-  *dedicated = configured;
-  *permille = 0;
-  if (configured > 0)
-    return;
-  long goal = 250 * (ncpus > 0 ? ncpus : 1);   /* in thousandths of a CPU */
-  long d = (goal + 500) / 1000;
-  if (labs(d * 1000 - goal) * 10 > 3 * goal) {
-    if (d * 1000 > goal)
-      d--;
-    *permille = (uint32_t)(goal - d * 1000);
-  }
-  *dedicated = d;
-}
-
-/* Where the markers run and how many there are (gc_marker_plan). */
-typedef struct marker_plan {
-  int nnodes;                       /* 1: one set of markers; else one per node */
-  bool pin;                         /* pin each marker to its node's CPUs */
-  long dedicated[NH_MAX_NODES];     /* dedicated markers per node */
-  uint32_t permille[NH_MAX_NODES];  /* a fractional marker's share per node; 0: none */
-  cpu_set_t cpus[NH_MAX_NODES];     /* the CPUs they may run on */
-} marker_plan;
-
-/* The markers' layout. On several NUMA nodes (fake ones included), each node gets its own
- * markers by Go's rule over its CPUs, pinned there (mark_workers = N: N dedicated ones dealt
- * out over the nodes in turn); on one node, Go's rule over the CPUs this process may use,
- * pinned only when mark_cpus is set. mark_cpus cuts every node's set; a set that leaves no
- * CPU this process may use is said and ignored. A node left without CPUs gets no marker: its
- * grey objects are stolen by the others. */
-static void plan_markers(const nh_config_t *cfg, marker_plan *p) {
-  const nh_topology_t *t = &nh_rt.topo;
-  cpu_set_t allowed, want;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
-    CPU_ZERO(&allowed);
-    for (int c = 0; c < t->ncpus && c < CPU_SETSIZE; c++)
-      CPU_SET(c, &allowed);
-  }
-  bool restricted = CPU_COUNT(&cfg->mark_cpuset) > 0;
-  CPU_AND(&want, &allowed, restricted ? &cfg->mark_cpuset : &allowed);
-  if (restricted && !CPU_COUNT(&want)) {
-    nh_warn("gc: mark_cpus = %s names no CPU this process may run on; the collector's threads "
-            "run on any", cfg->mark_cpus);
-    restricted = false;
-    want = allowed;
-  }
-  memset(p->dedicated, 0, sizeof p->dedicated);
-  memset(p->permille, 0, sizeof p->permille);
-  p->nnodes = t->nnodes > 1 ? t->nnodes : 1;
-  p->pin = t->nnodes > 1 || restricted;
-  for (int n = 0; n < p->nnodes; n++) {
-    p->cpus[n] = want;
-    if (p->nnodes > 1) {
-      topology_node_cpus(t, n, &p->cpus[n]);
-      CPU_AND(&p->cpus[n], &p->cpus[n], &want);
-    }
-    if (cfg->mark_workers <= 0 && CPU_COUNT(&p->cpus[n]))
-      gc_marker_layout(CPU_COUNT(&p->cpus[n]), 0, &p->dedicated[n], &p->permille[n]);
-  }
-  for (int64_t i = 0, n = 0; i < cfg->mark_workers; n = (n + 1) % p->nnodes)
-    if (CPU_COUNT(&p->cpus[n]) || p->nnodes == 1) {
-      p->dedicated[n]++;
-      i++;
-    }
-}
-
 /* One thread of the collector's, pinned to cpus when pin. */
 static int spawn(pthread_t *th, void *(*fn)(void *), void *arg, const cpu_set_t *cpus, bool pin, const char *name) {
   pthread_attr_t attr;
@@ -1004,8 +939,17 @@ static int spawn(pthread_t *th, void *(*fn)(void *), void *arg, const cpu_set_t 
 /* The collector thread is the first marker of the first node that has markers (dedicated, or
  * the fractional one when the node has no dedicated one); the others are mark workers. */
 static int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
-  marker_plan plan, *p = &plan;
-  plan_markers(cfg, p);
+  nh_marker_plan plan, *p = &plan;
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    CPU_ZERO(&allowed);
+    for (int c = 0; c < nh_rt.topo.ncpus && c < CPU_SETSIZE; c++)
+      CPU_SET(c, &allowed);
+  }
+  marker_plan(&nh_rt.topo, &allowed, &cfg->mark_cpuset, cfg->mark_workers, p);
+  if (p->mark_cpus_ignored)
+    nh_warn("gc: mark_cpus = %s names no CPU this process may run on; the collector's threads run on any",
+            cfg->mark_cpus);
   long total = 0;
   int first = -1;
   for (int n = 0; n < p->nnodes; n++) {
@@ -1016,7 +960,6 @@ static int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
   }
   if (first < 0)
     return -ENODEV;   /* no CPU to mark on: cannot happen while this thread runs on one */
-  g->collector_node = first;
   g->collector_fractional = p->dedicated[first] == 0;
   g->fraction_permille = p->permille[first];
   g->workers = total > 1 ? mem_meta_alloc(&nh_rt.mem, (size_t)(total - 1) * sizeof *g->workers, 64) : NULL;

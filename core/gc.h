@@ -252,7 +252,6 @@ typedef struct nh_gc {
   bool collector_stop;
   unsigned nworkers;               /* mark workers besides the collector thread */
   struct nh_worker *workers;
-  int collector_node;              /* the node the collector thread runs on (pinned per node) */
   struct nh_fractional *collector_share; /* the collector thread as a marker */
   uint32_t fraction_permille;      /* the fractional marker's share of one CPU; 0: none */
   bool collector_fractional;       /* the collector thread is that marker (no dedicated one) */
@@ -295,9 +294,6 @@ typedef struct nh_gc {
 
 struct nh_config;
 int gc_init(nh_gc_t *g, const struct nh_config *cfg);
-/* How many markers mark concurrently on ncpus CPUs: dedicated ones, and the share of one CPU
- * (thousandths) a fractional one takes; configured > 0 (mark_workers) is taken as it is. */
-void gc_marker_layout(long ncpus, int64_t configured, long *dedicated, uint32_t *permille);
 void gc_shutdown(nh_gc_t *g);
 void gc_after_fork_child(nh_gc_t *g);
 

@@ -69,6 +69,14 @@
  *
  * CPU-local caches (mcache.c): restartable sequences where glibc registered rseq, else the
  * per-CPU lock mode; the stats say which.
+ *
+ * NUMA: a CPU's cache takes spans from its node, and large objects come from the calling
+ * CPU's node. nh_alloc_onnode(size, node) asks for another node's memory: from a CPU of that
+ * node it is nh_alloc; from any other, it takes the node's own cache (mcache.c, under its
+ * lock) or its page heap. A free on a CPU of another node than the object's memory (a remote
+ * free, counted per node) skips the CPU's stack, which would hand the object out again on the
+ * wrong node, and sends it to its node's transfer cache or its span; with one node the fast
+ * path's only extra work is one compare.
  */
 #include <errno.h>
 #include <string.h>

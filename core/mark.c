@@ -23,6 +23,18 @@
  * ones as a block. Termination is gc.c's: no shared block, no marker draining, and every
  * buffer shaded with the world stopped.
  *
+ * NUMA (NumaGiC's policy): the shared blocks wait on one list per node, and a grey object goes
+ * to the node whose memory holds it (its span's node). A marker runs on one node (gc.c pins
+ * it there) and keeps that node's objects on its own stack; another node's go into a block
+ * bound for that node's list (out[]), shared when full or when the marker runs dry. A marker
+ * takes from its own node's list first and steals from the others only when its own has
+ * nothing, so it scans local memory while there is local work. Each scan is counted local or
+ * remote (by the scanned object's node against the marker's), and steals are counted. With
+ * one node everything is node 0 and this is Go's single list. The lists share one lock:
+ * blocks hold 8K objects, so it is taken rarely. The DESIGN.md layout puts per-node work
+ * queues in numa/; they are the grey lists here, where the markers use them, and numa/ holds
+ * the topology and the markers' placement.
+ *
  * The write barrier's atomicity (a departure from Go, which relies on safe points): a thread
  * stopped for mark setup between nh_store's flag test and its store would store without
  * shading after the restart. nh_store is therefore a restartable sequence (nheap.h): the

@@ -21,6 +21,9 @@
  *                       each span's own mcentral), then push. A cache that runs dry takes a
  *                       batch from the transfer cache before it reads its slot, so objects
  *                       freed in bursts move between CPUs without touching their spans.
+ * Node caches: besides the CPUs' caches, one per NUMA node (nh_alloc_onnode from another
+ * node's CPU), in lock mode always: never touched by a restartable sequence, flushed and
+ * searched with the others.
  * Remote operations (flush, double-free scan) stop the cache: lock, stopped = 1, fence the CPU
  * (percpu.c), work, stopped = 0, unlock. A sequence that finds a cache stopped takes the slow
  * path, which waits on the lock.

@@ -380,7 +380,7 @@ typedef struct nh_stats {
   uint64_t gc_assist_ns;         /* concurrent mode: time allocating threads spent in mark assists */
   uint64_t gc_pauses;            /* stop-the-world pauses, all cycles (nh_gc_pauses has the last 256) */
   uint64_t swept_spans;          /* spans swept (lazily on allocation or in the background), all time */
-  /* NUMA: where the concurrent markers scanned heap objects (on their own node's memory or
+  /* NUMA: where the markers scanned heap objects (on their own node's memory or
    * another's), grey blocks they took from another node's queue, and objects freed by a CPU
    * of another node than their memory's (sent back to their node). All time. */
   uint64_t gc_scan_local_bytes;

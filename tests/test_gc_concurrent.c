@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/gc.h"
+#include "numa/placement.h"
 #include "tests/testutil.h"
 
 static nh_stats_t stats(void) {
@@ -577,10 +578,63 @@ static void test_marker_layout(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     long dedicated;
     uint32_t permille;
-    gc_marker_layout(cases[i].ncpus, cases[i].configured, &dedicated, &permille);
+    marker_layout(cases[i].ncpus, cases[i].configured, &dedicated, &permille);
     assert_int_equal(dedicated, cases[i].dedicated);
     assert_int_equal(permille, cases[i].permille);
   }
+}
+
+/* Where the markers go: per node on several nodes (Go's rule over each node's CPUs, or
+ * mark_workers dealt out), cut by mark_cpus; one unpinned set on one node. */
+static void test_marker_plan(void **state) {
+  (void)state;
+  nh_topology_t t;
+  memset(&t, 0, sizeof t);
+  t.ncpus = 8;
+  t.nnodes = 2;
+  for (int c = 0; c < 8; c++)
+    t.cpu_node[c] = (int16_t)(c / 4);   /* node 0: CPUs 0-3, node 1: 4-7 */
+  cpu_set_t all, none, some;
+  CPU_ZERO(&all);
+  CPU_ZERO(&none);
+  CPU_ZERO(&some);
+  for (int c = 0; c < 8; c++)
+    CPU_SET(c, &all);
+  CPU_SET(1, &some);
+  CPU_SET(2, &some);
+  static nh_marker_plan p;
+  marker_plan(&t, &all, &none, 0, &p);   /* 4 CPUs a node: one dedicated marker each, pinned */
+  assert_int_equal(p.nnodes, 2);
+  assert_true(p.pin);
+  assert_int_equal(p.dedicated[0], 1);
+  assert_int_equal(p.dedicated[1], 1);
+  assert_int_equal(p.permille[0] + p.permille[1], 0);
+  assert_int_equal(CPU_COUNT(&p.cpus[1]), 4);
+  assert_true(CPU_ISSET(4, &p.cpus[1]) && !CPU_ISSET(3, &p.cpus[1]));
+  marker_plan(&t, &all, &none, 3, &p);   /* mark_workers = 3: dealt out 2 + 1 */
+  assert_int_equal(p.dedicated[0], 2);
+  assert_int_equal(p.dedicated[1], 1);
+  marker_plan(&t, &all, &some, 0, &p);   /* mark_cpus = 1,2: node 1 keeps no CPU, no marker */
+  assert_int_equal(CPU_COUNT(&p.cpus[0]), 2);
+  assert_int_equal(CPU_COUNT(&p.cpus[1]), 0);
+  assert_int_equal(p.dedicated[0], 0);
+  assert_int_equal(p.permille[0], 500);
+  assert_int_equal(p.dedicated[1] + p.permille[1], 0);
+  marker_plan(&t, &some, &all, 0, &p);   /* taskset 1,2: the same */
+  assert_int_equal(p.permille[0], 500);
+  assert_false(p.mark_cpus_ignored);
+  CPU_ZERO(&some);
+  CPU_SET(100, &some);
+  marker_plan(&t, &all, &some, 0, &p);   /* a set with no usable CPU: ignored */
+  assert_true(p.mark_cpus_ignored);
+  assert_int_equal(p.dedicated[0] + p.dedicated[1], 2);
+  t.nnodes = 1;
+  for (int c = 0; c < 8; c++)
+    t.cpu_node[c] = 0;
+  marker_plan(&t, &all, &none, 0, &p);   /* one node: Go's rule over all 8, not pinned */
+  assert_int_equal(p.nnodes, 1);
+  assert_false(p.pin);
+  assert_int_equal(p.dedicated[0], 2);
 }
 
 static void test_barrier_none_selects_stw(void **state) {
@@ -618,6 +672,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_barrier_blocks_reused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_none_selects_stw, setup, teardown),
     cmocka_unit_test(test_marker_layout),
+    cmocka_unit_test(test_marker_plan),
     cmocka_unit_test(test_mark_cpus_place_the_markers),
     cmocka_unit_test(test_numa_markers_per_node),
   };
