@@ -584,8 +584,10 @@ void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threa
 bool mark_drain_shared(nh_marker_t *m, uint64_t budget) {
   uint64_t before = m->scanned_bytes;
   drain(m, budget);
-  if (m->overflow)
+  if (m->overflow) {   /* the shared flag is the cycle's; a worker's marker lives on */
     __atomic_store_n(&m->shared->overflow, true, __ATOMIC_RELAXED);
+    m->overflow = false;
+  }
   return m->scanned_bytes - before >= budget;
 }
 

@@ -343,7 +343,7 @@ size_t mcentral_xfer_take(nh_mcentral_t *c, void **out, size_t n) {
     return 0;   /* a racy peek: an empty cache is the common case and needs no lock */
   nh_mutex_lock(&c->lock);
   size_t k = n < c->nxfer ? n : c->nxfer;
-  c->nxfer -= (uint32_t)k;
+  __atomic_store_n(&c->nxfer, c->nxfer - (uint32_t)k, __ATOMIC_RELAXED);   /* peeked without the lock */
   memcpy(out, c->xfer + c->nxfer, k * sizeof *out);
   nh_mutex_unlock(&c->lock);
   return k;
@@ -357,7 +357,7 @@ size_t mcentral_xfer_put(nh_mcentral_t *c, void *const *in, size_t n) {
     c->xfer = mem_meta_alloc(c->ph->mem, c->capxfer * sizeof *c->xfer, 64);
   size_t room = c->xfer ? c->capxfer - c->nxfer : 0, k = n < room ? n : room;
   memcpy(c->xfer + c->nxfer, in, k * sizeof *in);
-  c->nxfer += (uint32_t)k;
+  __atomic_store_n(&c->nxfer, c->nxfer + (uint32_t)k, __ATOMIC_RELAXED);
   nh_mutex_unlock(&c->lock);
   return k;
 }

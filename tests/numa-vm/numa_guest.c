@@ -158,7 +158,10 @@ static void concurrent_checks(int nodes) {
     check(cpu >= 0 && cpu == node_cpu(n), what);
   }
 
-  /* nh_alloc_onnode from node 0's CPU, touched there first; then freed there: remote frees. */
+  /* nh_alloc_onnode from node 0's CPU, touched there first; then freed there: remote frees
+   * (with no mark running, which would leave the frees to the collector). */
+  nh_set_gc_percent(-1);
+  nh_gc();
   pin(node_cpu(0));
   int target = nodes - 1;
   char *big = nh_alloc_onnode(4 << 20, target);
@@ -189,7 +192,6 @@ static void concurrent_checks(int nodes) {
   check(ns[target].remote_frees == 1025, what);
 
   /* Marking: a list per node, built on its CPU; two cycles scan them. */
-  nh_set_gc_percent(-1);
   for (int k = 0; k < nodes; k++) {
     lists[k] = (list){.cpu = node_cpu(k), .n = 50000};
     pthread_t t;
