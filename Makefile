@@ -7,7 +7,9 @@
 #   make numa-check  the NUMA guest test on a 4-node QEMU machine (make test boots a 2-node one)
 #   make numa-bench  the NUMA scaling benchmark in QEMU guests of 1, 2 and 4 nodes (build/numa-scale;
 #                    on a multi-socket host run build/release/bench/nheap-numa-scale directly)
-#   make soak        the long randomised model test
+#   make soak        the long randomised model tests (allocator and collector)
+#   make fuzz        the libFuzzer targets (clang, ASan), FUZZ_SECONDS each (60); crashes land in
+#                    build/fuzz/crashes/ (copy them to tests/fuzz/<target>/ to keep them as tests)
 #   make bench       the raw micro-benchmarks (Google Benchmark): OS layer, allocator beside the mallocs
 JOBS    ?= $(shell nproc)
 NH_SANITIZE ?=
@@ -15,7 +17,7 @@ RELEASE := build/release
 DEBUG   := build/debug$(if $(NH_SANITIZE),-$(NH_SANITIZE))
 CMAKE_FLAGS ?=
 
-.PHONY: all deps release debug run bench-full test numa-check numa-bench soak bench install clean
+.PHONY: all deps release debug run bench-full test numa-check numa-bench soak fuzz bench install clean
 
 all: release
 
@@ -48,6 +50,22 @@ numa-bench: release
 soak: debug
 	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=1 $(DEBUG)/tests/test_model
 	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=2 NHEAP_DEBUG=rseq=0 $(DEBUG)/tests/test_model
+	for seed in 11 12 13 14; do NH_GC_MODEL_OPS=2000000 NH_MODEL_SEED=$$seed NHEAP_DEBUG=checkmark=1 \
+	  $(DEBUG)/tests/test_gc_model || exit 1; done
+	NH_GC_MODEL_OPS=2000000 NH_MODEL_SEED=15 NHEAP_GC=stw $(DEBUG)/tests/test_gc_model
+	NH_GC_MODEL_OPS=1000000 NH_MODEL_SEED=16 NHEAP_NUMA=fake:2 $(DEBUG)/tests/test_gc_model
+
+FUZZ_SECONDS ?= 60
+FUZZ := build/fuzz
+fuzz: deps
+	@cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DNH_SANITIZE=address -DNH_FUZZ=ON \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+	@cmake --build $(FUZZ) -j $(JOBS) --target fuzz_ops fuzz_config
+	@mkdir -p $(FUZZ)/corpus-ops $(FUZZ)/corpus-config $(FUZZ)/crashes
+	$(FUZZ)/tests/fuzz_config -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ)/crashes/config- \
+	  $(FUZZ)/corpus-config tests/fuzz/config
+	$(FUZZ)/tests/fuzz_ops -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -artifact_prefix=$(FUZZ)/crashes/ops- \
+	  $(FUZZ)/corpus-ops tests/fuzz/ops
 
 bench: release
 	$(RELEASE)/bench/nheap-bench-malloc --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \

@@ -507,6 +507,17 @@ static nh_noinline bool already_free(nh_span_t *s, void *p) {
   }
 }
 
+/* Whether small object p (as the program holds it) was freed: its freed mark, confirmed. */
+static bool freed_already(nh_span_t *s, const void *p) {
+  uintptr_t base = object_base(s, p);
+  if (span_is_large(s) || s->allocclass == NH_AC_TINY || *(uintptr_t *)base != (base ^ nh_rt.free_key))
+    return false;
+  region_enter();
+  bool freed = already_free(s, (void *)base);
+  region_exit();
+  return freed;
+}
+
 static nh_cold bool bad_free(const char *fn, void *p, const char *why) {
   nh_stat_add(&nh_rt.bad_frees, 1);
   nh_error(-EINVAL, "%s(%p): %s; ignored", fn, p, why);
@@ -604,6 +615,11 @@ NH_API void *nh_realloc(void *p, size_t size) {
   obj_ref o;
   if (!locate(p, &o) || o.base != (uintptr_t)p) {
     bad_free("nh_realloc", p, "not the start of a live nheap object");
+    errno = EINVAL;
+    return NULL;
+  }
+  if (freed_already(o.s, p)) {
+    bad_free("nh_realloc", p, "an object that was freed (a use after free?)");
     errno = EINVAL;
     return NULL;
   }

@@ -215,6 +215,43 @@ static void test_double_free_after_drain(void **state) {
   assert_int_equal(stats().bad_frees, bad + 2);
 }
 
+/* realloc of freed, interior and misaligned pointers, and a misaligned free: reported, NULL with
+ * EINVAL, nothing changed; the freed object is not handed out twice. (The teardown runs the
+ * page heap's and every mcentral's validator.) */
+static void test_bad_reallocs_are_reported_and_harmless(void **state) {
+  char *p = nh_alloc(48), *q = nh_alloc(48), *big = nh_alloc(100000);
+  memset(q, 7, 48);
+  nh_free(p);
+  errno = 0;
+  assert_null(nh_realloc(p, 40));            /* freed, would fit in place */
+  assert_int_equal(errno, EINVAL);
+  assert_true(errors_contain("nh_realloc") && errors_contain("an object that was freed"));
+  assert_null(nh_realloc(p, 4000));          /* freed, would move */
+  assert_null(nh_realloc(q + 8, 10));        /* interior */
+  assert_null(nh_realloc(q + 3, 10));        /* misaligned */
+  assert_null(nh_realloc(big + 4096, 10));
+  nh_free(q + 3);                            /* misaligned free */
+  assert_true(errors_contain("interior pointer"));
+  nh_stats_t s = stats();
+  assert_int_equal(s.bad_frees, 6);
+  for (int i = 0; i < 48; i++)               /* q untouched */
+    assert_int_equal(q[i], 7);
+  char *a = nh_alloc(48), *b = nh_alloc(48);  /* p comes back once */
+  assert_true(a != b && a != q && b != q);
+  errno = 0;
+  assert_null(nh_realloc(q, SIZE_MAX));      /* too big: q stays */
+  assert_int_equal(errno, ENOMEM);
+  assert_int_equal(q[47], 7);
+  assert_null(nh_alloc(SIZE_MAX));
+  assert_null(nh_aligned_alloc(0, 16));
+  assert_int_equal(errno, EINVAL);
+  assert_null(nh_aligned_alloc((size_t)1 << 63, 16));
+  nh_free(a);
+  nh_free(b);
+  nh_free(q);
+  nh_free(big);
+}
+
 static void test_overflow_and_huge(void **state) {
   assert_null(nh_calloc(SIZE_MAX / 2, 3));
   assert_int_equal(errno, ENOMEM);
@@ -422,6 +459,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_aligned_alloc, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_frees_are_reported_and_harmless, setup, teardown),
     cmocka_unit_test_setup_teardown(test_double_free_after_drain, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_bad_reallocs_are_reported_and_harmless, setup, teardown),
     cmocka_unit_test_setup_teardown(test_overflow_and_huge, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spans_return_to_page_heap, setup, teardown),
     cmocka_unit_test_setup_teardown(test_large_spans_reused, setup, teardown),
