@@ -81,6 +81,7 @@
 
 #include "core/error.h"
 #include "core/heap.h"
+#include "core/vg.h"
 #include "numa/placement.h"
 
 static uint64_t now_ns(void) { return os_linux.now_ns(); }
@@ -366,11 +367,13 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   mcache_flush_all(&nh_rt.caches);
   perf_attribute(me, NH_PHASE_PAUSE_SETUP);
   uint64_t mark0 = now_ns();
+  vg_quiet(true);   /* the conservative scan reads what memcheck calls undefined */
   mark_all(&g->marker, &g->roots, &g->threads, &g->specials);
   if (nh_rt.cfg.dbg.checkmark)
     mark_check(&g->marker, &g->roots, &g->threads);
   perf_attribute(me, NH_PHASE_MARK);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
+  vg_quiet(false);
   uint64_t mark = now_ns() - mark0;
   finish_cycle(g);
   perf_pause(g, me, NH_PHASE_PAUSE_TERM);

@@ -29,6 +29,7 @@ typedef struct nh_heap {
   nh_mcaches_t caches;           /* one per CPU (topo.ncpus), and the rseq/lock mode */
   nh_scavenger_t scavenger;
   uintptr_t free_key;            /* random: freed objects hold p ^ free_key in their first word */
+  bool tiny_on;                  /* the tiny allocator: with the collector, not under valgrind */
   /* Relaxed counters. */
   uint64_t large_allocs, large_frees, bad_frees, double_frees, limit_refusals, tiny_frees, frees_deferred;
   nh_gc_t gc;                    /* the collector: threads, roots, marker, pacer, sweeper */

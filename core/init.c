@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/heap.h"
+#include "core/vg.h"
 #include "core/error.h"
 #include "core/lock.h"
 #include "core/mem.h"
@@ -39,6 +40,7 @@ extern char **environ;
 
 static nh_mutex_t init_lock = NH_MUTEX_INITIALIZER(LOCK_RANK_INIT);
 nh_heap_t nh_rt;  /* built and torn down under init_lock; its config is immutable while ready */
+bool nh_valgrind;
 
 static int current_node(const nh_topology_t *t) {
   int cpu = sched_getcpu();
@@ -53,7 +55,9 @@ static int build_allocator(void) {
   nh_rt.caches.cpu = mem_meta_alloc(&nh_rt.mem, (size_t)(t->ncpus + t->nnodes) * sizeof *nh_rt.caches.cpu, 64);
   nh_rt.caches.ncpus = (uint32_t)t->ncpus;
   nh_rt.caches.nnodes = (uint32_t)t->nnodes;
-  nh_rt.caches.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available();
+  nh_valgrind = RUNNING_ON_VALGRIND;
+  nh_rt.caches.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available() && !nh_valgrind;
+  nh_rt.tiny_on = nh_rt.cfg.gc != NH_GC_OFF && !nh_valgrind;   /* vg.h: one block per object */
   if (!nh_rt.nodes || !nh_rt.caches.cpu)
     goto oom;
   for (int n = 0; n < t->nnodes; n++) {

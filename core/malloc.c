@@ -83,6 +83,7 @@
 
 #include "core/error.h"
 #include "core/heap.h"
+#include "core/vg.h"
 
 static nh_cold bool not_ready(const char *fn) {
   nh_error(-ENODEV, "%s called before nh_init (or after nh_shutdown)", fn);
@@ -167,7 +168,9 @@ static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero,
     if (!p)
       return NULL;
     if (ac != NH_AC_TINY) {   /* tiny objects share their block: never cleared */
+      vg_reuse(p, nh_class_to_size[sizeclass]);
       zero_object(p, nh_class_to_size[sizeclass], zero);
+      vg_alloc(p, nh_class_to_size[sizeclass], zero);
       born(p);
     }
     size_t refilled = nh_refill_bytes;
@@ -260,8 +263,10 @@ static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero,
   bool needzero = s->needzero;
   region_exit();
   gc_account(g, (int64_t)bytes);
+  vg_reuse(p, s->limit - s->base);
   if (needzero)
     zero_object(p, s->limit - s->base, zero);
+  vg_alloc(p, s->limit - s->base, zero || !needzero);
   nh_stat_add(&nh_rt.large_allocs, 1);
   if (nh_unlikely(__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)))
     assist(p, bytes);
@@ -277,7 +282,7 @@ static inline __attribute__((always_inline)) void *alloc(const char *fn, size_t 
   if (size == 0)
     size = 1;
   void *p;
-  if (kind == NH_KIND_NOSCAN && size <= NH_TINY_MAX && nh_rt.gc.on)
+  if (kind == NH_KIND_NOSCAN && size <= NH_TINY_MAX && nh_rt.tiny_on)
     p = alloc_tiny(size);
   else if (size <= NH_MAX_SMALL_SIZE)
     p = alloc_small(size_to_class(size), kind, zero);
@@ -556,6 +561,7 @@ static bool free_object_locked(const char *fn, void *p) {
       return bad_free(fn, p, "double free");
     }
     nh_stat_add(&nh_rt.large_frees, 1);
+    vg_free(p);
     gc_account(&nh_rt.gc, -(int64_t)((size_t)s->npages * NH_PAGE_SIZE));
     pageheap_free_span(&nh_rt.nodes[s->node].ph, s);
     return true;

@@ -71,6 +71,7 @@
 
 #include "core/error.h"
 #include "core/heap.h"
+#include "core/vg.h"
 
 #define OBLET_BYTES ((uintptr_t)128 << 10)
 #define WB_CAP (sizeof(((nh_workbuf_t *)0)->obj) / sizeof(uintptr_t))
@@ -291,6 +292,16 @@ static inline void mark_word(nh_marker_t *m, uintptr_t w) {
 static inline NH_NO_SANITIZE_ADDRESS NH_NO_SANITIZE_THREAD void scan_range(nh_marker_t *m, uintptr_t lo, uintptr_t hi) {
   lo = nh_align_up(lo, sizeof(uintptr_t));
   m->scanned_bytes += hi > lo ? hi - lo : 0;
+  if (nh_unlikely(nh_valgrind)) {   /* vg.h: memcheck sees each word as defined */
+    for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t)) {
+      uintptr_t w = vg_defined(*(const uintptr_t *)p);
+      if (m->checking)
+        check_word(m, w);
+      else
+        mark_word(m, w);
+    }
+    return;
+  }
   if (nh_unlikely(m->checking)) {
     for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
       check_word(m, *(const uintptr_t *)p);
@@ -318,6 +329,8 @@ static NH_NO_SANITIZE_ADDRESS void scan_typed(nh_marker_t *m, uintptr_t start, u
         if (slot < lo || slot + 8 > hi)
           continue;
         uintptr_t v = *(const uintptr_t *)slot;
+        if (nh_unlikely(nh_valgrind))
+          v = vg_defined(v);
         if (nh_unlikely(m->checking))
           check_word(m, v);
         else

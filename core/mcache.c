@@ -37,6 +37,7 @@
 #include "core/error.h"
 #include "core/gc.h"
 #include "core/mcache.h"
+#include "core/vg.h"
 
 enum { REFILL_MAX = 32, STACK_BYTES = 64 << 10, STACK_MIN = 4, STACK_MAX = 512 };
 
@@ -286,6 +287,7 @@ void *mcache_alloc_node(nh_mcaches_t *all, unsigned ac, int node) {
 }
 
 void mcache_free_remote(nh_mcaches_t *all, nh_span_t *s, void *p) {
+  vg_free(p);
   region_enter();
   if (!mcentral_xfer_put(s->central, &p, 1))
     return_objects(all->cpu[0]->arenas, &p, 1);
@@ -293,6 +295,7 @@ void mcache_free_remote(nh_mcaches_t *all, nh_span_t *s, void *p) {
 }
 
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
+  vg_free(p);   /* under valgrind every free comes here (no rseq) */
   region_enter();
   if (all->rseq) {
     free_slow(all, ac, p);

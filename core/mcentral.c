@@ -31,6 +31,7 @@
  */
 #include <string.h>
 
+#include "core/vg.h"
 #include "core/error.h"
 #include "core/gc.h"
 #include "core/mcentral.h"
@@ -248,6 +249,7 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
     nh_stat_add(&c->gc->swept_spans, 1);
   if (span_is_large(s)) {
     if (!(s->gcmark_bits[0] & 1)) {
+      vg_free((void *)s->base);
       s->central = NULL;
       if (c->gc)
         nh_stat_add(&c->gc->swept_large, 1);
@@ -262,8 +264,11 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
   size_t count = 0, words = (s->nelems + 63) / 64;
   bool freed = false;
   for (size_t w = 0; w < words; w++) {
-    freed |= (s->alloc_bits[w] & ~s->gcmark_bits[w]) != 0;
+    uint64_t dead = s->alloc_bits[w] & ~s->gcmark_bits[w];
+    freed |= dead != 0;
     count += (size_t)__builtin_popcountll(s->gcmark_bits[w]);
+    for (; nh_unlikely(nh_valgrind) && dead && s->allocclass != NH_AC_TINY; dead &= dead - 1)
+      vg_free((void *)(s->base + (w * 64 + (uintptr_t)__builtin_ctzll(dead)) * s->elemsize));
   }
   uint64_t *old = s->alloc_bits;   /* Go's swap: the marks are the new allocation bitmap */
   s->alloc_bits = s->gcmark_bits;
