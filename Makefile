@@ -2,8 +2,17 @@
 #   make run         install what is missing, Release build, the main job: the benchmark report
 #                    (build/report: report.md, results.json, plots), quick sizes, < 10 min on 2 CPUs
 #   make bench-full  the same report at full sizes (binary-trees depth 21, a 1 GiB live heap)
-#   make test        install what is missing, Debug build (internal checks on), the whole test suite
-#   make test NH_SANITIZE=address|thread|undefined   the same under a sanitizer (its own build dir)
+#   make test        install what is missing, then every test in each configuration of the matrix,
+#                    one after another, each in its own build directory (TEST_CONFIGS):
+#                      debug    Debug with internal checks (validators after every page-heap change,
+#                               assertions); includes valgrind's memcheck runs and the NUMA guest
+#                      release  Release
+#                      asan     AddressSanitizer (clang): all but the tests that replace malloc
+#                      ubsan    UndefinedBehaviorSanitizer (clang)
+#                      tsan     ThreadSanitizer (clang): the allocator's threaded tests (the
+#                               collector's need the stop signal, which TSan holds back)
+#   make check       the debug configuration alone (the quick loop)
+#   make test NH_SANITIZE=address|thread|undefined   that sanitizer's configuration alone
 #   make numa-check  the NUMA guest test on a 4-node QEMU machine (make test boots a 2-node one)
 #   make numa-bench  the NUMA scaling benchmark in QEMU guests of 1, 2 and 4 nodes (build/numa-scale;
 #                    on a multi-socket host run build/release/bench/nheap-numa-scale directly)
@@ -17,7 +26,7 @@ RELEASE := build/release
 DEBUG   := build/debug$(if $(NH_SANITIZE),-$(NH_SANITIZE))
 CMAKE_FLAGS ?=
 
-.PHONY: all deps release debug run bench-full test numa-check numa-bench soak fuzz bench install clean
+.PHONY: all deps release debug run bench-full test check numa-check numa-bench soak fuzz bench install clean
 
 all: release
 
@@ -38,8 +47,33 @@ run: release
 bench-full: release
 	NHEAP_CONFIG=configs/default.ini $(RELEASE)/bench/nheap-report --full --out build/report
 
-test: debug
+TEST_CONFIGS ?= debug release asan ubsan tsan
+SAN_CC := -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+test_debug   := check NH_SANITIZE=
+test_release := check-release
+test_asan    := check NH_SANITIZE=address CMAKE_FLAGS="$(SAN_CC)"
+test_ubsan   := check NH_SANITIZE=undefined CMAKE_FLAGS="$(SAN_CC)"
+test_tsan    := check NH_SANITIZE=thread CMAKE_FLAGS="$(SAN_CC)"
+
+ifeq ($(NH_SANITIZE),)
+test: deps
+	@failed=""; for c in $(TEST_CONFIGS); do \
+	  echo "=== make test: $$c"; \
+	  case $$c in debug) args='$(test_debug)';; release) args='$(test_release)';; asan) args='$(test_asan)';; \
+	    ubsan) args='$(test_ubsan)';; tsan) args='$(test_tsan)';; *) echo "unknown configuration $$c"; exit 2;; esac; \
+	  eval $(MAKE) --no-print-directory $$args || failed="$$failed $$c"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "=== make test: FAILED in:$$failed"; exit 1; fi; \
+	echo "=== make test: every configuration passed ($(TEST_CONFIGS))"
+else
+test: check
+endif
+
+check: debug
 	cd $(DEBUG) && ctest --output-on-failure -j $(JOBS)
+
+check-release: release
+	cd $(RELEASE) && ctest --output-on-failure -j $(JOBS)
 
 numa-check: debug
 	tests/numa-vm/run.sh $(DEBUG)/tests/numa_guest 4 $(DEBUG)/numa-vm

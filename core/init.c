@@ -41,6 +41,7 @@ extern char **environ;
 static nh_mutex_t init_lock = NH_MUTEX_INITIALIZER(LOCK_RANK_INIT);
 nh_heap_t nh_rt;  /* built and torn down under init_lock; its config is immutable while ready */
 bool nh_valgrind;
+const nh_os_hooks *nh_os_override;
 
 static int current_node(const nh_topology_t *t) {
   int cpu = sched_getcpu();
@@ -177,7 +178,7 @@ NH_API int nh_init(const nh_options *opts) {
   if (nh_rt.cfg.verbose)
     options_print(&nh_rt.cfg, STDERR_FILENO);
 
-  mem_init(&nh_rt.mem, &os_linux);
+  mem_init(&nh_rt.mem, nh_os_override ? nh_os_override : &os_linux);
   nh_arena_placement place = {
     .nnodes = nh_rt.topo.real_nodes,
     .bind = !nh_rt.topo.fake && nh_rt.topo.real_nodes > 1,

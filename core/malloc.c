@@ -470,7 +470,7 @@ static bool locate(const void *p, obj_ref *o) {
 }
 
 NH_API void *nh_base(const void *p) {
-  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
+  if (!check_ready("nh_base"))
     return NULL;
   obj_ref o;
   return locate(p, &o) ? (void *)o.base : NULL;

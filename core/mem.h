@@ -28,6 +28,8 @@ typedef struct nh_os_hooks {
 } nh_os_hooks;
 
 extern const nh_os_hooks os_linux;
+/* Tests only: the hooks the next nh_init uses instead of os_linux (fault injection). */
+extern const nh_os_hooks *nh_os_override;
 
 /* Byte counters by state (relaxed atomics). reserved >= mapped >= ready. */
 typedef struct nh_mem_stats {

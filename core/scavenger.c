@@ -170,8 +170,10 @@ void scavenger_forget_thread(nh_scavenger_t *sc) {
 }
 
 NH_API size_t nh_scavenge(size_t max_bytes) {
-  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) {
+    nh_error(-ENODEV, "nh_scavenge called before nh_init (or after nh_shutdown)");
     return 0;
+  }
   nh_perf_thread_t *counted = perf_self();
   perf_attribute(counted, NH_PHASE_PROGRAM);
   region_enter();   /* takes allocator locks: the collector must not stop it inside */

@@ -302,6 +302,10 @@ NH_API void *nh_weak_get(const nh_weak_t *w) {
    * in between): the caller now holds it, and may store it where the mark has been already. */
   if (!w)
     return NULL;
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) {   /* its handle went with the heap */
+    nh_error(-ENODEV, "nh_weak_get called before nh_init (or after nh_shutdown)");
+    return NULL;
+  }
   uintptr_t obj = __atomic_load_n(&w->obj, __ATOMIC_RELAXED);
   if (obj && __atomic_load_n(&nh__marking, __ATOMIC_RELAXED) && thread_attached(&nh_rt.gc.threads)) {
     region_enter();

@@ -447,6 +447,17 @@ static void test_before_init(void **state) {
   assert_true(errors_contain("before nh_init"));
   nh_free((void *)0x1234);   /* reported, not a crash */
   assert_null(nh_base((void *)0x1234));
+  assert_true(errors_contain("nh_base called before nh_init"));
+  assert_int_equal(nh_scavenge(1 << 20), 0);
+  assert_true(errors_contain("nh_scavenge called before nh_init"));
+  assert_null(nh_weak_get((nh_weak_t *)0x1234));
+  assert_true(errors_contain("nh_weak_get called before nh_init"));
+  assert_int_equal(nh_usable_size((void *)0x1234), 0);
+  assert_null(nh_realloc((void *)0x1234, 10));
+  assert_null(nh_calloc(2, 8));
+  assert_int_equal(nh_root_add(&errno, 8), -ENODEV);
+  nh_stats_t s = {.size = sizeof s};
+  assert_int_equal(nh_stats_read(&s), -ENODEV);
   assert_int_equal(setup(state), 0);
 }
 

@@ -1,0 +1,317 @@
+/*
+ * test_faults.c — resource failures and hostile conditions, with the whole heap: the OS
+ * refusing memory (injected through the OS-layer hooks), the memory limit reached by small
+ * objects, threads cancelled or exiting in the middle of cycles, signals arriving while the
+ * world is stopped, fork() while other threads allocate (gc = off), and the hugetlb pool
+ * running dry between arenas. Each must give NULL (or a fallback, counted) and a clear error,
+ * never an abort, and leave a heap that keeps working and passes its validators.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/heap.h"
+#include "tests/testutil.h"
+
+static nh_stats_t stats(void) {
+  nh_stats_t s = {.size = sizeof s};
+  assert_int_equal(nh_stats_read(&s), 0);
+  return s;
+}
+
+static void validate(void) {
+  for (int n = 0; n < nh_rt.topo.nnodes; n++) {
+    pageheap_validate(&nh_rt.nodes[n].ph);
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      mcentral_validate(&nh_rt.nodes[n].central[ac]);
+  }
+}
+
+static void start(nh_gc_mode gc) {
+  clear_nheap_env();
+  capture_errors();
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = gc;
+  o.hugepages = NH_HUGEPAGES_NONE;
+  assert_int_equal(nh_init(&o), 0);
+}
+
+/* ---- the OS refusing memory ---- */
+
+static atomic_bool refuse;
+static void *refusing_map(void *addr, size_t len, int prot, int flags) {
+  if (atomic_load(&refuse)) {
+    errno = ENOMEM;
+    return MAP_FAILED;
+  }
+  return os_linux.map(addr, len, prot, flags);
+}
+
+static void test_mmap_failure(void **state) {
+  (void)state;
+  static nh_os_hooks hooks;
+  hooks = os_linux;
+  hooks.map = refusing_map;
+  nh_os_override = &hooks;
+  start(NH_GC_STW);
+  nh_os_override = NULL;
+  char *kept = nh_alloc(1 << 20);
+  memset(kept, 0x5a, 1 << 20);
+  atomic_store(&refuse, true);
+  errno = 0;
+  assert_null(nh_alloc((size_t)200 << 20));   /* needs new arenas: refused */
+  assert_int_equal(errno, ENOMEM);
+  assert_true(errors_contain("out of memory"));
+  static void *got[4096];
+  int n = 0;
+  while (n < 4096 && (got[n] = nh_alloc_noscan(64 << 10)))   /* the arena's room, then NULL */
+    n++;
+  assert_true(n > 0 && n < 4096);
+  assert_null(nh_alloc(100));   /* small ones too, once no span can be had */
+  nh_gc();                       /* a cycle with the OS refusing (checkmark maps its own) */
+  for (int i = 0; i < n; i += 2)
+    nh_free(got[i]);
+  void *again = nh_alloc_noscan(64 << 10);   /* freed room is used again */
+  assert_non_null(again);
+  atomic_store(&refuse, false);
+  void *big = nh_alloc((size_t)200 << 20);
+  assert_non_null(big);
+  for (int i = 0; i < (1 << 20); i += 4096)
+    assert_int_equal(kept[i], 0x5a);
+  validate();
+  nh_shutdown();
+}
+
+/* ---- the memory limit, reached by small objects that stay reachable ---- */
+
+static void test_memory_limit_small_objects(void **state) {
+  (void)state;
+  start(NH_GC_STW);
+  nh_set_memory_limit(16 << 20);
+  enum { MAX = 1 << 20 };
+  void **keep = nh_alloc(MAX * sizeof *keep);   /* a heap array: everything stays reachable */
+  assert_non_null(keep);
+  long n = 0;
+  errno = 0;
+  while (n < MAX && (keep[n] = nh_alloc(100)))
+    n++;
+  assert_true(n > 1000 && n < MAX);
+  assert_int_equal(errno, ENOMEM);
+  nh_stats_t s = stats();
+  assert_true(s.limit_refusals > 0);
+  assert_true(s.heap_inuse_bytes <= (16u << 20) + (16u << 20) / 8);
+  for (long i = 0; i < n; i += 2) {   /* half freed: room again */
+    nh_free(keep[i]);
+    keep[i] = NULL;
+  }
+  for (long i = 0; i < 1000; i += 2)
+    assert_non_null(keep[i] = nh_alloc(100));
+  nh_set_memory_limit(0);
+  validate();
+  nh_shutdown();
+}
+
+/* ---- threads cancelled or exiting during cycles ---- */
+
+static atomic_bool stop_workers;
+
+static void *allocator_thread(void *arg) {
+  long mode = (long)arg;
+  void *volatile last = NULL;
+  for (long i = 0; !atomic_load(&stop_workers); i++) {
+    void **p = nh_alloc(32 + (size_t)(i % 400));
+    p[0] = (void *)last;
+    last = i % 50 ? p : NULL;
+    if (i % 64 == 0) {
+      struct timespec ts = {0, 20000};
+      nanosleep(&ts, NULL);   /* a cancellation point */
+    }
+    if (mode == 1 && i == 5000)
+      pthread_exit(NULL);     /* exits in the middle of its work */
+  }
+  return NULL;
+}
+
+static void test_threads_cancelled_mid_cycle(void **state) {
+  (void)state;
+  start(NH_GC_CONCURRENT);
+  atomic_store(&stop_workers, false);
+  enum { N = 4 };
+  pthread_t t[N];
+  for (long i = 0; i < N; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, allocator_thread, (void *)(i % 2)), 0);
+  uint64_t c0 = stats().gc_cycles;
+  for (int round = 0; round < 40; round++) {
+    nh_gc();
+    int k = round % N;
+    if (round % 2 == 0)
+      pthread_cancel(t[k]);
+    pthread_join(t[k], NULL);   /* cancelled, or exited (mode 1), or still running: stopped below */
+    assert_int_equal(pthread_create(&t[k], NULL, allocator_thread, (void *)(long)(round % 2)), 0);
+  }
+  atomic_store(&stop_workers, true);
+  for (int i = 0; i < N; i++)
+    pthread_join(t[i], NULL);
+  nh_gc();
+  nh_stats_t s = stats();
+  assert_true(s.gc_cycles >= c0 + 40);
+  assert_int_equal(s.threads_attached, 1);   /* every dead thread detached */
+  validate();
+  nh_shutdown();
+}
+
+/* ---- signals while the world is stopped ---- */
+
+static atomic_long alarms;
+static void on_alarm(int sig) {
+  (void)sig;
+  atomic_fetch_add(&alarms, 1);
+}
+
+static void test_signals_during_stop_the_world(void **state) {
+  (void)state;
+  start(NH_GC_STW);
+  struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+  struct itimerval it = {{0, 50}, {0, 50}};   /* every 50 µs, to whichever thread */
+  setitimer(ITIMER_REAL, &it, NULL);
+  atomic_store(&stop_workers, false);
+  pthread_t t[2];
+  for (long i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, allocator_thread, (void *)0), 0);
+  uint64_t c0 = stats().gc_cycles;
+  for (int i = 0; i < 100; i++) {
+    pthread_kill(t[i % 2], SIGUSR1);
+    nh_gc();
+  }
+  struct itimerval off = {{0, 0}, {0, 0}};
+  setitimer(ITIMER_REAL, &off, NULL);
+  atomic_store(&stop_workers, true);
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  signal(SIGALRM, SIG_DFL);
+  signal(SIGUSR1, SIG_DFL);
+  print_message("100 cycles with %ld signals delivered meanwhile\n", atomic_load(&alarms));
+  assert_true(stats().gc_cycles >= c0 + 100);
+  assert_true(atomic_load(&alarms) > 100);
+  validate();
+  nh_shutdown();
+}
+
+/* ---- fork while other threads allocate, gc = off: the child's heap is consistent ---- */
+
+static void *churn_free(void *arg) {
+  (void)arg;
+  while (!atomic_load(&stop_workers)) {
+    void *p[64];
+    for (int i = 0; i < 64; i++)
+      p[i] = nh_alloc_noscan(16 + (size_t)i * 40);
+    for (int i = 0; i < 64; i++)
+      nh_free(p[i]);
+  }
+  return NULL;
+}
+
+static void test_fork_while_allocating_gc_off(void **state) {
+  (void)state;
+  start(NH_GC_OFF);
+  atomic_store(&stop_workers, false);
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, churn_free, NULL), 0);
+  for (int k = 0; k < 20; k++) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      validate();   /* aborts on an inconsistency */
+      void *p[1000];
+      for (int i = 0; i < 1000; i++)
+        p[i] = nh_alloc(8 + (size_t)i);
+      for (int i = 0; i < 1000; i++)
+        nh_free(p[i]);
+      validate();
+      _exit(0);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  atomic_store(&stop_workers, true);
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  validate();
+  nh_shutdown();
+}
+
+/* ---- the hugetlb pool running dry between arenas ---- */
+
+static atomic_long pool = 64;   /* 2 MiB pages in the fake pool */
+static long fake_free_pages(void) { return atomic_load(&pool); }
+static void *fake_hugetlb_map(void *addr, size_t len, int prot, int flags) {
+  if (flags & MAP_HUGETLB) {   /* the pool hands out 2 MiB pages: plain memory stands in */
+    if (atomic_load(&pool) < (long)(len >> 21)) {
+      errno = ENOMEM;
+      return MAP_FAILED;
+    }
+    atomic_fetch_sub(&pool, (long)(len >> 21));
+    flags &= ~(MAP_HUGETLB | (21 << MAP_HUGE_SHIFT));
+  }
+  return os_linux.map(addr, len, prot, flags);
+}
+
+static void test_hugetlb_pool_runs_dry(void **state) {
+  (void)state;
+  static nh_os_hooks hooks;
+  hooks = os_linux;
+  hooks.map = fake_hugetlb_map;
+  hooks.hugetlb_free_pages = fake_free_pages;
+  nh_os_override = &hooks;
+  clear_nheap_env();
+  capture_errors();
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_OFF;
+  o.hugepages = NH_HUGEPAGES_AUTO;
+  assert_int_equal(nh_init(&o), 0);
+  nh_os_override = NULL;
+  atomic_store(&pool, 40);   /* room for one more 64 MiB arena (32 pages), not two */
+  static void *big[8];
+  for (int i = 0; i < 6; i++)
+    assert_non_null(big[i] = nh_alloc_noscan(48 << 20));   /* one arena each */
+  nh_stats_t s = stats();
+  print_message("%llu arenas: %llu hugetlb, %llu thp, %llu 4k; %llu hugetlb fallbacks\n",
+                (unsigned long long)s.arenas, (unsigned long long)s.arenas_hugetlb,
+                (unsigned long long)s.arenas_thp, (unsigned long long)s.arenas_small,
+                (unsigned long long)s.hugetlb_fallbacks);
+  assert_true(s.arenas_hugetlb >= 1);
+  assert_true(s.arenas_hugetlb < s.arenas);
+  assert_true(s.hugetlb_fallbacks >= 1);
+  for (int i = 0; i < 6; i++) {
+    memset(big[i], 1, 4096);
+    nh_free(big[i]);
+  }
+  validate();
+  nh_shutdown();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_mmap_failure),
+    cmocka_unit_test(test_memory_limit_small_objects),
+    cmocka_unit_test(test_threads_cancelled_mid_cycle),
+    cmocka_unit_test(test_signals_during_stop_the_world),
+    cmocka_unit_test(test_fork_while_allocating_gc_off),
+    cmocka_unit_test(test_hugetlb_pool_runs_dry),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
