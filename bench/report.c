@@ -256,6 +256,14 @@ static void build_suite(void) {
                threads);
     add_system(w, "nheap stw", "nheap-stw", NULL, "@bench/nheap-binary-trees stw %d %d", depth, threads);
     add_system(w, "nheap off (free)", "nheap-off", NULL, "@bench/nheap-binary-trees off %d %d", depth, threads);
+    if (threads == 1) {   /* what secure = on costs (guard pages, shuffled order, zero on free) */
+      add_system(w, "nheap concurrent, secure", "nheap-concurrent-secure", NULL,
+                 "@bench/nheap-binary-trees concurrent %d %d", depth, threads);
+      system_env(w, "NHEAP_SECURE=1");
+      add_system(w, "nheap off (free), secure", "nheap-off-secure", NULL, "@bench/nheap-binary-trees off %d %d",
+                 depth, threads);
+      system_env(w, "NHEAP_SECURE=1");
+    }
     add_system(w, "bdwgc", "bdwgc", NULL, "@bench/nheap-binary-trees-bdwgc bdwgc %d %d", depth, threads);
     add_system(w, "Go", "go", NULL, "@bench/go-binary-trees %d %d", depth, threads);
     malloc_peers(w, "@bench/nheap-binary-trees-malloc %s %d %d", depth, threads);

@@ -30,6 +30,8 @@ typedef struct nh_heap {
   nh_scavenger_t scavenger;
   uintptr_t free_key;            /* random: freed objects hold p ^ free_key in their first word */
   bool tiny_on;                  /* the tiny allocator: with the collector, not under valgrind */
+  bool free_plain;               /* one node, not secure, not valgrind: nh_free's fast path as it is */
+  bool free_local;               /* not secure, not valgrind: the fast path for a local object */
   /* Relaxed counters. */
   uint64_t large_allocs, large_frees, bad_frees, double_frees, limit_refusals, tiny_frees, frees_deferred;
   nh_gc_t gc;                    /* the collector: threads, roots, marker, pacer, sweeper */

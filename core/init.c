@@ -59,6 +59,8 @@ static int build_allocator(void) {
   nh_valgrind = RUNNING_ON_VALGRIND;
   nh_rt.caches.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available() && !nh_valgrind;
   nh_rt.tiny_on = nh_rt.cfg.gc != NH_GC_OFF && !nh_valgrind;   /* vg.h: one block per object */
+  nh_rt.free_local = !nh_rt.cfg.secure && !nh_valgrind;         /* nh_free's fast path (malloc.c) */
+  nh_rt.free_plain = t->nnodes == 1 && nh_rt.free_local;
   if (!nh_rt.nodes || !nh_rt.caches.cpu)
     goto oom;
   for (int n = 0; n < t->nnodes; n++) {
@@ -66,19 +68,21 @@ static int build_allocator(void) {
     pageheap_init(&node->ph, n, &nh_rt.arenas, &nh_rt.mem);
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++) {
       mcentral_init(&node->central[ac], ac, &node->ph);
+      node->central[ac].secure = nh_rt.cfg.secure;
       if (ac >= NH_NUM_KINDS)
         mcentral_xfer_init(&node->central[ac], 2 * mcache_stack_cap(ac));
     }
   }
-  for (int i = 0; i < t->ncpus + t->nnodes; i++) {   /* the CPUs' caches, then the nodes' */
-    int n = i < t->ncpus ? t->cpu_node[i] : i - t->ncpus;
-    nh_rt.caches.cpu[i] = mcache_new(&nh_rt.mem, &nh_rt.arenas, i, n, nh_rt.nodes[n].central);
-    if (!nh_rt.caches.cpu[i])
-      goto oom;
-  }
   if (getrandom(&nh_rt.free_key, sizeof nh_rt.free_key, 0) != sizeof nh_rt.free_key)
     nh_rt.free_key = (uintptr_t)os_linux.now_ns() * 0x9e3779b97f4a7c15u;
   nh_rt.free_key |= 1;   /* never 0: a zeroed object must not look freed */
+  for (int i = 0; i < t->ncpus + t->nnodes; i++) {   /* the CPUs' caches, then the nodes' */
+    int n = i < t->ncpus ? t->cpu_node[i] : i - t->ncpus;
+    uint64_t seed = nh_rt.cfg.secure ? (nh_rt.free_key ^ (uint64_t)(i + 1) * 0x9e3779b97f4a7c15u) | 1 : 0;
+    nh_rt.caches.cpu[i] = mcache_new(&nh_rt.mem, &nh_rt.arenas, i, n, nh_rt.nodes[n].central, seed);
+    if (!nh_rt.caches.cpu[i])
+      goto oom;
+  }
   int rc = scavenger_start(&nh_rt.scavenger, &nh_rt, nh_rt.cfg.scavenger, nh_rt.cfg.dbg.uring);
   if (rc != 0) {
     nh_error(rc, "nh_init: cannot start the scavenger thread (%s)", nh_strerror(rc));
@@ -179,6 +183,7 @@ NH_API int nh_init(const nh_options *opts) {
     options_print(&nh_rt.cfg, STDERR_FILENO);
 
   mem_init(&nh_rt.mem, nh_os_override ? nh_os_override : &os_linux);
+  nh_rt.mem.guard = nh_rt.cfg.secure;
   nh_arena_placement place = {
     .nnodes = nh_rt.topo.real_nodes,
     .bind = !nh_rt.topo.fake && nh_rt.topo.real_nodes > 1,

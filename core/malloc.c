@@ -77,6 +77,11 @@
  * free, counted per node) skips the CPU's stack, which would hand the object out again on the
  * wrong node, and sends it to its node's transfer cache or its span; with one node the fast
  * path's only extra work is one compare.
+ *
+ * secure = on: a freed object is zeroed past its mark word (large ones whole; the sweep zeroes
+ * what the collector frees: mcentral.c), frees take the checked path, and the caches hand
+ * out each refill in random order (mcache.c); the metadata sits between guard pages (mem.c).
+ * Under valgrind, objects are announced to memcheck as heap blocks and retired (vg.h).
  */
 #include <errno.h>
 #include <string.h>
@@ -512,10 +517,17 @@ static nh_noinline bool already_free(nh_span_t *s, void *p) {
   }
 }
 
+/* An object's first word, where a freed one has its mark: the program may never have written
+ * it, which memcheck must not see as nheap's fault (vg.h). */
+static inline uintptr_t first_word(const void *p) {
+  uintptr_t w = *(const uintptr_t *)p;
+  return nh_unlikely(nh_valgrind) ? vg_defined(w) : w;
+}
+
 /* Whether small object p (as the program holds it) was freed: its freed mark, confirmed. */
 static bool freed_already(nh_span_t *s, const void *p) {
   uintptr_t base = object_base(s, p);
-  if (span_is_large(s) || s->allocclass == NH_AC_TINY || *(uintptr_t *)base != (base ^ nh_rt.free_key))
+  if (span_is_large(s) || s->allocclass == NH_AC_TINY || first_word((void *)base) != (base ^ nh_rt.free_key))
     return false;
   region_enter();
   bool freed = already_free(s, (void *)base);
@@ -561,17 +573,21 @@ static bool free_object_locked(const char *fn, void *p) {
       return bad_free(fn, p, "double free");
     }
     nh_stat_add(&nh_rt.large_frees, 1);
+    if (nh_rt.cfg.secure)   /* zero on free */
+      memset(p, 0, s->limit - s->base);
     vg_free(p);
     gc_account(&nh_rt.gc, -(int64_t)((size_t)s->npages * NH_PAGE_SIZE));
     pageheap_free_span(&nh_rt.nodes[s->node].ph, s);
     return true;
   }
   uintptr_t mark = (uintptr_t)p ^ nh_rt.free_key;
-  if (*(uintptr_t *)p == mark && already_free(s, p)) {
+  if (first_word(p) == mark && already_free(s, p)) {
     nh_stat_add(&nh_rt.double_frees, 1);
     return bad_free(fn, p, "double free");
   }
   *(uintptr_t *)p = mark;
+  if (nh_rt.cfg.secure)   /* zero on free: what the object held does not outlive it */
+    memset((char *)p + sizeof mark, 0, s->elemsize - sizeof mark);
   if (remote)   /* back towards its own node, not into this CPU's stack */
     mcache_free_remote(&nh_rt.caches, s, p);
   else
@@ -602,9 +618,9 @@ NH_API void nh_free(void *p) {
     uint32_t off = (uint32_t)((uintptr_t)p & (NH_PAGE_SIZE - 1)) + ((info >> 8) & 0xff) * NH_PAGE_SIZE;
     uint32_t magic = nh_class_to_divmagic[sc];
     uintptr_t mark = (uintptr_t)p ^ nh_rt.free_key;
-    if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic && *(uintptr_t *)p != mark &&
-                  !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED) &&
-                  (nh_rt.topo.nnodes == 1 || a->node == heap_current_node()))) {
+    if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic &&
+                  (nh_rt.free_plain || (nh_rt.free_local && a->node == heap_current_node())) &&
+                  *(uintptr_t *)p != mark && !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))) {
       *(uintptr_t *)p = mark;
       mcache_free(&nh_rt.caches, info & 0xff, p);
       return;

@@ -21,6 +21,9 @@
  *                       each span's own mcentral), then push. A cache that runs dry takes a
  *                       batch from the transfer cache before it reads its slot, so objects
  *                       freed in bursts move between CPUs without touching their spans.
+ * secure = on: each refill batch is shuffled before it goes on the stack (a per-cache
+ * xorshift, seeded from the process's random key), so allocation order within a span is not
+ * address order.
  * Node caches: besides the CPUs' caches, one per NUMA node (nh_alloc_onnode from another
  * node's CPU), in lock mode always: never touched by a restartable sequence, flushed and
  * searched with the others.
@@ -49,7 +52,8 @@ uint32_t mcache_stack_cap(unsigned ac) {
   return cap < STACK_MIN ? STACK_MIN : cap > STACK_MAX ? STACK_MAX : cap;
 }
 
-nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, int node, nh_mcentral_t *central) {
+nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, int node, nh_mcentral_t *central,
+                        uint64_t shuffle_seed) {
   size_t entries = 0;
   for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++)
     entries += mcache_stack_cap(ac);
@@ -65,6 +69,7 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
   mc->node = node;
   mc->central = central;
   mc->arenas = arenas;
+  mc->rng = shuffle_seed;
   for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
     mc->free[ac].cap = mcache_stack_cap(ac);
     mc->free[ac].items = items;
@@ -174,11 +179,25 @@ static void give_up(nh_mcache_t *mc, unsigned ac, void **objs, size_t n) {
 
 __thread size_t nh_refill_bytes __attribute__((tls_model("initial-exec")));
 
+/* secure = on: the batch in random order (Fisher-Yates), so that neighbouring allocations do
+ * not get neighbouring objects (mimalloc's secure mode shuffles its free lists likewise). */
+static void shuffle(nh_mcache_t *mc, void **v, size_t n) {
+  for (size_t i = n; i > 1; i--) {
+    mc->rng ^= mc->rng << 13, mc->rng ^= mc->rng >> 7, mc->rng ^= mc->rng << 17;
+    size_t j = mc->rng % i;
+    void *t = v[i - 1];
+    v[i - 1] = v[j];
+    v[j] = t;
+  }
+}
+
 /* Up to n objects for a cache that ran dry: a batch from the transfer cache, else its slot. */
 static size_t refill(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
   size_t got = mcentral_xfer_take(&mc->central[ac], out, n);
   if (!got)
     got = slot_take(mc, ac, out, n);
+  if (nh_unlikely(mc->rng))
+    shuffle(mc, out, got);
   nh_refill_bytes += got * nh_class_to_size[allocclass_sizeclass(ac)];
   return got;
 }

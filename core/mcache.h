@@ -23,6 +23,7 @@ typedef struct nh_freestack {
 typedef struct nh_mcache {
   uint32_t stopped;        /* first: read by the rseq sequences; set under lock by remote ops */
   int cpu, node;
+  uint64_t rng;            /* secure = on: the refill shuffle's state (under lock) */
   /* The tiny allocator's block (malloc.c): the next free byte of the current 16-byte block,
    * just past its last object (so the block is (tiny - 1) & ~15); 0: none. Advanced by the rseq
    * sequence (percpu_bump) or, in lock mode, under lock; a new block is installed under lock. */
@@ -47,7 +48,9 @@ typedef struct nh_mcaches {
 } nh_mcaches_t;
 
 /* A new cache for cpu on node, in metadata memory. NULL when the OS refuses memory. */
-nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, int node, nh_mcentral_t *central);
+/* shuffle_seed != 0 (secure = on): refills come out in random order. */
+nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, int node, nh_mcentral_t *central,
+                        uint64_t shuffle_seed);
 
 static inline size_t mcache_stack_offset(unsigned ac) { return offsetof(nh_mcache_t, free) + ac * sizeof(nh_freestack); }
 

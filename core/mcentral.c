@@ -249,6 +249,8 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
     nh_stat_add(&c->gc->swept_spans, 1);
   if (span_is_large(s)) {
     if (!(s->gcmark_bits[0] & 1)) {
+      if (nh_unlikely(c->secure))
+        memset((void *)s->base, 0, s->limit - s->base);
       vg_free((void *)s->base);
       s->central = NULL;
       if (c->gc)
@@ -267,8 +269,13 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
     uint64_t dead = s->alloc_bits[w] & ~s->gcmark_bits[w];
     freed |= dead != 0;
     count += (size_t)__builtin_popcountll(s->gcmark_bits[w]);
-    for (; nh_unlikely(nh_valgrind) && dead && s->allocclass != NH_AC_TINY; dead &= dead - 1)
-      vg_free((void *)(s->base + (w * 64 + (uintptr_t)__builtin_ctzll(dead)) * s->elemsize));
+    for (; nh_unlikely(nh_valgrind || c->secure) && dead; dead &= dead - 1) {
+      void *obj = (void *)(s->base + (w * 64 + (uintptr_t)__builtin_ctzll(dead)) * s->elemsize);
+      if (c->secure)   /* zero on free, for what the collector frees too */
+        memset(obj, 0, s->elemsize);
+      if (s->allocclass != NH_AC_TINY)
+        vg_free(obj);
+    }
   }
   uint64_t *old = s->alloc_bits;   /* Go's swap: the marks are the new allocation bitmap */
   s->alloc_bits = s->gcmark_bits;

@@ -26,6 +26,7 @@ struct nh_gc;
 typedef struct nh_mcentral {
   nh_mutex_t lock;                 /* LOCK_RANK_MCENTRAL */
   struct nh_gc *gc;                /* the collector's heap accounting and sweepgen; NULL: none */
+  bool secure;                     /* secure = on: the sweep zeroes what it frees */
   unsigned allocclass;
   uint8_t spanclass;
   nh_pageheap_t *ph;

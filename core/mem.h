@@ -46,6 +46,7 @@ typedef struct nh_mem {
   nh_mutex_t meta_lock;
   struct meta_chunk *meta_chunks;   /* guarded by meta_lock */
   char *meta_cur, *meta_end;        /* guarded by meta_lock */
+  bool guard;                       /* secure = on: PROT_NONE pages around each metadata mapping */
 } nh_mem_t;
 
 void mem_init(nh_mem_t *m, const nh_os_hooks *os);

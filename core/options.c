@@ -76,6 +76,8 @@ static const nh_option_desc table[] = {
    "store: the program writes heap pointers with nh_store; none: plain stores"},
   {"scavenger", OPT_BOOL, "1", 0, 1, NULL, NULL, CFG(scavenger), 0, OPT(scavenger),
    "return free pages past the heap goal to the OS in the background"},
+  {"secure", OPT_BOOL, "0", 0, 1, NULL, NULL, CFG(secure), 0, OPT(secure),
+   "hardening: guard pages around metadata, allocation order shuffled within spans, freed objects zeroed"},
   {"verbose", OPT_BOOL, "0", 0, 1, NULL, NULL, CFG(verbose), 0, OPT(verbose),
    "print the effective option table at nh_init"},
   {"debug", OPT_STRING, "", 0, 0, NULL, check_debug, CFG(debug), NH_OPT_STRING_MAX, OPT(debug),

@@ -23,12 +23,12 @@ typedef struct nh_debug_vars {
   int64_t uring;      /* 0: the scavenger uses madvise even where io_uring works (default 1) */
 } nh_debug_vars;
 
-enum { NH_OPT_STRING_MAX = 256, NH_FAKE_NODES_MAX = 64, NH_OPTION_COUNT = 15 };
+enum { NH_OPT_STRING_MAX = 256, NH_FAKE_NODES_MAX = 64, NH_OPTION_COUNT = 16 };
 
 /* The effective configuration: every option's value after all sources were applied. */
 typedef struct nh_config {
   int64_t gc, gc_percent, memory_limit, hugepages, numa_policy, mark_workers, barrier;
-  int64_t scavenger, verbose, perf_scope;
+  int64_t scavenger, verbose, perf_scope, secure;
   char numa[NH_OPT_STRING_MAX];
   char debug[NH_OPT_STRING_MAX];
   char perf_events[NH_OPT_STRING_MAX];

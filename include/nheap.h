@@ -94,6 +94,7 @@ typedef struct nh_options {
   const char *perf_report;  /* path of the JSON counter report, "" = none */
   const char *mark_cpus;    /* CPUs the collector's threads run on, "0-3,8"; "" = any */
   int64_t perf_scope;       /* nh_perf_scope: what the alloc phase counts */
+  int64_t secure;           /* 1/0: hardening (README "Options"): guard pages, shuffled order, zero on free */
 } nh_options;
 
 /* Fills *opts with "unset" everywhere (NH_UNSET, NULL) and sets opts->size. Thread-safe. */

@@ -4,7 +4,8 @@
  * objects, threads cancelled or exiting in the middle of cycles, signals arriving while the
  * world is stopped, fork() while other threads allocate (gc = off), and the hugetlb pool
  * running dry between arenas. Each must give NULL (or a fallback, counted) and a clear error,
- * never an abort, and leave a heap that keeps working and passes its validators.
+ * never an abort, and leave a heap that keeps working and passes its validators. And
+ * secure = on's three measures: guard pages, shuffled allocation order, zero on free.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -34,15 +35,19 @@ static void validate(void) {
   }
 }
 
-static void start(nh_gc_mode gc) {
+/* A heap for one test: the environment cleared, errors captured, the options given. */
+static void start_with(nh_gc_mode gc, nh_hugepages_mode hugepages, int64_t secure) {
   clear_nheap_env();
   capture_errors();
   nh_options o;
   nh_options_init(&o);
   o.gc = gc;
-  o.hugepages = NH_HUGEPAGES_NONE;
+  o.hugepages = hugepages;
+  o.secure = secure;
   assert_int_equal(nh_init(&o), 0);
 }
+
+static void start(nh_gc_mode gc) { start_with(gc, NH_HUGEPAGES_NONE, 0); }
 
 /* ---- the OS refusing memory ---- */
 
@@ -88,6 +93,7 @@ static void test_mmap_failure(void **state) {
     assert_int_equal(kept[i], 0x5a);
   validate();
   nh_shutdown();
+  memset(got, 0, sizeof got);   /* a static array is a root: no stale words for the next heap */
 }
 
 /* ---- the memory limit, reached by small objects that stay reachable ---- */
@@ -276,13 +282,7 @@ static void test_hugetlb_pool_runs_dry(void **state) {
   hooks.map = fake_hugetlb_map;
   hooks.hugetlb_free_pages = fake_free_pages;
   nh_os_override = &hooks;
-  clear_nheap_env();
-  capture_errors();
-  nh_options o;
-  nh_options_init(&o);
-  o.gc = NH_GC_OFF;
-  o.hugepages = NH_HUGEPAGES_AUTO;
-  assert_int_equal(nh_init(&o), 0);
+  start_with(NH_GC_OFF, NH_HUGEPAGES_AUTO, 0);
   nh_os_override = NULL;
   atomic_store(&pool, 40);   /* room for one more 64 MiB arena (32 pages), not two */
   static void *big[8];
@@ -299,7 +299,65 @@ static void test_hugetlb_pool_runs_dry(void **state) {
   for (int i = 0; i < 6; i++) {
     memset(big[i], 1, 4096);
     nh_free(big[i]);
+    big[i] = NULL;
   }
+  validate();
+  nh_shutdown();
+}
+
+/* ---- secure = on ---- */
+
+/* An object filled and dropped by a thread that then exits (so no stack of this one holds a
+ * stale copy); its address comes back disguised (~p: p ^ 1 would be an interior pointer). */
+typedef struct garbage { uintptr_t hidden; nh_weak_t *weak; } garbage;
+static void *make_garbage(void *arg) {
+  garbage *g = arg;
+  char *p = nh_alloc_noscan(48);
+  memset(p, 0xcc, 48);
+  g->weak = nh_weak_new(p);
+  g->hidden = ~(uintptr_t)p;
+  return NULL;
+}
+
+static void test_secure_mode(void **state) {
+  (void)state;
+  start_with(NH_GC_STW, NH_HUGEPAGES_NONE, 1);
+  /* Guard pages on both sides of a metadata mapping (a CPU's cache: header page, then it). */
+  char *mapping = (char *)nh_rt.caches.cpu[0] - 4096, perms[5];
+  assert_int_equal(maps_perms(mapping - 4096, perms), 0);
+  assert_string_equal(perms, "---p");
+  assert_int_equal(maps_perms(mapping, perms), 0);
+  assert_string_equal(perms, "rw-p");
+  /* Allocation order shuffled: 64 objects of one class do not come in address order. */
+  enum { N = 64 };
+  char *p[N];
+  int ascending = 0;
+  for (int i = 0; i < N; i++) {
+    p[i] = nh_alloc_noscan(48);
+    ascending += i && p[i] > p[i - 1];
+  }
+  print_message("secure: %d of %d consecutive allocations at a higher address\n", ascending, N - 1);
+  assert_true(ascending > 8 && ascending < N - 9);
+  /* Zero on free: explicitly, and by the collector. */
+  memset(p[0], 0xaa, 48);
+  nh_free(p[0]);
+  for (int i = 8; i < 48; i++)
+    assert_int_equal(p[0][i], 0);
+  char *big = nh_alloc_noscan(100000);
+  memset(big, 0xbb, 100000);
+  nh_free(big);   /* its pages go back to the page heap, zeroed */
+  for (int i = 1; i < N; i++)
+    p[i] = NULL;
+  garbage g;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, make_garbage, &g), 0);
+  pthread_join(t, NULL);
+  nh_gc();
+  nh_gc();
+  assert_null(nh_weak_get(g.weak));   /* the collector freed it... */
+  const char *dead = (const char *)~g.hidden;
+  for (int i = 0; i < 48; i++)    /* ...and zeroed it */
+    assert_int_equal(dead[i], 0);
   validate();
   nh_shutdown();
 }
@@ -312,6 +370,7 @@ int main(void) {
     cmocka_unit_test(test_signals_during_stop_the_world),
     cmocka_unit_test(test_fork_while_allocating_gc_off),
     cmocka_unit_test(test_hugetlb_pool_runs_dry),
+    cmocka_unit_test(test_secure_mode),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
