@@ -2,8 +2,8 @@
 # tests/valgrind/run.sh PROGRAM_DIR — memcheck with nheap's heap described to it (core/vg.h):
 #   vg_program clean-off    no error, no leak (gc = off, explicit frees and reallocs)
 #   vg_program clean-gc     no error (the collector freeing garbage; leaks are its business)
-#   vg_program use-after-free / double-free / leak: memcheck reports each, naming nh_free or
-#                           nh_alloc in the stack of the block's allocation or free
+#   vg_program use-after-free / double-free / leak: memcheck reports each, with the stacks
+#                           where the block was allocated and freed
 #   test_model, test_gc_model (short runs): the allocator's and the collector's model tests,
 #                           no memcheck error
 # Skipped (77) without valgrind. Logs: PROGRAM_DIR/valgrind-*.log.
@@ -29,7 +29,9 @@ run() {   # name expected-rc grep-pattern command...
 run clean-off 0 "" --leak-check=full --errors-for-leak-kinds=definite "$DIR/vg_program" clean-off
 run clean-gc 0 "" --leak-check=no "$DIR/vg_program" clean-gc
 run use-after-free 99 "Invalid read of size 4" "$DIR/vg_program" use-after-free
-grep -q "nh_free" "$DIR/valgrind-use-after-free.log" || { echo "valgrind: use-after-free: the free's stack does not name nh_free"; fail=1; }
+# The free's stack: nh_free, or (Release, a tail call) the free_object it jumps to.
+grep -q "nh_free\|free_object" "$DIR/valgrind-use-after-free.log" ||
+  { echo "valgrind: use-after-free: the free's stack names neither nh_free nor free_object"; fail=1; }
 run double-free 99 "Invalid free\|Invalid read" "$DIR/vg_program" double-free
 run leak 99 "bytes in 1 blocks are definitely lost" --leak-check=full --errors-for-leak-kinds=definite "$DIR/vg_program" leak
 NH_MODEL_STEPS=3000 run test_model 0 "" "$DIR/test_model"
