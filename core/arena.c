@@ -45,6 +45,7 @@
 #include <sys/mman.h>
 
 #include "core/arena.h"
+#include "core/dirty.h"
 #include "core/error.h"
 
 enum { HUGE_PAGES_PER_ARENA = NH_ARENA_BYTES / NH_HUGE_PAGE };
@@ -178,6 +179,14 @@ nh_arena_t *arena_create_run(nh_arena_set_t *set, int node, size_t count) {
     if (rc != 0)
       nh_warn("arena %p: mbind to node %d failed (%s); its pages go where the kernel puts them",
               (void *)base, node, nh_strerror(rc));
+  }
+  if (set->dirty) {   /* gc = concurrent-nobarrier: its writes must be seen (dirty.c), or no arena */
+    int rc = dirty_register(set->dirty, base, len);
+    if (rc != 0) {
+      nh_error(rc, "arena %p: cannot register it for write-protect tracking (%s)", (void *)base, nh_strerror(rc));
+      mem_unreserve(m, base, len, len, 0);
+      goto out;
+    }
   }
   for (size_t i = 0; i < count; i++) {
     nh_arena_t *a = rec[i];

@@ -54,6 +54,7 @@ typedef struct nh_arena_set {
   uintptr_t hint;               /* guarded by lock: where the next arena should go; 0 = anywhere */
   unsigned hint_region;         /* guarded by lock: next of Go's hint regions to try */
   bool hugetlb_warned, thp_warned; /* guarded by lock: one warning each */
+  struct nh_dirty *dirty;       /* guarded by lock: register new arenas for write-protect tracking */
   /* Relaxed counters. */
   uint64_t by_backing[3];       /* indexed by nh_backing */
   uint64_t hugetlb_fallbacks, thp_fallbacks;

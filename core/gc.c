@@ -125,7 +125,7 @@ static void set_goal(nh_gc_t *g) {
    * that, plus a tenth for safety, kept between 40% and 95% of the way from marked to the
    * goal; 70% before anything was measured. */
   uint64_t trigger = goal;
-  if (g->mode == NH_GC_CONCURRENT && goal != UINT64_MAX && goal > marked) {
+  if (g->mode != NH_GC_STW && goal != UINT64_MAX && goal > marked) {
     uint64_t span = goal - marked, lo = marked + span / 100 * 40, hi = marked + span / 100 * 95;
     uint64_t runway = g->mark_growth + g->mark_growth / 10;
     trigger = !g->mark_growth ? marked + span / 10 * 7 : goal > lo + runway ? goal - runway : lo;
@@ -309,14 +309,17 @@ static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause1, 
   g->traced_worker_ns = workers;
   uint64_t assists = nh_stat_get(&g->assist_ns), assist = assists - g->traced_assist_ns;
   g->traced_assist_ns = assists;
-  char buf[640], pauses[160];
+  char buf[768], pauses[288], dirty[96] = "";
+  if (g->mode == NH_GC_CONCURRENT_NOBARRIER)
+    snprintf(dirty, sizeof dirty, ", %.2f MiB of written pages rescanned (%u concurrent rounds)",
+             (double)g->dirty_last / MIB, g->dirty_rounds);
   if (pause2)
     snprintf(pauses, sizeof pauses,
              "%.3f+%.3f ms stw (%u tries), %.3f ms concurrent mark (workers %.3f ms, assists %.3f ms), "
-             "trigger %.2f MiB, goal %.2f MiB, %.2f MiB at mark end",
+             "trigger %.2f MiB, goal %.2f MiB, %.2f MiB at mark end%s",
              (double)pause1 / 1e6, (double)pause2 / 1e6, g->termination_tries, (double)mark / 1e6,
              (double)worker / 1e6, (double)assist / 1e6, (double)g->traced_trigger / MIB,
-             g->traced_goal == UINT64_MAX ? 0.0 : (double)g->traced_goal / MIB, (double)g->traced_end / MIB);
+             g->traced_goal == UINT64_MAX ? 0.0 : (double)g->traced_goal / MIB, (double)g->traced_end / MIB, dirty);
   else
     snprintf(pauses, sizeof pauses, "%.3f ms stw (mark %.3f ms)", (double)pause1 / 1e6, (double)mark / 1e6);
   uint64_t cycle = nh_stat_get(&g->cycles);
@@ -633,6 +636,87 @@ void gc_assist(size_t bytes) {
   perf_attribute(counted, NH_PHASE_MARK);
 }
 
+/* concurrent-nobarrier (Boehm-Demers-Shenker mostly-concurrent marking, with the kernel's
+ * write-protect tracking in place of mprotect: dirty.c). Before mark setup every arena is
+ * write-protected (outside the pause: a write between the protection and the roots' scan just
+ * makes a page to rescan) and arenas created meanwhile are protected as they come. Programs
+ * store plainly; a store into an object the markers have scanned already marks its page
+ * written. When the markers run dry, up to DIRTY_ROUNDS times with the world running: the
+ * written pages are found and protected again in one walk (PAGEMAP_SCAN), the words on them of
+ * every marked object are scanned again, and the markers drain what that greyed; a round that
+ * finds under DIRTY_QUIET bytes ends the rounds. Mark termination, world stopped, does the same
+ * once more and rescans every root (stacks, data segments, registered ranges: nothing saw their
+ * stores); then the protection is lifted, with the world running. Complete because a pointer
+ * in a marked object at termination either was there when the object was scanned, or was
+ * stored later and its page is written, and roots are scanned last. Objects born during the
+ * mark are black, as with the barrier. The scavenger does not release pages while a mark
+ * tracks (a released page could lose its protection). */
+enum { DIRTY_ROUNDS = 3 };
+#define DIRTY_QUIET ((int64_t)1 << 20)
+
+static void dirty_rescan_range(uintptr_t lo, uintptr_t hi, void *arg) { mark_rescan_dirty(arg, lo, hi); }
+
+/* Every arena protected (on) or released (off). New arenas see armed under the arena lock. */
+static void dirty_arm(nh_gc_t *g, bool on) {
+  nh_arena_set_t *set = &nh_rt.arenas;
+  nh_mutex_lock(&nh_rt.scavenger.lock);   /* waits out a release in flight; later ones see armed */
+  nh_mutex_lock(&set->lock);
+  __atomic_store_n(&g->dirty.armed, on, __ATOMIC_RELEASE);
+  nh_mutex_unlock(&nh_rt.scavenger.lock);
+  for (nh_arena_t *a = set->first; a; a = a->next) {
+    int rc = dirty_protect(&g->dirty, (void *)a->base, NH_ARENA_BYTES, on);
+    if (rc != 0 && on)   /* an unprotected arena would hide stores: nothing marks safely now */
+      nh_fatal("gc: cannot write-protect arena %#lx for dirty tracking (%s)", (unsigned long)a->base,
+               nh_strerror(rc));
+  }
+  nh_mutex_unlock(&set->lock);
+}
+
+/* The pages written since the last scan, protected again; the words of marked objects on them,
+ * scanned by m (whose new grey objects go to the shared lists). Returns the bytes found. */
+static int64_t dirty_rescan(nh_gc_t *g, nh_marker_t *m) {
+  int64_t total = 0;
+  nh_arena_set_t *set = &nh_rt.arenas;
+  nh_mutex_lock(&set->lock);   /* the list; arenas are never unmapped while the heap lives */
+  nh_arena_t *first = set->first;
+  nh_mutex_unlock(&set->lock);
+  for (nh_arena_t *a = first; a; a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
+    int64_t got = dirty_scan(&g->dirty, (void *)a->base, NH_ARENA_BYTES, true, dirty_rescan_range, m);
+    if (got < 0)
+      nh_fatal("gc: PAGEMAP_SCAN failed over arena %#lx (%s)", (unsigned long)a->base, nh_strerror((int)got));
+    total += got;
+  }
+  nh_stat_add(&g->dirty_bytes, total);
+  g->dirty_last += (uint64_t)total;
+  mark_give_back(m);
+  return total;
+}
+
+/* Registers the arenas that exist (the first comes before the collector) and makes new ones
+ * register as they are created. */
+static int dirty_track_arenas(nh_gc_t *g) {
+  nh_arena_set_t *set = &nh_rt.arenas;
+  int rc = 0;
+  nh_mutex_lock(&set->lock);
+  for (nh_arena_t *a = set->first; a && rc == 0; a = a->next)
+    rc = dirty_register(&g->dirty, (void *)a->base, NH_ARENA_BYTES);
+  if (rc == 0)
+    set->dirty = &g->dirty;
+  nh_mutex_unlock(&set->lock);
+  return rc;
+}
+
+/* No more tracking (shutdown, a fork's child, a failure at start-up). */
+static void dirty_stop(nh_gc_t *g) {
+  nh_mutex_lock(&nh_rt.arenas.lock);
+  nh_rt.arenas.dirty = NULL;
+  nh_mutex_unlock(&nh_rt.arenas.lock);
+  if (g->dirty.uffd >= 0)
+    dirty_close(&g->dirty);
+  if (g->mode == NH_GC_CONCURRENT_NOBARRIER)
+    g->mode = NH_GC_STW;
+}
+
 /* One concurrent cycle; the caller (the collector thread) holds g->lock. The pauses:
  *   sweep termination + mark setup: finish sweeping, flush the per-CPU caches, drop stale
  *     barrier buffers, grey the roots, turn the barrier and black allocation on;
@@ -654,6 +738,11 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   sweep_all();
   roots_collect_data(&g->roots);
   perf_attribute(me, NH_PHASE_SWEEP);
+  bool nobarrier = g->mode == NH_GC_CONCURRENT_NOBARRIER;
+  g->dirty_last = 0;
+  g->dirty_rounds = 0;
+  if (nobarrier)
+    dirty_arm(g, true);
 
   uint64_t t1 = now_ns();
   world_stop(&g->threads);
@@ -678,13 +767,25 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   int tries = 1;
   for (;; tries++) {
     mark_until_idle(g);
+    while (nobarrier && g->dirty_rounds < DIRTY_ROUNDS) {   /* written pages, with the world running */
+      g->dirty_rounds++;
+      int64_t found = dirty_rescan(g, &g->marker);
+      mark_until_idle(g);
+      if (found < DIRTY_QUIET)
+        break;
+    }
     perf_attribute(me, NH_PHASE_MARK);
+    if (nobarrier)
+      roots_collect_data(&g->roots);   /* libraries loaded meanwhile (the loader lock: not in a pause) */
     t2 = now_ns();
     world_stop(&g->threads);
     perf_threads(g, NH_PHASE_PROGRAM);
     mark_flush_wbufs(&g->work, &g->threads);
     mcache_flush_all(&nh_rt.caches);
-    mark_rescan_stacks(&g->marker, &g->threads);
+    mark_rescan_roots(&g->marker, &g->roots, &g->threads, nobarrier);
+    if (nobarrier)
+      dirty_rescan(g, &g->marker);
+    mark_give_back(&g->marker);
     bool found = mark_work_left(&g->work);
     if (!found || tries == TERMINATION_TRIES)
       break;   /* else new grey work: drain it with the world running */
@@ -707,6 +808,8 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   uint64_t end = world_start(&g->threads);
   pause2 = end - t2;
   record_pause(g, pause2);
+  if (nobarrier)
+    dirty_arm(g, false);
   specials_wake(&g->specials, finalizers);
   nh_stat_add(&g->mark_ns, mark);
   /* The limiter counts the share of all CPUs the cycle took: pauses stop every CPU; the
@@ -892,10 +995,27 @@ NH_API void nh_thread_detach(void) {
 
 /* gc = concurrent needs the program's promise (barrier = store) and nh_store's restartable
  * sequence (x86-64, glibc's rseq registration); concurrent-nobarrier is not built yet. */
-static int effective_mode(const nh_config_t *cfg) {
+/* concurrent-nobarrier: asked for, or gc = concurrent for a program that promised no barrier
+ * (barrier = none, as nheap_gc_compat.h says). Where the kernel cannot track written pages,
+ * said once, and the world is stopped to mark: never a concurrent mode without a barrier. */
+static int nobarrier_mode(nh_gc_t *g, const nh_config_t *cfg) {
+  char why[256] = "turned off (NHEAP_DEBUG=uffd=0)";
+  bool hugetlb = cfg->hugepages == NH_HUGEPAGES_AUTO || cfg->hugepages == NH_HUGEPAGES_HUGETLB;
+  if (cfg->dbg.uffd && dirty_open(&g->dirty, hugetlb, why, sizeof why) == 0)
+    return NH_GC_CONCURRENT_NOBARRIER;
+  g->dirty.uffd = g->dirty.pagemap = -1;
+  nh_warn("gc: concurrent marking without a write barrier needs the kernel's write-protect tracking, "
+          "which is not available: %s; marking stops the world instead", why);
+  return NH_GC_STW;
+}
+
+static int effective_mode(nh_gc_t *g, const nh_config_t *cfg) {
+  g->dirty.uffd = g->dirty.pagemap = -1;
   if (cfg->gc == NH_GC_OFF)
     return NH_GC_OFF;
-  if (cfg->gc != NH_GC_CONCURRENT || cfg->barrier != NH_BARRIER_STORE)
+  if (cfg->gc == NH_GC_CONCURRENT_NOBARRIER || (cfg->gc == NH_GC_CONCURRENT && cfg->barrier == NH_BARRIER_NONE))
+    return nobarrier_mode(g, cfg);
+  if (cfg->gc != NH_GC_CONCURRENT)
     return NH_GC_STW;
 #if defined(__x86_64__)
   if (nh_rt.caches.rseq)
@@ -994,7 +1114,7 @@ static int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
 int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
   memset(g, 0, sizeof *g);
   g->on = cfg->gc != NH_GC_OFF;
-  g->mode = effective_mode(cfg);
+  g->mode = effective_mode(g, cfg);
   nh_mutex_init(&g->work.lock, LOCK_RANK_MARKWORK);
   pthread_cond_init(&g->work.cv, NULL);
   pthread_mutex_init(&g->req_mu, NULL);
@@ -1026,15 +1146,22 @@ int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
     return -rc;
   }
   g->sweeper_running = true;
-  if (g->mode == NH_GC_CONCURRENT && (rc = start_collector_threads(g, cfg)) != 0) {
+  if (g->mode == NH_GC_CONCURRENT_NOBARRIER && (rc = dirty_track_arenas(g)) != 0) {
+    nh_warn("gc: cannot register the arenas for write-protect tracking (%s); marking stops the world "
+            "instead", nh_strerror(rc));
+    dirty_stop(g);
+  }
+  if (g->mode != NH_GC_STW && (rc = start_collector_threads(g, cfg)) != 0) {
     nh_warn("gc: cannot start the collector thread and mark workers (%s); marking stops the world "
             "instead", nh_strerror(rc));
+    dirty_stop(g);
     g->mode = NH_GC_STW;
   }
   return 0;
 }
 
 void gc_shutdown(nh_gc_t *g) {
+  dirty_stop(g);
   if (!g->on)
     return;
   stop_collector_threads(g);
@@ -1058,7 +1185,8 @@ void gc_after_fork_child(nh_gc_t *g) {
   g->collector_running = false;
   g->nworkers = 0;
   memset(g->node_swept_by_worker, 0, sizeof g->node_swept_by_worker);
-  if (g->mode == NH_GC_CONCURRENT)
+  dirty_stop(g);   /* the child's mappings are not registered with the parent's userfaultfd */
+  if (g->mode != NH_GC_OFF)
     g->mode = NH_GC_STW;
   nh_mutex_init(&g->work.lock, LOCK_RANK_MARKWORK);
   pthread_cond_init(&g->work.cv, NULL);

@@ -11,6 +11,7 @@
 
 #include "core/lock.h"
 #include "core/mcentral.h"
+#include "core/dirty.h"
 #include "numa/topology.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -178,9 +179,10 @@ void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp
  *   mark_drain_shared  drains m and the shared blocks until none is left, or until about
  *                      budget bytes were scanned (returns true then: work may be left);
  *   mark_give_back     m's grey blocks, to the shared list (before a marker rests);
- *   mark_rescan_stacks world stopped at mark termination: the stacks again (an object a
- *                      thread allocated just before the stop may not be marked yet), what
- *                      that greyed given to the shared lists;
+ *   mark_rescan_roots  world stopped at mark termination: the stacks again (an object a
+ *                      thread allocated just before the stop may not be marked yet), and with
+ *                      globals the data segments and registered roots (no barrier saw their
+ *                      stores: concurrent-nobarrier);
  *   mark_finish        world stopped: overflow recovery; adds what the barrier and black
  *                      allocation marked to m's counts and detaches m from w;
  *   mark_shade_batch   marks the objects holding v[0..n) and shares the new grey ones (v is
@@ -195,7 +197,10 @@ void mark_give_back(nh_marker_t *m);
 size_t mark_assist(nh_markwork_t *w, size_t budget);
 /* Adds m's counts to its shared work's and clears them (a worker's, an assist's). */
 void mark_report(nh_marker_t *m);
-void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts);
+void mark_rescan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, bool globals);
+/* concurrent-nobarrier: [lo, hi) was written since it was protected; the words there of every
+ * marked object are scanned again (a pointer stored into an object already scanned). */
+void mark_rescan_dirty(nh_marker_t *m, uintptr_t lo, uintptr_t hi);
 void mark_finish(nh_marker_t *m);
 void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n);
 void mark_new_object(nh_markwork_t *w, uintptr_t p);
@@ -289,6 +294,10 @@ typedef struct nh_gc {
   uint64_t swept_pages, swept_large;
   uint64_t swept_spans;            /* relaxed: every span swept, lazily or in the background */
   uint64_t scan_local, scan_remote, steals; /* relaxed: the markers' NUMA counts, all cycles */
+  /* concurrent-nobarrier: the kernel's dirty tracking (dirty.c). */
+  nh_dirty_t dirty;
+  uint64_t dirty_bytes, dirty_last; /* written bytes rescanned: all cycles / the last one */
+  unsigned dirty_rounds;           /* the last cycle's concurrent rescans before termination */
   uint64_t perf_spans;             /* swept_spans at the last cycle's end (perf records) */
 } nh_gc_t;
 

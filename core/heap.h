@@ -29,6 +29,10 @@ typedef struct nh_heap {
   nh_mcaches_t caches;           /* one per CPU (topo.ncpus), and the rseq/lock mode */
   nh_scavenger_t scavenger;
   uintptr_t free_key;            /* random: freed objects hold p ^ free_key in their first word */
+  /* Types (nh_type_new) live in a region of their own, so that the marker can tell a typed
+   * object's header from whatever a free or never-used object holds there (heap_type_of). */
+  char *types;                   /* TYPES_BYTES reserved, read-write, touched as used */
+  size_t types_used;             /* under mem.meta_lock; read atomically */
   bool tiny_on;                  /* the tiny allocator: with the collector, not under valgrind */
   bool free_plain;               /* one node, not secure, not valgrind: nh_free's fast path as it is */
   bool free_local;               /* not secure, not valgrind: the fast path for a local object */
@@ -38,6 +42,20 @@ typedef struct nh_heap {
 } nh_heap_t;
 
 extern nh_heap_t nh_rt;
+
+#define NH_TYPES_BYTES ((size_t)64 << 20)
+
+/* The type a typed object's header word h names, or NULL when h is not one (an object that is
+ * free, freed, or was never handed out holds anything there): inside the types region, and
+ * carrying its own address under the type key. */
+static inline const struct nh_type *heap_type_of(uintptr_t h) {
+  uintptr_t base = (uintptr_t)nh_rt.types;
+  size_t used = __atomic_load_n(&nh_rt.types_used, __ATOMIC_ACQUIRE);
+  if (h - base >= used || (h & 7) || h - base + sizeof(struct nh_type) > used)
+    return NULL;
+  const struct nh_type *t = (const struct nh_type *)h;
+  return t->check == (h ^ nh_rt.free_key ^ 0x7970653a6e686561ull) ? t : NULL;
+}
 
 /* The calling thread's CPU, in [0, topo.ncpus). */
 static inline int heap_current_cpu(void) { return percpu_current_cpu(nh_rt.caches.ncpus); }

@@ -20,6 +20,7 @@
  *   6. the collector (gc.c): thread stopping, the pacer, the background sweeper.
  */
 #include <errno.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sched.h>
@@ -48,6 +49,14 @@ static int current_node(const nh_topology_t *t) {
   return cpu >= 0 && cpu < t->ncpus ? t->cpu_node[cpu] : 0;
 }
 
+
+/* The types region (heap.h), unmapped with the heap. */
+static void release_types(void) {
+  if (nh_rt.types)
+    os_linux.unmap(nh_rt.types, NH_TYPES_BYTES);
+  nh_rt.types = NULL;
+  nh_rt.types_used = 0;
+}
 
 /* Step 5: per-node page heaps and mcentrals, per-CPU mcaches, and the first arena. */
 static int build_allocator(void) {
@@ -184,6 +193,15 @@ NH_API int nh_init(const nh_options *opts) {
 
   mem_init(&nh_rt.mem, nh_os_override ? nh_os_override : &os_linux);
   nh_rt.mem.guard = nh_rt.cfg.secure;
+  nh_rt.types = nh_rt.mem.os->map(NULL, NH_TYPES_BYTES, PROT_READ | PROT_WRITE, MAP_NORESERVE);
+  nh_rt.types_used = 0;
+  if (nh_rt.types == MAP_FAILED) {
+    nh_rt.types = NULL;
+    rc = -ENOMEM;
+    nh_error(rc, "nh_init: cannot map the types region");
+    mem_destroy(&nh_rt.mem);
+    goto out;
+  }
   nh_arena_placement place = {
     .nnodes = nh_rt.topo.real_nodes,
     .bind = !nh_rt.topo.fake && nh_rt.topo.real_nodes > 1,
@@ -192,17 +210,20 @@ NH_API int nh_init(const nh_options *opts) {
   if ((rc = arena_set_init(&nh_rt.arenas, &nh_rt.mem, (nh_hugepages_mode)nh_rt.cfg.hugepages, place)) != 0) {
     nh_error(rc, "nh_init: cannot map the arena index (%s)", nh_strerror(rc));
     mem_destroy(&nh_rt.mem);
+    release_types();
     goto out;
   }
   if ((rc = build_allocator()) != 0) {
     arena_set_destroy(&nh_rt.arenas);
     mem_destroy(&nh_rt.mem);
+    release_types();
     goto out;
   }
   if ((rc = gc_init(&nh_rt.gc, &nh_rt.cfg)) != 0) {
     scavenger_stop(&nh_rt.scavenger);
     arena_set_destroy(&nh_rt.arenas);
     mem_destroy(&nh_rt.mem);
+    release_types();
     goto out;
   }
   perf_setup(&nh_rt.cfg);
@@ -223,6 +244,7 @@ NH_API void nh_shutdown(void) {
     perf_shutdown();
     arena_set_destroy(&nh_rt.arenas);
     mem_destroy(&nh_rt.mem);
+    release_types();
   }
   nh_mutex_unlock(&init_lock);
 }
@@ -293,6 +315,8 @@ static void fill_stats(nh_stats_t *s) {
   s->gc_scan_local_bytes = nh_stat_get(&g->scan_local);
   s->gc_scan_remote_bytes = nh_stat_get(&g->scan_remote);
   s->gc_mark_steals = nh_stat_get(&g->steals);
+  s->gc_dirty_bytes = nh_stat_get(&g->dirty_bytes);
+  s->gc_dirty_last_bytes = __atomic_load_n(&g->dirty_last, __ATOMIC_RELAXED);
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
     s->remote_frees += nh_stat_get(&nh_rt.nodes[n].remote_frees);
   s->finalizers_run = nh_stat_get(&g->specials.run);

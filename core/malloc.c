@@ -348,10 +348,11 @@ NH_API const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t
       return NULL;
     }
   }
-  size_t words = size / 8;
-  region_enter();
-  nh_type *t = mem_meta_alloc(&nh_rt.mem, sizeof *t + (words + 63) / 64 * sizeof(uint64_t), 8);
-  region_exit();
+  size_t words = size / 8, bytes = nh_align_up(sizeof(nh_type) + (words + 63) / 64 * sizeof(uint64_t), 8);
+  /* From the types region (heap.h): bumped, never freed; published as used before it is
+   * written, which a reader takes for no type until the check word is there. */
+  size_t at = __atomic_fetch_add(&nh_rt.types_used, bytes, __ATOMIC_ACQ_REL);
+  nh_type *t = at + bytes <= NH_TYPES_BYTES ? (nh_type *)(nh_rt.types + at) : NULL;
   if (!t) {
     nh_error(-ENOMEM, "nh_type_new(%zu): no memory for the type", size);
     errno = ENOMEM;
@@ -361,10 +362,18 @@ NH_API const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t
   t->nwords = (uint32_t)words;
   for (size_t i = 0; i < n; i++)
     t->bits[ptr_offsets[i] / 8 / 64] |= 1ull << (ptr_offsets[i] / 8 % 64);
+  __atomic_store_n(&t->check, (uintptr_t)t ^ nh_rt.free_key ^ 0x7970653a6e686561ull, __ATOMIC_RELEASE);
   return t;
 }
 
 NH_API void *nh_alloc_typed(size_t size, const nh_type *type) {
+  if (!check_ready("nh_alloc_typed"))
+    return NULL;
+  if (type && !heap_type_of((uintptr_t)type)) {
+    nh_error(-EINVAL, "nh_alloc_typed(%zu, %p): not a type nh_type_new returned", size, (const void *)type);
+    errno = EINVAL;
+    return NULL;
+  }
   if (!type || size == 0 || size % type->size || size > SIZE_MAX - NH_TYPED_HEADER) {
     nh_error(-EINVAL, "nh_alloc_typed(%zu, %p): needs a type and a size that is a multiple of its "
              "size (%u)", size, (const void *)type, type ? type->size : 0);

@@ -315,7 +315,9 @@ static inline NH_NO_SANITIZE_ADDRESS NH_NO_SANITIZE_THREAD void scan_range(nh_ma
  * the type's bitmap repeated over the array after the header. A zero header (a cycle that
  * caught the object between allocation and its header store) has nothing to follow. */
 static NH_NO_SANITIZE_ADDRESS void scan_typed(nh_marker_t *m, uintptr_t start, uintptr_t lo, uintptr_t hi) {
-  const nh_type *t = __atomic_load_n((const nh_type *const *)start, __ATOMIC_ACQUIRE);
+  /* The header names a type only in a live object: a free one, one freed explicitly (its
+   * freed mark) or one a cache holds unused may hold anything there (heap_type_of). */
+  const nh_type *t = heap_type_of(__atomic_load_n((const uintptr_t *)start, __ATOMIC_ACQUIRE));
   uintptr_t data = start + NH_TYPED_HEADER;
   if (!t || hi <= data)
     return;
@@ -615,11 +617,50 @@ void mark_give_back(nh_marker_t *m) {
   publish(m);
 }
 
-void mark_rescan_stacks(nh_marker_t *m, nh_threads_t *ts) {
-  uint64_t before = m->scanned_bytes;
-  scan_stacks(m, ts);
-  nh_rt.gc.roots.bytes += m->scanned_bytes - before;
-  mark_give_back(m);
+void mark_rescan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, bool globals) {
+  uint64_t bytes = r->bytes, before = m->scanned_bytes;
+  if (globals)
+    scan_roots(m, r, ts);
+  else
+    scan_stacks(m, ts);
+  r->bytes = bytes + (m->scanned_bytes - before);
+}
+
+/* The words in [a, b) of object start (a small object's start, or a large span's base) of
+ * span s, scanned as its kind says. */
+static void scan_piece(nh_marker_t *m, const nh_span_t *s, uintptr_t start, uintptr_t a, uintptr_t b) {
+  m->check_from = "a written page";
+  m->check_parent = start;
+  if (s->kind == NH_KIND_TYPED)
+    scan_typed(m, start, a, b);
+  else
+    scan_range(m, a, b);
+}
+
+void mark_rescan_dirty(nh_marker_t *m, uintptr_t lo, uintptr_t hi) {
+  while (lo < hi) {
+    nh_span_t *s = span_of(&nh_rt.arenas, (const void *)lo);
+    uintptr_t next = nh_align_up(lo + 1, NH_PAGE_SIZE);
+    if (s) {
+      uintptr_t span_end = s->pages + (uintptr_t)s->npages * NH_PAGE_SIZE;
+      next = span_end;
+      uintptr_t a = lo > s->base ? lo : s->base, b = hi < s->limit ? hi : s->limit;
+      if (s->kind != NH_KIND_NOSCAN && a < b) {
+        if (span_is_large(s)) {
+          if (__atomic_load_n(&s->gcmark_bits[0], __ATOMIC_RELAXED) & 1)
+            scan_piece(m, s, s->base, a, b);
+        } else {
+          for (size_t i = span_obj_index(s, a), last = span_obj_index(s, b - 1); i <= last; i++) {
+            if (!(__atomic_load_n(&s->gcmark_bits[i / 64], __ATOMIC_RELAXED) >> (i % 64) & 1))
+              continue;   /* white: scanned whole if it is ever marked */
+            uintptr_t o = object_start(s, i), e = o + s->elemsize;
+            scan_piece(m, s, o, a > o ? a : o, b < e ? b : e);
+          }
+        }
+      }
+    }
+    lo = next;
+  }
 }
 
 /* A mark assist (Go's gcAssistAlloc): an allocating thread scans about budget bytes of grey

@@ -98,6 +98,7 @@ static const debug_var debug_vars[] = {
   {"scavtrace", offsetof(nh_debug_vars, scavtrace), 1},
   {"rseq", offsetof(nh_debug_vars, rseq), 1},
   {"uring", offsetof(nh_debug_vars, uring), 1},
+  {"uffd", offsetof(nh_debug_vars, uffd), 1},
 };
 
 const nh_option_desc *options_table(size_t *count) {
@@ -280,7 +281,7 @@ static bool parse_debug(const char *v, nh_debug_vars *dbg, char *why, size_t n) 
       if (strcasecmp(item, debug_vars[i].name) == 0)
         dv = &debug_vars[i];
     if (!dv) {
-      snprintf(why, n, "unknown diagnostic '%s' (known: gctrace, checkmark, scavtrace, rseq, uring)", item);
+      snprintf(why, n, "unknown diagnostic '%s' (known: gctrace, checkmark, scavtrace, rseq, uring, uffd)", item);
       return false;
     }
     int64_t x;
@@ -626,6 +627,7 @@ static void decode_derived(nh_config_t *cfg) {
   memset(&cfg->dbg, 0, sizeof cfg->dbg);
   cfg->dbg.rseq = 1;
   cfg->dbg.uring = 1;
+  cfg->dbg.uffd = 1;
   if (!parse_debug(cfg->debug, &cfg->dbg, why, sizeof why))
     nh_fatal("debug string passed its check but does not decode: %s", why);
   cfg->numa_off = strcasecmp(cfg->numa, "off") == 0;

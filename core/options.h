@@ -21,6 +21,7 @@ typedef struct nh_debug_vars {
   int64_t scavtrace;  /* 1: one line per scavenger pass */
   int64_t rseq;       /* 0: per-CPU caches in lock mode even where rseq works (default 1) */
   int64_t uring;      /* 0: the scavenger uses madvise even where io_uring works (default 1) */
+  int64_t uffd;       /* 0: act as if the kernel had no write-protect tracking (default 1) */
 } nh_debug_vars;
 
 enum { NH_OPT_STRING_MAX = 256, NH_FAKE_NODES_MAX = 64, NH_OPTION_COUNT = 16 };

@@ -68,6 +68,10 @@ size_t scavenger_release(nh_scavenger_t *sc, nh_heap_t *h, size_t max_bytes) {
     pageheap_drop_recent(&h->nodes[n].ph);
   }
   nh_mutex_lock(&sc->lock);
+  /* A mark tracking written pages (gc = concurrent-nobarrier): a released page could lose its
+   * write protection, so nothing is released until the mark ends. */
+  if (__atomic_load_n(&h->gc.dirty.armed, __ATOMIC_ACQUIRE))
+    max_bytes = 0;
   for (int n = 0; n < h->topo.nnodes && released < max_bytes; n++) {
     bool ring_failed;
     released += pageheap_scavenge(&h->nodes[n].ph, max_bytes - released, sc->have_ring ? &sc->ring : NULL, &ring_failed);

@@ -69,6 +69,7 @@ typedef struct nh_span {
  * pointer. Typed objects start with a header word holding their type (Go 1.22's malloc header,
  * used here for every size; see malloc.c); the program's pointer is just past it. */
 struct nh_type {
+  uintptr_t check;             /* its own address ^ the heap's type key: a header is a type */
   uint32_t size;               /* bytes, a multiple of 8 */
   uint32_t nwords;
   uint64_t bits[];             /* bit w: word w holds a pointer */

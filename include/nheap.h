@@ -388,6 +388,10 @@ typedef struct nh_stats {
   uint64_t gc_scan_remote_bytes;
   uint64_t gc_mark_steals;
   uint64_t remote_frees;
+  /* gc = concurrent-nobarrier: bytes of pages found written during marks and rescanned (all
+   * time), and the last cycle's. */
+  uint64_t gc_dirty_bytes;
+  uint64_t gc_dirty_last_bytes;
   /* perf.events per phase, summed over threads and scaled for multiplexing; events this
    * machine cannot count (no PMU) are left out, so perf_events may be fewer than asked. The
    * calling thread's counts are current; other program threads' arrive at the next pause, or

@@ -63,6 +63,16 @@ static gcm_report *rep;
 
 static void *reveal(const mobj *o) { return (void *)(o->hidden ^ HIDE); }
 
+/* Pointer stores: nh_store, or plain stores (NH_GC_MODEL_PLAIN=1, for gc = concurrent-nobarrier,
+ * where the kernel's write-protect tracking must make them safe). */
+static bool plain;
+static void model_store(void *slot, void *v) {
+  if (plain)
+    *(void *volatile *)slot = v;
+  else
+    nh_store((void **)slot, v);
+}
+
 static uint64_t header_of(uint32_t id) { return (uint64_t)id * 0x9e3779b97f4a7c15ull | 1; }
 
 /* Object layout: word 0 = header_of(id); then the slots; then payload bytes (id*131 + i). */
@@ -83,6 +93,7 @@ static void fill_payload(const mobj *o, size_t from) {
 }
 
 void gcm_setup(void) {
+  plain = getenv("NH_GC_MODEL_PLAIN") != NULL;
   for (size_t n = 0; n <= MAXSLOTS; n++) {
     size_t off[MAXSLOTS];
     for (size_t i = 0; i < n; i++)
@@ -113,7 +124,7 @@ static int track(void *p, uint32_t id, kind k, uint32_t size, uint8_t nslots) {
 }
 
 static void set_root(int r, int idx) {
-  nh_store(&roots[r], idx >= 0 ? reveal(&objs[idx]) : NULL);
+  model_store(&roots[r], idx >= 0 ? reveal(&objs[idx]) : NULL);
   root_of[r] = (int16_t)idx;
 }
 
@@ -154,7 +165,7 @@ static void op_store(int a, int k, int b) {
   mobj *o = &objs[dst];
   k %= o->nslots;
   int src = root_of[b];
-  nh_store(&((void **)reveal(o))[1 + k], src >= 0 ? reveal(&objs[src]) : NULL);
+  model_store(&((void **)reveal(o))[1 + k], src >= 0 ? reveal(&objs[src]) : NULL);
   o->slot[k] = (int16_t)src;
 }
 
@@ -297,13 +308,13 @@ static void *chain_thread(void *arg) {
     if (!p)
       return NULL;
     *(uint64_t *)p = header_of(c->first_id + (uint32_t)i);
-    nh_store((void **)p + 1, prev);
+    model_store((void **)p + 1, prev);
     for (size_t j = 16; j < 40; j++)
       p[j] = (unsigned char)((c->first_id + (uint32_t)i) * 131 + j);
     c->hidden[i] = (uintptr_t)p ^ HIDE;
     prev = p;
   }
-  nh_store(&roots[c->root], prev);
+  model_store(&roots[c->root], prev);
   return NULL;
 }
 
@@ -349,7 +360,7 @@ static void op_area_toggle(void) {
 
 static void op_area_store(int i, int b) {
   int src = root_of[b];
-  nh_store(&area[i], src >= 0 ? reveal(&objs[src]) : NULL);
+  model_store(&area[i], src >= 0 ? reveal(&objs[src]) : NULL);
   area_of[i] = (int16_t)src;
 }
 
@@ -396,7 +407,7 @@ void gcm_run(const uint8_t *code, size_t n, gcm_report *r) {
   for (int i = 0; i < NROOTS; i++)
     set_root(i, -1);
   for (int i = 0; i < NAREA; i++) {
-    nh_store(&area[i], NULL);
+    model_store(&area[i], NULL);
     area_of[i] = -1;
   }
   if (area_on)

@@ -20,6 +20,17 @@
 #include "numa/placement.h"
 #include "tests/testutil.h"
 
+/* Pointer stores: nh_store, or (the concurrent-nobarrier run) plain stores, which the kernel's
+ * write-protect tracking must make as safe. */
+static bool plain_stores;
+static inline void store_ptr(void **slot, void *v) {
+  if (plain_stores)
+    *(void *volatile *)slot = v;
+  else
+    nh_store(slot, v);
+}
+#define STORE(slot, v) store_ptr((void **)(slot), (v))
+
 static nh_stats_t stats(void) {
   nh_stats_t s = {.size = sizeof s};
   assert_int_equal(nh_stats_read(&s), 0);
@@ -44,9 +55,12 @@ static int setup(void **state) {
   const char *markers = getenv("NH_TEST_MARK_WORKERS");
   o.mark_workers = markers ? atoi(markers) : 2;
   o.numa = getenv("NH_TEST_NUMA");   /* the NUMA run: fake nodes, per-node markers and queues */
+  plain_stores = getenv("NH_TEST_NOBARRIER") != NULL;   /* the kernel's tracking, plain stores */
+  if (plain_stores)
+    o.gc = NH_GC_CONCURRENT_NOBARRIER;
   int rc = nh_init(&o);
-  if (rc == 0 && stats().gc_mode != NH_GC_CONCURRENT) {
-    print_message("gc = concurrent is not available here (no rseq): skipped\n");
+  if (rc == 0 && stats().gc_mode != (uint64_t)o.gc) {
+    print_message("gc = %s is not available here: skipped\n", plain_stores ? "concurrent-nobarrier" : "concurrent");
     exit(TEST_SKIP);
   }
   return rc;
@@ -89,8 +103,8 @@ static size_t check_tree(const node *n, int depth) {
 static node *grow(int depth, uintptr_t value) {
   node *n = new_node(value);
   if (depth > 0) {
-    nh_store((void **)&n->kid[0], grow(depth - 1, value * 2));
-    nh_store((void **)&n->kid[1], grow(depth - 1, value * 2 + 1));
+    STORE((void **)&n->kid[0], grow(depth - 1, value * 2));
+    STORE((void **)&n->kid[1], grow(depth - 1, value * 2 + 1));
   }
   return n;
 }
@@ -115,7 +129,7 @@ static void *mutator(void *arg) {
   uint64_t rng = (uintptr_t)arg * 0x9e3779b97f4a7c15u;
   node **forest = nh_alloc(TREES * sizeof *forest);
   for (int t = 0; t < TREES; t++)
-    nh_store((void **)&forest[t], grow(6, (uintptr_t)arg << 20 | (uintptr_t)t << 12 | 1));
+    STORE((void **)&forest[t], grow(6, (uintptr_t)arg << 20 | (uintptr_t)t << 12 | 1));
   for (int round = 0; round < ROUNDS; round++) {
     for (int step = 0; step < STEPS; step++) {
       rng = rng * 6364136223846793005u + 1442695040888963407u;
@@ -126,26 +140,26 @@ static void *mutator(void *arg) {
       switch (rng >> 61) {
       case 0:
       case 1:   /* insert: a fresh subtree replaces whatever was there */
-        nh_store((void **)sa, grow((int)(rng >> 32) % 4, rng & 0xfffff));
+        STORE((void **)sa, grow((int)(rng >> 32) % 4, rng & 0xfffff));
         break;
       case 2:   /* delete */
-        nh_store((void **)sa, NULL);
+        STORE((void **)sa, NULL);
         break;
       case 3:
       case 4: {   /* swap two subtrees of different trees */
         if (a == b)
           break;
         node *x = *sa, *y = *sb;
-        nh_store((void **)sa, y);
-        nh_store((void **)sb, x);
+        STORE((void **)sa, y);
+        STORE((void **)sb, x);
         break;
       }
       default: {   /* move through the stack: out, garbage, back in elsewhere */
         node *volatile held = *sa;
-        nh_store((void **)sa, NULL);
+        STORE((void **)sa, NULL);
         for (int k = 0; k < 20; k++)
           (void)new_node((uintptr_t)k);
-        nh_store((void **)(a != b && !*sb ? sb : sa), held);   /* trees are disjoint */
+        STORE((void **)(a != b && !*sb ? sb : sa), held);   /* trees are disjoint */
         break;
       }
       }
@@ -165,8 +179,10 @@ static void test_mutators_under_concurrent_marking(void **state) {
                 (unsigned long long)(s.gc_cycles - cycles), s.pause_p50_ns / 1e6, s.pause_p99_ns / 1e6,
                 s.pause_max_ns / 1e6);
   assert_true(s.gc_cycles > cycles);
-  assert_int_equal(s.gc_mode, NH_GC_CONCURRENT);
+  assert_int_equal(s.gc_mode, plain_stores ? NH_GC_CONCURRENT_NOBARRIER : NH_GC_CONCURRENT);
   assert_int_equal(errors.count, 0);
+  if (plain_stores)
+    print_message("written pages rescanned: %.1f MiB in all\n", s.gc_dirty_bytes / 1048576.0);
 }
 
 /* A long list, so that a mark takes a while to get to its end. */
@@ -178,7 +194,7 @@ static node *make_list(uintptr_t *before_last) {
   node *head = NULL;
   for (long i = LIST - 1; i >= 0; i--) {
     node *n = new_node((uintptr_t)i);
-    nh_store((void **)&n->kid[0], head);
+    STORE((void **)&n->kid[0], head);
     head = n;
     if (i == LIST - 2)
       *before_last = ~(uintptr_t)n;
@@ -230,9 +246,10 @@ static int hide_during_mark(bool barrier) {
   return 0;
 }
 
-/* Runs this program again as "hide-plain" or "hide-barrier": a fresh process, whose roots
- * hold no stale values from earlier tests that could happen to point at the hidden node. */
-static int child_status(bool barrier, char *err, size_t errlen) {
+/* Runs this program again as "hide-plain", "hide-barrier" or "hide-plain-nobarrier": a fresh
+ * process, whose roots hold no stale values from earlier tests that could happen to point at
+ * the hidden node. */
+static int child_status(const char *mode, char *err, size_t errlen) {
   int fds[2];
   assert_int_equal(pipe(fds), 0);
   pid_t pid = fork();
@@ -240,7 +257,7 @@ static int child_status(bool barrier, char *err, size_t errlen) {
   if (pid == 0) {
     dup2(fds[1], STDERR_FILENO);
     close(fds[0]);
-    execl("/proc/self/exe", "test_gc_concurrent", barrier ? "hide-barrier" : "hide-plain", (char *)NULL);
+    execl("/proc/self/exe", "test_gc_concurrent", mode, (char *)NULL);
     _exit(4);
   }
   close(fds[1]);
@@ -254,28 +271,70 @@ static int child_status(bool barrier, char *err, size_t errlen) {
   return st;
 }
 
-static int hide_main(bool barrier) {
+static int hide_main(const char *mode) {
   clear_nheap_env();
   nh_options o;
   nh_options_init(&o);
-  o.gc = NH_GC_CONCURRENT;
+  bool nobarrier = strcmp(mode, "hide-plain-nobarrier") == 0;
+  o.gc = nobarrier ? NH_GC_CONCURRENT_NOBARRIER : NH_GC_CONCURRENT;
   o.hugepages = NH_HUGEPAGES_NONE;
   o.debug = "checkmark=1";
   if (nh_init(&o) != 0)
     return 3;
-  return hide_during_mark(barrier);
+  nh_stats_t s = {.size = sizeof s};
+  nh_stats_read(&s);
+  if (s.gc_mode != (uint64_t)o.gc)
+    return TEST_SKIP;
+  return hide_during_mark(strcmp(mode, "hide-barrier") == 0);
 }
 
 static void test_checkmark_catches_missing_barrier(void **state) {
   (void)state;
   char err[4096];
-  int st = child_status(false, err, sizeof err);
+  int st = child_status("hide-plain", err, sizeof err);
   print_message("plain store: status %#x, %s", st, err);
   assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
   assert_non_null(strstr(err, "checkmark"));
-  st = child_status(true, err, sizeof err);
+  st = child_status("hide-barrier", err, sizeof err);
   if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
     fail_msg("with nh_store the child failed (status %#x): %s", st, err);
+}
+
+/* The same plain store with gc = concurrent-nobarrier: the page it wrote is rescanned, so the
+ * node moved into the black object survives and checkmark finds nothing missed. */
+static void test_nobarrier_plain_store_is_safe(void **state) {
+  (void)state;
+  char err[4096];
+  int st = child_status("hide-plain-nobarrier", err, sizeof err);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == TEST_SKIP)
+    skip();
+  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+    fail_msg("a plain store under concurrent-nobarrier lost the node (status %#x): %s", st, err);
+}
+
+/* Where the kernel cannot track written pages (forced here), concurrent-nobarrier says so and
+ * stops the world instead; gc = concurrent with barrier = none means concurrent-nobarrier. */
+static void test_nobarrier_falls_back(void **state) {
+  (void)state;
+  nh_options o;
+  concurrent_options(&o);
+  o.gc = NH_GC_CONCURRENT_NOBARRIER;
+  o.debug = "uffd=0";
+  assert_int_equal(nh_init(&o), 0);
+  assert_int_equal(stats().gc_mode, NH_GC_STW);
+  assert_true(errors_contain("write-protect tracking") && errors_contain("stops the world instead"));
+  void **p = nh_alloc(64);
+  p[0] = nh_alloc(32);
+  nh_gc();
+  assert_non_null(nh_base(p[0]));
+  nh_shutdown();
+  concurrent_options(&o);
+  o.barrier = NH_BARRIER_NONE;
+  assert_int_equal(nh_init(&o), 0);
+  uint64_t mode = stats().gc_mode;
+  print_message("gc = concurrent, barrier = none: %s\n", mode == NH_GC_CONCURRENT_NOBARRIER ? "concurrent-nobarrier" : "stw (no tracking here)");
+  assert_true(mode == NH_GC_CONCURRENT_NOBARRIER || mode == NH_GC_STW);
+  nh_shutdown();
 }
 
 /* Objects born during a mark, copies with nh_memmove_ptrs, weak references read during a
@@ -293,7 +352,7 @@ static void test_births_moves_and_weak_during_marks(void **state) {
   node **a = nh_alloc(N * sizeof *a), **b = nh_alloc(N * sizeof *b);
   nh_weak_t *w[N];
   for (int i = 0; i < N; i++) {
-    nh_store((void **)&a[i], new_node((uintptr_t)i));
+    STORE((void **)&a[i], new_node((uintptr_t)i));
     w[i] = nh_weak_new(a[i]);
   }
   atomic_int stop = 0;
@@ -302,12 +361,12 @@ static void test_births_moves_and_weak_during_marks(void **state) {
   for (int round = 0; round < 200; round++) {
     nh_memmove_ptrs(b, a, N * sizeof *a);   /* b takes a's nodes; a gets fresh ones */
     for (int i = 0; i < N; i++)
-      nh_store((void **)&a[i], new_node((uintptr_t)(round * N + i)));
+      STORE((void **)&a[i], new_node((uintptr_t)(round * N + i)));
     for (int i = 0; i < N; i++) {   /* b's nodes only through weak handles, then back */
       node *n = nh_weak_get(w[i]);
       if (n) {
         check_node(n);
-        nh_store((void **)&b[i], n);
+        STORE((void **)&b[i], n);
       }
       nh_weak_free(w[i]);
       w[i] = nh_weak_new(a[i]);
@@ -359,6 +418,8 @@ static void test_fork_during_cycles(void **state) {
 /* The barrier's buffers shaded into grey blocks, drained by the markers: over many cycles the
  * blocks are reused, not mapped anew (metadata stays flat). */
 static void test_barrier_blocks_reused(void **state) {
+  if (plain_stores)
+    skip();   /* the barrier's buffers: nothing to reuse without a barrier */
   (void)state;
   node *volatile root = grow(12, 1);
   atomic_int stop = 0;
@@ -373,7 +434,7 @@ static void test_barrier_blocks_reused(void **state) {
         p = p->kid[rng >> 63];
       }
       rng = rng * 6364136223846793005u + 1442695040888963407u;
-      nh_store((void **)&p->kid[rng >> 63], grow(2, rng & 0xffff));
+      STORE((void **)&p->kid[rng >> 63], grow(2, rng & 0xffff));
     }
     if (round == 20) {
       meta_warm = stats().metadata_bytes;
@@ -399,7 +460,7 @@ static void test_pauses_recorded(void **state) {
   enum { CHUNK = 64 << 10, CHUNKS = 1024 };   /* 64 MiB of 64 KiB pointer-free chunks */
   chunks = nh_alloc(CHUNKS * sizeof *chunks);   /* a global: a root whatever the stack holds */
   for (int i = 0; i < CHUNKS; i++)
-    nh_store(&chunks[i], nh_alloc_noscan(CHUNK));
+    STORE(&chunks[i], nh_alloc_noscan(CHUNK));
   nh_stats_t s0 = stats();
   for (int i = 0; i < 4; i++)
     nh_gc();
@@ -512,7 +573,7 @@ static void *build_pinned(void *arg) {
   assert_int_equal(sched_setaffinity(0, sizeof set, &set), 0);
   for (long i = 0; i < l->n; i++) {
     node *x = new_node((uintptr_t)i);
-    nh_store((void **)&x->kid[0], l->head);
+    STORE((void **)&x->kid[0], l->head);
     l->head = x;
   }
   return NULL;
@@ -645,6 +706,7 @@ static void test_barrier_none_selects_stw(void **state) {
   o.gc = NH_GC_CONCURRENT;
   o.barrier = NH_BARRIER_NONE;
   o.hugepages = NH_HUGEPAGES_NONE;
+  o.debug = "uffd=0";   /* no kernel tracking: plain stores get stop-the-world marking */
   assert_int_equal(nh_init(&o), 0);
   assert_int_equal(stats().gc_mode, NH_GC_STW);
   void **p = nh_alloc(64);
@@ -655,14 +717,14 @@ static void test_barrier_none_selects_stw(void **state) {
    * stop: concurrent is refused the same way. */
   nh_shutdown();
   o.barrier = NH_BARRIER_STORE;
-  o.debug = "rseq=0";
+  o.debug = "rseq=0,uffd=0";
   assert_int_equal(nh_init(&o), 0);
   assert_int_equal(stats().gc_mode, NH_GC_STW);
 }
 
 int main(int argc, char **argv) {
   if (argc > 1)
-    return hide_main(strcmp(argv[1], "hide-barrier") == 0);
+    return hide_main(argv[1]);
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_mutators_under_concurrent_marking, setup, teardown),
     cmocka_unit_test_setup_teardown(test_births_moves_and_weak_during_marks, setup, teardown),
@@ -671,6 +733,8 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_pauses_recorded, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_blocks_reused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_none_selects_stw, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_nobarrier_plain_store_is_safe, setup, teardown),
+    cmocka_unit_test(test_nobarrier_falls_back),
     cmocka_unit_test(test_marker_layout),
     cmocka_unit_test(test_marker_plan),
     cmocka_unit_test(test_mark_cpus_place_the_markers),

@@ -246,6 +246,9 @@ static void test_bad_reallocs_are_reported_and_harmless(void **state) {
   assert_null(nh_aligned_alloc(0, 16));
   assert_int_equal(errno, EINVAL);
   assert_null(nh_aligned_alloc((size_t)1 << 63, 16));
+  static const uint64_t fake_type[4] = {16, 0, 0, 0};   /* looks like a type, is not one */
+  assert_null(nh_alloc_typed(16, (const nh_type *)fake_type));
+  assert_true(errors_contain("not a type nh_type_new returned"));
   nh_free(a);
   nh_free(b);
   nh_free(q);
