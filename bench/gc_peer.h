@@ -108,7 +108,11 @@ static inline void peer_result_extra(void) {}
 #include <nheap.h>
 #define ALLOC(n) nh_alloc(n)
 #define ALLOC_NOSCAN(n) nh_alloc_noscan(n)
+#ifdef NH_PLAIN_STORES   /* the -plain build: stores as bdwgc programs make them (gc = concurrent-nobarrier) */
+#define STORE(slot, v) (*(slot) = (v))
+#else
 #define STORE(slot, v) nh_store((void **)(slot), (v))
+#endif
 #define FREE(p) (peer_manual ? nh_free(p) : (void)0)
 #define peer_thread_start(t, fn, arg) pthread_create(t, NULL, fn, arg)
 #define peer_thread_join(t) pthread_join(t, NULL)
@@ -126,7 +130,12 @@ static inline const char *peer_start(const char *mode) {
 #else
   nh_options o;
   nh_options_init(&o);
-  o.gc = strcmp(mode, "stw") == 0 ? NH_GC_STW : strcmp(mode, "off") == 0 ? NH_GC_OFF : NH_GC_CONCURRENT;
+  o.gc = strcmp(mode, "stw") == 0 ? NH_GC_STW : strcmp(mode, "off") == 0 ? NH_GC_OFF
+         : strcmp(mode, "nobarrier") == 0 ? NH_GC_CONCURRENT_NOBARRIER : NH_GC_CONCURRENT;
+#ifdef NH_PLAIN_STORES
+  if (o.gc == NH_GC_CONCURRENT)
+    o.gc = NH_GC_CONCURRENT_NOBARRIER;   /* plain stores need no barrier: never the barrier mode */
+#endif
   if (nh_init(&o) != 0)
     exit(1);
 #endif
@@ -155,6 +164,8 @@ static inline void peer_result_extra(void) {
   nh_stats_t s = peer_stats();
   printf(" arenas_hugetlb=%llu arenas_thp=%llu arenas_4k=%llu", (unsigned long long)s.arenas_hugetlb,
          (unsigned long long)s.arenas_thp, (unsigned long long)s.arenas_small);
+  if (s.gc_mode == NH_GC_CONCURRENT_NOBARRIER && s.gc_cycles)   /* written pages rescanned per cycle */
+    printf(" dirty_mib_per_cycle=%.2f", (double)s.gc_dirty_bytes / (double)s.gc_cycles / (1 << 20));
   for (int p = 0; p < NH_PERF_PHASES && s.perf_events; p++) {
     printf(" perf_%s_ms=%.3f", phase[p], (double)s.perf_phase_ns[p] / 1e6);
     for (uint64_t e = 0; e < s.perf_events; e++)

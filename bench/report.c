@@ -254,6 +254,8 @@ static void build_suite(void) {
     w->timeline = true;
     add_system(w, "nheap concurrent", "nheap-concurrent", NULL, "@bench/nheap-binary-trees concurrent %d %d", depth,
                threads);
+    add_system(w, "nheap nobarrier (plain stores)", "nheap-nobarrier", NULL,
+               "@bench/nheap-binary-trees-plain nobarrier %d %d", depth, threads);
     add_system(w, "nheap stw", "nheap-stw", NULL, "@bench/nheap-binary-trees stw %d %d", depth, threads);
     add_system(w, "nheap off (free)", "nheap-off", NULL, "@bench/nheap-binary-trees off %d %d", depth, threads);
     if (threads == 1) {   /* what secure = on costs (guard pages, shuffled order, zero on free) */
@@ -270,7 +272,7 @@ static void build_suite(void) {
   }
   workload *w = add_workload("gcbench", "GCBench (bdwgc API through nheap_gc_compat.h)", NULL, NULL, false);
   w->timeline = true;
-  add_system(w, "nheap (compat, stw)", "nheap", NULL, "@bench/nheap-gcbench %d", gcb);
+  add_system(w, "nheap (compat: nobarrier)", "nheap", NULL, "@bench/nheap-gcbench %d", gcb);
   add_system(w, "bdwgc", "bdwgc", NULL, "@bench/nheap-gcbench-bdwgc %d", gcb);
 
   /* Huge pages x counters: the same program on each arena backing, counted per phase. */
@@ -288,6 +290,8 @@ static void build_suite(void) {
   w = add_workload("gc-pause", "steady live heap, 2 mutators", "replacements_per_s", "replacements/s", true);
   w->timeline = true;
   add_system(w, "nheap concurrent", "nheap-concurrent", NULL, "@bench/nheap-gc-pause concurrent %d %d 2", live, secs);
+  add_system(w, "nheap nobarrier (plain stores)", "nheap-nobarrier", NULL,
+             "@bench/nheap-gc-pause-plain nobarrier %d %d 2", live, secs);
   add_system(w, "nheap stw", "nheap-stw", NULL, "@bench/nheap-gc-pause stw %d %d 2", live, secs);
   add_system(w, "bdwgc", "bdwgc", NULL, "@bench/nheap-gc-pause-bdwgc bdwgc %d %d 2", live, secs);
   add_system(w, "Go", "go", NULL, "@bench/go-gc-pause %d %d 2", live, secs);
@@ -299,6 +303,8 @@ static void build_suite(void) {
   snprintf(load, sizeof load, kv, kvsecs, keys);
   add_system(w, "nheap concurrent", "nheap-concurrent", NULL, "%s @examples/nheap-kvserver serve concurrent %d", load,
              keys);
+  add_system(w, "nheap nobarrier (plain stores)", "nheap-nobarrier", NULL,
+             "%s @examples/nheap-kvserver-plain serve nobarrier %d", load, keys);
   add_system(w, "nheap stw", "nheap-stw", NULL, "%s @examples/nheap-kvserver serve stw %d", load, keys);
   add_system(w, "nheap off (no GC)", "nheap-off", NULL, "%s @examples/nheap-kvserver serve off %d", load, keys);
   add_system(w, "bdwgc", "bdwgc", NULL, "%s @examples/nheap-kvserver-bdwgc serve bdwgc %d", load, keys);

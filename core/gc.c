@@ -1,7 +1,7 @@
 /*
  * gc.c — the collection cycle, the pacer, the background sweeper and the public GC calls.
  *
- * A stop-the-world cycle (gc = stw, and concurrent-nobarrier until it is built):
+ * A stop-the-world cycle (gc = stw, and the other modes where they cannot run):
  *   before stopping   sweep what the last cycle left unswept (the background sweeper usually
  *                     has), list the data segments (dl_iterate_phdr takes the loader lock,
  *                     which a thread about to be stopped could hold);
@@ -994,8 +994,8 @@ NH_API void nh_thread_detach(void) {
  * ------------------------------------------------------------------------------------------- */
 
 /* gc = concurrent needs the program's promise (barrier = store) and nh_store's restartable
- * sequence (x86-64, glibc's rseq registration); concurrent-nobarrier is not built yet. */
-/* concurrent-nobarrier: asked for, or gc = concurrent for a program that promised no barrier
+ * sequence (x86-64, glibc's rseq registration).
+ * concurrent-nobarrier: asked for, or gc = concurrent for a program that promised no barrier
  * (barrier = none, as nheap_gc_compat.h says). Where the kernel cannot track written pages,
  * said once, and the world is stopped to mark: never a concurrent mode without a barrier. */
 static int nobarrier_mode(nh_gc_t *g, const nh_config_t *cfg) {

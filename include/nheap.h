@@ -154,8 +154,10 @@ void nh_free(void *p);
 /* ===========================================================================================
  * Collector
  *
- * gc = stw (and, until concurrent marking lands, gc = concurrent and concurrent-nobarrier):
- * a non-moving mark-and-sweep collector that stops every attached thread for the mark. Roots
+ * A non-moving mark-and-sweep collector: gc = concurrent marks while the program runs, with
+ * the nh_store barrier; gc = concurrent-nobarrier marks while it runs with plain stores, the
+ * kernel reporting the pages written meanwhile (Linux 6.7+; else it stops the world, saying so);
+ * gc = stw stops every attached thread for the mark. Roots
  * are the attached threads' stacks and registers, the writable data of the program and its
  * shared libraries, and ranges registered with nh_root_add; all are scanned conservatively,
  * and so are nh_alloc objects (any aligned word that points into an object, interior

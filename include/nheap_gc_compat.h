@@ -3,12 +3,15 @@
  * written for the Boehm-Demers-Weiser collector builds against nheap by including this header
  * instead of <gc.h> (and linking nheap instead of -lgc).
  *
- * bdwgc programs store heap pointers with plain stores, so GC_INIT starts nheap in a marking
- * mode that needs no write barrier: stop-the-world (gc = stw), whatever NHEAP_GC says, until a
- * barrier-free concurrent mode exists. Everything else keeps its NHEAP_* options.
+ * bdwgc programs store heap pointers with plain stores, so GC_INIT starts nheap with barrier =
+ * none: marking is concurrent with the kernel's write-protect tracking (gc =
+ * concurrent-nobarrier) where the kernel has it, and stops the world where it does not (nheap
+ * says so). NHEAP_GC=stw is kept; anything else means the barrier-free concurrent mode (never
+ * off: bdwgc programs rely on collection).
+ * Everything else keeps its NHEAP_* options.
  *
  * Mapping, and where it differs from bdwgc:
- *   GC_INIT()                     nh_init with gc = stw; an nheap already running is kept
+ *   GC_INIT()                     nh_init with barrier = none; an nheap already running is kept
  *   GC_MALLOC(n)                  nh_alloc: zeroed, scanned conservatively
  *   GC_MALLOC_ATOMIC(n)           nh_alloc_noscan: not zeroed, never scanned
  *   GC_MALLOC_UNCOLLECTABLE(n)    nh_alloc registered as a root (nh_root_add) until GC_FREE;
@@ -31,6 +34,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <nheap.h>
 
@@ -50,8 +54,10 @@ struct GC_stack_base { void *mem_base; };
 static inline void nh_gc_compat_init(void) {
   nh_options o;
   nh_options_init(&o);
-  o.gc = NH_GC_STW;           /* plain stores: no marking mode that needs a barrier */
-  o.barrier = NH_BARRIER_NONE;
+  o.barrier = NH_BARRIER_NONE;   /* plain stores: concurrent only without a barrier */
+  const char *gc = getenv("NHEAP_GC");
+  if (!gc || strcmp(gc, "stw") != 0)   /* never off: bdwgc programs rely on collection */
+    o.gc = NH_GC_CONCURRENT_NOBARRIER;
   int rc = nh_init(&o);
   if (rc != 0 && rc != -16 /* -EBUSY: already running */)
     abort();                  /* bdwgc's GC_INIT cannot fail either; nheap said why */
