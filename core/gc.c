@@ -223,7 +223,7 @@ size_t sweep_all(void) {
 static void sweep_request(nh_gc_t *g) {
   if (g->sweeper_running)
     nh_signal_flag(&g->sweeper_mu, &g->sweeper_cv, &g->sweep_needed);
-  if (g->nworkers) {
+  if (g->nworkers && nh_rt.topo.nnodes > 1) {   /* only then does a worker sweep (workers' `sweeps`) */
     nh_mutex_lock(&g->work.lock);
     g->sweeps_requested++;
     pthread_cond_broadcast(&g->work.cv);

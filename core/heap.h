@@ -45,6 +45,9 @@ extern nh_heap_t nh_rt;
 
 #define NH_TYPES_BYTES ((size_t)64 << 20)
 
+/* The check word of the type at address t (nh_type_new writes it last). */
+static inline uintptr_t heap_type_check(uintptr_t t) { return t ^ nh_rt.free_key ^ 0x7970653a6e686561ull; }
+
 /* The type a typed object's header word h names, or NULL when h is not one (an object that is
  * free, freed, or was never handed out holds anything there): inside the types region, and
  * carrying its own address under the type key. */
@@ -54,7 +57,7 @@ static inline const struct nh_type *heap_type_of(uintptr_t h) {
   if (h - base >= used || (h & 7) || h - base + sizeof(struct nh_type) > used)
     return NULL;
   const struct nh_type *t = (const struct nh_type *)h;
-  return t->check == (h ^ nh_rt.free_key ^ 0x7970653a6e686561ull) ? t : NULL;
+  return t->check == heap_type_check(h) ? t : NULL;
 }
 
 /* The calling thread's CPU, in [0, topo.ncpus). */

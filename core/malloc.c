@@ -362,7 +362,7 @@ NH_API const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t
   t->nwords = (uint32_t)words;
   for (size_t i = 0; i < n; i++)
     t->bits[ptr_offsets[i] / 8 / 64] |= 1ull << (ptr_offsets[i] / 8 % 64);
-  __atomic_store_n(&t->check, (uintptr_t)t ^ nh_rt.free_key ^ 0x7970653a6e686561ull, __ATOMIC_RELEASE);
+  __atomic_store_n(&t->check, heap_type_check((uintptr_t)t), __ATOMIC_RELEASE);
   return t;
 }
 

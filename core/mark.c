@@ -355,14 +355,8 @@ static void scan_object(nh_marker_t *m, uintptr_t b) {
         grey_push(m, o, s->node);
     end = b + OBLET_BYTES < s->limit ? b + OBLET_BYTES : s->limit;
   } else {
-    size_t idx = span_obj_index(s, b);
-    b = s->base + idx * (uintptr_t)s->elemsize;
+    b = object_start(s, span_obj_index(s, b));
     end = b + s->elemsize;
-    /* A typed object's header is read as a type: only in an allocated or marked object
-     * (one that came back under a freed and reused span would hold anything). */
-    if (s->kind == NH_KIND_TYPED && !bitmap_get(s->alloc_bits, idx) &&
-        !(__atomic_load_n(&s->gcmark_bits[idx / 64], __ATOMIC_RELAXED) >> (idx % 64) & 1))
-      return;
   }
   m->check_from = "object";
   m->check_parent = b;
