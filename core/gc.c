@@ -995,9 +995,9 @@ NH_API void nh_thread_detach(void) {
 
 /* gc = concurrent needs the program's promise (barrier = store) and nh_store's restartable
  * sequence (x86-64, glibc's rseq registration).
- * concurrent-nobarrier: asked for, or gc = concurrent for a program that promised no barrier
- * (barrier = none, as nheap_gc_compat.h says). Where the kernel cannot track written pages,
- * said once, and the world is stopped to mark: never a concurrent mode without a barrier. */
+ * concurrent-nobarrier: only when asked for (gc = concurrent with barrier = none stops the
+ * world). Where the kernel cannot track written pages, said once, and the world is stopped to
+ * mark: never a concurrent mode without a barrier. */
 static int nobarrier_mode(nh_gc_t *g, const nh_config_t *cfg) {
   char why[256] = "turned off (NHEAP_DEBUG=uffd=0)";
   bool hugetlb = cfg->hugepages == NH_HUGEPAGES_AUTO || cfg->hugepages == NH_HUGEPAGES_HUGETLB;
@@ -1013,9 +1013,9 @@ static int effective_mode(nh_gc_t *g, const nh_config_t *cfg) {
   g->dirty.uffd = g->dirty.pagemap = -1;
   if (cfg->gc == NH_GC_OFF)
     return NH_GC_OFF;
-  if (cfg->gc == NH_GC_CONCURRENT_NOBARRIER || (cfg->gc == NH_GC_CONCURRENT && cfg->barrier == NH_BARRIER_NONE))
+  if (cfg->gc == NH_GC_CONCURRENT_NOBARRIER)
     return nobarrier_mode(g, cfg);
-  if (cfg->gc != NH_GC_CONCURRENT)
+  if (cfg->gc != NH_GC_CONCURRENT || cfg->barrier != NH_BARRIER_STORE)
     return NH_GC_STW;
 #if defined(__x86_64__)
   if (nh_rt.caches.rseq)
