@@ -84,7 +84,7 @@ numa-bench: release
 soak: debug
 	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=1 $(DEBUG)/tests/test_model
 	NH_MODEL_STEPS=2000000 NH_MODEL_SEED=2 NHEAP_DEBUG=rseq=0 $(DEBUG)/tests/test_model
-	for seed in 11 12 13 14; do NH_GC_MODEL_OPS=2000000 NH_MODEL_SEED=$$seed NHEAP_DEBUG=checkmark=1 \
+	for seed in 11 12 13 14; do NH_GC_MODEL_OPS=2000000 NH_MODEL_SEED=$$seed NHEAP_DEBUG=checkmark=2 \
 	  $(DEBUG)/tests/test_gc_model || exit 1; done
 	NH_GC_MODEL_OPS=2000000 NH_MODEL_SEED=15 NHEAP_GC=stw $(DEBUG)/tests/test_gc_model
 	NH_GC_MODEL_OPS=1000000 NH_MODEL_SEED=16 NHEAP_NUMA=fake:2 $(DEBUG)/tests/test_gc_model

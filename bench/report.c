@@ -272,7 +272,7 @@ static void build_suite(void) {
   }
   workload *w = add_workload("gcbench", "GCBench (bdwgc API through nheap_gc_compat.h)", NULL, NULL, false);
   w->timeline = true;
-  add_system(w, "nheap (compat, stw)", "nheap", NULL, "@bench/nheap-gcbench %d", gcb);
+  add_system(w, "nheap (compat: nobarrier)", "nheap", NULL, "@bench/nheap-gcbench %d", gcb);
   add_system(w, "bdwgc", "bdwgc", NULL, "@bench/nheap-gcbench-bdwgc %d", gcb);
 
   /* Huge pages x counters: the same program on each arena backing, counted per phase. */

@@ -755,6 +755,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   }
   set_assist_ratio(g);
   uint64_t live_at_setup = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  bool check = nh_rt.cfg.dbg.checkmark && mark_check_setup(&g->marker, &g->roots, &g->threads);
   mark_roots_shared(&g->marker, &g->work, &g->roots, &g->threads, &g->specials);
   __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
   set_phase_mark(g, true);
@@ -796,7 +797,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   mark_until_idle(g);   /* in the pause: what the buffers and the stacks greyed (usually nothing) */
   set_phase_mark(g, false);
   mark_finish(&g->marker);
-  if (nh_rt.cfg.dbg.checkmark)
+  if (check)
     mark_check(&g->marker, &g->roots, &g->threads);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   __atomic_store_n(&nh__marking, 0, __ATOMIC_SEQ_CST);
@@ -995,9 +996,9 @@ NH_API void nh_thread_detach(void) {
 
 /* gc = concurrent needs the program's promise (barrier = store) and nh_store's restartable
  * sequence (x86-64, glibc's rseq registration).
- * concurrent-nobarrier: only when asked for (gc = concurrent with barrier = none stops the
- * world). Where the kernel cannot track written pages, said once, and the world is stopped to
- * mark: never a concurrent mode without a barrier. */
+ * concurrent-nobarrier: asked for, or gc = concurrent for a program that promised no barrier
+ * (barrier = none, as nheap_gc_compat.h says). Where the kernel cannot track written pages,
+ * said once, and the world is stopped to mark: never a concurrent mode without a barrier. */
 static int nobarrier_mode(nh_gc_t *g, const nh_config_t *cfg) {
   char why[256] = "turned off (NHEAP_DEBUG=uffd=0)";
   bool hugetlb = cfg->hugepages == NH_HUGEPAGES_AUTO || cfg->hugepages == NH_HUGEPAGES_HUGETLB;
@@ -1013,9 +1014,9 @@ static int effective_mode(nh_gc_t *g, const nh_config_t *cfg) {
   g->dirty.uffd = g->dirty.pagemap = -1;
   if (cfg->gc == NH_GC_OFF)
     return NH_GC_OFF;
-  if (cfg->gc == NH_GC_CONCURRENT_NOBARRIER)
+  if (cfg->gc == NH_GC_CONCURRENT_NOBARRIER || (cfg->gc == NH_GC_CONCURRENT && cfg->barrier == NH_BARRIER_NONE))
     return nobarrier_mode(g, cfg);
-  if (cfg->gc != NH_GC_CONCURRENT || cfg->barrier != NH_BARRIER_STORE)
+  if (cfg->gc != NH_GC_CONCURRENT)
     return NH_GC_STW;
 #if defined(__x86_64__)
   if (nh_rt.caches.rseq)

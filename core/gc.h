@@ -117,6 +117,12 @@ typedef struct nh_markwork {
   uint64_t scanned_local, scanned_remote, steals; /* relaxed: the same, by where they ran */
 } nh_markwork_t;
 
+/* Checkmark's side bitmaps: one bit per 8 bytes of each arena that existed when they were made. */
+typedef struct nh_sidemap {
+  uint64_t **bits;                 /* per arena id; NULL: none made */
+  uint32_t narenas;
+} nh_sidemap_t;
+
 typedef struct nh_marker {
   nh_workbuf_t *cur;               /* the stack's top block */
   nh_workbuf_t *full;              /* blocks below it */
@@ -133,8 +139,10 @@ typedef struct nh_marker {
   uint64_t steals;                 /* blocks taken from another node's list */
   /* Checkmark mode: a second, independent mark into side bitmaps (one bit per 8 bytes). */
   bool checking;
-  uint64_t **check_bits;           /* per arena id */
-  size_t check_arenas;
+  bool snapshotting;               /* the traversal at a concurrent mark's setup: records only */
+  nh_sidemap_t check;              /* what the check reached */
+  nh_sidemap_t snap_alloc, snap_reach; /* a concurrent mark's: allocated, reachable at its setup */
+  uint64_t check_doubtful;         /* unmarked objects reached that were garbage at setup */
   const char *check_from;          /* what the word being scanned belongs to */
   uintptr_t check_parent;
 } nh_marker_t;
@@ -226,7 +234,10 @@ size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp);   /* returns how 
 void specials_wake(nh_specials_t *sp, size_t queued);             /* after the world restarts */
 
 /* Checkmark: re-marks from scratch into side bitmaps and aborts on an object reachable but not
- * marked by mark_all. */
+ * marked. mark_check_setup, in a concurrent mark's setup pause, records what is allocated and
+ * what is reachable then, which mark_check uses to tell a lost object from a stale word; a
+ * concurrent cycle whose setup could not record them is not checked. */
+bool mark_check_setup(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);   /* false: no memory (warned) */
 void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);
 
 /* ---------------------------------------------------------------------------------------------

@@ -263,8 +263,6 @@ static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero,
   if (g->on)   /* the sweeper's set; with gc = off nothing needs to find it */
     mcentral_add_large(&nh_rt.nodes[node].central[kind], s);
   void *p = (void *)s->base;
-  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))   /* black, inside the region */
-    mark_new_object(&g->work, (uintptr_t)p);
   bool needzero = s->needzero;
   region_exit();
   gc_account(g, (int64_t)bytes);
@@ -272,6 +270,8 @@ static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero,
   if (needzero)
     zero_object(p, s->limit - s->base, zero);
   vg_alloc(p, s->limit - s->base, zero || !needzero);
+  born(p);   /* after the zeroing: a black object is not scanned, and its old words must not be
+                found there by a mark that ends before the zeroing (checkmark would follow them) */
   nh_stat_add(&nh_rt.large_allocs, 1);
   if (nh_unlikely(__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)))
     assist(p, bytes);

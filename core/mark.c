@@ -62,8 +62,15 @@
  *
  * Checkmark (NHEAP_DEBUG=checkmark=1): after the real mark, a second traversal from the same
  * roots records its marks in side bitmaps (one bit per 8 bytes of each arena, mapped for the
- * check only); any object it reaches that the real mark left white is fatal, with its address
- * and what pointed at it (Go's checkmark mode).
+ * check only); any object it reaches that the real mark left white is fatal, with its address,
+ * what pointed at it and the word that did (Go's checkmark mode). Go's heap is precise; this one
+ * is conservative, and a concurrent mark scans a word once while the program goes on writing:
+ * an integer written during the mark that happens to equal the address of a dead object reaches
+ * it at termination, and nothing should mark it. So a concurrent mark's setup pause records two
+ * more side bitmaps, what is allocated and what is reachable then (the same traversal), and an
+ * unmarked object is fatal only if it was reachable at setup or allocated since (what both
+ * concurrent modes promise to mark); one that was garbage at setup is doubtful, warned about
+ * (three per cycle), fatal only with checkmark=2.
  */
 #include <link.h>
 #include <string.h>
@@ -264,7 +271,7 @@ static inline bool set_mark(nh_span_t *s, size_t idx) {
 static inline uintptr_t object_start(const nh_span_t *s, size_t idx) { return s->base + idx * (uintptr_t)s->elemsize; }
 static inline uintptr_t object_bytes(const nh_span_t *s) { return span_is_large(s) ? s->limit - s->base : s->elemsize; }
 
-static void check_word(nh_marker_t *m, uintptr_t w);
+static void check_word(nh_marker_t *m, uintptr_t at, uintptr_t w);
 
 static inline void mark_word(nh_marker_t *m, uintptr_t w) {
   size_t idx;
@@ -296,7 +303,7 @@ static inline NH_NO_SANITIZE_ADDRESS NH_NO_SANITIZE_THREAD void scan_range(nh_ma
     for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t)) {
       uintptr_t w = vg_defined(*(const uintptr_t *)p);
       if (m->checking)
-        check_word(m, w);
+        check_word(m, p, w);
       else
         mark_word(m, w);
     }
@@ -304,7 +311,7 @@ static inline NH_NO_SANITIZE_ADDRESS NH_NO_SANITIZE_THREAD void scan_range(nh_ma
   }
   if (nh_unlikely(m->checking)) {
     for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
-      check_word(m, *(const uintptr_t *)p);
+      check_word(m, p, *(const uintptr_t *)p);
     return;
   }
   for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
@@ -334,7 +341,7 @@ static NH_NO_SANITIZE_ADDRESS void scan_typed(nh_marker_t *m, uintptr_t start, u
         if (nh_unlikely(nh_valgrind))
           v = vg_defined(v);
         if (nh_unlikely(m->checking))
-          check_word(m, v);
+          check_word(m, slot, v);
         else
           mark_word(m, v);
       }
@@ -800,56 +807,149 @@ void mark_resurrect(nh_marker_t *m, uintptr_t obj) {
 
 #define CHECK_WORDS (NH_ARENA_BYTES / 8 / 64)   /* one bit per 8 bytes: 1 MiB per arena */
 
-static void check_word(nh_marker_t *m, uintptr_t w) {
+/* Side bitmaps for the arenas that exist now; false (warned) when there is no memory. */
+static bool sidemap_make(nh_sidemap_t *sm) {
+  uint32_t n = __atomic_load_n(&nh_rt.arenas.count, __ATOMIC_ACQUIRE);
+  void *table = mmap(NULL, (size_t)n * sizeof(uint64_t *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (table == MAP_FAILED) {
+    nh_warn("checkmark: no memory for the check bitmaps; cycle not checked");
+    return false;
+  }
+  sm->bits = table;
+  sm->narenas = n;
+  for (uint32_t i = 0; i < n; i++) {
+    void *bits = mmap(NULL, CHECK_WORDS * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    sm->bits[i] = bits == MAP_FAILED ? NULL : bits;   /* an arena without one is not checked */
+  }
+  return true;
+}
+
+static void sidemap_drop(nh_sidemap_t *sm) {
+  if (!sm->bits)
+    return;
+  for (uint32_t i = 0; i < sm->narenas; i++)
+    if (sm->bits[i])
+      munmap(sm->bits[i], CHECK_WORDS * 8);
+  munmap(sm->bits, (size_t)sm->narenas * sizeof(uint64_t *));
+  *sm = (nh_sidemap_t){0};
+}
+
+/* The word holding obj's bit, and the bit; NULL where the map has no bitmap for its arena. */
+static uint64_t *sidemap_word(const nh_sidemap_t *sm, uintptr_t obj, uint64_t *bit) {
+  nh_arena_t *a = arena_of(&nh_rt.arenas, (const void *)obj);
+  if (!sm->bits || a->id >= sm->narenas || !sm->bits[a->id])
+    return NULL;
+  size_t i = (obj - a->base) / 8;
+  *bit = 1ull << (i % 64);
+  return &sm->bits[a->id][i / 64];
+}
+
+static bool sidemap_get(const nh_sidemap_t *sm, uintptr_t obj) {
+  uint64_t bit, *w = sidemap_word(sm, obj, &bit);
+  return w && (*w & bit);
+}
+
+/* Object obj of span s, reachable through the word at `at`, was not marked. With the world
+ * stopped for the whole mark that is a lost object. After a concurrent mark it is one when
+ * obj was reachable at mark setup (the snapshot that both marking modes promise to cover), or
+ * when it was allocated since (born marked): anything else was garbage at setup, which the
+ * program could not reach, so the word that points at it now was written during the mark
+ * and only looks like a pointer (a conservative collector's false pointer: an integer, a
+ * stale value). Such an object stays unmarked and is freed, which is right; it is reported as
+ * doubtful (fatal with checkmark=2, which tests with pointer-free data use). */
+static void check_unmarked(nh_marker_t *m, const nh_span_t *s, uintptr_t obj, uintptr_t at) {
+  bool concurrent = m->snap_alloc.bits != NULL;
+  bool old = concurrent && sidemap_get(&m->snap_alloc, obj), seen = concurrent && sidemap_get(&m->snap_reach, obj);
+  const char *kind = s->kind == NH_KIND_NOSCAN ? "noscan" : s->kind == NH_KIND_TYPED ? "typed" : "conservative";
+  const char *when = !concurrent ? "" : seen ? "; it was reachable at mark setup"
+                   : old ? "; it was garbage at mark setup (doubtful: a word written during the mark that looks like a pointer?)"
+                   : "; it was allocated during the mark (black allocation missed it)";
+  if (old && !seen && nh_rt.cfg.dbg.checkmark < 2) {
+    if (++m->check_doubtful <= 3)
+      nh_warn("checkmark: object %#lx (%lu bytes, %s) is reached from %s at %#lx (the word at %#lx) and "
+              "not marked%s", (unsigned long)obj, (unsigned long)object_bytes(s), kind, m->check_from,
+              (unsigned long)m->check_parent, (unsigned long)at, when);
+    return;
+  }
+  nh_fatal("checkmark: object %#lx (%lu bytes, %s) is reachable from %s at %#lx (the word at %#lx) but the "
+           "collector did not mark it%s", (unsigned long)obj, (unsigned long)object_bytes(s), kind,
+           m->check_from, (unsigned long)m->check_parent, (unsigned long)at, when);
+}
+
+static void check_word(nh_marker_t *m, uintptr_t at, uintptr_t w) {
   size_t idx;
   nh_span_t *s = find_object(w, &idx);
   if (!s)
     return;
   uintptr_t obj = object_start(s, idx);
-  nh_arena_t *a = arena_of(&nh_rt.arenas, (const void *)obj);
-  if (a->id >= m->check_arenas || !m->check_bits[a->id])
+  uint64_t bit, *seen = sidemap_word(&m->check, obj, &bit);
+  if (!seen || (*seen & bit))
     return;
-  uint64_t *bits = m->check_bits[a->id];
-  size_t bit = (obj - a->base) / 8;
-  if (bits[bit / 64] >> (bit % 64) & 1)
-    return;
-  bits[bit / 64] |= 1ull << (bit % 64);
-  if (!bitmap_get(s->gcmark_bits, idx))
-    nh_fatal("checkmark: object %#lx (%lu bytes, %s) is reachable from %s at %#lx but the collector did "
-             "not mark it", (unsigned long)obj, (unsigned long)object_bytes(s),
-             s->kind == NH_KIND_NOSCAN ? "noscan" : s->kind == NH_KIND_TYPED ? "typed" : "conservative",
-             m->check_from, (unsigned long)m->check_parent);
+  *seen |= bit;
+  if (!m->snapshotting && !bitmap_get(s->gcmark_bits, idx))
+    check_unmarked(m, s, obj, at);
   if (s->kind != NH_KIND_NOSCAN)
     grey_push(m, obj, s->node);
 }
 
-void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
-  uint32_t narenas = __atomic_load_n(&nh_rt.arenas.count, __ATOMIC_ACQUIRE);
-  size_t table = (size_t)narenas * sizeof(uint64_t *);
-  m->check_bits = mmap(NULL, table, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m->check_bits == MAP_FAILED) {
-    m->check_bits = NULL;
-    nh_warn("checkmark: no memory for the check bitmaps; cycle not checked");
-    return;
-  }
-  m->check_arenas = narenas;
-  for (uint32_t i = 0; i < narenas; i++) {
-    void *bits = mmap(NULL, CHECK_WORDS * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    m->check_bits[i] = bits == MAP_FAILED ? NULL : bits;
-  }
+/* The check's traversal from the roots into m->check, the marker's counts left as they were. */
+static void check_traverse(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   uint64_t marked = m->marked_bytes, objects = m->marked_objects, scanned = m->scanned_bytes;
+  uint64_t roots = r->bytes;
   m->checking = true;
   scan_roots(m, r, ts);
   drain(m, UINT64_MAX);   /* the check stops at nothing: a dropped grey object only weakens it */
   m->checking = false;
   m->overflow = false;
   m->marked_bytes = marked, m->marked_objects = objects, m->scanned_bytes = scanned;
-  for (uint32_t i = 0; i < narenas; i++)
-    if (m->check_bits[i])
-      munmap(m->check_bits[i], CHECK_WORDS * 8);
-  munmap(m->check_bits, table);
-  m->check_bits = NULL;
-  m->check_arenas = 0;
+  r->bytes = roots;
+}
+
+bool mark_check_setup(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
+  sidemap_drop(&m->snap_alloc);
+  sidemap_drop(&m->snap_reach);
+  if (!sidemap_make(&m->snap_alloc))
+    return false;
+  if (!sidemap_make(&m->snap_reach)) {
+    sidemap_drop(&m->snap_alloc);
+    return false;
+  }
+  /* What is allocated: the caches were flushed, so the allocation bits are exact. */
+  nh_mutex_lock(&nh_rt.arenas.lock);
+  for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next) {
+    for (size_t pg = 0; a->id < m->snap_alloc.narenas && pg < NH_PAGES_PER_ARENA; pg++) {
+      nh_span_t *s = a->spans[pg];
+      if (!s || s->pages != a->base + pg * NH_PAGE_SIZE)
+        continue;
+      pg += s->npages - 1;
+      for (size_t i = 0; i < (span_is_large(s) ? 1 : s->nelems); i++) {
+        uint64_t bit, *w = sidemap_word(&m->snap_alloc, object_start(s, i), &bit);
+        if (w && (span_is_large(s) || bitmap_get(s->alloc_bits, i)))
+          *w |= bit;
+      }
+    }
+  }
+  nh_mutex_unlock(&nh_rt.arenas.lock);
+  /* What is reachable, as checkmark's traversal at termination will see it then. */
+  m->check = m->snap_reach;
+  m->snapshotting = true;
+  check_traverse(m, r, ts);
+  m->snapshotting = false;
+  m->snap_reach = m->check;
+  m->check = (nh_sidemap_t){0};
+  return true;
+}
+
+void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
+  if (sidemap_make(&m->check)) {
+    m->check_doubtful = 0;
+    check_traverse(m, r, ts);
+    if (m->check_doubtful > 3)
+      nh_warn("checkmark: %llu doubtful objects in this cycle (3 shown)", (unsigned long long)m->check_doubtful);
+    sidemap_drop(&m->check);
+  }
+  sidemap_drop(&m->snap_alloc);
+  sidemap_drop(&m->snap_reach);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ static const nh_option_desc table[] = {
   {"verbose", OPT_BOOL, "0", 0, 1, NULL, NULL, CFG(verbose), 0, OPT(verbose),
    "print the effective option table at nh_init"},
   {"debug", OPT_STRING, "", 0, 0, NULL, check_debug, CFG(debug), NH_OPT_STRING_MAX, OPT(debug),
-   "diagnostics as in GODEBUG: gctrace=N, checkmark=1, scavtrace=1, rseq=0, uring=0"},
+   "diagnostics as in GODEBUG: gctrace=N, checkmark=1|2, scavtrace=1, rseq=0, uring=0"},
   {"perf.events", OPT_STRING, "", 0, 0, NULL, check_events, CFG(perf_events), NH_OPT_STRING_MAX, OPT(perf_events),
    "perf events counted per GC phase, libpfm4 names, comma-separated"},
   {"perf.scope", OPT_ENUM, "program", 0, 0, perf_scope_choices, NULL, CFG(perf_scope), 0, OPT(perf_scope),
@@ -94,7 +94,7 @@ _Static_assert(NH_ARRAY_LEN(table) == NH_OPTION_COUNT, "NH_OPTION_COUNT must mat
 typedef struct debug_var { const char *name; size_t off; int64_t max; } debug_var;
 static const debug_var debug_vars[] = {
   {"gctrace", offsetof(nh_debug_vars, gctrace), 2},
-  {"checkmark", offsetof(nh_debug_vars, checkmark), 1},
+  {"checkmark", offsetof(nh_debug_vars, checkmark), 2},
   {"scavtrace", offsetof(nh_debug_vars, scavtrace), 1},
   {"rseq", offsetof(nh_debug_vars, rseq), 1},
   {"uring", offsetof(nh_debug_vars, uring), 1},

@@ -17,7 +17,7 @@ typedef enum nh_opt_origin { ORIGIN_DEFAULT, ORIGIN_FILE, ORIGIN_ENV, ORIGIN_STR
 /* NHEAP_DEBUG / debug = "name=value,...": diagnostics, Go's GODEBUG. */
 typedef struct nh_debug_vars {
   int64_t gctrace;    /* 1: one line per GC cycle on stderr; 2: also per phase */
-  int64_t checkmark;  /* 1: re-mark after each cycle, abort on a reachable unmarked object */
+  int64_t checkmark;  /* 1: re-mark after each cycle, abort on a lost object; 2: on a doubtful one too */
   int64_t scavtrace;  /* 1: one line per scavenger pass */
   int64_t rseq;       /* 0: per-CPU caches in lock mode even where rseq works (default 1) */
   int64_t uring;      /* 0: the scavenger uses madvise even where io_uring works (default 1) */

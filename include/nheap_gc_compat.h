@@ -4,13 +4,14 @@
  * instead of <gc.h> (and linking nheap instead of -lgc).
  *
  * bdwgc programs store heap pointers with plain stores, so GC_INIT starts nheap with barrier =
- * none and gc = stw; NHEAP_GC=concurrent-nobarrier asks for concurrent marking with the
- * kernel's write-protect tracking instead (not the default yet: README, "Collector modes").
- * Never off: bdwgc programs rely on collection.
+ * none: marking is concurrent with the kernel's write-protect tracking (gc =
+ * concurrent-nobarrier) where the kernel has it, and stops the world where it does not (nheap
+ * says so). NHEAP_GC=stw is kept; anything else means the barrier-free concurrent mode (never
+ * off: bdwgc programs rely on collection).
  * Everything else keeps its NHEAP_* options.
  *
  * Mapping, and where it differs from bdwgc:
- *   GC_INIT()                     nh_init with gc = stw, barrier = none; an nheap already running is kept
+ *   GC_INIT()                     nh_init with barrier = none; an nheap already running is kept
  *   GC_MALLOC(n)                  nh_alloc: zeroed, scanned conservatively
  *   GC_MALLOC_ATOMIC(n)           nh_alloc_noscan: not zeroed, never scanned
  *   GC_MALLOC_UNCOLLECTABLE(n)    nh_alloc registered as a root (nh_root_add) until GC_FREE;
@@ -55,7 +56,8 @@ static inline void nh_gc_compat_init(void) {
   nh_options_init(&o);
   o.barrier = NH_BARRIER_NONE;   /* plain stores: concurrent only without a barrier */
   const char *gc = getenv("NHEAP_GC");
-  o.gc = gc && strcmp(gc, "concurrent-nobarrier") == 0 ? NH_GC_CONCURRENT_NOBARRIER : NH_GC_STW;
+  if (!gc || strcmp(gc, "stw") != 0)   /* never off: bdwgc programs rely on collection */
+    o.gc = NH_GC_CONCURRENT_NOBARRIER;
   int rc = nh_init(&o);
   if (rc != 0 && rc != -16 /* -EBUSY: already running */)
     abort();                  /* bdwgc's GC_INIT cannot fail either; nheap said why */

@@ -25,7 +25,8 @@
  * reachable object freed and reused, or overwritten, fails there. Reap, after nh_gc: every
  * object the model cannot reach leaves the model, and its weak handle says whether the
  * collector freed it (died) or still holds it (retained: conservatively, by a stale word).
- * The model's own records keep addresses disguised (xor), or they would be roots themselves.
+ * The model's own records are in malloc'd memory (not scanned) and keep addresses disguised (xor)
+ * besides, so that they never act as roots or as pointer-like words (below).
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -50,15 +51,19 @@ typedef struct mobj {
   nh_weak_t *weak;
 } mobj;
 
-static mobj objs[MAXOBJ];
+/* The model's records live in malloc'd memory, which the collector does not scan: in the data
+ * segment, their small numbers side by side (an id beside a size of 192, four int16 indexes)
+ * make words that look like heap addresses, which checkmark rightly reports when they are
+ * written during a concurrent mark and point at garbage. The scalars left here are 64 bits. */
+static mobj *objs;                    /* [MAXOBJ] */
 static void *roots[NROOTS];           /* the program's roots: this global array */
-static int16_t root_of[NROOTS];       /* model index each root holds, -1 */
+static int16_t *root_of;              /* [NROOTS]: model index each root holds, -1 */
 static void **area;                   /* malloc'd: a root only while registered */
-static int16_t area_of[NAREA];
+static int16_t *area_of;              /* [NAREA] */
 static bool area_on;
 static const nh_type *types[MAXSLOTS + 1];
-static uint32_t next_id = 1;
-static int nlarge;
+static uint64_t next_id = 1;
+static int64_t nlarge;
 static gcm_report *rep;
 
 static void *reveal(const mobj *o) { return (void *)(o->hidden ^ HIDE); }
@@ -148,7 +153,7 @@ static void op_alloc(int r, uint8_t b2, uint8_t b3) {
     rep->failure = "allocation failed";
     abort();
   }
-  uint32_t id = next_id++;
+  uint32_t id = (uint32_t)next_id++;
   *(uint64_t *)p = header_of(id);
   for (unsigned s = 0; s < nslots; s++)
     ((void **)p)[1 + s] = NULL;   /* zeroed already (scanned kinds): the program's own stores */
@@ -322,7 +327,7 @@ static void op_thread(int r, uint8_t len) {
   int free_records = 0;
   for (int i = 0; i < MAXOBJ; i++)
     free_records += !objs[i].hidden;
-  chain c = {.n = 1 + len % CHAIN_MAX, .first_id = next_id, .root = r};
+  chain c = {.n = 1 + len % CHAIN_MAX, .first_id = (uint32_t)next_id, .root = r};
   if (free_records < c.n)
     return;
   next_id += (uint32_t)c.n;
@@ -375,7 +380,8 @@ static const int paces[] = {-1, 10, 50, 100, 400};
 
 void gcm_run(const uint8_t *code, size_t n, gcm_report *r) {
   rep = r;
-  if (!area && !(area = calloc(NAREA, sizeof *area)))
+  if (!area && (!(area = calloc(NAREA, sizeof *area)) || !(objs = calloc(MAXOBJ, sizeof *objs)) ||
+                !(root_of = calloc(NROOTS, sizeof *root_of)) || !(area_of = calloc(NAREA, sizeof *area_of))))
     abort();
   for (int i = 0; i < NROOTS; i++)
     root_of[i] = -1;

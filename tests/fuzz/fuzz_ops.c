@@ -3,7 +3,9 @@
  * every input is a program of allocations, pointer stores and loads, frees, reallocs,
  * collections, threads and root changes, run against the shadow model with checkmark on, so
  * a lost or corrupted reachable object, a mark that missed one, or a memory error (ASan)
- * stops the fuzzer with the input. Programs are cut at 4096 bytes (1024 operations).
+ * stops the fuzzer with the input (checkmark=1, not 2: libFuzzer's coverage counters are
+ * integers in the data segment that change during a mark, and one that looks like a pointer to a
+ * dead object is only doubtful). Programs are cut at 4096 bytes (1024 operations).
  * Built by `make fuzz` (clang, -fsanitize=fuzzer,address); replay.c runs the saved inputs in
  * tests/fuzz/ops/ in every `make test`.
  */
