@@ -54,6 +54,8 @@ static inline uintptr_t heap_type_check(uintptr_t t) { return t ^ nh_rt.free_key
 static inline const struct nh_type *heap_type_of(uintptr_t h) {
   uintptr_t base = (uintptr_t)nh_rt.types;
   size_t used = __atomic_load_n(&nh_rt.types_used, __ATOMIC_ACQUIRE);
+  if (used > NH_TYPES_BYTES)   /* a reservation that did not fit moved it past the region */
+    used = NH_TYPES_BYTES;
   if (h - base >= used || (h & 7) || h - base + sizeof(struct nh_type) > used)
     return NULL;
   const struct nh_type *t = (const struct nh_type *)h;

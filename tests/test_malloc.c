@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -255,6 +256,39 @@ static void test_bad_reallocs_are_reported_and_harmless(void **state) {
   nh_free(big);
 }
 
+/* The types region full: nh_type_new says so, and an address past the region's end is no type
+ * (a reservation that did not fit moves the used mark past the region; heap_type_of must not
+ * read there). */
+static void test_types_region_full(void **state) {
+  (void)state;
+  const nh_type *first = nh_type_new((size_t)1 << 31, NULL, 0), *t;   /* 32 MiB of bitmap each */
+  assert_non_null(first);
+  assert_ptr_equal(first, nh_rt.types);   /* a fresh heap: the region's start */
+  int made = 1;
+  while ((t = nh_type_new((size_t)1 << 31, NULL, 0)) != NULL)
+    made++;
+  assert_true(made >= 1 && made < 4);
+  assert_true(errors_contain("no memory for the type"));
+  for (int i = 0; i < 3; i++)   /* each refusal moves the used mark another 32 MiB on */
+    assert_null(nh_type_new((size_t)1 << 31, NULL, 0));
+  assert_true(nh_rt.types_used > NH_TYPES_BYTES);
+  /* An unreadable page right after the region (where nothing else is mapped), so that a read
+   * there faults rather than finding whatever another mapping holds. */
+  char *after = nh_rt.types + NH_TYPES_BYTES;
+  void *guard = mmap(after, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (guard != after)
+    print_message("the page after the types region is taken; the read is not made to fault\n");
+  const nh_type *past = (const nh_type *)(after + 64);
+  errno = 0;
+  assert_null(nh_alloc_typed(16, past));
+  assert_int_equal(errno, EINVAL);
+  void *p = nh_alloc(64);   /* the heap goes on */
+  assert_non_null(p);
+  nh_free(p);
+  if (guard == after)
+    munmap(guard, 4096);
+}
+
 static void test_overflow_and_huge(void **state) {
   assert_null(nh_calloc(SIZE_MAX / 2, 3));
   assert_int_equal(errno, ENOMEM);
@@ -472,6 +506,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_realloc_paths, setup, teardown),
     cmocka_unit_test_setup_teardown(test_aligned_alloc, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_frees_are_reported_and_harmless, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_types_region_full, setup, teardown),
     cmocka_unit_test_setup_teardown(test_double_free_after_drain, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_reallocs_are_reported_and_harmless, setup, teardown),
     cmocka_unit_test_setup_teardown(test_overflow_and_huge, setup, teardown),
