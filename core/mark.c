@@ -403,20 +403,29 @@ static void drain(nh_marker_t *m, uint64_t budget) {
 }
 
 /* Overflow recovery: every marked object of a scanned kind goes grey again. */
-static void rescan_marked(nh_marker_t *m) {
+/* fn(m, s) for every span in use, once (at its first page), under the arenas lock; with the
+ * world stopped. */
+static void each_span(nh_marker_t *m, void (*fn)(nh_marker_t *m, nh_span_t *s)) {
   nh_mutex_lock(&nh_rt.arenas.lock);
   for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next) {
     for (size_t pg = 0; pg < NH_PAGES_PER_ARENA; pg++) {
       nh_span_t *s = a->spans[pg];
-      if (!s || s->pages != a->base + pg * NH_PAGE_SIZE || s->kind == NH_KIND_NOSCAN)
-        continue;   /* only at a span's first page, once */
-      for (size_t i = 0; i < s->nelems; i++)
-        if (bitmap_get(s->gcmark_bits, i))
-          grey_push(m, object_start(s, i), s->node);
+      if (!s || s->pages != a->base + pg * NH_PAGE_SIZE)
+        continue;
+      fn(m, s);
+      pg += s->npages - 1;
     }
   }
   nh_mutex_unlock(&nh_rt.arenas.lock);
 }
+
+static void grey_marked(nh_marker_t *m, nh_span_t *s) {
+  for (size_t i = 0; s->kind != NH_KIND_NOSCAN && i < s->nelems; i++)
+    if (bitmap_get(s->gcmark_bits, i))
+      grey_push(m, object_start(s, i), s->node);
+}
+
+static void rescan_marked(nh_marker_t *m) { each_span(m, grey_marked); }
 
 static void drain_all(nh_marker_t *m) {
   drain(m, UINT64_MAX);
@@ -905,6 +914,14 @@ static void check_traverse(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   r->bytes = roots;
 }
 
+static void note_allocated(nh_marker_t *m, nh_span_t *s) {
+  for (size_t i = 0; i < s->nelems; i++) {   /* a large span: one object, in use */
+    uint64_t bit, *w = sidemap_word(&m->snap_alloc, object_start(s, i), &bit);
+    if (w && (span_is_large(s) || bitmap_get(s->alloc_bits, i)))
+      *w |= bit;
+  }
+}
+
 bool mark_check_setup(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   sidemap_drop(&m->snap_alloc);
   sidemap_drop(&m->snap_reach);
@@ -914,22 +931,7 @@ bool mark_check_setup(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
     sidemap_drop(&m->snap_alloc);
     return false;
   }
-  /* What is allocated: the caches were flushed, so the allocation bits are exact. */
-  nh_mutex_lock(&nh_rt.arenas.lock);
-  for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next) {
-    for (size_t pg = 0; a->id < m->snap_alloc.narenas && pg < NH_PAGES_PER_ARENA; pg++) {
-      nh_span_t *s = a->spans[pg];
-      if (!s || s->pages != a->base + pg * NH_PAGE_SIZE)
-        continue;
-      pg += s->npages - 1;
-      for (size_t i = 0; i < (span_is_large(s) ? 1 : s->nelems); i++) {
-        uint64_t bit, *w = sidemap_word(&m->snap_alloc, object_start(s, i), &bit);
-        if (w && (span_is_large(s) || bitmap_get(s->alloc_bits, i)))
-          *w |= bit;
-      }
-    }
-  }
-  nh_mutex_unlock(&nh_rt.arenas.lock);
+  each_span(m, note_allocated);   /* the caches were flushed: the allocation bits are exact */
   /* What is reachable, as checkmark's traversal at termination will see it then. */
   m->check = m->snap_reach;
   m->snapshotting = true;
