@@ -343,6 +343,7 @@ static void finish_cycle(nh_gc_t *g) {
   nh_stat_add(&g->scan_local, g->marker.scanned_local);
   nh_stat_add(&g->scan_remote, g->marker.scanned_remote);
   nh_stat_add(&g->steals, g->marker.steals);
+  nh_stat_add(&g->mark_overflows, g->marker.overflow_rounds);
   __atomic_store_n(&g->heap_live, g->heap_marked, __ATOMIC_RELAXED);
   g->sweepgen += 2;
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
@@ -1134,8 +1135,12 @@ int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
   set_goal(g);
   if (!g->on)
     return 0;
-  int rc = threads_init(&g->threads);
+  int rc = mark_reserve(&g->marker);
   if (rc != 0) {
+    nh_error(rc, "nh_init: no memory for the collector's grey-object reserve");
+    return rc;
+  }
+  if ((rc = threads_init(&g->threads)) != 0) {
     nh_error(rc, "nh_init: cannot set up thread stopping for the collector (%s)", nh_strerror(rc));
     return rc;
   }

@@ -134,6 +134,9 @@ typedef struct nh_marker {
   uint64_t out_nodes;              /* shared, several nodes: which out[] blocks hold objects */
   nh_workbuf_t *out[NH_MAX_NODES]; /* grey objects of other nodes, on their way to those lists */
   bool overflow;                   /* a grey object was dropped: rescan marked objects */
+  uint64_t overflow_rounds;        /* this mark's overflow recovery rounds */
+  bool keeps_reserve;              /* the collector's: keeps one block for overflow recovery */
+  nh_workbuf_t *reserve;           /* that block, when no marker is using it */
   uint64_t marked_bytes, marked_objects, scanned_bytes;
   uint64_t scanned_local, scanned_remote; /* of scanned_bytes, heap objects on its node or not */
   uint64_t steals;                 /* blocks taken from another node's list */
@@ -182,6 +185,9 @@ void roots_collect_data(nh_roots_t *r);
  * sp; the caller's from its own frame, registers spilled), data segments, registered ranges.
  * The world is stopped. */
 void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
+/* Gives m a grey block of its own for overflow recovery, kept across cycles (the collector's
+ * marker: the only one that recovers). -ENOMEM when there is no memory for it. */
+int mark_reserve(nh_marker_t *m);
 /* Concurrent marking (gc.c runs the phases):
  *   mark_roots_shared  world stopped: the roots into m, whose full blocks go to w from now on;
  *   mark_drain_shared  drains m and the shared blocks until none is left, or until about
@@ -305,6 +311,7 @@ typedef struct nh_gc {
   uint64_t swept_pages, swept_large;
   uint64_t swept_spans;            /* relaxed: every span swept, lazily or in the background */
   uint64_t scan_local, scan_remote, steals; /* relaxed: the markers' NUMA counts, all cycles */
+  uint64_t mark_overflows;         /* relaxed: overflow recovery rounds, all cycles */
   /* concurrent-nobarrier: the kernel's dirty tracking (dirty.c). */
   nh_dirty_t dirty;
   uint64_t dirty_bytes, dirty_last; /* written bytes rescanned: all cycles / the last one */

@@ -315,6 +315,7 @@ static void fill_stats(nh_stats_t *s) {
   s->gc_scan_local_bytes = nh_stat_get(&g->scan_local);
   s->gc_scan_remote_bytes = nh_stat_get(&g->scan_remote);
   s->gc_mark_steals = nh_stat_get(&g->steals);
+  s->gc_mark_overflows = nh_stat_get(&g->mark_overflows);
   s->gc_dirty_bytes = nh_stat_get(&g->dirty_bytes);
   s->gc_dirty_last_bytes = __atomic_load_n(&g->dirty_last, __ATOMIC_RELAXED);
   for (int n = 0; n < nh_rt.topo.nnodes; n++)

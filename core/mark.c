@@ -45,8 +45,11 @@
  *
  * The grey stack is a chain of 64 KiB work buffers from metadata memory, kept for the next
  * cycle. If metadata memory runs out, the grey object is dropped and `overflow` set (its mark
- * bit stays set); after the stack drains, every marked object of a scanned kind is rescanned
- * until no overflow happens (bdwgc's mark-stack overflow recovery). No recursion anywhere.
+ * bit stays set); after the stack drains, with the world stopped, every marked object of a
+ * scanned kind is scanned in place, span by span, with a drain after each, until a round ends
+ * without overflow (bdwgc's mark-stack overflow recovery). Only newly marked objects are pushed,
+ * so each round that overflows has marked more, and rounds end; the collector's marker keeps
+ * one block in reserve for them (stats: gc_mark_overflows). No recursion anywhere.
  *
  * The drain keeps up to eight objects in flight: a popped object is prefetched and queued,
  * and the oldest in the queue is scanned, so its cache misses overlap with the scans of the
@@ -72,6 +75,7 @@
  * concurrent modes promise to mark); one that was garbage at setup is doubtful, warned about
  * (three per cycle), fatal only with checkmark=2.
  */
+#include <errno.h>
 #include <link.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -100,8 +104,12 @@ static nh_workbuf_t *new_block(nh_marker_t *m) {
       m->pool->spare = b->next;
     nh_mutex_unlock(&m->pool->lock);
   }
-  if (!b && !(b = meta_block()))
-    return NULL;
+  if (!b && !(b = meta_block())) {
+    b = m->reserve;   /* the last resort (overflow recovery): taken back as soon as one empties */
+    m->reserve = NULL;
+    if (!b)
+      return NULL;
+  }
   b->next = NULL;
   b->n = 0;
   return b;
@@ -198,6 +206,10 @@ static inline void grey_push(nh_marker_t *m, uintptr_t obj, int node) {
  * whichever marker drained them (or with the checkmark pass) while others mapped new ones. */
 enum { MARKER_SPARES = 4 };
 static void spare_block(nh_marker_t *m, nh_workbuf_t *b) {
+  if (m->keeps_reserve && !m->reserve) {
+    m->reserve = b;
+    return;
+  }
   if (m->pool && m->nspare >= MARKER_SPARES) {
     nh_mutex_lock(&m->pool->lock);
     b->next = m->pool->spare;
@@ -349,22 +361,8 @@ static NH_NO_SANITIZE_ADDRESS void scan_typed(nh_marker_t *m, uintptr_t start, u
   }
 }
 
-/* Scans grey object (or oblet) b. A concurrent mark may find b's span gone or reused (a free
- * that raced the mark's start, malloc.c): nothing to scan then, or the object now there. */
-static void scan_object(nh_marker_t *m, uintptr_t b) {
-  nh_span_t *s = span_of(&nh_rt.arenas, (const void *)b);
-  if (nh_unlikely(!s || b < s->base || b >= s->limit))
-    return;
-  uintptr_t end;
-  if (span_is_large(s)) {
-    if (b == s->base && s->limit - s->base > OBLET_BYTES)
-      for (uintptr_t o = b + OBLET_BYTES; o < s->limit; o += OBLET_BYTES)
-        grey_push(m, o, s->node);
-    end = b + OBLET_BYTES < s->limit ? b + OBLET_BYTES : s->limit;
-  } else {
-    b = object_start(s, span_obj_index(s, b));
-    end = b + s->elemsize;
-  }
+/* Scans [b, end) of span s: object b (a small object, or a large object's oblet). */
+static void scan_part(nh_marker_t *m, const nh_span_t *s, uintptr_t b, uintptr_t end) {
   m->check_from = "object";
   m->check_parent = b;
   uint64_t before = m->scanned_bytes;
@@ -377,6 +375,27 @@ static void scan_object(nh_marker_t *m, uintptr_t b) {
       m->scanned_local += m->scanned_bytes - before;
     else
       m->scanned_remote += m->scanned_bytes - before;
+  }
+}
+
+static inline uintptr_t oblet_end(const nh_span_t *s, uintptr_t o) {
+  return o + OBLET_BYTES < s->limit ? o + OBLET_BYTES : s->limit;
+}
+
+/* Scans grey object (or oblet) b. A concurrent mark may find b's span gone or reused (a free
+ * that raced the mark's start, malloc.c): nothing to scan then, or the object now there. */
+static void scan_object(nh_marker_t *m, uintptr_t b) {
+  nh_span_t *s = span_of(&nh_rt.arenas, (const void *)b);
+  if (nh_unlikely(!s || b < s->base || b >= s->limit))
+    return;
+  if (span_is_large(s)) {
+    if (b == s->base && s->limit - s->base > OBLET_BYTES)
+      for (uintptr_t o = b + OBLET_BYTES; o < s->limit; o += OBLET_BYTES)
+        grey_push(m, o, s->node);
+    scan_part(m, s, b, oblet_end(s, b));
+  } else {
+    b = object_start(s, span_obj_index(s, b));
+    scan_part(m, s, b, b + s->elemsize);
   }
 }
 
@@ -402,7 +421,6 @@ static void drain(nh_marker_t *m, uint64_t budget) {
   }
 }
 
-/* Overflow recovery: every marked object of a scanned kind goes grey again. */
 /* fn(m, s) for every span in use, once (at its first page), under the arenas lock; with the
  * world stopped. */
 static void each_span(nh_marker_t *m, void (*fn)(nh_marker_t *m, nh_span_t *s)) {
@@ -419,20 +437,41 @@ static void each_span(nh_marker_t *m, void (*fn)(nh_marker_t *m, nh_span_t *s)) 
   nh_mutex_unlock(&nh_rt.arenas.lock);
 }
 
-static void grey_marked(nh_marker_t *m, nh_span_t *s) {
-  for (size_t i = 0; s->kind != NH_KIND_NOSCAN && i < s->nelems; i++)
-    if (bitmap_get(s->gcmark_bits, i))
-      grey_push(m, object_start(s, i), s->node);
+/* Overflow recovery (bdwgc's GC_mark_some after a mark-stack overflow): every marked object of
+ * a scanned kind in span s is scanned in place, and the grey stack drained after each. A push
+ * follows a new mark, so only objects this round marks are pushed, and the stack holds what
+ * one object's scan and its drain need, not every marked object (pushing them all, as before,
+ * overflowed again every round once the heap held more marked objects than the stack could:
+ * with the world stopped, for ever). */
+static void rescan_span(nh_marker_t *m, nh_span_t *s) {
+  if (s->kind == NH_KIND_NOSCAN)
+    return;
+  if (span_is_large(s)) {
+    if (bitmap_get(s->gcmark_bits, 0))
+      for (uintptr_t o = s->base; o < s->limit; o += OBLET_BYTES) {
+        scan_part(m, s, o, oblet_end(s, o));
+        drain(m, UINT64_MAX);
+      }
+    return;
+  }
+  for (size_t w = 0; w < (s->nelems + 63u) / 64; w++)
+    for (uint64_t bits = s->gcmark_bits[w]; bits; bits &= bits - 1) {
+      uintptr_t o = object_start(s, w * 64 + (size_t)__builtin_ctzll(bits));
+      scan_part(m, s, o, o + s->elemsize);
+      drain(m, UINT64_MAX);
+    }
 }
 
-static void rescan_marked(nh_marker_t *m) { each_span(m, grey_marked); }
-
+/* Drains m (world stopped, m not shared), then recovers from overflow. A round that overflows
+ * again has marked at least one object the round before had not (the dropped push's), so
+ * rounds end; the marker's reserve block (mark_reserve) gives every drain room for a block of
+ * grey objects even when metadata cannot grow at all, so in practice one or two rounds do. */
 static void drain_all(nh_marker_t *m) {
   drain(m, UINT64_MAX);
   while (m->overflow) {
     m->overflow = false;
-    rescan_marked(m);
-    drain(m, UINT64_MAX);
+    m->overflow_rounds++;
+    each_span(m, rescan_span);
   }
 }
 
@@ -578,8 +617,16 @@ static void marker_begin(nh_marker_t *m) {
   m->marked_bytes = m->marked_objects = m->scanned_bytes = 0;
   m->scanned_local = m->scanned_remote = m->steals = 0;
   m->overflow = false;
+  m->overflow_rounds = 0;
   m->checking = false;
   m->node = heap_current_node();
+}
+
+int mark_reserve(nh_marker_t *m) {
+  m->keeps_reserve = true;
+  if (!m->reserve && !(m->reserve = meta_block()))
+    return -ENOMEM;
+  return 0;
 }
 
 void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp) {

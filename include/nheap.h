@@ -402,6 +402,9 @@ typedef struct nh_stats {
   char perf_event_names[NH_PERF_MAX_EVENTS][32];
   uint64_t perf_counts[NH_PERF_PHASES][NH_PERF_MAX_EVENTS];
   uint64_t perf_phase_ns[NH_PERF_PHASES];                  /* thread time in each phase */
+  /* Marks that ran out of memory for grey objects recover by rescanning the marked objects
+   * in place (bdwgc's overflow recovery): rounds of that, all time. */
+  uint64_t gc_mark_overflows;
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL
