@@ -44,10 +44,18 @@ static void write_line(const char *prefix, const char *msg) {
   }
 }
 
-static void funnel(int code, const char *fmt, va_list ap) {
+__thread unsigned nh_report_holds __attribute__((tls_model("initial-exec")));
+__thread bool nh_reports_held __attribute__((tls_model("initial-exec")));
+
+/* The reports held back on this thread (error.h): the first HELD whole, the rest counted. */
+enum { HELD = 2 };
+static __thread struct {
+  int code;
   char msg[NH_ERROR_MSG_MAX];
-  int saved_errno = errno;
-  vsnprintf(msg, sizeof msg, fmt, ap);
+} held[HELD];
+static __thread unsigned nheld, held_dropped;
+
+static void deliver(int code, const char *msg) {
   nh_error_fn fn;
   void *arg;
   for (;;) {
@@ -62,6 +70,48 @@ static void funnel(int code, const char *fmt, va_list ap) {
     fn(code, msg, arg);
   else
     write_line(code == 0 ? "warning: " : "", msg);
+}
+
+static void funnel(int code, const char *fmt, va_list ap) {
+  int saved_errno = errno;
+  if (nh_report_holds) {   /* under a lock or in a no-stop region: later */
+    if (nheld < HELD) {
+      held[nheld].code = code;
+      vsnprintf(held[nheld].msg, sizeof held[nheld].msg, fmt, ap);
+      nheld++;
+    } else {
+      held_dropped++;
+    }
+    nh_reports_held = true;
+    errno = saved_errno;
+    return;
+  }
+  char msg[NH_ERROR_MSG_MAX];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  deliver(code, msg);
+  errno = saved_errno;
+}
+
+void error_deliver_held(void) {
+  int saved_errno = errno;
+  while (nh_reports_held && !nh_report_holds) {   /* a handler's own reports come after */
+    int code[HELD];
+    char msg[HELD][NH_ERROR_MSG_MAX];
+    unsigned n = nheld, dropped = held_dropped;
+    for (unsigned i = 0; i < n; i++) {
+      code[i] = held[i].code;
+      memcpy(msg[i], held[i].msg, sizeof msg[i]);
+    }
+    nheld = held_dropped = 0;
+    nh_reports_held = false;
+    for (unsigned i = 0; i < n; i++)
+      deliver(code[i], msg[i]);
+    if (dropped) {
+      char more[96];
+      snprintf(more, sizeof more, "%u more report(s) were made inside the allocator and dropped", dropped);
+      deliver(code[n - 1], more);
+    }
+  }
   errno = saved_errno;
 }
 

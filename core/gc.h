@@ -9,6 +9,7 @@
 #include <semaphore.h>
 #include <signal.h>
 
+#include "core/error.h"
 #include "core/lock.h"
 #include "core/mcentral.h"
 #include "core/dirty.h"
@@ -78,12 +79,14 @@ uint64_t world_start(nh_threads_t *ts);
 static inline void region_enter(void) {
   if (nh_self)
     nh_self->nogc++;
+  report_hold();   /* no error handler runs where the world cannot be stopped (error.h) */
 }
 void region_stop_pending(void);
 static inline void region_exit(void) {
   nh_thread_t *t = nh_self;
   if (t && --t->nogc == 0 && nh_unlikely(t->stop_pending))
     region_stop_pending();
+  report_release();
 }
 
 /* ---------------------------------------------------------------------------------------------

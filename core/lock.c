@@ -2,10 +2,13 @@
  * lock.c — ranked mutexes (order and rules in lock.h).
  *
  * held_ranks is this thread's stack of held lock ranks (debug builds only; release builds
- * never touch it). Locks are released in any order; the check is on acquisition.
+ * never touch it). Locks are released in any order; the check is on acquisition. Every build
+ * counts the locks held (error.h: reports wait until the last is released), so a lock is
+ * released by the thread that took it.
  */
 #include <string.h>
 
+#include "core/error.h"
 #include "core/lock.h"
 
 enum { MAX_HELD = 16 };
@@ -52,6 +55,7 @@ void nh_mutex_lock(nh_mutex_t *l) {
   pthread_mutex_lock(&l->m);
   if (nh_config_debug >= 1)
     l->owner = pthread_self();
+  report_hold();   /* no error handler runs under a lock (error.h) */
 }
 
 void nh_mutex_unlock(nh_mutex_t *l) {
@@ -60,6 +64,7 @@ void nh_mutex_unlock(nh_mutex_t *l) {
     rank_release(l->rank);
   }
   pthread_mutex_unlock(&l->m);
+  report_release();
 }
 
 void nh_mutex_assert_held(const nh_mutex_t *l) {

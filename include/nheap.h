@@ -11,11 +11,11 @@
  *
  * Status of this release (0.1): life cycle, options and configs, the error funnel, the OS
  * memory layer (64 MiB arenas on hugetlb / THP / 4 KiB pages), the allocator (size classes,
- * page heap, mcentral, per-CPU mcaches), the stop-the-world collector (conservative roots and
- * objects, lazy and background sweeping, GOGC pacer, memory limit, finalizers, weak
- * references, typed objects) and statistics. Concurrent marking, NUMA placement and
- * per-phase counters arrive in later releases; their options are already parsed and validated so that configs/
- * presets stay stable.
+ * page heap, mcentral, per-CPU mcaches), the collector (concurrent marking with the nh_store
+ * write barrier by default, or with the kernel's dirty-page tracking, or stop-the-world;
+ * conservative roots and objects, lazy and background sweeping, GOGC pacer, memory limit,
+ * finalizers, weak references, typed objects), NUMA placement of arenas, caches and markers,
+ * per-phase hardware or software counters (libpfm4), and statistics.
  */
 #ifndef NHEAP_H
 #define NHEAP_H
@@ -295,9 +295,11 @@ void *nh_base(const void *p);
 
 /* The handler gets a negative errno-style code (0 for a warning: something degraded but
  * works) and one line of text without a trailing newline. It runs on the thread that made the
- * mistake, possibly inside the allocator: it must not allocate from nheap nor call nh_init or
- * nh_shutdown. fn == NULL restores the default handler, which writes "nheap: <msg>" to stderr.
- * Thread-safe. */
+ * mistake, before the failing call returns, but never while that thread holds an nheap lock
+ * or is inside one of the collector's no-stop regions (a report made there waits until the
+ * thread has left them): it may call any nheap function (nh_alloc, nh_free, nh_stats_read,
+ * nh_gc, ...) except nh_init and nh_shutdown. fn == NULL restores the default handler, which
+ * writes "nheap: <msg>" to stderr. Thread-safe. */
 typedef void (*nh_error_fn)(int code, const char *msg, void *arg);
 void nh_set_error_handler(nh_error_fn fn, void *arg);
 
