@@ -28,7 +28,7 @@ typedef struct nh_heap {
   nh_node_t *nodes;              /* topo.nnodes of them, in metadata */
   nh_mcaches_t caches;           /* one per CPU (topo.ncpus), and the rseq/lock mode */
   nh_scavenger_t scavenger;
-  uintptr_t free_key;            /* random: freed objects hold p ^ free_key in their first word */
+  uintptr_t type_key;            /* random, secret: in a type's check word (heap_type_check) */
   /* Types (nh_type_new) live in a region of their own, so that the marker can tell a typed
    * object's header from whatever a free or never-used object holds there (heap_type_of). */
   char *types;                   /* TYPES_BYTES reserved, read-write, touched as used */
@@ -46,7 +46,7 @@ extern nh_heap_t nh_rt;
 #define NH_TYPES_BYTES ((size_t)64 << 20)
 
 /* The check word of the type at address t (nh_type_new writes it last). */
-static inline uintptr_t heap_type_check(uintptr_t t) { return t ^ nh_rt.free_key ^ 0x7970653a6e686561ull; }
+static inline uintptr_t heap_type_check(uintptr_t t) { return t ^ nh_rt.type_key ^ 0x7970653a6e686561ull; }
 
 /* The type a typed object's header word h names, or NULL when h is not one (an object that is
  * free, freed, or was never handed out holds anything there): inside the types region, and

@@ -51,6 +51,15 @@ static int current_node(const nh_topology_t *t) {
 
 
 /* The types region (heap.h), unmapped with the heap. */
+/* A secret word from the kernel's generator (each call an independent one); a clock mix only
+ * where getrandom fails. */
+static uint64_t random_word(void) {
+  uint64_t w;
+  if (getrandom(&w, sizeof w, 0) != sizeof w)
+    w = (os_linux.now_ns() ^ (uint64_t)(uintptr_t)&w) * 0x9e3779b97f4a7c15u;
+  return w;
+}
+
 static void release_types(void) {
   if (nh_rt.types)
     os_linux.unmap(nh_rt.types, NH_TYPES_BYTES);
@@ -66,7 +75,9 @@ static int build_allocator(void) {
   nh_rt.caches.ncpus = (uint32_t)t->ncpus;
   nh_rt.caches.nnodes = (uint32_t)t->nnodes;
   nh_valgrind = RUNNING_ON_VALGRIND;
-  nh_rt.caches.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available() && !nh_valgrind;
+  /* secure = on takes the lock mode: its caches hand out a random free object (mcache.c), which
+   * no restartable sequence can pick. */
+  nh_rt.caches.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available() && !nh_valgrind && !nh_rt.cfg.secure;
   nh_rt.tiny_on = nh_rt.cfg.gc != NH_GC_OFF && !nh_valgrind;   /* vg.h: one block per object */
   nh_rt.free_local = !nh_rt.cfg.secure && !nh_valgrind;         /* nh_free's fast path (malloc.c) */
   nh_rt.free_plain = t->nnodes == 1 && nh_rt.free_local;
@@ -82,12 +93,10 @@ static int build_allocator(void) {
         mcentral_xfer_init(&node->central[ac], 2 * mcache_stack_cap(ac));
     }
   }
-  if (getrandom(&nh_rt.free_key, sizeof nh_rt.free_key, 0) != sizeof nh_rt.free_key)
-    nh_rt.free_key = (uintptr_t)os_linux.now_ns() * 0x9e3779b97f4a7c15u;
-  nh_rt.free_key |= 1;   /* never 0: a zeroed object must not look freed */
+  nh_rt.type_key = random_word();
   for (int i = 0; i < t->ncpus + t->nnodes; i++) {   /* the CPUs' caches, then the nodes' */
     int n = i < t->ncpus ? t->cpu_node[i] : i - t->ncpus;
-    uint64_t seed = nh_rt.cfg.secure ? (nh_rt.free_key ^ (uint64_t)(i + 1) * 0x9e3779b97f4a7c15u) | 1 : 0;
+    uint64_t seed = nh_rt.cfg.secure ? random_word() | 1 : 0;   /* a secret of its own per cache */
     nh_rt.caches.cpu[i] = mcache_new(&nh_rt.mem, &nh_rt.arenas, i, n, nh_rt.nodes[n].central, seed);
     if (!nh_rt.caches.cpu[i])
       goto oom;

@@ -148,6 +148,43 @@ static inline void born(void *p) {
     born_black(p);
 }
 
+/* Ownership (span.h): the byte of small object base (its start, a typed one's header) in s. */
+static inline uint8_t *live_byte(const nh_span_t *s, uintptr_t base) { return &s->live[span_obj_index(s, base)]; }
+
+/* An allocation takes small object p from nheap: false when the program owns it already (it
+ * was among the free objects twice, which only two frees of it racing on two CPUs can do; the
+ * caller drops this copy). Secure mode (whose caches are never on the fast path: mcache.c)
+ * exchanges, so that not even such a race hands it out twice. */
+static inline bool own(void *p, bool fast) {
+  const nh_arena_t *a = nh_rt.arenas.index[(uintptr_t)p >> NH_ARENA_SHIFT];   /* p is the heap's */
+  const nh_span_t *s = __atomic_load_n(&a->spans[((uintptr_t)p & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT], __ATOMIC_RELAXED);
+  uint8_t *l = live_byte(s, (uintptr_t)p);
+  if (!fast && nh_unlikely(nh_rt.cfg.secure))
+    return !__atomic_exchange_n(l, 1, __ATOMIC_RELAXED);
+  if (nh_unlikely(__atomic_load_n(l, __ATOMIC_RELAXED)))
+    return false;
+  __atomic_store_n(l, 1, __ATOMIC_RELAXED);
+  return true;
+}
+
+/* A free gives object base of s back: false when the program did not own it (a double free, a
+ * free of an object nheap never handed out), which changes nothing. */
+static inline bool disown(const nh_span_t *s, uintptr_t base) {
+  uint8_t *l = live_byte(s, base);
+  if (nh_unlikely(nh_rt.cfg.secure))
+    return __atomic_exchange_n(l, 0, __ATOMIC_RELAXED);
+  if (!__atomic_load_n(l, __ATOMIC_RELAXED))
+    return false;
+  __atomic_store_n(l, 0, __ATOMIC_RELAXED);
+  return true;
+}
+
+static nh_cold void dropped_twice(void *p) {
+  nh_stat_add(&nh_rt.double_frees, 1);
+  nh_error(-EINVAL, "nh_alloc: object %p was free twice over (two frees of it raced?); the second copy "
+           "is dropped", p);
+}
+
 /* A mark assist for what this slow path took (gc.c); p, just allocated, stays on the stack. */
 static nh_noinline void assist(void *p, size_t bytes) {
   void *volatile keep = p;
@@ -172,6 +209,11 @@ static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero,
       continue;
     if (!p)
       return NULL;
+    if (ac != NH_AC_TINY && nh_unlikely(!own(p, false))) {
+      dropped_twice(p);
+      pass = -1;
+      continue;
+    }
     if (ac != NH_AC_TINY) {   /* tiny objects share their block: never cleared */
       vg_reuse(p, nh_class_to_size[sizeclass]);
       zero_object(p, nh_class_to_size[sizeclass], zero);
@@ -203,11 +245,18 @@ static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask
   return COUNTED_SLOW_PATH(refill_and_alloc(ac, size, amask, zero, -1));
 }
 
+/* The fast path could not serve, or p, which it popped, was owned already (dropped). */
+static nh_noinline void *alloc_small_dropped(unsigned ac, void *p, bool zero) {
+  if (p)
+    dropped_twice(p);
+  return alloc_small_slow(ac, 0, 0, zero);
+}
+
 static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclass, nh_obj_kind kind, bool zero) {
-  void *p;
+  void *p = NULL;
   unsigned ac = allocclass_make(sizeclass, kind);
-  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)))
-    return alloc_small_slow(ac, 0, 0, zero);
+  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)) || nh_unlikely(!own(p, true)))
+    return alloc_small_dropped(ac, p, zero);
   zero_object(p, nh_class_to_size[sizeclass], zero);
   born(p);
   return p;
@@ -501,47 +550,12 @@ NH_API size_t nh_usable_size(const void *p) {
   return o.size;
 }
 
-/* The slow half of double-free detection: p carries the freed mark; is it really free? */
-static nh_noinline bool already_free(nh_span_t *s, void *p) {
-  if (mcache_holds(&nh_rt.caches, s->allocclass, p))
-    return true;
-  nh_mcentral_t *c = s->central;
-  size_t idx = span_obj_index(s, (uintptr_t)p);
-  for (;;) {
-    /* The owning cache's lock freezes its slot (which objects of its current word are still
-     * unhanded) and whether it owns the span at all; taken before the mcentral lock, in rank
-     * order. Retry if the owner changed in between. */
-    int owner = __atomic_load_n(&s->owner, __ATOMIC_RELAXED);
-    nh_mcache_t *mc = owner >= 0 ? nh_rt.caches.cpu[owner] : NULL;
-    if (mc)
-      nh_mutex_lock(&mc->lock);
-    nh_mutex_lock(&c->lock);
-    bool same = s->owner == owner;
-    bool free = same && mcentral_is_free(c, s, idx, mc ? &mc->slot[s->allocclass].cache : NULL);
-    nh_mutex_unlock(&c->lock);
-    if (mc)
-      nh_mutex_unlock(&mc->lock);
-    if (same)
-      return free;
-  }
-}
-
-/* An object's first word, where a freed one has its mark: the program may never have written
- * it, which memcheck must not see as nheap's fault (vg.h). */
-static inline uintptr_t first_word(const void *p) {
-  uintptr_t w = *(const uintptr_t *)p;
-  return nh_unlikely(nh_valgrind) ? vg_defined(w) : w;
-}
-
-/* Whether small object p (as the program holds it) was freed: its freed mark, confirmed. */
-static bool freed_already(nh_span_t *s, const void *p) {
-  uintptr_t base = object_base(s, p);
-  if (span_is_large(s) || s->allocclass == NH_AC_TINY || first_word((void *)base) != (base ^ nh_rt.free_key))
+/* Whether small object p (as the program holds it) is not the program's (freed, or never
+ * handed out): its ownership byte. */
+static bool not_owned(const nh_span_t *s, const void *p) {
+  if (span_is_large(s) || s->allocclass == NH_AC_TINY)
     return false;
-  region_enter();
-  bool freed = already_free(s, (void *)base);
-  region_exit();
-  return freed;
+  return !__atomic_load_n(live_byte(s, object_base(s, p)), __ATOMIC_RELAXED);
 }
 
 static nh_cold bool bad_free(const char *fn, void *p, const char *why) {
@@ -566,13 +580,19 @@ static bool free_object_locked(const char *fn, void *p) {
     nh_stat_add(&nh_rt.tiny_frees, 1);
     return true;
   }
+  p = (void *)object_base(s, p);   /* a typed object's header is its first word */
+  if (!span_is_large(s) && !disown(s, (uintptr_t)p)) {
+    nh_stat_add(&nh_rt.double_frees, 1);
+    return bad_free(fn, o.base == (uintptr_t)p ? p : (void *)o.base,
+                    "not an object the program owns (freed already, or never handed out): a double free?");
+  }
   if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)) {
     /* A concurrent mark runs (and cannot end inside this region): markers may hold the object
-     * grey, so it is left to the collector, which frees it by the next cycle's end. */
+     * grey, so it is left to the collector, which frees it by the next cycle's end (disowned
+     * now: a second free is refused). */
     nh_stat_add(&nh_rt.frees_deferred, 1);
     return true;
   }
-  p = (void *)object_base(s, p);   /* a typed object's header is its first word */
   bool remote = nh_rt.topo.nnodes > 1 && s->node != heap_current_node();
   if (remote)
     nh_stat_add(&nh_rt.nodes[s->node].remote_frees, 1);
@@ -589,14 +609,9 @@ static bool free_object_locked(const char *fn, void *p) {
     pageheap_free_span(&nh_rt.nodes[s->node].ph, s);
     return true;
   }
-  uintptr_t mark = (uintptr_t)p ^ nh_rt.free_key;
-  if (first_word(p) == mark && already_free(s, p)) {
-    nh_stat_add(&nh_rt.double_frees, 1);
-    return bad_free(fn, p, "double free");
-  }
-  *(uintptr_t *)p = mark;
-  if (nh_rt.cfg.secure)   /* zero on free: what the object held does not outlive it */
-    memset((char *)p + sizeof mark, 0, s->elemsize - sizeof mark);
+  /* The first word cleared: a typed object's header names no type once it is free (a stale
+   * pointer that marks it finds nothing to follow). Secure mode: all of it. */
+  memset(p, 0, nh_rt.cfg.secure ? s->elemsize : sizeof(uintptr_t));
   if (remote)   /* back towards its own node, not into this CPU's stack */
     mcache_free_remote(&nh_rt.caches, s, p);
   else
@@ -621,18 +636,23 @@ NH_API void nh_free(void *p) {
   if (!p || !check_ready("nh_free"))
     return;
   nh_arena_t *a = arena_of(&nh_rt.arenas, p);
-  uint32_t info = a ? __atomic_load_n(&a->pageinfo[((uintptr_t)p & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT], __ATOMIC_ACQUIRE) : 0;
+  size_t pg = ((uintptr_t)p & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT;
+  uint32_t info = a ? __atomic_load_n(&a->pageinfo[pg], __ATOMIC_ACQUIRE) : 0;
   if (nh_likely(info)) {
     unsigned sc = info >> 16;
     uint32_t off = (uint32_t)((uintptr_t)p & (NH_PAGE_SIZE - 1)) + ((info >> 8) & 0xff) * NH_PAGE_SIZE;
     uint32_t magic = nh_class_to_divmagic[sc];
-    uintptr_t mark = (uintptr_t)p ^ nh_rt.free_key;
     if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic &&
                   (nh_rt.free_plain || (nh_rt.free_local && a->node == heap_current_node())) &&
-                  *(uintptr_t *)p != mark && !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))) {
-      *(uintptr_t *)p = mark;
-      mcache_free(&nh_rt.caches, info & 0xff, p);
-      return;
+                  !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))) {
+      /* Page info implies the span behind it (pageheap_set_spans); off is p's offset in it. */
+      uint8_t *live = &__atomic_load_n(&a->spans[pg], __ATOMIC_RELAXED)->live[(uint64_t)off * magic >> 32];
+      if (nh_likely(__atomic_load_n(live, __ATOMIC_RELAXED))) {
+        __atomic_store_n(live, 0, __ATOMIC_RELAXED);
+        *(uintptr_t *)p = 0;   /* as free_object_locked */
+        mcache_free(&nh_rt.caches, info & 0xff, p);
+        return;
+      }
     }
   }
   free_object("nh_free", p);
@@ -649,7 +669,7 @@ NH_API void *nh_realloc(void *p, size_t size) {
     errno = EINVAL;
     return NULL;
   }
-  if (freed_already(o.s, p)) {
+  if (not_owned(o.s, p)) {
     bad_free("nh_realloc", p, "an object that was freed (a use after free?)");
     errno = EINVAL;
     return NULL;

@@ -21,13 +21,14 @@
  *                       each span's own mcentral), then push. A cache that runs dry takes a
  *                       batch from the transfer cache before it reads its slot, so objects
  *                       freed in bursts move between CPUs without touching their spans.
- * secure = on: each refill batch is shuffled before it goes on the stack (a per-cache
- * xorshift, seeded from the process's random key), so allocation order within a span is not
- * address order.
+ * secure = on: the caches run in lock mode; each refill batch is shuffled before it goes on
+ * the stack, and an allocation takes a random object of the stack, not its top (a per-cache
+ * xorshift from a secret seed of its own), so allocation order is neither address order nor
+ * the reverse of the order of frees.
  * Node caches: besides the CPUs' caches, one per NUMA node (nh_alloc_onnode from another
  * node's CPU), in lock mode always: never touched by a restartable sequence, flushed and
  * searched with the others.
- * Remote operations (flush, double-free scan) stop the cache: lock, stopped = 1, fence the CPU
+ * Remote operations (the flush) stop the cache: lock, stopped = 1, fence the CPU
  * (percpu.c), work, stopped = 0, unlock. A sequence that finds a cache stopped takes the slow
  * path, which waits on the lock.
  *
@@ -161,8 +162,8 @@ static void return_objects(const nh_arena_set_t *arenas, void **objs, size_t n) 
 }
 
 /* Objects a cache gives up: into its node's transfer cache for the class when their spans
- * belong to it (so that a double-free check finds them where their span points), the rest
- * (remote frees, or no room) back to their spans. */
+ * belong to it (so that they are handed out again on their own node), the rest (remote
+ * frees, or no room) back to their spans. */
 static void give_up(nh_mcache_t *mc, unsigned ac, void **objs, size_t n) {
   nh_mcentral_t *c = &mc->central[ac];
   size_t local = 0;
@@ -179,12 +180,17 @@ static void give_up(nh_mcache_t *mc, unsigned ac, void **objs, size_t n) {
 
 __thread size_t nh_refill_bytes __attribute__((tls_model("initial-exec")));
 
+/* secure = on: the cache's random sequence (xorshift64, from a secret seed of its own). */
+static uint64_t rng_next(nh_mcache_t *mc) {
+  mc->rng ^= mc->rng << 13, mc->rng ^= mc->rng >> 7, mc->rng ^= mc->rng << 17;
+  return mc->rng;
+}
+
 /* secure = on: the batch in random order (Fisher-Yates), so that neighbouring allocations do
  * not get neighbouring objects (mimalloc's secure mode shuffles its free lists likewise). */
 static void shuffle(nh_mcache_t *mc, void **v, size_t n) {
   for (size_t i = n; i > 1; i--) {
-    mc->rng ^= mc->rng << 13, mc->rng ^= mc->rng >> 7, mc->rng ^= mc->rng << 17;
-    size_t j = mc->rng % i;
+    size_t j = rng_next(mc) % i;
     void *t = v[i - 1];
     v[i - 1] = v[j];
     v[j] = t;
@@ -208,6 +214,14 @@ static size_t refill(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
 
 static void *alloc_locked(nh_mcache_t *mc, unsigned ac) {
   nh_freestack *fs = &mc->free[ac];
+  if (fs->top && nh_unlikely(mc->rng)) {
+    /* secure = on (lock mode always): any of the free objects, so that the next allocation
+     * is not the object just freed, nor predictable from the order of frees. */
+    uint32_t i = (uint32_t)(rng_next(mc) % fs->top);
+    void *p = fs->items[i];
+    fs->items[i] = fs->items[--fs->top];
+    return p;
+  }
   if (fs->top)
     return fs->items[--fs->top];
   size_t want = fs->cap / 2 < REFILL_MAX ? fs->cap / 2 : REFILL_MAX;
@@ -236,10 +250,10 @@ static void free_locked(nh_mcache_t *mc, unsigned ac, void *p) {
  * ------------------------------------------------------------------------------------------- */
 
 /* The slow paths move objects between a stack and the spans while holding the lock of the
- * cache of the CPU they run on, so that a double-free scan (which stops each cache under its
- * lock) never finds objects in neither place. A thread that migrates between reading its CPU
- * and the sequence touches another CPU's stack; that stack's cache is not locked, which leaves
- * a window only a double free racing a migration can fall through. */
+ * cache of the CPU they run on, which also waits out a flush of that cache. A thread that
+ * migrates between reading its CPU and the sequence touches another CPU's stack, through
+ * restartable sequences that the stack's own CPU may run at the same time: safe, as each
+ * commits with one store. */
 static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
   nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
   nh_freestack *fs = &mc->free[ac];
@@ -393,17 +407,4 @@ void mcache_flush_all(nh_mcaches_t *all) {
     }
     resume(all, mc);
   }
-}
-
-bool mcache_holds(nh_mcaches_t *all, unsigned ac, const void *p) {
-  bool found = false;
-  for (uint32_t cpu = 0; cpu < all->ncpus + all->nnodes && !found; cpu++) {
-    nh_mcache_t *mc = stop(all, (int)cpu);
-    const nh_freestack *fs = &mc->free[ac];
-    for (uint32_t i = 0; i < fs->top && !found; i++)
-      found = fs->items[i] == p;
-    resume(all, mc);
-    found = found || mcentral_xfer_holds(&mc->central[ac], p);
-  }
-  return found;
 }

@@ -98,7 +98,4 @@ void *mcache_tiny_slow(nh_mcaches_t *all, size_t size, size_t amask);
  * CPU's tiny block. Thread-safe. */
 void mcache_flush_all(nh_mcaches_t *all);
 
-/* Whether some CPU's free stack for class ac holds p (a double-free check). Thread-safe. */
-bool mcache_holds(nh_mcaches_t *all, unsigned ac, const void *p);
-
 #endif

@@ -202,7 +202,10 @@ void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache) {
   nh_mutex_unlock(&c->lock);
 }
 
-bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx, const uint64_t *owner_cache) {
+/* Whether object idx of s is free as the span knows it (c's lock held): freed, or not handed
+ * out; with an owner, objects of its current word count as handed out. A consistency check:
+ * ownership (span.h) already refused any free of an object the program did not own. */
+static bool is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx) {
   nh_mutex_assert_held(&c->lock);
   if (bitmap_get(s->freed_bits, idx))
     return true;
@@ -210,12 +213,9 @@ bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx, const uint64_t
     return false;
   if (!s->cached)   /* without an owner, alloc_bits is exact */
     return true;
-  /* With one: words before its current word were handed out, words after it not yet; in the
-   * current word, the owner's free mask tells. */
+  /* With one: words before its current word were handed out, words after it not yet. */
   size_t cur = __atomic_load_n(&s->freeindex, __ATOMIC_RELAXED) / 64, w = idx / 64;
-  if (w != cur)
-    return w > cur;
-  return owner_cache && (*owner_cache >> (idx % 64) & 1);
+  return w > cur;
 }
 
 size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t n) {
@@ -229,7 +229,7 @@ size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t
   }
   size_t doubles = 0;
   for (size_t i = 0; i < n; i++) {
-    if (mcentral_is_free(c, s, idx[i], NULL)) {
+    if (is_free(c, s, idx[i])) {
       doubles++;
       continue;
     }
@@ -269,8 +269,13 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
     uint64_t dead = s->alloc_bits[w] & ~s->gcmark_bits[w];
     freed |= dead != 0;
     count += (size_t)__builtin_popcountll(s->gcmark_bits[w]);
-    for (; nh_unlikely(nh_valgrind || c->secure) && dead; dead &= dead - 1) {
-      void *obj = (void *)(s->base + (w * 64 + (uintptr_t)__builtin_ctzll(dead)) * s->elemsize);
+    for (; dead; dead &= dead - 1) {
+      size_t i = w * 64 + (size_t)__builtin_ctzll(dead);
+      if (s->live)   /* the program owns it no more (span.h) */
+        __atomic_store_n(&s->live[i], 0, __ATOMIC_RELAXED);
+      if (nh_likely(!nh_valgrind && !c->secure))
+        continue;
+      void *obj = (void *)(s->base + i * s->elemsize);
       if (c->secure)   /* zero on free, for what the collector frees too */
         memset(obj, 0, s->elemsize);
       if (s->allocclass != NH_AC_TINY)
@@ -372,15 +377,6 @@ size_t mcentral_xfer_put(nh_mcentral_t *c, void *const *in, size_t n) {
   __atomic_store_n(&c->nxfer, c->nxfer + (uint32_t)k, __ATOMIC_RELAXED);
   nh_mutex_unlock(&c->lock);
   return k;
-}
-
-bool mcentral_xfer_holds(nh_mcentral_t *c, const void *p) {
-  nh_mutex_lock(&c->lock);
-  bool found = false;
-  for (uint32_t i = 0; i < c->nxfer && !found; i++)
-    found = c->xfer[i] == p;
-  nh_mutex_unlock(&c->lock);
-  return found;
 }
 
 size_t mcentral_drop_empty(nh_mcentral_t *c) {

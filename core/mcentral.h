@@ -59,11 +59,6 @@ void mcentral_uncache_span(nh_mcentral_t *c, nh_span_t *s, uint64_t cache);
  * already free (double frees), which are reported by the caller and otherwise ignored. */
 size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t n);
 
-/* Whether object idx of s is free as far as the span knows (under c->lock). For a cached
- * span, owner_cache is the owning slot's free mask of its current word (the caller holds the
- * owner's lock), or NULL when unknown, in which case objects of that word count as allocated. */
-bool mcentral_is_free(nh_mcentral_t *c, nh_span_t *s, size_t idx, const uint64_t *owner_cache);
-
 /* The collector (mcentral.c, Go's mcentral + sweepLocked.sweep).
  * sweep_span: s was taken off an unswept set by the caller, who holds c->lock; it becomes
  *   swept (gcmark_bits turn into alloc_bits) and is filed in a swept set, or freed when
@@ -87,7 +82,6 @@ bool mcentral_remove_large(nh_mcentral_t *c, nh_span_t *s);
 void mcentral_xfer_init(nh_mcentral_t *c, uint32_t capacity);
 size_t mcentral_xfer_take(nh_mcentral_t *c, void **out, size_t n);
 size_t mcentral_xfer_put(nh_mcentral_t *c, void *const *in, size_t n);
-bool mcentral_xfer_holds(nh_mcentral_t *c, const void *p);
 
 /* Returns the empty spans it kept to the page heap (before scavenging). Returns how many. */
 size_t mcentral_drop_empty(nh_mcentral_t *c);

@@ -410,6 +410,39 @@ static nh_span_t *take_recent(nh_pageheap_t *ph, size_t npages) {
   return s;
 }
 
+static void release_span(nh_pageheap_t *ph, nh_span_t *s);
+
+/* Gives small span s (struct reused or new) ownership bytes for its nelems objects, all 0: a
+ * struct keeps its array, and one that outgrows it leaves it on a free list by size (64 << i
+ * bytes) for another. false when there is no memory for one. */
+static bool span_live_init(nh_pageheap_t *ph, nh_span_t *s) {
+  if (s->livecap < s->nelems) {
+    unsigned i = 0;
+    while ((64u << i) < s->nelems)
+      i++;
+    nh_assert(i < NH_ARRAY_LEN(ph->free_live));
+    nh_mutex_lock(&ph->lock);
+    if (s->live) {
+      unsigned old = (unsigned)__builtin_ctz(s->livecap) - 6;
+      *(void **)s->live = ph->free_live[old];
+      ph->free_live[old] = s->live;
+    }
+    void *live = ph->free_live[i];
+    if (live)
+      ph->free_live[i] = *(void **)live;
+    nh_mutex_unlock(&ph->lock);
+    if (!live && !(live = mem_meta_alloc(ph->mem, 64u << i, 64))) {
+      s->live = NULL;
+      s->livecap = 0;
+      return false;
+    }
+    s->live = live;
+    s->livecap = (uint16_t)(64u << i);
+  }
+  memset(s->live, 0, s->nelems);
+  return true;
+}
+
 nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh_obj_kind kind,
                                unsigned allocclass) {
   bool needzero = true;
@@ -428,7 +461,11 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
     pageheap_free(ph, pages, npages);
     return NULL;
   }
+  uint8_t *live = s->live;   /* the struct's ownership array outlives its uses */
+  uint16_t livecap = s->livecap;
   memset(s, 0, sizeof *s);
+  s->live = live;
+  s->livecap = livecap;
   unsigned sc = spanclass_sizeclass(spc);
   s->pages = pages;
   s->base = pages;
@@ -450,6 +487,10 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
       s->nelems = NH_TINY_NBLOCKS;
     }
     s->limit = s->base + (uintptr_t)s->nelems * s->elemsize;
+    if (allocclass != NH_AC_TINY && !span_live_init(ph, s)) {
+      release_span(ph, s);
+      return NULL;
+    }
   } else {
     s->nelems = 1;
     s->limit = pages + npages * NH_PAGE_SIZE;

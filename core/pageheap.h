@@ -32,6 +32,8 @@ typedef struct nh_pageheap {
   size_t narenas, cap;            /* guarded by lock */
   size_t search;                  /* guarded by lock: no free page below by_addr[search] */
   nh_span_t *free_spans;          /* guarded by lock: span structs for reuse */
+  void *free_live[5];             /* guarded by lock: ownership arrays (span.h) of 64 << i bytes
+                                     that a reused struct outgrew, for reuse */
   nh_span_t *recent[NH_RECENT_SPANS]; /* guarded by lock: freed spans kept whole for reuse */
   uint32_t nrecent;               /* guarded by lock */
   /* Relaxed counters, in pages. */

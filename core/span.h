@@ -12,6 +12,16 @@
  * Invariant when not cached: alloc_count == popcount(alloc_bits) and freed_bits == 0 after a
  * rebuild. Large spans (class 0) have one object and no bitmap use beyond bit 0.
  *
+ * Ownership (live, one byte per object of a small span, tiny spans excepted): 1 from the moment
+ * an allocation hands the object to the program until nh_free takes it back or the sweep frees
+ * it; 0 wherever nheap holds it (a free stack, a transfer cache, a slot, free in its span).
+ * It is the authority on double frees (malloc.c): a free finds 1 and stores 0, an allocation
+ * finds 0 and stores 1, each with plain byte accesses on its fast path (an exchange in secure
+ * mode), whatever the object's bytes hold. The bitmaps above cannot say this: objects in free
+ * stacks are allocated as far as they know. Bytes, not bits, because frees and allocations of
+ * one span's objects run on every CPU at once, and a bit would need an atomic read-modify-write
+ * on both fast paths. The array comes with the span from the page heap (pageheap.c).
+ *
  * Span class: size class << 1 | noscan, as Go's spanClass. The object kind (noscan,
  * conservative, typed) is per span, so the collector decides how to scan from the span alone.
  */
@@ -40,6 +50,8 @@ typedef struct nh_span {
   uintptr_t base;             /* first object */
   uintptr_t pages;            /* first page (below base only for over-aligned large objects) */
   uintptr_t limit;            /* base + nelems * elemsize */
+  uint8_t *live;              /* small spans but tiny ones: one byte per object, 1 while the
+                                 program owns it (below); NULL otherwise */
   uint32_t npages;
   uint32_t elemsize;
   uint32_t divmagic;          /* object index = (offset * divmagic) >> 32 */
@@ -60,6 +72,7 @@ typedef struct nh_span {
   uint64_t *gcmark_bits;
   struct nh_span *next, *prev; /* mcentral set, or the free-span list */
   struct nh_mcentral *central; /* its class's mcentral (large: its kind's); NULL once freed */
+  uint16_t livecap;           /* bytes at live (kept with the struct when it is reused) */
   /* Cold: the bitmaps, after everything free() reads (which fits one cache line). */
   uint64_t freed_bits[NH_SPAN_BITMAP_WORDS];
   uint64_t bitmaps[2][NH_SPAN_BITMAP_WORDS]; /* storage alloc_bits/gcmark_bits point into */

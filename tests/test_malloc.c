@@ -216,6 +216,83 @@ static void test_double_free_after_drain(void **state) {
   assert_int_equal(stats().bad_frees, bad + 2);
 }
 
+/* A free of an object the program does not own is refused whatever the object's bytes hold,
+ * and no object is handed out twice (the review's two reproductions: the check used to trust a
+ * freed mark in the object's first word). */
+static void double_frees_whatever_the_bytes_hold(void) {
+  uint64_t doubles = stats().double_frees, bad = stats().bad_frees;
+  /* (a) freed, its first bytes written after the free, freed again. */
+  uintptr_t *p = nh_alloc(64);
+  nh_free(p);
+  p[0] = 0x4141414141414141u;   /* a use after free */
+  errors.all[0] = 0;
+  nh_free(p);
+  assert_true(errors_contain("double free"));
+  void *a = nh_alloc(64), *b = nh_alloc(64);
+  assert_ptr_not_equal(a, b);
+  assert_int_equal(stats().double_frees, doubles + 1);
+  /* (b) frees of object starts nobody was given: every other object of a fresh span (in this
+   * CPU's stack from the refill, or still free in the span), whatever they hold. */
+  char *x = nh_alloc(256);
+  const nh_span_t *s = span_of(&nh_rt.arenas, x);
+  assert_non_null(s);
+  size_t others = 0;
+  for (size_t i = 0; i < s->nelems; i++) {
+    char *y = (char *)s->base + i * s->elemsize;
+    if (y == x)
+      continue;
+    if (i % 2)
+      memset(y, 0x5a, 8);   /* bytes of any kind: the check must not read them */
+    nh_free(y);
+    others++;
+  }
+  assert_int_equal(stats().double_frees, doubles + 1 + others);
+  assert_int_equal(stats().bad_frees, bad + 1 + others);
+  enum { N = 3 * 64 };
+  char *got[N];
+  for (int i = 0; i < N; i++) {
+    got[i] = nh_alloc(256);
+    assert_ptr_not_equal(got[i], x);
+    for (int j = 0; j < i; j++)
+      assert_ptr_not_equal(got[i], got[j]);
+  }
+  for (int i = 0; i < N; i++)
+    nh_free(got[i]);
+  nh_free(x);
+  nh_free(a);
+  nh_free(b);
+  /* (c) realloc of a freed object whose bytes were rewritten: refused too. */
+  uintptr_t *r = nh_alloc(64);
+  nh_free(r);
+  r[0] = 0;
+  assert_null(nh_realloc(r, 128));
+  assert_true(errors_contain("freed"));
+}
+
+static void test_double_free_whatever_the_bytes_hold(void **state) {
+  (void)state;
+  double_frees_whatever_the_bytes_hold();
+}
+
+/* The same with the collector (stw, concurrent) and in secure mode, each a heap of its own. */
+static void test_double_free_every_mode(void **state) {
+  (void)state;
+  teardown(NULL);
+  static const struct { nh_gc_mode gc; int secure; } modes[] = {
+      {NH_GC_OFF, 1}, {NH_GC_STW, 0}, {NH_GC_CONCURRENT, 0}, {NH_GC_CONCURRENT, 1}};
+  for (size_t m = 0; m < NH_ARRAY_LEN(modes); m++) {
+    nh_options o;
+    nh_options_init(&o);
+    o.gc = modes[m].gc;
+    o.secure = modes[m].secure;
+    o.hugepages = NH_HUGEPAGES_NONE;
+    assert_int_equal(nh_init(&o), 0);
+    double_frees_whatever_the_bytes_hold();
+    if (m + 1 < NH_ARRAY_LEN(modes))
+      teardown(NULL);
+  }
+}
+
 /* realloc of freed, interior and misaligned pointers, and a misaligned free: reported, NULL with
  * EINVAL, nothing changed; the freed object is not handed out twice. (The teardown runs the
  * page heap's and every mcentral's validator.) */
@@ -508,6 +585,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_bad_frees_are_reported_and_harmless, setup, teardown),
     cmocka_unit_test_setup_teardown(test_types_region_full, setup, teardown),
     cmocka_unit_test_setup_teardown(test_double_free_after_drain, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_double_free_whatever_the_bytes_hold, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_double_free_every_mode, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_reallocs_are_reported_and_harmless, setup, teardown),
     cmocka_unit_test_setup_teardown(test_overflow_and_huge, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spans_return_to_page_heap, setup, teardown),
