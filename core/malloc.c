@@ -47,21 +47,26 @@
  *
  * Zeroing: scanned kinds (nh_alloc, nh_alloc_typed) and nh_calloc return zeroed memory, as
  * Go's and bdwgc's GC_MALLOC do, so a conservative scan never sees stale pointers;
- * nh_alloc_noscan does not (as malloc) and only clears the freed mark in word 0. Small objects
+ * nh_alloc_noscan does not (as malloc) and only clears word 0. Small objects
  * are zeroed on every allocation (a cached object may hold old data); large ones only when
  * their pages were used before (span->needzero: fresh and released pages read as zero).
  *
  * Free and bad input: nh_free reads the page's info word from the arena record (allocation
  * class, page in span, size class; arena.h) and checks that p starts an object with one
  * multiply, without loading the span; large objects, free memory and foreign pointers take
- * the span path (free_object). Double frees: a freed object's first word holds p ^ free_key (a
- * per-process random key); finding that value on free triggers a slow check (every CPU's free
- * stack, the span's bitmaps and its owner's current word) that confirms the double free before
- * it is reported and ignored. A program can only defeat the check by storing exactly that
- * value, or by a double free that races a thread migrating inside a cache's slow path
- * (mcache.c); with the collector, nh_free of an object it already swept away (one the program
- * hid from it, so not a live reference) is not detected either. Every bad call that is
- * detected is reported through the error funnel and changes nothing. While a concurrent mark
+ * the span path (free_object). Double frees: each small object has an ownership byte in its
+ * span (span.h), 1 from the allocation that hands it out to the free that takes it back or the
+ * sweep that frees it. nh_free finds 1 and stores 0, or refuses: a second free, or a free of an
+ * object start nheap never handed out (in a cache, or free in its span), is reported and
+ * ignored whatever the object's bytes hold, and an allocation that pops an object it finds
+ * owned (only two frees of one object racing on two CPUs put it among the free objects twice)
+ * drops that copy and reports it, so no object is handed out twice; secure mode exchanges the
+ * byte on both sides, which closes even that race. The fast paths pay two dependent loads
+ * (the span, its array) and a byte store each. A freed object's first word is cleared (a typed
+ * header names no type once free); nothing in a freed object is derived from a secret. Large
+ * objects: with the collector their span leaves the sweeper's set once (a second free is
+ * refused); without it a second free finds free pages, unless they were reused meanwhile.
+ * Every bad call that is detected is reported through the error funnel and changes nothing. While a concurrent mark
  * runs, a valid nh_free is left to the collector (stats: frees_deferred): a marker may hold
  * the object grey, and neither the object nor its span may change under it. A free that began
  * just before the mark (past the fast path's check) still lands in a free stack: such an
@@ -124,7 +129,7 @@ static inline void attach_check(void) {
 }
 
 static inline void zero_object(void *p, size_t bytes, bool zero) {
-  /* Cached objects may hold old data (freed ones carry the freed mark in word 0). */
+  /* Cached objects may hold old data. */
   if (zero)
     memset(p, 0, bytes);
   else

@@ -335,7 +335,7 @@ static inline NH_NO_SANITIZE_ADDRESS NH_NO_SANITIZE_THREAD void scan_range(nh_ma
  * caught the object between allocation and its header store) has nothing to follow. */
 static NH_NO_SANITIZE_ADDRESS void scan_typed(nh_marker_t *m, uintptr_t start, uintptr_t lo, uintptr_t hi) {
   /* The header names a type only in a live object: a free one, one freed explicitly (its
-   * freed mark) or one a cache holds unused may hold anything there (heap_type_of). */
+   * first word cleared) or one a cache holds unused may hold anything there (heap_type_of). */
   const nh_type *t = heap_type_of(__atomic_load_n((const uintptr_t *)start, __ATOMIC_ACQUIRE));
   uintptr_t data = start + NH_TYPED_HEADER;
   if (!t || hi <= data)

@@ -77,8 +77,8 @@ void mcentral_add_large(nh_mcentral_t *c, nh_span_t *s);
 bool mcentral_remove_large(nh_mcentral_t *c, nh_span_t *s);
 
 /* The transfer cache: take up to n objects (returns how many), put up to n (returns how many
- * it took, from the front of in), take everything (the collector's flush; up to max), and
- * whether it holds p (double-free check). capacity: objects it may hold (0: none). */
+ * it took, from the front of in), take everything (the collector's flush; up to max).
+ * capacity: objects it may hold (0: none). */
 void mcentral_xfer_init(nh_mcentral_t *c, uint32_t capacity);
 size_t mcentral_xfer_take(nh_mcentral_t *c, void **out, size_t n);
 size_t mcentral_xfer_put(nh_mcentral_t *c, void *const *in, size_t n);

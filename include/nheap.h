@@ -149,7 +149,8 @@ void *nh_realloc(void *p, size_t size);
  * NULL/EINVAL for a bad alignment. */
 void *nh_aligned_alloc(size_t align, size_t size);
 /* Frees p now (optional when the collector runs). NULL is ignored. A pointer nheap did not
- * return, an interior pointer or a double free is reported through the funnel and ignored. */
+ * return, an interior pointer, or an object the program does not own (a double free, whatever
+ * the object's bytes hold since) is reported through the funnel and ignored. */
 void nh_free(void *p);
 /* ===========================================================================================
  * Collector
