@@ -32,7 +32,7 @@ typedef struct nh_heap {
   /* Types (nh_type_new) live in a region of their own, so that the marker can tell a typed
    * object's header from whatever a free or never-used object holds there (heap_type_of). */
   char *types;                   /* TYPES_BYTES reserved, read-write, touched as used */
-  size_t types_used;             /* under mem.meta_lock; read atomically */
+  size_t types_used;             /* atomic; only a reservation that fits moves it: <= TYPES_BYTES */
   bool tiny_on;                  /* the tiny allocator: with the collector, not under valgrind */
   bool free_plain;               /* one node, not secure, not valgrind: nh_free's fast path as it is */
   bool free_local;               /* not secure, not valgrind: the fast path for a local object */
@@ -53,9 +53,7 @@ static inline uintptr_t heap_type_check(uintptr_t t) { return t ^ nh_rt.type_key
  * carrying its own address under the type key. */
 static inline const struct nh_type *heap_type_of(uintptr_t h) {
   uintptr_t base = (uintptr_t)nh_rt.types;
-  size_t used = __atomic_load_n(&nh_rt.types_used, __ATOMIC_ACQUIRE);
-  if (used > NH_TYPES_BYTES)   /* a reservation that did not fit moved it past the region */
-    used = NH_TYPES_BYTES;
+  size_t used = __atomic_load_n(&nh_rt.types_used, __ATOMIC_ACQUIRE);   /* never past the region */
   if (h - base >= used || (h & 7) || h - base + sizeof(struct nh_type) > used)
     return NULL;
   const struct nh_type *t = (const struct nh_type *)h;

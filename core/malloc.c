@@ -395,7 +395,7 @@ NH_API const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t
     return NULL;
   }
   for (size_t i = 0; i < n; i++) {
-    if (ptr_offsets[i] % 8 || ptr_offsets[i] + 8 > size) {
+    if (ptr_offsets[i] % 8 || ptr_offsets[i] >= size) {   /* both multiples of 8: the word fits */
       nh_error(-EINVAL, "nh_type_new: pointer offset %zu (#%zu) is not an aligned word inside %zu bytes",
                ptr_offsets[i], i, size);
       errno = EINVAL;
@@ -404,14 +404,20 @@ NH_API const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t
   }
   size_t words = size / 8, bytes = nh_align_up(sizeof(nh_type) + (words + 63) / 64 * sizeof(uint64_t), 8);
   /* From the types region (heap.h): bumped, never freed; published as used before it is
-   * written, which a reader takes for no type until the check word is there. */
-  size_t at = __atomic_fetch_add(&nh_rt.types_used, bytes, __ATOMIC_ACQ_REL);
-  nh_type *t = at + bytes <= NH_TYPES_BYTES ? (nh_type *)(nh_rt.types + at) : NULL;
-  if (!t) {
-    nh_error(-ENOMEM, "nh_type_new(%zu): no memory for the type", size);
-    errno = ENOMEM;
-    return NULL;
-  }
+   * written, which a reader takes for no type until the check word is there. The mark moves
+   * only by a reservation that fits, so a refusal leaves the room to smaller types and the
+   * mark never passes the region. */
+  size_t at = __atomic_load_n(&nh_rt.types_used, __ATOMIC_RELAXED);
+  do {
+    if (bytes > NH_TYPES_BYTES - at) {
+      nh_error(-ENOMEM, "nh_type_new(%zu): no memory for the type (%zu bytes; %zu of the %zu "
+               "bytes of the types region are free)", size, bytes, NH_TYPES_BYTES - at, NH_TYPES_BYTES);
+      errno = ENOMEM;
+      return NULL;
+    }
+  } while (!__atomic_compare_exchange_n(&nh_rt.types_used, &at, at + bytes, true, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED));
+  nh_type *t = (nh_type *)(nh_rt.types + at);
   t->size = (uint32_t)size;
   t->nwords = (uint32_t)words;
   for (size_t i = 0; i < n; i++)

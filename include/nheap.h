@@ -131,7 +131,10 @@ void *nh_alloc_noscan(size_t size);
 /* Precise objects: a type names the offsets of the pointer fields of a struct of `size`
  * bytes (8-byte aligned offsets); nh_alloc_typed(size, type) allocates size bytes (a multiple
  * of the type's size: an array of it), zeroed, and the collector follows only those fields.
- * Types are immortal. NULL (EINVAL, reported) for a bad layout or size. */
+ * Types are immortal and share a 64 MiB region (a type takes 16 bytes plus one bit per 8
+ * bytes of size). NULL, reported: EINVAL for a bad layout or size (an offset whose word is not inside
+ * size bytes); ENOMEM when the type does not fit in what is left of the region, which leaves
+ * that room to smaller types. Thread-safe. */
 typedef struct nh_type nh_type;
 const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t n);
 void *nh_alloc_typed(size_t size, const nh_type *type);

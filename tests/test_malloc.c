@@ -334,8 +334,7 @@ static void test_bad_reallocs_are_reported_and_harmless(void **state) {
 }
 
 /* The types region full: nh_type_new says so, and an address past the region's end is no type
- * (a reservation that did not fit moves the used mark past the region; heap_type_of must not
- * read there). */
+ * (heap_type_of must not read there, whatever the used mark says). */
 static void test_types_region_full(void **state) {
   (void)state;
   const nh_type *first = nh_type_new((size_t)1 << 31, NULL, 0), *t;   /* 32 MiB of bitmap each */
@@ -346,9 +345,9 @@ static void test_types_region_full(void **state) {
     made++;
   assert_true(made >= 1 && made < 4);
   assert_true(errors_contain("no memory for the type"));
-  for (int i = 0; i < 3; i++)   /* each refusal moves the used mark another 32 MiB on */
+  for (int i = 0; i < 3; i++)
     assert_null(nh_type_new((size_t)1 << 31, NULL, 0));
-  assert_true(nh_rt.types_used > NH_TYPES_BYTES);
+  assert_true(nh_rt.types_used <= NH_TYPES_BYTES);   /* a refusal reserves nothing */
   /* An unreadable page right after the region (where nothing else is mapped), so that a read
    * there faults rather than finding whatever another mapping holds. */
   char *after = nh_rt.types + NH_TYPES_BYTES;
@@ -364,6 +363,39 @@ static void test_types_region_full(void **state) {
   nh_free(p);
   if (guard == after)
     munmap(guard, 4096);
+}
+
+/* nh_type_new's bad input and refusals are reported and harmless: a pointer offset near
+ * SIZE_MAX is refused (its end wrapped past the size check, and the type's bitmap was written
+ * far out of bounds), and a type that does not fit in what is left of the region reserves
+ * nothing, so smaller ones still fit (a refusal had moved the used mark on for good, and every
+ * later nh_type_new failed). */
+static void test_type_new_refusals_are_harmless(void **state) {
+  (void)state;
+  static const size_t wraps[] = {0, SIZE_MAX - 7}, at_end[] = {16}, fits[] = {0, 8};
+  errno = 0;
+  assert_null(nh_type_new(16, wraps, 2));
+  assert_int_equal(errno, EINVAL);
+  assert_true(errors_contain("pointer offset"));
+  assert_null(nh_type_new(16, at_end, 1));   /* the word past the end */
+  assert_int_equal(errno, EINVAL);
+  size_t used = nh_rt.types_used;
+  assert_non_null(nh_type_new((size_t)1 << 31, NULL, 0));   /* 32 MiB of bitmap: fits once */
+  errors.count = 0;
+  for (int i = 0; i < 3; i++) {
+    errno = 0;
+    assert_null(nh_type_new((size_t)1 << 31, NULL, 0));
+    assert_int_equal(errno, ENOMEM);
+  }
+  assert_int_equal(errors.count, 3);
+  assert_true(errors_contain("no memory for the type"));
+  assert_true(nh_rt.types_used <= NH_TYPES_BYTES);
+  const nh_type *t = nh_type_new(16, fits, 2);   /* the region has room for it still */
+  assert_non_null(t);
+  assert_true((char *)t >= nh_rt.types + used && (char *)t < nh_rt.types + NH_TYPES_BYTES);
+  void **p = nh_alloc_typed(32, t);
+  assert_non_null(p);
+  nh_free(p);
 }
 
 static void test_overflow_and_huge(void **state) {
@@ -584,6 +616,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_aligned_alloc, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_frees_are_reported_and_harmless, setup, teardown),
     cmocka_unit_test_setup_teardown(test_types_region_full, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_type_new_refusals_are_harmless, setup, teardown),
     cmocka_unit_test_setup_teardown(test_double_free_after_drain, setup, teardown),
     cmocka_unit_test_setup_teardown(test_double_free_whatever_the_bytes_hold, setup, teardown),
     cmocka_unit_test_setup_teardown(test_double_free_every_mode, setup, teardown),
