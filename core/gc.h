@@ -165,7 +165,8 @@ typedef struct nh_specials {
   struct nh_weak **weak;           /* every handle ever made (freed ones are cleared) */
   size_t nweak, capweak;
   struct nh_weak *weak_free;
-  uint64_t run;                    /* relaxed: finalizers run */
+  uint64_t queued;                 /* relaxed: finalizers moved to the ready queue, all time */
+  uint64_t run;                    /* relaxed: finalizers run (equals queued once drained) */
   pthread_t thread;
   bool thread_started, stop, wake; /* thread_started: release store; stop, wake: run_mu */
   pthread_mutex_t run_mu;
@@ -241,6 +242,10 @@ void specials_after_fork_child(nh_specials_t *sp);
 void mark_specials(nh_marker_t *m, nh_specials_t *sp);
 size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp);   /* returns how many it queued */
 void specials_wake(nh_specials_t *sp, size_t queued);             /* after the world restarts */
+/* Validator: every finalizer record and every queued one names an allocated object (exact
+ * once the heap is swept, as after nh_gc; the program must not have nh_freed one). Aborts
+ * naming what is wrong. */
+void specials_validate(nh_specials_t *sp);
 
 /* Checkmark: re-marks from scratch into side bitmaps and aborts on an object reachable but not
  * marked. mark_check_setup, in a concurrent mark's setup pause, records what is allocated and

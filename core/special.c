@@ -7,7 +7,11 @@
  * After marking (specials_after_mark), an object left unmarked is resurrected (its mark bit
  * set, so sweeping keeps it) and its finalizer moves to the ready queue, whose entries are
  * roots until the finalizer thread has run them. The object is freed by a later cycle unless
- * the finalizer stored it somewhere reachable. Cycles among finalizable objects keep each
+ * the finalizer stored it somewhere reachable. When the queue cannot grow (the OS refused
+ * metadata), the record stays registered and its object is resurrected all the same, so a
+ * later cycle queues it; a record is never left behind by an object that sweeping frees. The
+ * pass looks at each record exactly once: one that leaves the table is replaced by the last,
+ * not yet looked at, which the same index takes next. Cycles among finalizable objects keep each
  * other alive and are never finalized (as in Go); a chain is finalized one link per cycle,
  * from the outside in (as in bdwgc).
  *
@@ -162,28 +166,42 @@ size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
       w->obj = 0;
   }
   size_t queued = 0;
-  for (size_t i = 0; i < sp->nfinal;) {
+  for (size_t i = 0; i < sp->nfinal;) {   /* i moves on only past a record that stays */
     nh_final_rec r = sp->final[i];
     int st = mark_state(r.obj);
     if (st == MARK_LIVE) {
       i++;
       continue;
     }
+    if (st == MARK_DEAD) {
+      mark_resurrect(m, r.obj);   /* queued now, or kept with its record for a later cycle */
+      if (!grow_ready(sp)) {
+        i++;
+        continue;
+      }
+      sp->ready[sp->nready++] = r;
+      queued++;
+    }   /* else MARK_GONE: freed explicitly, nothing to finalize */
     sp->final[i] = sp->final[--sp->nfinal];
-    if (st == MARK_GONE)
-      continue;   /* freed explicitly: nothing to finalize */
-    if (!grow_ready(sp)) {
-      sp->final[sp->nfinal++] = r;   /* keep it, and the object, for the next cycle */
-      mark_resurrect(m, r.obj);
-      i++;
-      continue;
-    }
-    mark_resurrect(m, r.obj);
-    sp->ready[sp->nready++] = r;
-    queued++;
   }
   nh_mutex_unlock(&sp->lock);
+  nh_stat_add(&sp->queued, queued);
   return queued;
+}
+
+void specials_validate(nh_specials_t *sp) {
+  region_enter();
+  nh_mutex_lock(&sp->lock);
+  for (size_t i = 0; i < sp->nfinal; i++)
+    if (mark_state(sp->final[i].obj) == MARK_GONE)
+      nh_fatal("specials: finalizer %zu of %zu names %#lx, which is not allocated", i, sp->nfinal,
+               (unsigned long)sp->final[i].obj);
+  for (size_t i = 0; i < sp->nready; i++)
+    if (mark_state(sp->ready[i].obj) == MARK_GONE)
+      nh_fatal("specials: queued finalizer %zu names %#lx, which is not allocated", i,
+               (unsigned long)sp->ready[i].obj);
+  nh_mutex_unlock(&sp->lock);
+  region_exit();
 }
 
 /* After the world restarts: the finalizer thread is attached, so while the world is stopped it
