@@ -154,6 +154,7 @@ typedef struct nh_marker {
 } nh_marker_t;
 
 /* Finalizers and weak references (special.c). */
+enum { NH_WEAK_SLABS = 40 };       /* 64 << 39 handles: more than memory holds */
 struct nh_final_rec;
 struct nh_weak;
 typedef struct nh_specials {
@@ -162,9 +163,12 @@ typedef struct nh_specials {
   size_t nfinal, capfinal;
   struct nh_final_rec *ready;      /* queued to run (roots until they have run) */
   size_t nready, capready;
-  struct nh_weak **weak;           /* every handle ever made (freed ones are cleared) */
-  size_t nweak, capweak;
-  struct nh_weak *weak_free;
+  /* Weak handles live in slabs (slab k holds 64 << k of them) that never move or go, so a
+   * pointer can be checked to be a handle without the lock (special.c). */
+  struct nh_weak *weak_slab[NH_WEAK_SLABS];
+  size_t weak_slabs;               /* made: release store after the slab, acquire loads */
+  size_t weak_top;                 /* handles handed out of the newest slab */
+  struct nh_weak *weak_free;       /* freed handles, for reuse */
   uint64_t queued;                 /* relaxed: finalizers moved to the ready queue, all time */
   uint64_t run;                    /* relaxed: finalizers run (equals queued once drained) */
   pthread_t thread;
@@ -243,8 +247,8 @@ void mark_specials(nh_marker_t *m, nh_specials_t *sp);
 size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp);   /* returns how many it queued */
 void specials_wake(nh_specials_t *sp, size_t queued);             /* after the world restarts */
 /* Validator: every finalizer record and every queued one names an allocated object (exact
- * once the heap is swept, as after nh_gc; the program must not have nh_freed one). Aborts
- * naming what is wrong. */
+ * once the heap is swept, as after nh_gc; the program must not have nh_freed one), and the
+ * weak handle free list holds free handles only. Aborts naming what is wrong. */
 void specials_validate(nh_specials_t *sp);
 
 /* Checkmark: re-marks from scratch into side bitmaps and aborts on an object reachable but not

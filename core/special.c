@@ -21,6 +21,16 @@
  * (Go's order). Both steps run in the pause, so no mutator can read a handle in between.
  * nh_weak_free releases a handle.
  *
+ * Handles live in slabs of metadata that never move or go: slab k holds 64 << k handles, so a
+ * pointer is checked in O(log handles) by range and alignment, and a live flag tells a handle
+ * in use from a freed one (on the free list for reuse) or one not handed out yet. nh_weak_free
+ * and nh_weak_get check their argument that way (as nh_free checks an object) and report
+ * anything else as -EINVAL, changing nothing: freeing a handle twice would put it on the free
+ * list twice (two later nh_weak_new calls would share it), and a foreign pointer would be
+ * written through. A slab is published (release) before the count that covers it, so
+ * nh_weak_get checks without the lock; a call that races nh_weak_free of the same handle is the
+ * program's use after free, which sees either state and reads only handle memory.
+ *
  * Costs: both registries are arrays scanned once per cycle, in the pause: O(finalizers +
  * handles). Go keeps them per span for locality; a per-span list is the step after this one.
  * Explicit nh_free of an object that has a finalizer or weak handles is a program error (remove
@@ -39,7 +49,11 @@
 
 typedef struct nh_final_rec { uintptr_t obj; nh_finalizer_fn fn; void *arg; } nh_final_rec;
 
-struct nh_weak { uintptr_t obj; struct nh_weak *next_free; };
+struct nh_weak {
+  uintptr_t obj;               /* 0: cleared (its object died) or free */
+  struct nh_weak *next_free;   /* on sp->weak_free */
+  bool live;                   /* handed out and not freed; atomic (nh_weak_get reads it unlocked) */
+};
 
 /* Room for one more entry in a table (metadata memory); false when the OS refuses. */
 static bool grow_final(nh_specials_t *sp) {
@@ -50,9 +64,44 @@ static bool grow_ready(nh_specials_t *sp) {
   nh_final_rec *v = mem_meta_grow(&nh_rt.mem, sp->ready, &sp->capready, sp->nready, sizeof *v);
   return v && (sp->ready = v);
 }
-static bool grow_weak(nh_specials_t *sp) {
-  struct nh_weak **v = mem_meta_grow(&nh_rt.mem, sp->weak, &sp->capweak, sp->nweak, sizeof *v);
-  return v && (sp->weak = v);
+
+static size_t slab_handles(size_t k) { return (size_t)64 << k; }
+
+/* Handles in slab k that were handed out at some time (freed ones included). */
+static size_t slab_used(const nh_specials_t *sp, size_t k) {
+  return k + 1 == sp->weak_slabs ? sp->weak_top : slab_handles(k);
+}
+
+/* A handle never handed out: from the newest slab, or a new one twice its size; NULL when the
+ * OS refuses. Under sp->lock. */
+static struct nh_weak *carve_weak(nh_specials_t *sp) {
+  size_t k = sp->weak_slabs;
+  if (k == 0 || sp->weak_top == slab_handles(k - 1)) {
+    struct nh_weak *slab = k < NH_WEAK_SLABS ? mem_meta_alloc(&nh_rt.mem, slab_handles(k) * sizeof *slab, 64) : NULL;
+    if (!slab)
+      return NULL;
+    sp->weak_slab[k] = slab;   /* fresh metadata: every handle is zero, not live */
+    sp->weak_top = 0;
+    __atomic_store_n(&sp->weak_slabs, ++k, __ATOMIC_RELEASE);
+  }
+  return &sp->weak_slab[k - 1][sp->weak_top++];
+}
+
+/* The handle slot p names, or NULL when p is not the start of a slot in a slab (foreign, or
+ * inside a handle). Whether the slot is live is the caller's question. No lock needed. */
+static struct nh_weak *weak_slot(nh_specials_t *sp, const void *p) {
+  size_t n = __atomic_load_n(&sp->weak_slabs, __ATOMIC_ACQUIRE);
+  for (size_t k = 0; k < n; k++) {
+    uintptr_t off = (uintptr_t)p - (uintptr_t)sp->weak_slab[k];
+    if (off < slab_handles(k) * sizeof(struct nh_weak))
+      return off % sizeof(struct nh_weak) ? NULL : &sp->weak_slab[k][off / sizeof(struct nh_weak)];
+  }
+  return NULL;
+}
+
+/* Why p is not a live handle: for the error message. */
+static const char *not_live(const struct nh_weak *slot) {
+  return slot ? "a handle that was freed (or never handed out)" : "not a handle nh_weak_new returned";
 }
 
 static bool ready_check(const char *fn) {
@@ -160,10 +209,12 @@ void mark_specials(nh_marker_t *m, nh_specials_t *sp) {
 
 size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
   nh_mutex_lock(&sp->lock);
-  for (size_t i = 0; i < sp->nweak; i++) {   /* weak first: never see a resurrection */
-    struct nh_weak *w = sp->weak[i];
-    if (w->obj && mark_state(w->obj) != MARK_LIVE)
-      w->obj = 0;
+  for (size_t k = 0; k < sp->weak_slabs; k++) {   /* weak first: never see a resurrection */
+    for (size_t j = 0, n = slab_used(sp, k); j < n; j++) {
+      struct nh_weak *w = &sp->weak_slab[k][j];   /* a free one holds 0 */
+      if (w->obj && mark_state(w->obj) != MARK_LIVE)
+        w->obj = 0;
+    }
   }
   size_t queued = 0;
   for (size_t i = 0; i < sp->nfinal;) {   /* i moves on only past a record that stays */
@@ -200,6 +251,9 @@ void specials_validate(nh_specials_t *sp) {
     if (mark_state(sp->ready[i].obj) == MARK_GONE)
       nh_fatal("specials: queued finalizer %zu names %#lx, which is not allocated", i,
                (unsigned long)sp->ready[i].obj);
+  for (const struct nh_weak *w = sp->weak_free; w; w = w->next_free)
+    if (weak_slot(sp, w) != w || w->live || w->obj)
+      nh_fatal("specials: weak handle %p on the free list is not a free handle", (const void *)w);
   nh_mutex_unlock(&sp->lock);
   region_exit();
 }
@@ -296,14 +350,13 @@ NH_API nh_weak_t *nh_weak_new(void *obj) {
   if (sp->weak_free) {
     w = sp->weak_free;
     sp->weak_free = w->next_free;
-  } else if (grow_weak(sp)) {
-    w = mem_meta_alloc(&nh_rt.mem, sizeof *w, 16);
-    if (w)
-      sp->weak[sp->nweak++] = w;
+  } else {
+    w = carve_weak(sp);
   }
   if (w) {
     w->obj = (uintptr_t)obj;
     w->next_free = NULL;
+    __atomic_store_n(&w->live, true, __ATOMIC_RELAXED);
   }
   nh_mutex_unlock(&sp->lock);
   region_exit();
@@ -324,6 +377,11 @@ NH_API void *nh_weak_get(const nh_weak_t *w) {
     nh_error(-ENODEV, "nh_weak_get called before nh_init (or after nh_shutdown)");
     return NULL;
   }
+  const struct nh_weak *slot = weak_slot(&nh_rt.gc.specials, w);
+  if (!slot || !__atomic_load_n(&slot->live, __ATOMIC_RELAXED)) {
+    nh_error(-EINVAL, "nh_weak_get(%p): %s", (const void *)w, not_live(slot));
+    return NULL;
+  }
   uintptr_t obj = __atomic_load_n(&w->obj, __ATOMIC_RELAXED);
   if (obj && __atomic_load_n(&nh__marking, __ATOMIC_RELAXED) && thread_attached(&nh_rt.gc.threads)) {
     region_enter();
@@ -341,9 +399,16 @@ NH_API void nh_weak_free(nh_weak_t *w) {
   nh_specials_t *sp = &nh_rt.gc.specials;
   region_enter();
   nh_mutex_lock(&sp->lock);
-  w->obj = 0;
-  w->next_free = sp->weak_free;   /* stays in sp->weak: a cleared handle costs one check */
-  sp->weak_free = w;
+  struct nh_weak *slot = weak_slot(sp, w);
+  bool live = slot && slot->live;
+  if (live) {   /* stays in its slab: a free handle costs the cycle one check */
+    __atomic_store_n(&slot->live, false, __ATOMIC_RELAXED);
+    slot->obj = 0;
+    slot->next_free = sp->weak_free;
+    sp->weak_free = slot;
+  }
   nh_mutex_unlock(&sp->lock);
   region_exit();
+  if (!live)
+    nh_error(-EINVAL, "nh_weak_free(%p): %s", (void *)w, not_live(slot));
 }

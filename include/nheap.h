@@ -207,7 +207,10 @@ int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg);
 nh_finalizer_fn nh_get_finalizer(void *obj, void **arg);
 /* Weak references: a handle to p (any address inside an object) that does not keep it alive;
  * nh_weak_get returns p while the object lives and NULL once a cycle found it unreachable
- * (cleared before any finalizer of it runs). nh_weak_free releases the handle. */
+ * (cleared before any finalizer of it runs). nh_weak_free releases the handle. Both check
+ * that w is a live handle: one that was freed already, or a pointer nh_weak_new did not
+ * return, is reported (-EINVAL) and changes nothing; nh_weak_get returns NULL for it.
+ * NULL is accepted (NULL, nothing done). Thread-safe. */
 typedef struct nh_weak nh_weak_t;
 nh_weak_t *nh_weak_new(void *p);
 void *nh_weak_get(const nh_weak_t *w);

@@ -704,6 +704,63 @@ static void test_finalizer_rules_and_bad_input(void **state) {
   nh_weak_free(w);
 }
 
+/* nh_weak_free and nh_weak_get check their handle: one freed already, one inside a handle, or
+ * a foreign pointer is reported and changes nothing. (A handle freed twice went on the free
+ * list twice, and two later handles were one; a foreign one was written through.) */
+static void test_weak_handles_checked(void **state) {
+  (void)state;
+  static char *a, *b;   /* globals: roots */
+  a = nh_alloc(32);
+  b = nh_alloc(32);
+  nh_weak_t *w = nh_weak_new(a);
+  assert_non_null(w);
+  nh_weak_free(w);
+  errors.count = 0;
+  nh_weak_free(w);   /* twice */
+  assert_int_equal(errors.count, 1);
+  assert_int_equal(errors.last_code, -EINVAL);
+  assert_true(errors_contain("nh_weak_free") && errors_contain("freed"));
+  assert_null(nh_weak_get(w));
+  assert_int_equal(errors.count, 2);
+  nh_weak_t *wa = nh_weak_new(a), *wb = nh_weak_new(b);
+  assert_true(wa && wb && wa != wb);
+  assert_ptr_equal(nh_weak_get(wa), a);
+  assert_ptr_equal(nh_weak_get(wb), b);
+  /* Inside a live handle, and a foreign pointer that looks like one. */
+  static uintptr_t fake[4] = {0x1111, 0x2222, 0x3333, 0x4444};
+  errors.count = 0;
+  nh_weak_free((nh_weak_t *)((char *)wa + 8));
+  nh_weak_free((nh_weak_t *)fake);
+  assert_null(nh_weak_get((nh_weak_t *)fake));
+  assert_null(nh_weak_get((nh_weak_t *)((char *)wb + 8)));
+  assert_int_equal(errors.count, 4);
+  assert_true(errors_contain("not a handle nh_weak_new returned"));
+  assert_true(fake[0] == 0x1111 && fake[1] == 0x2222 && fake[2] == 0x3333 && fake[3] == 0x4444);
+  assert_ptr_equal(nh_weak_get(wa), a);   /* both untouched */
+  assert_ptr_equal(nh_weak_get(wb), b);
+  nh_weak_t *wc = nh_weak_new(b);         /* and neither went on the free list */
+  assert_true(wc && wc != wa && wc != wb && (void *)wc != (void *)fake);
+  /* Handles past the first slab are checked as well; freed ones are reused. */
+  static nh_weak_t *many[1000];
+  for (int i = 0; i < 1000; i++)
+    assert_non_null(many[i] = nh_weak_new(a));
+  assert_int_equal(errors.count, 4);
+  for (int i = 0; i < 1000; i++) {
+    assert_ptr_equal(nh_weak_get(many[i]), a);
+    nh_weak_free(many[i]);
+  }
+  assert_int_equal(errors.count, 4);
+  nh_weak_free(many[999]);
+  assert_int_equal(errors.count, 5);
+  specials_validate(&nh_rt.gc.specials);   /* the free list holds free handles only */
+  a = b = NULL;
+  nh_gc();
+  nh_weak_free(wa);
+  nh_weak_free(wb);
+  nh_weak_free(wc);
+  assert_int_equal(errors.count, 5);
+}
+
 /* Typed objects: only the type's pointer fields keep objects alive; the layout repeats over
  * arrays, large ones are scanned in oblets, and free, realloc and the lookups see the
  * program's pointer, not the header. */
@@ -842,6 +899,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_explicit_free_with_gc, setup, teardown),
     cmocka_unit_test_setup_teardown(test_finalizer_and_weak, setup, teardown),
     cmocka_unit_test_setup_teardown(test_finalizer_rules_and_bad_input, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_weak_handles_checked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_typed_objects, setup, teardown),
     cmocka_unit_test_setup_teardown(test_tiny_objects, setup, teardown),
     cmocka_unit_test_setup_teardown(test_tiny_threads, setup, teardown),
