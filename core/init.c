@@ -298,6 +298,8 @@ static void fill_stats(nh_stats_t *s) {
   s->percpu_mode = nh_rt.caches.rseq ? NH_PERCPU_RSEQ : NH_PERCPU_LOCK;
   s->scavenged_bytes = nh_stat_get(&nh_rt.scavenger.released_bytes);
   s->scavenger_uring = __atomic_load_n(&nh_rt.scavenger.have_ring, __ATOMIC_RELAXED);
+  s->scavenger_uring_releases = nh_stat_get(&m->release_ring);
+  s->scavenger_madvise_releases = nh_stat_get(&m->release_madvise);
   nh_gc_t *g = &nh_rt.gc;
   s->gc_mode = (uint64_t)(g->on ? g->mode : NH_GC_OFF);
   s->gc_cycles = nh_stat_get(&g->cycles);
@@ -479,7 +481,7 @@ NH_API int nh_stats_print(int fd) {
           "nheap: heap    reserved %s, mapped %s: in use %s, free %s, released %s; metadata %s\n"
           "nheap: objects %llu small spans (%llu tiny), %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
           "nheap: arenas  %llu (hugetlb %llu, thp %llu, 4k %llu); fallbacks: hugetlb %llu, thp %llu\n"
-          "nheap: scav    %s released to the OS by the scavenger (%s)\n"
+          "nheap: scav    %s released to the OS by the scavenger (ring %s): %llu ranges by io_uring, %llu by madvise\n"
           "nheap: numa    %llu node(s); marking scanned %s on the markers' own node, %s on another, %llu steals; %llu remote frees\n"
           "nheap: gc      %s: %llu cycles (%llu forced), pauses p50 %.3f ms, p99 %.3f ms, max %.3f ms, total %.3f ms\n"
           "nheap: pacer   live %s, marked %s, goal %s (gc_percent %lld), memory limit %s\n",
@@ -492,7 +494,8 @@ NH_API int nh_stats_print(int fd) {
           (unsigned long long)s.arenas_hugetlb, (unsigned long long)s.arenas_thp,
           (unsigned long long)s.arenas_small, (unsigned long long)s.hugetlb_fallbacks,
           (unsigned long long)s.thp_fallbacks, human(s.scavenged_bytes, b[6], 32),
-          s.scavenger_uring ? "io_uring" : "madvise", (unsigned long long)s.numa_nodes,
+          s.scavenger_uring ? "up" : "off", (unsigned long long)s.scavenger_uring_releases,
+          (unsigned long long)s.scavenger_madvise_releases, (unsigned long long)s.numa_nodes,
           human(s.gc_scan_local_bytes, b[11], 32), human(s.gc_scan_remote_bytes, b[12], 32),
           (unsigned long long)s.gc_mark_steals, (unsigned long long)s.remote_frees,
           gc_mode_name(s.gc_mode), (unsigned long long)s.gc_cycles, (unsigned long long)s.gc_forced,

@@ -41,6 +41,22 @@
  *   mem_decommit   Prepared|Ready -> Reserved   mmap(MAP_FIXED, PROT_NONE): memory and access gone.
  *   mem_unreserve  any -> None           munmap.
  *
+ * The ring (mem_release_batch). A request the kernel has taken runs on its own (an io-wq
+ * worker) until its completion is posted: a range may go back to the page heap only once its
+ * completion has been reaped, or a late MADV_DONTNEED would zero pages already reused. So:
+ *   1. Queue one SQE per range (as many as the ring holds), submit until the kernel took all.
+ *   2. Reap one completion per request taken. A range the ring refused (res < 0), or never
+ *      took, is released with plain madvise instead (DONTNEED twice is harmless).
+ *   3. EINTR (a signal, such as the collector's stop, landed while the thread waited: io_uring
+ *      never restarts the call, SA_RESTART or not), EAGAIN and EBUSY (the kernel short of
+ *      request memory, completions to reap first; io_uring_enter(2)) are retried: EINTR always,
+ *      the other two up to RING_STALLS times in a row. Any other error fails the ring: nothing
+ *      more is submitted, and every request already taken is still reaped before the call
+ *      returns. If the wait itself fails, the ranges still in flight come back
+ *      NH_RELEASE_IN_FLIGHT, which the caller must never reuse.
+ * Each range's outcome is counted (release_ring, release_madvise, release_in_flight), so the
+ * stats say what did the work, not just whether a ring was set up.
+ *
  * Page faults are expensive on the machines nheap targets (~14 us per 4 KiB fault on the
  * development VM; THP ~4x and hugetlb ~45x cheaper per byte), so callers reuse Prepared and
  * Ready memory rather than unreserving it; release is the scavenger's job.
@@ -58,6 +74,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <numaif.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,47 +262,104 @@ int mem_release(nh_mem_t *m, void *p, size_t len, nh_backing b) {
   return 0;
 }
 
+/* EAGAIN or EBUSY this many times in a row (each after a yield) and the ring counts as failed:
+ * the kernel is not making progress on it. EINTR has no limit: each retry waits again for
+ * requests the kernel runs anyway. */
+enum { RING_STALLS = 1000 };
+
+/* Steps 1-3 of the essay for r[first, first + queued), whose SQEs are queued and carry their
+ * index. Sets how for each range the ring took: IN_FLIGHT, then RING once its completion is
+ * reaped, or REFUSED if the request came back with an error (the caller falls back to
+ * madvise); a range never taken stays QUEUED. Returns 0, or the error that failed the ring. */
+static int ring_run(struct io_uring *ring, nh_range *r, size_t first, size_t queued) {
+  size_t taken = 0, reaped = 0;
+  unsigned stalls = 0;
+  bool reap_first = false;   /* the last submit stalled: make room by reaping */
+  int failed = 0;
+  while (reaped < taken || (!failed && taken < queued)) {
+    bool submitting = !failed && taken < queued && !(reap_first && reaped < taken);
+    int rc;
+    if (submitting) {
+      unsigned unsent = io_uring_sq_ready(ring);
+      rc = io_uring_submit(ring);
+      unsigned took = unsent - io_uring_sq_ready(ring);   /* the kernel takes SQEs in order */
+      for (unsigned k = 0; k < took; k++)
+        r[first + taken + k].how = NH_RELEASE_IN_FLIGHT;
+      taken += took;
+      if (took)
+        rc = 0;
+      else if (rc >= 0)
+        rc = -EAGAIN;   /* took nothing: a stall like the others */
+    } else {
+      struct io_uring_cqe *cqe;
+      rc = io_uring_wait_cqe(ring, &cqe);
+      if (rc == 0) {
+        size_t i = (size_t)io_uring_cqe_get_data64(cqe);
+        if (i >= first && i < first + taken && r[i].how == NH_RELEASE_IN_FLIGHT) {
+          r[i].how = cqe->res >= 0 ? NH_RELEASED_RING : NH_RELEASE_REFUSED;
+          reaped++;
+        }
+        io_uring_cqe_seen(ring, cqe);
+      }
+    }
+    if (rc == 0) {
+      stalls = 0;
+      reap_first = false;
+    } else if (rc == -EINTR) {
+      continue;
+    } else if ((rc == -EAGAIN || rc == -EBUSY) && ++stalls < RING_STALLS) {
+      reap_first = true;
+      sched_yield();
+    } else if (submitting) {
+      failed = rc;   /* submit no more; reap what was taken */
+      stalls = 0;
+    } else {
+      return rc;     /* cannot reap: what was taken stays IN_FLIGHT */
+    }
+  }
+  return failed;
+}
+
 size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ring, bool *ring_failed) {
   size_t released = 0, done = 0;
-  bool ok[n];   /* released through the ring */
-  memset(ok, 0, sizeof ok);
   *ring_failed = false;
+  for (size_t i = 0; i < n; i++) {
+    check_range(r[i].p, r[i].len, NH_OS_PAGE);
+    r[i].how = NH_RELEASE_QUEUED;
+  }
   while (ring && done < n && !*ring_failed) {
     size_t queued = 0;
     struct io_uring_sqe *sqe;
     while (done + queued < n && (sqe = io_uring_get_sqe(ring))) {
-      check_range(r[done + queued].p, r[done + queued].len, NH_OS_PAGE);
       io_uring_prep_madvise(sqe, r[done + queued].p, (off_t)r[done + queued].len, MADV_DONTNEED);
       io_uring_sqe_set_data64(sqe, done + queued);
       queued++;
     }
-    if (io_uring_submit_and_wait(ring, (unsigned)queued) < 0) {
-      *ring_failed = true;   /* completions may still arrive: the caller must drop the ring */
+    if (queued == 0) {   /* SQEs left queued by someone else: the ring is not ours to trust */
+      *ring_failed = true;
       break;
     }
-    for (size_t k = 0; k < queued; k++) {
-      struct io_uring_cqe *cqe;
-      if (io_uring_wait_cqe(ring, &cqe) != 0) {
-        *ring_failed = true;
-        break;
-      }
-      size_t i = (size_t)io_uring_cqe_get_data64(cqe);
-      if (i < n && cqe->res >= 0) {
-        ok[i] = true;
-        released += r[i].len;
-      }
-      io_uring_cqe_seen(ring, cqe);
-    }
+    *ring_failed = ring_run(ring, r, done, queued) != 0;
     done += queued;
   }
-  /* Whatever the ring did not confirm goes through madvise (DONTNEED twice is harmless). */
   for (size_t i = 0; i < n; i++) {
-    if (ok[i])
-      continue;
-    if (m->os->advise(r[i].p, r[i].len, MADV_DONTNEED) == 0)
+    switch (r[i].how) {
+    case NH_RELEASED_RING:
       released += r[i].len;
-    else
-      r[i].len = 0;
+      nh_stat_add(&m->stats.release_ring, 1);
+      break;
+    case NH_RELEASE_IN_FLIGHT:
+      nh_stat_add(&m->stats.release_in_flight, 1);
+      break;
+    default:   /* never taken by the ring, or refused by it */
+      if (m->os->advise(r[i].p, r[i].len, MADV_DONTNEED) == 0) {
+        r[i].how = NH_RELEASED_MADVISE;
+        released += r[i].len;
+        nh_stat_add(&m->stats.release_madvise, 1);
+      } else {
+        r[i].how = NH_RELEASE_REFUSED;
+      }
+    }
   }
   nh_stat_add(&m->stats.ready, -(int64_t)released);
   return released;

@@ -31,12 +31,18 @@ extern const nh_os_hooks os_linux;
 /* Tests only: the hooks the next nh_init uses instead of os_linux (fault injection). */
 extern const nh_os_hooks *nh_os_override;
 
-/* Byte counters by state (relaxed atomics). reserved >= mapped >= ready. */
+/* Counters (relaxed atomics): bytes by state, reserved >= mapped >= ready; batch releases. */
 typedef struct nh_mem_stats {
   uint64_t reserved;   /* Reserved + Prepared + Ready */
   uint64_t mapped;     /* Prepared + Ready */
   uint64_t ready;      /* Ready */
   uint64_t metadata;   /* off-heap metadata mapped by mem_meta_alloc */
+  /* mem_release_batch's ranges by outcome, all time: released by an io_uring completion, by
+   * plain madvise (no ring, or the ring refused or never took them), and left in flight by a
+   * failed ring (never reused). */
+  uint64_t release_ring;
+  uint64_t release_madvise;
+  uint64_t release_in_flight;
 } nh_mem_stats;
 
 /* One instance of the layer: the hooks it calls, its counters, its metadata chunks. */
@@ -66,11 +72,25 @@ int mem_decommit(nh_mem_t *m, void *p, size_t len, bool was_ready);             
 int mem_unreserve(nh_mem_t *m, void *p, size_t len, size_t mapped, size_t ready); /* any -> None */
 
 /* Ready -> Prepared for n ranges of 4 KiB or THP pages at once: madvise(MADV_DONTNEED) as
- * one io_uring submission (IORING_OP_MADVISE) when ring is not NULL, else one madvise each; a
- * range the ring does not confirm is released with madvise; one that still fails comes back
- * with len 0 (it stays Ready). *ring_failed: the ring itself failed (submit or wait), may still
- * deliver stale completions, and must not be used again. Returns the bytes released. */
-typedef struct nh_range { void *p; size_t len; } nh_range;
+ * io_uring submissions (IORING_OP_MADVISE) when ring is not NULL, else one madvise each; a
+ * range the ring refuses or never takes is released with madvise (mem.c, "The ring"). Each
+ * range comes back with its outcome in how:
+ *   NH_RELEASED_RING, NH_RELEASED_MADVISE  Prepared, by the ring (completion reaped) or madvise;
+ *   NH_RELEASE_REFUSED                     still Ready: madvise failed too; free to reuse;
+ *   NH_RELEASE_IN_FLIGHT                   the ring took the request and failed before its
+ *                                          completion could be reaped: it may still run, so
+ *                                          the range must never be reused.
+ * Signals (EINTR) and the kernel's EAGAIN/EBUSY are retried. *ring_failed: the ring failed for
+ * another reason and must not be used again; everything it took was reaped except the
+ * IN_FLIGHT ranges. Returns the bytes released. The caller serialises calls on one ring. */
+typedef enum nh_release_how {
+  NH_RELEASE_QUEUED,      /* internal to mem_release_batch: not done yet */
+  NH_RELEASED_RING,
+  NH_RELEASED_MADVISE,
+  NH_RELEASE_REFUSED,
+  NH_RELEASE_IN_FLIGHT,
+} nh_release_how;
+typedef struct nh_range { void *p; size_t len; nh_release_how how; } nh_range;
 struct io_uring;
 size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ring, bool *ring_failed);
 

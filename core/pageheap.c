@@ -35,7 +35,9 @@
  * Scavenging (pageheap_scavenge, Go's scavengeOne): under the lock, pick free pages that are
  * not yet released, from the highest address down, and mark them in use so no allocation takes
  * them; drop the lock and release them (mem_release_batch: io_uring or madvise); retake it,
- * mark them free and released. Allocation gives released pages back as Ready and zero. On THP
+ * mark them free and released. A range whose release a failed ring left in flight is never
+ * handed back: its pages stay taken, counted as being scavenged, for the heap's life (a leak
+ * of one batch at worst, where a reuse would have its data zeroed by the late MADV_DONTNEED). Allocation gives released pages back as Ready and zero. On THP
  * arenas only whole, aligned 2 MiB units go, so a huge page is never split by a release
  * (khugepaged would only re-inflate it); on 4 KiB arenas any run of 64 KiB or more. hugetlb
  * arenas are skipped: their pages belong to a pool the administrator reserved, and a released
@@ -602,7 +604,7 @@ static size_t scav_pick(nh_pageheap_t *ph, nh_range *r, size_t max_pages) {
           lo = hi - room;   /* keep the top of the run: highest addresses first */
         set_bits(ap->alloc, lo, hi - lo, true);
         update_summaries(ap, lo, hi - lo);
-        r[n++] = (nh_range){(void *)(a->base + lo * NH_PAGE_SIZE), (hi - lo) * NH_PAGE_SIZE};
+        r[n++] = (nh_range){.p = (void *)(a->base + lo * NH_PAGE_SIZE), .len = (hi - lo) * NH_PAGE_SIZE};
         pages += hi - lo;
       }
       end = start;
@@ -623,25 +625,26 @@ size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *r
     nh_mutex_unlock(&ph->lock);
     if (n == 0)
       break;
-    size_t taken[SCAV_BATCH];
-    for (size_t i = 0; i < n; i++)
-      taken[i] = r[i].len;
     bool failed;
     released += mem_release_batch(ph->mem, r, n, *ring_failed ? NULL : ring, &failed);
     *ring_failed |= failed;
     nh_mutex_lock(&ph->lock);
     size_t lowest = ph->narenas;
     for (size_t i = 0; i < n; i++) {
+      if (r[i].how == NH_RELEASE_IN_FLIGHT)
+        continue;   /* its DONTNEED may still run: the pages stay taken (and held) for good */
       uintptr_t base = (uintptr_t)r[i].p;
       size_t idx = arena_index(ph, base), first = (base - ph->by_addr[idx]->base) / NH_PAGE_SIZE;
+      size_t pages = r[i].len / NH_PAGE_SIZE;
+      size_t gone = r[i].how == NH_RELEASE_REFUSED ? 0 : pages;   /* refused: stays free and Ready */
       nh_arena_pages_t *ap = ph->by_addr[idx]->pages;
-      set_bits(ap->alloc, first, taken[i] / NH_PAGE_SIZE, false);
-      if (r[i].len)   /* released; a range the OS refused stays free and Ready */
-        set_bits(ap->scav, first, r[i].len / NH_PAGE_SIZE, true);
-      update_summaries(ap, first, taken[i] / NH_PAGE_SIZE);
-      nh_stat_add(&ph->scavenging_pages, -(int64_t)(taken[i] / NH_PAGE_SIZE));
-      nh_stat_add(&ph->released_pages, (int64_t)(r[i].len / NH_PAGE_SIZE));
-      nh_stat_add(&ph->scavenged_pages, (int64_t)(r[i].len / NH_PAGE_SIZE));
+      set_bits(ap->alloc, first, pages, false);
+      if (gone)
+        set_bits(ap->scav, first, gone, true);
+      update_summaries(ap, first, pages);
+      nh_stat_add(&ph->scavenging_pages, -(int64_t)pages);
+      nh_stat_add(&ph->released_pages, (int64_t)gone);
+      nh_stat_add(&ph->scavenged_pages, (int64_t)gone);
       lowest = idx < lowest ? idx : lowest;
     }
     if (lowest < ph->search)

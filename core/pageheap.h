@@ -40,7 +40,8 @@ typedef struct nh_pageheap {
   uint64_t inuse_pages;           /* in spans */
   uint64_t released_pages;        /* free and released to the OS */
   uint64_t total_pages;           /* in this heap's arenas */
-  uint64_t scavenging_pages;      /* free pages held back while the scavenger releases them */
+  uint64_t scavenging_pages;      /* free pages held back while the scavenger releases them (and,
+                                   * for good, those a failed io_uring left in flight) */
   uint64_t scavenged_pages;       /* released by the scavenger, all time */
   uint64_t recent_pages;          /* pages of the spans in recent[] (counted in inuse_pages) */
   uint64_t kept_pages;            /* pages of empty spans mcentrals keep (counted in inuse_pages) */
@@ -86,7 +87,8 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
  * (allocation is lowest-first, so these are the least likely to be wanted again): whole 2 MiB
  * units only on THP arenas (a partial release would split a huge page), runs of at least
  * 64 KiB on 4 KiB arenas; hugetlb arenas are left alone (see pageheap.c). ring: io_uring for
- * the batch, or NULL for madvise; *ring_failed as mem_release_batch. Returns the bytes released. */
+ * the batch, or NULL for madvise; *ring_failed as mem_release_batch (once set, the rest goes
+ * through madvise; ranges left in flight stay taken for good). Returns the bytes released. */
 size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring, bool *ring_failed);
 
 /* Debug: summaries and counters agree with the bitmaps. */

@@ -14,6 +14,15 @@
  * IORING_OP_MADVISE(MADV_DONTNEED) when io_uring is available, plain madvise otherwise
  * (NHEAP_DEBUG=uring=0 forces it). nh_scavenge() runs a pass on the caller's thread.
  *
+ * The ring. A signal while a pass waits on it (the collector's stop lands on nh_scavenge's
+ * thread) is retried, not taken as failure (mem.c, "The ring"); a request the ring refuses is
+ * released with madvise. Only an error the kernel does not document as transient fails the
+ * ring: mem_release_batch has then reaped every completion it could, pageheap_scavenge keeps
+ * out of use any range still in flight, and the ring is closed here, so no stale completion
+ * can meet a later batch; madvise from then on. The stats count ranges released by the ring
+ * and by madvise (scavenger_uring_releases, scavenger_madvise_releases): scavenger_uring says
+ * only that the ring is up.
+ *
  * Locking: sc->lock (LOCK_RANK_SCAVENGER) serialises passes and guards the ring; a pass takes
  * the page heap locks inside it. The thread's sleep uses its own leaf mutex and condition.
  */
@@ -75,8 +84,10 @@ size_t scavenger_release(nh_scavenger_t *sc, nh_heap_t *h, size_t max_bytes) {
   for (int n = 0; n < h->topo.nnodes && released < max_bytes; n++) {
     bool ring_failed;
     released += pageheap_scavenge(&h->nodes[n].ph, max_bytes - released, sc->have_ring ? &sc->ring : NULL, &ring_failed);
-    if (ring_failed) {   /* drop the ring: stale completions must not meet a later batch */
-      nh_warn("scavenger: io_uring failed; releasing pages with madvise from now on");
+    if (ring_failed) {
+      uint64_t lost = nh_stat_get(&h->mem.stats.release_in_flight);
+      nh_warn("scavenger: io_uring failed; releasing pages with madvise from now on%s", lost ?
+              " (ranges it left in flight stay out of use)" : "");
       io_uring_queue_exit(&sc->ring);
       __atomic_store_n(&sc->have_ring, false, __ATOMIC_RELAXED);
     }

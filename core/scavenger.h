@@ -14,7 +14,7 @@ enum { SCAV_RING_ENTRIES = 32 };
 typedef struct nh_scavenger {
   nh_mutex_t lock;            /* LOCK_RANK_SCAVENGER: one pass at a time; guards the ring */
   struct io_uring ring;       /* guarded by lock */
-  bool have_ring;             /* io_uring set up (IORING_OP_MADVISE); else madvise */
+  bool have_ring;             /* the ring is up; false: madvise (uring=0, no io_uring, or it failed) */
   bool background;            /* the thread runs */
   pthread_t thread;
   pthread_mutex_t wait_lock;  /* the thread's sleep; a leaf */

@@ -364,7 +364,9 @@ typedef struct nh_stats {
   uint64_t double_frees;         /* of which double frees */
   uint64_t percpu_mode;          /* nh_percpu_mode: how per-CPU caches are protected */
   uint64_t scavenged_bytes;      /* returned to the OS by the scavenger and nh_scavenge, all time */
-  uint64_t scavenger_uring;      /* 1: releases are batched through io_uring; 0: madvise */
+  uint64_t scavenger_uring;      /* 1: the io_uring ring is up, releases go to it first; 0: madvise
+                                  * only (uring=0, no io_uring, or the ring failed). What did the
+                                  * work: scavenger_uring_releases, scavenger_madvise_releases */
   uint64_t gc_cycles;            /* completed collections */
   uint64_t pause_total_ns;       /* stop-the-world time, all cycles */
   uint64_t pause_max_ns;         /* longest pause */
@@ -414,6 +416,11 @@ typedef struct nh_stats {
   /* Marks that ran out of memory for grey objects recover by rescanning the marked objects
    * in place (bdwgc's overflow recovery): rounds of that, all time. */
   uint64_t gc_mark_overflows;
+  /* The scavenger's releases (ranges of free pages), all time: those whose MADV_DONTNEED an
+   * io_uring completion confirmed, and those released by plain madvise (uring=0, no io_uring,
+   * or a request the ring refused or failed). Here at the end so older callers' prefix stays. */
+  uint64_t scavenger_uring_releases;
+  uint64_t scavenger_madvise_releases;
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL
