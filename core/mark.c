@@ -583,6 +583,7 @@ static void scan_stacks(nh_marker_t *m, nh_threads_t *ts) {
     if (t == nh_self)
       continue;
     uintptr_t sp = __atomic_load_n(&t->stop_sp, __ATOMIC_ACQUIRE);
+    nh_assert(sp != 0);   /* every listed thread is stopped: world_stop drops the gone ones */
     if (sp < t->stack_lo || sp > t->stack_hi)
       sp = t->stack_lo;   /* stopped on another stack (sigaltstack): take the whole range */
     m->check_parent = sp;

@@ -10,7 +10,8 @@
  *
  * Stopping (world_stop), with the threads lock held from stop to start so that no thread
  * attaches or detaches meanwhile:
- *   1. epoch becomes odd; SIGPWR goes to every attached thread but the caller.
+ *   1. epoch becomes odd; SIGPWR goes to every attached thread but the caller (one that
+ *      cannot be signalled is gone, and dropped: below).
  *   2. The handler spills the callee-saved registers into its own frame
  *      (__builtin_unwind_init), records the address of that frame as the thread's stop_sp,
  *      posts the ack semaphore (async-signal-safe) and waits on the epoch (a futex) until
@@ -25,8 +26,21 @@
  * before it signalled the next: on a busy 2-CPU machine the last thread stayed stopped for a
  * scheduler tick, 3 to 4 ms, after the pause's work was done.) The futex wait compares the
  * epoch it saw, so a wake-up cannot be lost; a spurious one re-waits. While stopped, a thread
- * blocks every signal but the fatal ones (the handler's mask).
+ * blocks every signal but the fatal ones (stopped_mask: the handler's sa_mask, and the mask
+ * region_stop_pending sets around its stop), however it came to stop: a program's handler
+ * that ran on a stopped thread could allocate or store pointers in the middle of a mark. The
+ * signals that arrive meanwhile are delivered after the restart.
  * System calls interrupted by the stop are restarted (SA_RESTART) where the kernel allows.
+ *
+ * A thread that pthread_kill cannot reach is gone: it exited without detaching (a raw
+ * SYS_exit skips the key's destructor) and the kernel has cleared its tid (ESRCH, or EINVAL
+ * from tgkill since glibc 2.34). Its stack may be unmapped or reused and nothing of the
+ * program runs on it any more, so it is not scanned: world_stop reports it once and drops its record (barrier
+ * buffer shaded, unlinked, gen cleared so that a late detach or re-attach finds it stale; the
+ * record is not reused, nor are its perf counters read, which lived in its TLS). Every thread
+ * left on the list during a stop is stopped, with its stop_sp set. (glibc 2.34 on answers 0
+ * for a thread past its key destructors, which the signal never reaches: one that an
+ * allocation in the last round of destructors re-attached is waited for, with the warning.)
  *
  * No-stop regions: the allocator's slow paths take locks and briefly hold objects only in
  * metadata (a span just taken from the page heap). A stop that arrives inside one sets
@@ -53,6 +67,7 @@
 __thread nh_thread_t *nh_self __attribute__((tls_model("initial-exec")));
 
 static nh_threads_t *g_threads;   /* the one the handlers serve (nh_rt.gc.threads) */
+static sigset_t stopped_mask;     /* every signal but the fatal ones; set before the handler */
 static uint32_t generation;       /* of threads_init calls */
 
 /* The record pool: 64 KiB mappings, never unmapped; records of detached threads for reuse. */
@@ -121,21 +136,29 @@ static nh_noinline void suspend_self(nh_thread_t *t) {
   __atomic_store_n(&t->stop_sp, 0, __ATOMIC_RELAXED);
 }
 
-/* Leaving the outermost region with a stop pending: stop now, as the handler would have. */
+/* Leaving the outermost region with a stop pending: stop now, as the handler would have, with
+ * the handler's mask, so that no program handler runs on this thread until the restart. The
+ * mask goes on before the epoch is read: a handler that runs before it finds the thread still
+ * running (the collector waits for its ack). pthread_sigmask is a system call that may run in
+ * a signal handler (region_exit can be a handler's), and this path is rare. */
 void region_stop_pending(void) {
   nh_thread_t *t = nh_self;
   t->stop_pending = 0;
+  sigset_t old;
+  pthread_sigmask(SIG_BLOCK, &stopped_mask, &old);
   if (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) & 1)
     suspend_self(t);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static int install_handlers(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sigfillset(&sa.sa_mask);
+  sigfillset(&stopped_mask);
   static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP};
   for (size_t i = 0; i < NH_ARRAY_LEN(fatal); i++)
-    sigdelset(&sa.sa_mask, fatal[i]);
+    sigdelset(&stopped_mask, fatal[i]);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_mask = stopped_mask;
   sa.sa_flags = SA_RESTART | SA_SIGINFO;
   sa.sa_sigaction = suspend_handler;
   if (sigaction(SIG_SUSPEND, &sa, NULL) != 0)
@@ -269,19 +292,37 @@ void threads_after_fork(nh_threads_t *ts) {
  * Stop and start.
  * ------------------------------------------------------------------------------------------- */
 
+/* A thread the kernel no longer has (world_stop, threads lock held): what thread_detach would
+ * have done, but nothing of its TLS is touched and the record is not reused (see the essay). */
+static void drop_gone(nh_threads_t *ts, nh_thread_t *t) {
+  mark_thread_leaving(t);
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    ts->first = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  ts->count--;
+  t->gen = 0;
+  t->perf = NULL;
+}
+
 void world_stop(nh_threads_t *ts) {
   nh_mutex_lock(&ts->lock);
   __atomic_add_fetch(&ts->epoch, 1, __ATOMIC_SEQ_CST);
   size_t n = 0;
-  for (nh_thread_t *t = ts->first; t; t = t->next) {
+  for (nh_thread_t *t = ts->first, *next; t; t = next) {
+    next = t->next;
     if (t == nh_self)
       continue;
     int rc = pthread_kill(t->tid, SIG_SUSPEND);
-    if (rc == 0)
+    if (rc == 0) {
       n++;
-    else
-      nh_error(-rc, "gc: cannot signal thread %#lx to stop (%s); it is not scanned", (unsigned long)t->tid,
-               nh_strerror(-rc));
+    } else {
+      nh_error(-rc, "gc: thread %#lx is gone without detaching (cannot signal it: %s); its stack is "
+               "not scanned and it is detached", (unsigned long)t->tid, nh_strerror(-rc));
+      drop_gone(ts, t);
+    }
   }
   static bool warned;
   while (n > 0) {

@@ -167,7 +167,8 @@ void nh_free(void *p);
  * and so are nh_alloc objects (any aligned word that points into an object, interior
  * pointers included, keeps it). Memory malloc returned is not scanned: a pointer kept only
  * there does not keep an object alive (register the range). Stops use SIGPWR; an attached
- * thread must not block it.
+ * thread must not block it. A stopped thread holds every signal but the fatal ones until the
+ * restart, so no handler of the program runs on it mid-cycle.
  * =========================================================================================== */
 /* A full collection: returns after marking and sweeping are complete, so nh_stats_read shows
  * the live heap. No-op with gc = off. */

@@ -4,19 +4,26 @@
  * round; objects born during a mark; nh_memmove_ptrs; weak references read during a mark;
  * proof that checkmark catches a missing barrier (and that nh_store prevents it); fork while
  * cycles run; pauses
- * recorded for a 64 MiB live heap. ctest runs it with NHEAP_DEBUG=checkmark=1 as well.
+ * recorded for a 64 MiB live heap; how threads stop (the signal mask of a thread parked on
+ * leaving a no-stop region, a thread gone without detaching). ctest runs it with
+ * NHEAP_DEBUG=checkmark=1 as well.
  */
 #include <dirent.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/gc.h"
+#include "core/heap.h"
 #include "numa/placement.h"
 #include "tests/testutil.h"
 
@@ -834,6 +841,172 @@ static void test_barrier_none_selects_stw(void **state) {
   assert_int_equal(stats().gc_mode, NH_GC_STW);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Stopping the world (thread.c).
+ * ------------------------------------------------------------------------------------------- */
+
+/* A thread's blocked-signal mask as the kernel sees it (SigBlk in /proc), or ~0 if unreadable. */
+static uint64_t sigblk_of(pid_t tid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+  FILE *f = fopen(path, "r");
+  uint64_t mask = ~(uint64_t)0;
+  if (!f)
+    return mask;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "SigBlk: %" SCNx64, &mask) == 1)
+      break;
+  fclose(f);
+  return mask;
+}
+
+#define SIGBIT(sig) ((uint64_t)1 << ((sig) - 1))
+
+static atomic_bool world_held;        /* the test holds the world stopped */
+static atomic_int usr1_runs, usr1_runs_stopped;
+static void usr1_handler(int sig) {
+  (void)sig;
+  if (atomic_load(&world_held))
+    atomic_fetch_add(&usr1_runs_stopped, 1);
+  atomic_fetch_add(&usr1_runs, 1);
+}
+
+static atomic_int parked_tid, bystander_tid;
+static atomic_bool bystander_quit;
+static sigset_t parked_mask_before, parked_mask_after;
+
+/* Enters a no-stop region and stays until a stop request is pending, then leaves it: parked by
+ * region_stop_pending, not by the signal handler. */
+static void *parks_in_region_exit(void *arg) {
+  (void)arg;
+  assert_int_equal(nh_thread_attach(), 0);
+  pthread_sigmask(SIG_BLOCK, NULL, &parked_mask_before);
+  region_enter();
+  atomic_store(&parked_tid, (int)gettid());
+  while (!nh_self->stop_pending)
+    sched_yield();
+  region_exit();   /* stopped in here until the world restarts */
+  pthread_sigmask(SIG_BLOCK, NULL, &parked_mask_after);
+  return NULL;
+}
+
+/* Attached and idle: parked by the signal handler, for the mask to compare with. */
+static void *bystander(void *arg) {
+  (void)arg;
+  assert_int_equal(nh_thread_attach(), 0);
+  atomic_store(&bystander_tid, (int)gettid());
+  while (!atomic_load(&bystander_quit))
+    usleep(1000);
+  return NULL;
+}
+
+/* Every way of being stopped blocks the same signals: a thread parked on leaving a no-stop
+ * region has the handler's mask, so a program's signal sent to it while the world is stopped
+ * runs its handler only after the restart (it used to run at once, on a "stopped" thread that
+ * could allocate and store pointers mid-mark); its own mask comes back afterwards. */
+static void test_region_stop_blocks_signals(void **state) {
+  (void)state;
+  struct sigaction sa = {.sa_handler = usr1_handler}, old_sa;
+  sigemptyset(&sa.sa_mask);
+  assert_int_equal(sigaction(SIGUSR1, &sa, &old_sa), 0);
+  atomic_store(&usr1_runs, 0);
+  atomic_store(&usr1_runs_stopped, 0);
+  atomic_store(&parked_tid, 0);
+  atomic_store(&bystander_tid, 0);
+  atomic_store(&bystander_quit, false);
+  pthread_t parked, by;
+  assert_int_equal(pthread_create(&by, NULL, bystander, NULL), 0);
+  while (!atomic_load(&bystander_tid))
+    sched_yield();
+  assert_int_equal(pthread_create(&parked, NULL, parks_in_region_exit, NULL), 0);
+  while (!atomic_load(&parked_tid))
+    sched_yield();
+
+  nh_threads_t *ts = &nh_rt.gc.threads;
+  world_stop(ts);   /* returns once both have acked: the parked one from region_exit */
+  atomic_store(&world_held, true);
+  uint64_t region_mask = sigblk_of(atomic_load(&parked_tid));
+  uint64_t handler_mask = sigblk_of(atomic_load(&bystander_tid));
+  pthread_kill(parked, SIGUSR1);
+  for (int i = 0; i < 200 && !atomic_load(&usr1_runs); i++)
+    usleep(1000);   /* long enough for a handler that is not held back to run */
+  int runs_while_stopped = atomic_load(&usr1_runs);
+  atomic_store(&world_held, false);
+  world_start(ts);
+  pthread_join(parked, NULL);
+  atomic_store(&bystander_quit, true);
+  pthread_join(by, NULL);
+  sigaction(SIGUSR1, &old_sa, NULL);
+
+  print_message("while stopped: SigBlk %#" PRIx64 " (parked in region_exit), %#" PRIx64
+                " (parked in the handler); SIGUSR1 handler runs %d\n", region_mask, handler_mask, runs_while_stopped);
+  assert_true(handler_mask & SIGBIT(SIGUSR1));
+  assert_false(handler_mask & SIGBIT(SIGSEGV));
+  assert_true(region_mask == handler_mask);
+  assert_int_equal(runs_while_stopped, 0);
+  assert_int_equal(atomic_load(&usr1_runs_stopped), 0);
+  assert_int_equal(atomic_load(&usr1_runs), 1);   /* delivered once the mask came back */
+  assert_memory_equal(&parked_mask_before, &parked_mask_after, sizeof(sigset_t));
+  assert_int_equal(errors.count, 0);
+}
+
+static atomic_int gone_tid;
+static void *exits_without_detaching(void *arg) {
+  (void)arg;
+  if (nh_thread_attach() != 0)
+    syscall(SYS_exit, 1);
+  atomic_store(&gone_tid, (int)gettid());
+  syscall(SYS_exit, 0);   /* no key destructor: it stays attached */
+  return NULL;
+}
+
+/* The forked child's part: a thread on a stack of our own attaches and exits without
+ * detaching; the part of the stack it never reached is unmapped, as a freed stack would be.
+ * Collections must neither scan that stack nor wait for the thread; it is reported once. */
+static int gone_thread_child(void) {
+  size_t size = 1 << 20;
+  char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (stack == MAP_FAILED)
+    return 2;
+  pthread_attr_t a;
+  pthread_t th;
+  pthread_attr_init(&a);
+  pthread_attr_setstack(&a, stack, size);
+  if (pthread_create(&th, &a, exits_without_detaching, NULL) != 0)
+    return 3;
+  while (!atomic_load(&gone_tid))
+    sched_yield();
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d", atomic_load(&gone_tid));
+  while (access(path, F_OK) == 0)
+    usleep(1000);
+  munmap(stack, size / 2);   /* its TCB and frames stay in the top half */
+  errors.count = 0;
+  errors.all[0] = 0;
+  nh_gc();   /* scanning the gone thread's stack from its bottom faulted here */
+  nh_gc();
+  if (errors.count != 1 || !errors_contain("gone without detaching") || !errors_contain("not scanned"))
+    return 4;
+  return 0;
+}
+
+/* A thread gone without detaching (pthread_kill fails) is reported as not scanned, and is not:
+ * its stack may be unmapped. Its record is dropped, so the next cycle says nothing. */
+static void test_gone_thread_not_scanned(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    signal(SIGSEGV, SIG_DFL);   /* not cmocka's: a fault ends the child and says so */
+    _exit(gone_thread_child());
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (WIFSIGNALED(st))
+    fail_msg("the child died of signal %d", WTERMSIG(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     return hide_main(argv[1]);
@@ -847,6 +1020,8 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_barrier_blocks_reused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_none_selects_stw, setup, teardown),
     cmocka_unit_test_setup_teardown(test_nobarrier_plain_store_is_safe, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_region_stop_blocks_signals, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_gone_thread_not_scanned, setup, teardown),
     cmocka_unit_test(test_nobarrier_falls_back),
     cmocka_unit_test(test_marker_layout),
     cmocka_unit_test(test_marker_plan),
