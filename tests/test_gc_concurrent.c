@@ -1022,11 +1022,11 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_nobarrier_plain_store_is_safe, setup, teardown),
     cmocka_unit_test_setup_teardown(test_region_stop_blocks_signals, setup, teardown),
     cmocka_unit_test_setup_teardown(test_gone_thread_not_scanned, setup, teardown),
-    cmocka_unit_test(test_nobarrier_falls_back),
-    cmocka_unit_test(test_marker_layout),
-    cmocka_unit_test(test_marker_plan),
-    cmocka_unit_test(test_mark_cpus_place_the_markers),
-    cmocka_unit_test(test_numa_markers_per_node),
+    cmocka_unit_test_setup_teardown(test_nobarrier_falls_back, fresh_heap, shut_heap),
+    cmocka_unit_test_setup_teardown(test_marker_layout, fresh_heap, shut_heap),
+    cmocka_unit_test_setup_teardown(test_marker_plan, fresh_heap, shut_heap),
+    cmocka_unit_test_setup_teardown(test_mark_cpus_place_the_markers, fresh_heap, shut_heap),
+    cmocka_unit_test_setup_teardown(test_numa_markers_per_node, fresh_heap, shut_heap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -146,3 +146,15 @@ void run_with_cycles(void *(*fn)(void *), int n, uintptr_t first) {
   for (int i = 0; i < n; i++)
     pthread_join(t[i], NULL);
 }
+
+int fresh_heap(void **state) {
+  (void)state;
+  nh_shutdown();
+  return 0;
+}
+
+int shut_heap(void **state) {
+  (void)state;
+  nh_shutdown();
+  return 0;
+}

@@ -45,6 +45,12 @@ void capture_fd(int fd, void (*fn)(void *arg), void *arg, char *out, size_t n);
  * sets to run a test in another mode). */
 void clear_nheap_env(void);
 
+/* cmocka setup and teardown for cases that call nh_init themselves: both shut nheap down
+ * (nh_shutdown is idempotent), so a case that failed half-way cannot leave it initialised for
+ * the next, whose nh_init would then fail with -EBUSY. */
+int fresh_heap(void **state);
+int shut_heap(void **state);
+
 /* Runs fn((void *)(first + i)) on n threads (at most 16) while the caller runs nh_gc() back to
  * back, until every thread has returned; then joins them. */
 void run_with_cycles(void *(*fn)(void *), int n, uintptr_t first);
