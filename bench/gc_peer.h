@@ -18,7 +18,9 @@
  *                       with NH_BENCH_TIMELINE=path, a thread samples the heap in use and
  *                       the cycle count every 10 ms into path ("seconds MiB cycles" per line)
  *   report_end(fmt,...) stops the sampler; with NH_BENCH_PAUSES=path writes the pauses
- *                       since report_begin (ms, one per line; nheap keeps the last 256);
+ *                       since report_begin (ms, one per line; every one: nheap's are read
+ *                       from its 256-pause record while the program runs, bdwgc's from its
+ *                       collection events);
  *                       prints one line "RESULT system=... cycles=N pause_p50_ms=...
  *                       pause_p99_ms=... pause_max_ms=... pauses=N" (over those pauses),
  *                       then the workload's own key=value pairs; nheap adds how its arenas
@@ -149,21 +151,65 @@ static inline double peer_heap_mib(void) {
   return (double)(s.gc_mode == NH_GC_OFF ? s.heap_inuse_bytes : s.heap_live_bytes) / (1 << 20);
 }
 static inline unsigned long long peer_cycles(void) { return peer_stats().gc_cycles; }
-static uint64_t peer_pauses0;
-static inline void peer_pauses_mark(void) { peer_pauses0 = peer_stats().gc_pauses; }
-static inline size_t peer_pauses(double *ms, size_t max) {   /* since the mark; nheap keeps 256 */
-  uint64_t ns[256], since = peer_stats().gc_pauses - peer_pauses0;
-  size_t want = since < 256 ? (size_t)since : 256;
-  size_t n = nh_gc_pauses(ns, want < max ? want : max);
-  for (size_t i = 0; i < n; i++)
-    ms[i] = (double)ns[i] / 1e6;
+/* Every pause of the measured part: nheap's record keeps the last 256, so a plain thread (never
+ * attached to the collector) reads the new ones every 2 ms, far more often than 256 pauses can
+ * happen, and once more at the end; any it could not read are counted (pauses_lost). */
+static double peer_pause_ms[PEER_MAX_PAUSES];
+static size_t peer_npauses;
+static uint64_t peer_pause_seen, peer_pauses_lost;
+static atomic_int peer_poll_stop;
+static pthread_t peer_poller;
+static bool peer_polling;
+
+static void peer_pause_poll(void) {
+  for (;;) {
+    uint64_t c = nh_gc_pause_count(), k = c - peer_pause_seen, ns[256];
+    size_t n = nh_gc_pauses(ns, k < 256 ? (size_t)k : 256);
+    if (nh_gc_pause_count() != c)
+      continue;   /* a pause landed meanwhile: the copy may be shifted */
+    peer_pauses_lost += k - n;
+    for (size_t i = 0; i < n; i++) {
+      if (peer_npauses < PEER_MAX_PAUSES)
+        peer_pause_ms[peer_npauses++] = (double)ns[i] / 1e6;
+      else
+        peer_pauses_lost++;
+    }
+    peer_pause_seen = c;
+    return;
+  }
+}
+
+static void *peer_pause_poller(void *arg) {
+  (void)arg;
+  while (!atomic_load(&peer_poll_stop)) {
+    peer_pause_poll();
+    struct timespec d = {0, 2 * 1000 * 1000};
+    nanosleep(&d, NULL);
+  }
+  return NULL;
+}
+
+static inline void peer_pauses_mark(void) {
+  peer_pause_seen = nh_gc_pause_count();
+  peer_npauses = 0;
+  peer_polling = pthread_create(&peer_poller, NULL, peer_pause_poller, NULL) == 0;
+}
+static inline size_t peer_pauses(double *ms, size_t max) {   /* since the mark, every one */
+  if (peer_polling) {
+    atomic_store(&peer_poll_stop, 1);
+    pthread_join(peer_poller, NULL);
+    peer_polling = false;
+  }
+  peer_pause_poll();
+  size_t n = peer_npauses < max ? peer_npauses : max;
+  memcpy(ms, peer_pause_ms, n * sizeof *ms);
   return n;
 }
 static inline void peer_result_extra(void) {
   static const char *const phase[NH_PERF_PHASES] = {"alloc", "mark", "sweep", "pause_setup", "pause_term", "scavenge"};
   nh_stats_t s = peer_stats();
-  printf(" arenas_hugetlb=%llu arenas_thp=%llu arenas_4k=%llu", (unsigned long long)s.arenas_hugetlb,
-         (unsigned long long)s.arenas_thp, (unsigned long long)s.arenas_small);
+  printf(" arenas_hugetlb=%llu arenas_thp=%llu arenas_4k=%llu pauses_lost=%llu", (unsigned long long)s.arenas_hugetlb,
+         (unsigned long long)s.arenas_thp, (unsigned long long)s.arenas_small, (unsigned long long)peer_pauses_lost);
   if (s.gc_mode == NH_GC_CONCURRENT_NOBARRIER && s.gc_cycles)   /* written pages rescanned per cycle */
     printf(" dirty_mib_per_cycle=%.2f", (double)s.gc_dirty_bytes / (double)s.gc_cycles / (1 << 20));
   for (int p = 0; p < NH_PERF_PHASES && s.perf_events; p++) {

@@ -841,8 +841,9 @@ static void write_markdown(const char *when, const char *mach, const char *no_pl
   fprintf(f, "How to read it: *wall* is the whole process (start-up, set-up and exit included) measured by "
              "nheap-report; the first ratio column (×) compares the workload's own timed part (time_s, where the "
              "program reports one; else wall) with nheap's. Pauses are stop-the-world pauses in the measured "
-             "part (nheap: its own record, the last 256; bdwgc: world stopped to world started; Go: its "
-             "/gc/pauses histogram, bucket upper bounds). Peak RSS and faults are the kernel's, for the whole "
+             "part, every one (nheap: its own record of each pause, read while the program runs, exact; bdwgc: "
+             "world stopped to world started, from its collection events, exact; Go: its /gc/pauses histogram, "
+             "bucket upper bounds). Peak RSS and faults are the kernel's, for the whole "
              "process tree. The hugepages table adds nheap's counters per phase of its work (README, "
              "\"Hardware counters\"). One run of this report is one comparison: figures from different runs do not "
              "compare on a shared machine.\n\n");

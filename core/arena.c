@@ -58,7 +58,7 @@ int arena_set_init(nh_arena_set_t *set, nh_mem_t *mem, nh_hugepages_mode policy,
   set->hint = NH_ARENA_HINT;
   set->hint_region = 1;
   size_t len = NH_ARENA_INDEX_LEN * sizeof(nh_arena_t *);
-  void *index = mem->os->map(NULL, len, PROT_READ | PROT_WRITE, MAP_NORESERVE);
+  void *index = mem_map_guarded(mem->os, mem->guard, len, MAP_NORESERVE);
   if (index == MAP_FAILED)
     return -ENOMEM;
   mem->os->advise(index, len, MADV_NOHUGEPAGE);
@@ -78,7 +78,7 @@ void arena_set_destroy(nh_arena_set_t *set) {
   set->first = set->last = NULL;
   set->count = 0;
   nh_mutex_unlock(&set->lock);
-  set->mem->os->unmap(set->index, NH_ARENA_INDEX_LEN * sizeof(nh_arena_t *));
+  mem_unmap_guarded(set->mem->os, set->mem->guard, set->index, NH_ARENA_INDEX_LEN * sizeof(nh_arena_t *));
   set->index = NULL;
   nh_mutex_destroy(&set->lock);
 }

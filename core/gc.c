@@ -104,8 +104,9 @@ static uint64_t heap_inuse_bytes(void) {
 static void set_goal(nh_gc_t *g) {
   uint64_t marked = g->heap_marked, goal = UINT64_MAX;
   int64_t pct = __atomic_load_n(&g->gc_percent, __ATOMIC_RELAXED);
-  if (pct >= 0) {
-    goal = marked + (marked + g->roots.bytes) * (uint64_t)pct / 100;
+  if (pct >= 0) {   /* pct <= NH_GC_PERCENT_MAX: the product saturates, never wraps */
+    unsigned __int128 g128 = marked + (unsigned __int128)(marked + g->roots.bytes) * (uint64_t)pct / 100;
+    goal = g128 > UINT64_MAX ? UINT64_MAX : (uint64_t)g128;
     uint64_t min = 4 * MIB * (uint64_t)pct / 100;
     if (goal < min)
       goal = min;
@@ -183,6 +184,11 @@ bool gc_limit_reached(size_t bytes) {
 
 NH_API int nh_set_gc_percent(int percent) {
   nh_gc_t *g = &nh_rt.gc;
+  if (percent > NH_GC_PERCENT_MAX) {
+    nh_error(-EINVAL, "nh_set_gc_percent(%d): at most %d (as the gc_percent option); unchanged", percent,
+             NH_GC_PERCENT_MAX);
+    return (int)__atomic_load_n(&g->gc_percent, __ATOMIC_RELAXED);
+  }
   int old = (int)__atomic_exchange_n(&g->gc_percent, percent < 0 ? -1 : percent, __ATOMIC_RELAXED);
   if (__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE))
     set_goal(g);
@@ -1020,7 +1026,7 @@ static int effective_mode(nh_gc_t *g, const nh_config_t *cfg) {
   if (cfg->gc != NH_GC_CONCURRENT)
     return NH_GC_STW;
 #if defined(__x86_64__)
-  if (nh_rt.caches.rseq)
+  if (nh_rt.rseq)
     return NH_GC_CONCURRENT;
 #endif
   nh_warn("gc = concurrent needs restartable sequences for nh_store (x86-64, glibc's rseq "
@@ -1217,6 +1223,8 @@ NH_API size_t nh_gc_pauses(uint64_t *ns, size_t max) {
     ns[i] = __atomic_load_n(&g->pauses[(n - have + i) % NH_PAUSE_RING], __ATOMIC_RELAXED);
   return have;
 }
+
+NH_API uint64_t nh_gc_pause_count(void) { return __atomic_load_n(&nh_rt.gc.npauses, __ATOMIC_ACQUIRE); }
 
 uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct) {
   uint64_t v[NH_PAUSE_RING];

@@ -27,6 +27,7 @@ typedef struct nh_thread {
   uintptr_t stack_lo, stack_hi;    /* from pthread_getattr_np */
   uintptr_t stop_sp;               /* while stopped: the lowest live stack address */
   uint32_t gen;                    /* the threads_init generation it was attached in */
+  bool guarded;                    /* from the pool of guarded mappings (secure = on) */
   volatile int nogc;               /* depth of no-stop regions (this thread and its handler) */
   volatile sig_atomic_t stop_pending; /* a stop arrived inside a region: stop on leaving it */
   /* The write barrier's buffer (Go's wbBuf): values nh_store overwrote during a concurrent

@@ -32,8 +32,11 @@ typedef struct nh_heap {
   /* Types (nh_type_new) live in a region of their own, so that the marker can tell a typed
    * object's header from whatever a free or never-used object holds there (heap_type_of). */
   char *types;                   /* TYPES_BYTES reserved, read-write, touched as used */
+  bool types_guarded;            /* mapped between guard pages (secure = on) */
   size_t types_used;             /* atomic; only a reservation that fits moves it: <= TYPES_BYTES */
   bool tiny_on;                  /* the tiny allocator: with the collector, not under valgrind */
+  bool rseq;                     /* restartable sequences usable (nh_store's barrier; the caches
+                                    too unless secure = on: caches.rseq) */
   bool free_plain;               /* one node, not secure, not valgrind: nh_free's fast path as it is */
   bool free_local;               /* not secure, not valgrind: the fast path for a local object */
   /* Relaxed counters. */

@@ -62,7 +62,7 @@ static uint64_t random_word(void) {
 
 static void release_types(void) {
   if (nh_rt.types)
-    os_linux.unmap(nh_rt.types, NH_TYPES_BYTES);
+    mem_unmap_guarded(&os_linux, nh_rt.types_guarded, nh_rt.types, NH_TYPES_BYTES);
   nh_rt.types = NULL;
   nh_rt.types_used = 0;
 }
@@ -77,7 +77,8 @@ static int build_allocator(void) {
   nh_valgrind = RUNNING_ON_VALGRIND;
   /* secure = on takes the lock mode: its caches hand out a random free object (mcache.c), which
    * no restartable sequence can pick. */
-  nh_rt.caches.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available() && !nh_valgrind && !nh_rt.cfg.secure;
+  nh_rt.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available() && !nh_valgrind;
+  nh_rt.caches.rseq = nh_rt.rseq && !nh_rt.cfg.secure;
   nh_rt.tiny_on = nh_rt.cfg.gc != NH_GC_OFF && !nh_valgrind;   /* vg.h: one block per object */
   nh_rt.free_local = !nh_rt.cfg.secure && !nh_valgrind;         /* nh_free's fast path (malloc.c) */
   nh_rt.free_plain = t->nnodes == 1 && nh_rt.free_local;
@@ -202,7 +203,8 @@ NH_API int nh_init(const nh_options *opts) {
 
   mem_init(&nh_rt.mem, nh_os_override ? nh_os_override : &os_linux);
   nh_rt.mem.guard = nh_rt.cfg.secure;
-  nh_rt.types = nh_rt.mem.os->map(NULL, NH_TYPES_BYTES, PROT_READ | PROT_WRITE, MAP_NORESERVE);
+  nh_rt.types = mem_map_guarded(nh_rt.mem.os, nh_rt.mem.guard, NH_TYPES_BYTES, MAP_NORESERVE);
+  nh_rt.types_guarded = nh_rt.mem.guard;
   nh_rt.types_used = 0;
   if (nh_rt.types == MAP_FAILED) {
     nh_rt.types = NULL;

@@ -397,23 +397,30 @@ struct meta_chunk {
   size_t len;
 };
 
+void *mem_map_guarded(const nh_os_hooks *os, bool guard, size_t len, int flags) {
+  if (!guard)
+    return os->map(NULL, len, PROT_READ | PROT_WRITE, flags);
+  char *g = os->map(NULL, len + 2 * NH_OS_PAGE, PROT_NONE, MAP_NORESERVE);
+  if (g == MAP_FAILED)
+    return MAP_FAILED;
+  void *p = os->map(g + NH_OS_PAGE, len, PROT_READ | PROT_WRITE, MAP_FIXED | flags);
+  if (p == MAP_FAILED)
+    os->unmap(g, len + 2 * NH_OS_PAGE);
+  return p;
+}
+
+void mem_unmap_guarded(const nh_os_hooks *os, bool guard, void *p, size_t len) {
+  if (guard)
+    os->unmap((char *)p - NH_OS_PAGE, len + 2 * NH_OS_PAGE);
+  else
+    os->unmap(p, len);
+}
+
 /* A metadata mapping of len bytes; with m->guard, between two PROT_NONE pages, so that an
  * overflow out of a neighbouring mapping (an arena) faults instead of reaching it. */
 static void *meta_map(nh_mem_t *m, size_t len) {
   nh_mutex_assert_held(&m->meta_lock);
-  struct meta_chunk *c;
-  if (m->guard) {
-    char *g = m->os->map(NULL, len + 2 * NH_OS_PAGE, PROT_NONE, MAP_NORESERVE);
-    if (g == MAP_FAILED)
-      return NULL;
-    c = m->os->map(g + NH_OS_PAGE, len, PROT_READ | PROT_WRITE, MAP_FIXED);
-    if (c == MAP_FAILED) {
-      m->os->unmap(g, len + 2 * NH_OS_PAGE);
-      return NULL;
-    }
-  } else {
-    c = m->os->map(NULL, len, PROT_READ | PROT_WRITE, 0);
-  }
+  struct meta_chunk *c = mem_map_guarded(m->os, m->guard, len, 0);
   if (c == MAP_FAILED)
     return NULL;
   c->next = m->meta_chunks;
@@ -482,10 +489,7 @@ void mem_destroy(nh_mem_t *m) {
   for (struct meta_chunk *c = m->meta_chunks, *next; c; c = next) {
     next = c->next;
     nh_stat_add(&m->stats.metadata, -(int64_t)c->len);
-    if (m->guard)
-      m->os->unmap((char *)c - NH_OS_PAGE, c->len + 2 * NH_OS_PAGE);
-    else
-      m->os->unmap(c, c->len);
+    mem_unmap_guarded(m->os, m->guard, c, c->len);
   }
   m->meta_chunks = NULL;
   m->meta_cur = m->meta_end = NULL;

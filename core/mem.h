@@ -96,6 +96,12 @@ size_t mem_release_batch(nh_mem_t *m, nh_range *r, size_t n, struct io_uring *ri
 
 /* Zeroed, never-freed (until mem_destroy) metadata memory; NULL when the OS refuses. */
 void *mem_meta_alloc(nh_mem_t *m, size_t size, size_t align);
+/* len bytes read-write (flags as os->map's), with guard (secure = on) between two PROT_NONE
+ * pages, so that an overflow out of a neighbour faults instead of reaching it: metadata chunks,
+ * the types region, the arena index, thread records. MAP_FAILED when refused. Unmapped whole
+ * by mem_unmap_guarded with the same guard. */
+void *mem_map_guarded(const nh_os_hooks *os, bool guard, size_t len, int flags);
+void mem_unmap_guarded(const nh_os_hooks *os, bool guard, void *p, size_t len);
 /* The same in a page-aligned mapping of its own, bound to node (of nnodes) when bind. */
 void *mem_meta_alloc_node(nh_mem_t *m, size_t size, int node, int nnodes, bool bind);
 /* The metadata array v (n elements of elem bytes, room for *cap) with room for one more: v

@@ -7,6 +7,8 @@
 #include <limits.h>
 #include <sched.h>
 
+#define NH_GC_PERCENT_MAX 1000000   /* gc_percent's limit, as option and nh_set_gc_percent */
+
 #include "nheap.h"
 #include "core/internal.h"
 

@@ -5,7 +5,8 @@
  * stack bounds (pthread_getattr_np) joins the list, and a pthread key's destructor detaches it
  * at exit. Records come from a process-wide pool that nh_shutdown does not unmap: a thread
  * still running after a shutdown keeps a readable, stale record (its gen is old), re-attaches
- * with it after the next nh_init, and never shares it. Only attached threads are stopped and scanned; a thread that holds heap pointers
+ * with it after the next nh_init (unless that heap's secure setting differs: records of a
+ * secure = on heap come from a pool of mappings between guard pages), and never shares it. Only attached threads are stopped and scanned; a thread that holds heap pointers
  * without ever allocating must attach itself.
  *
  * Stopping (world_stop), with the threads lock held from stop to start so that no thread
@@ -70,27 +71,33 @@ static nh_threads_t *g_threads;   /* the one the handlers serve (nh_rt.gc.thread
 static sigset_t stopped_mask;     /* every signal but the fatal ones; set before the handler */
 static uint32_t generation;       /* of threads_init calls */
 
-/* The record pool: 64 KiB mappings, never unmapped; records of detached threads for reuse. */
+/* The record pools: 64 KiB mappings, never unmapped; records of detached threads for reuse.
+ * Two pools, so that a heap with secure = on takes its records from mappings between guard
+ * pages (as its metadata) even after a heap without it made records in the same process. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static nh_thread_t *pool_free;
-static char *pool_next, *pool_end;
+static struct {
+  nh_thread_t *free;
+  char *next, *end;
+} pools[2];
 
 static nh_thread_t *record_new(void) {
+  bool guard = nh_rt.mem.guard;
   pthread_mutex_lock(&pool_lock);
-  nh_thread_t *t = pool_free;
+  nh_thread_t *t = pools[guard].free;
   if (t) {
-    pool_free = t->next;
+    pools[guard].free = t->next;
   } else {
-    if (pool_end - pool_next < (ptrdiff_t)sizeof *t) {
-      void *m = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pools[guard].end - pools[guard].next < (ptrdiff_t)sizeof *t) {
+      void *m = mem_map_guarded(&os_linux, guard, 64 << 10, 0);
       if (m != MAP_FAILED) {
-        pool_next = m;
-        pool_end = pool_next + (64 << 10);
+        pools[guard].next = m;
+        pools[guard].end = pools[guard].next + (64 << 10);
       }
     }
-    if (pool_end - pool_next >= (ptrdiff_t)sizeof *t) {
-      t = (nh_thread_t *)pool_next;
-      pool_next += nh_align_up(sizeof *t, 64);
+    if (pools[guard].end - pools[guard].next >= (ptrdiff_t)sizeof *t) {
+      t = (nh_thread_t *)pools[guard].next;
+      pools[guard].next += nh_align_up(sizeof *t, 64);
+      t->guarded = guard;
     }
   }
   pthread_mutex_unlock(&pool_lock);
@@ -99,8 +106,8 @@ static nh_thread_t *record_new(void) {
 
 static void record_free(nh_thread_t *t) {
   pthread_mutex_lock(&pool_lock);
-  t->next = pool_free;
-  pool_free = t;
+  t->next = pools[t->guarded].free;
+  pools[t->guarded].free = t;
   pthread_mutex_unlock(&pool_lock);
 }
 
@@ -225,12 +232,20 @@ int thread_attach(void) {
     nh_error(-EINVAL, "nh_thread_attach: cannot read this thread's stack bounds");
     return -EINVAL;
   }
-  nh_thread_t *t = nh_self ? nh_self : record_new();   /* a stale record is this thread's own */
+  nh_thread_t *t = nh_self;   /* a stale record is this thread's own */
+  if (t && t->guarded != nh_rt.mem.guard) {   /* of the other pool: back to it */
+    record_free(t);
+    nh_self = t = NULL;
+  }
+  if (!t)
+    t = record_new();
   if (!t) {
     nh_error(-ENOMEM, "nh_thread_attach: no memory for the thread record");
     return -ENOMEM;
   }
+  bool guarded = t->guarded;   /* which pool it goes back to */
   memset(t, 0, sizeof *t);
+  t->guarded = guarded;
   t->tid = pthread_self();
   t->stack_lo = lo;
   t->stack_hi = hi;

@@ -177,8 +177,14 @@ void nh_gc(void);
  * Pause): copies up to max of the last 256 into ns and returns how many. Each concurrent cycle
  * records its two pauses (or more when mark termination is retried), a stw cycle one. */
 size_t nh_gc_pauses(uint64_t *ns, size_t max);
+/* How many stop-the-world pauses were recorded since nh_init (the count by which
+ * nh_gc_pauses' record advances): one atomic load. A reader that wants every pause reads it,
+ * then nh_gc_pauses for the new ones, then it again (and retries if it moved). Thread-safe;
+ * 0 before nh_init. */
+uint64_t nh_gc_pause_count(void);
 /* GOGC: the next cycle starts when the heap reaches live * (1 + percent/100); < 0 turns
- * paced collection off (the memory limit still applies). Returns the previous value. */
+ * paced collection off (the memory limit still applies). Returns the previous value. A percent
+ * above 1000000 (the gc_percent option's limit) is reported (EINVAL) and changes nothing. */
 int nh_set_gc_percent(int percent);
 /* GOMEMLIMIT in bytes (0 = none; < 0 only reads it): the pacer keeps the heap under it, and
  * an allocation that cannot fit under it even after a full collection returns NULL (ENOMEM,

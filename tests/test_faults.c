@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -447,6 +448,33 @@ static void *make_garbage(void *arg) {
   return NULL;
 }
 
+/* Whether the read-write mapping holding p has a PROT_NONE page on each side
+ * (/proc/self/maps). */
+static bool between_guards(const void *p) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f)
+    return false;
+  char line[512], prev_perms[5] = "", perms[5];
+  unsigned long prev_hi = 0, lo, hi, at = (unsigned long)p;
+  bool found = false, before = false, after = false;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3)
+      continue;
+    if (found) {   /* the mapping after it */
+      after = lo == prev_hi && strcmp(perms, "---p") == 0;
+      break;
+    }
+    if (at >= lo && at < hi && strcmp(perms, "rw-p") == 0) {
+      found = true;
+      before = prev_hi == lo && strcmp(prev_perms, "---p") == 0;
+    }
+    prev_hi = hi;
+    memcpy(prev_perms, perms, sizeof perms);
+  }
+  fclose(f);
+  return found && before && after;
+}
+
 static void test_secure_mode(void **state) {
   (void)state;
   start_with(NH_GC_STW, NH_HUGEPAGES_NONE, 1);
@@ -456,6 +484,13 @@ static void test_secure_mode(void **state) {
   assert_string_equal(perms, "---p");
   assert_int_equal(maps_perms(mapping, perms), 0);
   assert_string_equal(perms, "rw-p");
+  /* And around the types region and the arena index (the review found them bare). */
+  assert_true(nh_type_new(16, (size_t[]){8}, 1) != NULL);   /* a type: the region is touched */
+  assert_true(between_guards(nh_rt.types));
+  nh_rt.arenas.index[0] = NULL;   /* touched, as lookups of low addresses do */
+  assert_true(between_guards(nh_rt.arenas.index));
+  assert_non_null(nh_alloc(16));   /* this thread attached: its record too */
+  assert_true(nh_self->guarded && between_guards(nh_self));
   /* Allocation order shuffled: 64 objects of one class do not come in address order. */
   enum { N = 64 };
   char *p[N];

@@ -257,6 +257,14 @@ static void test_gc_percent_off(void **state) {
   nh_gc();
   assert_int_equal(stats().gc_cycles, cycles + 1);
   assert_int_equal(nh_set_gc_percent(100), -1);
+  /* Past the option's limit: refused, nothing changed (marked * percent could wrap before). */
+  assert_int_equal(nh_set_gc_percent(2000000000), 100);
+  assert_true(errors_contain("nh_set_gc_percent(2000000000): at most 1000000"));
+  assert_int_equal(stats().gc_percent, 100);
+  assert_int_equal(nh_set_gc_percent(1000000), 100);   /* the limit itself is fine */
+  nh_gc();
+  assert_true(stats().heap_goal_bytes >= stats().heap_marked_bytes);
+  assert_int_equal(nh_set_gc_percent(100), 1000000);
 }
 
 /* Threads build and rebuild linked lists with checksums while cycles run. */
