@@ -80,6 +80,14 @@ static void kept(nh_mcentral_t *c, const nh_span_t *s, int delta) {
   nh_stat_add(&c->ph->kept_pages, delta * (int64_t)s->npages);
 }
 
+/* A kept span of npages went back to the page heap (give_back, which counted it there first):
+ * now it leaves the kept ones. Under c->lock. Not the other way round: a stats read between the
+ * two would count the span as in use (pageheap_live_pages). */
+static void unkept_after_give_back(nh_mcentral_t *c, size_t npages) {
+  c->nempty--;
+  pageheap_idle_leave(&c->ph->kept_pages, npages);
+}
+
 void mcentral_init(nh_mcentral_t *c, unsigned allocclass, nh_pageheap_t *ph) {
   memset(c, 0, sizeof *c);
   nh_mutex_init(&c->lock, LOCK_RANK_MCENTRAL);
@@ -286,18 +294,24 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
   s->alloc_bits = s->gcmark_bits;
   s->gcmark_bits = old;
   memset(old, 0, words * sizeof *old);
-  if (s->alloc_count == 0)
-    kept(c, s, -1);
+  /* An empty span is one of the kept ones; the counts change only when its state does (a
+   * kept span that stays empty is not counted as live in between). */
+  bool was_kept = s->alloc_count == 0;
   s->alloc_count = (uint16_t)count;
   s->needzero |= freed;
   s->freeindex = 0;
   __atomic_store_n(&s->sweepgen, c->sweepgen, __ATOMIC_RELEASE);
-  if (count == 0 && c->nempty >= c->keep) {
+  if (count == 0 && c->nempty - was_kept >= c->keep) {
+    size_t npages = s->npages;
     give_back(c, s);
+    if (was_kept)
+      unkept_after_give_back(c, npages);
     return SWEPT_FREED;
   }
-  if (count == 0)
+  if (count == 0 && !was_kept)
     kept(c, s, 1);
+  else if (count != 0 && was_kept)
+    kept(c, s, -1);
   list_push(list_of(c, s), s);
   return count < s->nelems ? SWEPT_PARTIAL : SWEPT_FULL;
 }
@@ -388,8 +402,9 @@ size_t mcentral_drop_empty(nh_mcentral_t *c) {
     if (s->alloc_count)
       continue;
     list_remove(l, s);
-    kept(c, s, -1);
-    give_back(c, s);
+    size_t npages = s->npages;
+    give_back(c, s);   /* counted in recent[] or off the in-use pages first */
+    unkept_after_give_back(c, npages);
     dropped++;
   }
   nh_mutex_unlock(&c->lock);

@@ -534,12 +534,15 @@ void pageheap_drop_recent(nh_pageheap_t *ph) {
   for (;;) {
     nh_mutex_lock(&ph->lock);
     nh_span_t *s = ph->nrecent ? ph->recent[--ph->nrecent] : NULL;
-    if (s)
-      nh_stat_add(&ph->recent_pages, -(int64_t)s->npages);
     nh_mutex_unlock(&ph->lock);
     if (!s)
       return;
+    /* Off inuse_pages first, then off recent_pages (pageheap_live_pages): the other way round,
+     * a stats read between the two saw the span's pages in use. The struct may be reused once
+     * it is on the free list: its size is read before. */
+    size_t npages = s->npages;
     release_span(ph, s);
+    pageheap_idle_leave(&ph->recent_pages, npages);
   }
 }
 

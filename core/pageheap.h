@@ -48,10 +48,23 @@ typedef struct nh_pageheap {
 } nh_pageheap_t;
 
 /* Pages in spans that may hold objects: in use, less the idle spans kept for reuse (recent[]
- * and the mcentrals' empty spans). Relaxed reads of counters that move separately. */
+ * and the mcentrals' empty spans). Read without a lock, so the counters move in an order that
+ * never shows an idle span as live: an idle span moves kept -> recent -> free (mcentral_drop_empty,
+ * pageheap_drop_recent), and each move adds it where it goes first and then takes it off the
+ * count it leaves (pageheap_idle_leave, a release); the reader takes the counters in that order
+ * (acquire), so a reader that sees a span gone from one sees it counted where it went. Caught
+ * in between it counts the span twice as idle: an underestimate for a moment, never more. */
 static inline int64_t pageheap_live_pages(const nh_pageheap_t *ph) {
-  return (int64_t)nh_stat_get(&ph->inuse_pages) - (int64_t)nh_stat_get(&ph->recent_pages) -
-         (int64_t)nh_stat_get(&ph->kept_pages);
+  int64_t kept = (int64_t)__atomic_load_n(&ph->kept_pages, __ATOMIC_ACQUIRE);
+  int64_t recent = (int64_t)__atomic_load_n(&ph->recent_pages, __ATOMIC_ACQUIRE);
+  int64_t inuse = (int64_t)__atomic_load_n(&ph->inuse_pages, __ATOMIC_ACQUIRE);
+  return inuse - recent - kept;
+}
+
+/* An idle span of npages has been counted where it went (recent_pages, or off inuse_pages):
+ * now off the idle count it leaves (kept_pages or recent_pages). See pageheap_live_pages. */
+static inline void pageheap_idle_leave(uint64_t *idle_pages, size_t npages) {
+  __atomic_fetch_sub(idle_pages, (uint64_t)npages, __ATOMIC_RELEASE);
 }
 
 void pageheap_init(nh_pageheap_t *ph, int node, nh_arena_set_t *arenas, nh_mem_t *mem);
