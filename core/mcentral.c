@@ -243,7 +243,10 @@ size_t mcentral_free(nh_mcentral_t *c, nh_span_t *s, const uint16_t *idx, size_t
     }
     bitmap_set(s->freed_bits, idx[i]);
   }
-  if (!s->cached)
+  /* Nothing newly freed (only double frees): the span stays as it is filed. Rebuilding it
+   * would file an empty kept span as newly empty, counting it twice (or giving it back while
+   * still counted). */
+  if (!s->cached && doubles < n)
     rebuild(c, s, list_of(c, s));
   nh_mutex_unlock(&c->lock);
   return doubles;

@@ -293,6 +293,29 @@ static void test_double_free_every_mode(void **state) {
   }
 }
 
+/* A double free after a write over the freed object, of the only object of a span its class
+ * keeps empty: refused at the free; and were it ever handed back to the span twice, the span
+ * would not change (it was counted as kept a second time, which the teardown's validator
+ * reports as a fatal error). */
+static void test_hidden_double_free_into_kept_span(void **state) {
+  uintptr_t *p = nh_alloc_noscan(20000);
+  assert_non_null(p);
+  nh_free(p);
+  mcache_flush_all(&nh_rt.caches);   /* its span is empty, and kept by its class */
+  p[0] = 0;                           /* a write after free hides the mark */
+  errors.all[0] = 0;
+  nh_free(p);                         /* not the program's: refused */
+  assert_true(errors_contain("double free"));
+  mcache_flush_all(&nh_rt.caches);
+  /* The span's own line of defence: the object handed back to it a second time. */
+  nh_span_t *s = span_of(&nh_rt.arenas, p);
+  uint16_t idx = (uint16_t)span_obj_index(s, (uintptr_t)p);
+  assert_int_equal(mcentral_free(s->central, s, &idx, 1), 1);
+  for (int n = 0; n < nh_rt.topo.nnodes; n++)
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      mcentral_validate(&nh_rt.nodes[n].central[ac]);
+}
+
 /* realloc of freed, interior and misaligned pointers, and a misaligned free: reported, NULL with
  * EINVAL, nothing changed; the freed object is not handed out twice. (The teardown runs the
  * page heap's and every mcentral's validator.) */
@@ -620,6 +643,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_double_free_after_drain, setup, teardown),
     cmocka_unit_test_setup_teardown(test_double_free_whatever_the_bytes_hold, setup, teardown),
     cmocka_unit_test_setup_teardown(test_double_free_every_mode, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_hidden_double_free_into_kept_span, setup, teardown),
     cmocka_unit_test_setup_teardown(test_bad_reallocs_are_reported_and_harmless, setup, teardown),
     cmocka_unit_test_setup_teardown(test_overflow_and_huge, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spans_return_to_page_heap, setup, teardown),
