@@ -595,8 +595,8 @@ static bool free_object_locked(const char *fn, void *p) {
   if (!span_is_large(s) && !disown(s, (uintptr_t)p)) {
     nh_stat_add(&nh_rt.double_frees, 1);
     vg_free(p);   /* memcheck reports it too ("Invalid free"), with the program's stack */
-    return bad_free(fn, o.base == (uintptr_t)p ? p : (void *)o.base,
-                    "not an object the program owns (freed already, or never handed out): a double free?");
+    return bad_free(fn, (void *)o.base, "not an object the program owns (freed already, or never handed out): "
+                    "a double free?");
   }
   if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)) {
     /* A concurrent mark runs (and cannot end inside this region): markers may hold the object

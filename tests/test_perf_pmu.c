@@ -1,8 +1,10 @@
 /*
  * test_perf_pmu.c — with a hardware PMU, nheap's counters see what the hardware does: a
  * pointer chase through 64 MiB in random order misses the last-level cache and the data TLB
- * far more than a sequential pass making as many loads (both in the ALLOC phase). Exits 77
- * (skipped) where the machine has no PMU, as virtual machines often do.
+ * far more than a sequential pass making as many loads (both in the ALLOC phase); and where
+ * the kernel lets a thread read its own counters in user mode (/sys/bus/event_source/devices/
+ * cpu/rdpmc not 0), those reads went through rdpmc, not read(). Exits 77 (skipped) where the
+ * machine has no PMU, as virtual machines often do.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,5 +71,16 @@ int main(void) {
   perf_reads(&fast, &slow);   /* hardware counters of the thread's own group: rdpmc where allowed */
   printf("reads: %llu through rdpmc, %llu through read()\n", (unsigned long long)fast, (unsigned long long)slow);
   nh_shutdown();
+  int rdpmc_allowed = 0;
+  FILE *f = fopen("/sys/bus/event_source/devices/cpu/rdpmc", "r");
+  if (f) {
+    if (fscanf(f, "%d", &rdpmc_allowed) != 1)
+      rdpmc_allowed = 0;
+    fclose(f);
+  }
+  if (rdpmc_allowed && fast == 0) {
+    printf("FAILED: the kernel allows rdpmc (cpu/rdpmc = %d) but no read used it\n", rdpmc_allowed);
+    return 1;
+  }
   return chase[0] > 2 * seq[0] && chase[1] > 2 * seq[1] ? 0 : 1;
 }
