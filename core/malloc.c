@@ -47,7 +47,7 @@
  *
  * Zeroing: scanned kinds (nh_alloc, nh_alloc_typed) and nh_calloc return zeroed memory, as
  * Go's and bdwgc's GC_MALLOC do, so a conservative scan never sees stale pointers;
- * nh_alloc_noscan does not (as malloc) and only clears word 0. Small objects
+ * nh_alloc_noscan does not (as malloc), nor touches the object at all. Small objects
  * are zeroed on every allocation (a cached object may hold old data); large ones only when
  * their pages were used before (span->needzero: fresh and released pages read as zero).
  *
@@ -61,9 +61,11 @@
  * ignored whatever the object's bytes hold, and an allocation that pops an object it finds
  * owned (only two frees of one object racing on two CPUs put it among the free objects twice)
  * drops that copy and reports it, so no object is handed out twice; secure mode exchanges the
- * byte on both sides, which closes even that race. The fast paths pay two dependent loads
- * (the span, its array) and a byte store each. A freed object's first word is cleared (a typed
- * header names no type once free); nothing in a freed object is derived from a secret. Large
+ * byte on both sides, which closes even that race. The fast paths find the byte from the
+ * arena record (the page's ownership bytes, arena.h) without the span: a load, a test and a
+ * store each; neither path touches the object itself (noscan objects are not cleared, and a
+ * freed object keeps its bytes, but for a typed object's header, cleared so that it names no
+ * type once free). Nothing in a freed object is derived from a secret. Large
  * objects: with the collector their span leaves the sweeper's set once (a second free is
  * refused); without it a second free finds free pages, unless they were reused meanwhile.
  * Every bad call that is detected is reported through the error funnel and changes nothing. While a concurrent mark
@@ -129,11 +131,8 @@ static inline void attach_check(void) {
 }
 
 static inline void zero_object(void *p, size_t bytes, bool zero) {
-  /* Cached objects may hold old data. */
-  if (zero)
+  if (zero)   /* cached objects may hold old data */
     memset(p, 0, bytes);
-  else
-    *(uintptr_t *)p = 0;
 }
 
 /* Black allocation: while a concurrent mark runs, a new object is born marked (Go's
@@ -160,10 +159,15 @@ static inline uint8_t *live_byte(const nh_span_t *s, uintptr_t base) { return &s
  * was among the free objects twice, which only two frees of it racing on two CPUs can do; the
  * caller drops this copy). Secure mode (whose caches are never on the fast path: mcache.c)
  * exchanges, so that not even such a race hands it out twice. */
-static inline bool own(void *p, bool fast) {
-  const nh_arena_t *a = nh_rt.arenas.index[(uintptr_t)p >> NH_ARENA_SHIFT];   /* p is the heap's */
-  const nh_span_t *s = __atomic_load_n(&a->spans[((uintptr_t)p & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT], __ATOMIC_RELAXED);
-  uint8_t *l = live_byte(s, (uintptr_t)p);
+/* The ownership byte of small object start p of sizeclass, from the arena record alone (arena.h:
+ * the page's ownership bytes), not the span and then its array. */
+static inline uint8_t *page_live_byte(const nh_arena_t *a, uintptr_t p, unsigned sizeclass) {
+  uint8_t *page = __atomic_load_n(&a->live[(p & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT], __ATOMIC_RELAXED);
+  return page + ((uint64_t)(p & (NH_PAGE_SIZE - 1)) * nh_class_to_divmagic[sizeclass] >> 32);
+}
+
+static inline bool own(void *p, unsigned sizeclass, bool fast) {
+  uint8_t *l = page_live_byte(nh_rt.arenas.index[(uintptr_t)p >> NH_ARENA_SHIFT], (uintptr_t)p, sizeclass);
   if (!fast && nh_unlikely(nh_rt.cfg.secure))
     return !__atomic_exchange_n(l, 1, __ATOMIC_RELAXED);
   if (nh_unlikely(__atomic_load_n(l, __ATOMIC_RELAXED)))
@@ -214,7 +218,7 @@ static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero,
       continue;
     if (!p)
       return NULL;
-    if (ac != NH_AC_TINY && nh_unlikely(!own(p, false))) {
+    if (ac != NH_AC_TINY && nh_unlikely(!own(p, sizeclass, false))) {
       dropped_twice(p);
       pass = -1;
       continue;
@@ -260,7 +264,7 @@ static nh_noinline void *alloc_small_dropped(unsigned ac, void *p, bool zero) {
 static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclass, nh_obj_kind kind, bool zero) {
   void *p = NULL;
   unsigned ac = allocclass_make(sizeclass, kind);
-  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)) || nh_unlikely(!own(p, true)))
+  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)) || nh_unlikely(!own(p, sizeclass, true)))
     return alloc_small_dropped(ac, p, zero);
   zero_object(p, nh_class_to_size[sizeclass], zero);
   born(p);
@@ -621,9 +625,10 @@ static bool free_object_locked(const char *fn, void *p) {
     pageheap_free_span(&nh_rt.nodes[s->node].ph, s);
     return true;
   }
-  /* The first word cleared: a typed object's header names no type once it is free (a stale
-   * pointer that marks it finds nothing to follow). Secure mode: all of it. */
-  memset(p, 0, nh_rt.cfg.secure ? s->elemsize : sizeof(uintptr_t));
+  /* A typed object's header cleared: it names no type once free (a stale pointer that marks
+   * it finds nothing to follow). Secure mode: all of it. */
+  if (nh_rt.cfg.secure || s->kind == NH_KIND_TYPED)
+    memset(p, 0, nh_rt.cfg.secure ? s->elemsize : sizeof(uintptr_t));
   if (remote)   /* back towards its own node, not into this CPU's stack */
     mcache_free_remote(&nh_rt.caches, s, p);
   else
@@ -657,11 +662,9 @@ NH_API void nh_free(void *p) {
     if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic &&
                   (nh_rt.free_plain || (nh_rt.free_local && a->node == heap_current_node())) &&
                   !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))) {
-      /* Page info implies the span behind it (pageheap_set_spans); off is p's offset in it. */
-      uint8_t *live = &__atomic_load_n(&a->spans[pg], __ATOMIC_RELAXED)->live[(uint64_t)off * magic >> 32];
-      if (nh_likely(__atomic_load_n(live, __ATOMIC_RELAXED))) {
+      uint8_t *live = page_live_byte(a, (uintptr_t)p, sc);   /* page info implies the bytes */
+      if (nh_likely(__atomic_load_n(live, __ATOMIC_RELAXED))) {   /* the object is not touched */
         __atomic_store_n(live, 0, __ATOMIC_RELAXED);
-        *(uintptr_t *)p = 0;   /* as free_object_locked */
         mcache_free(&nh_rt.caches, info & 0xff, p);
         return;
       }

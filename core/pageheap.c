@@ -384,6 +384,7 @@ void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
     set_bits(ap->alloc, p.first, p.n, false);
     for (size_t i = p.first; i < p.first + p.n; i++) {
       __atomic_store_n(&p.a->pageinfo[i], 0, __ATOMIC_RELEASE);
+      __atomic_store_n(&p.a->live[i], NULL, __ATOMIC_RELAXED);
       __atomic_store_n(&p.a->spans[i], NULL, __ATOMIC_RELEASE);
     }
     update_summaries(ap, p.first, p.n);
@@ -547,11 +548,10 @@ void pageheap_drop_recent(nh_pageheap_t *ph) {
 }
 
 void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas) {
-  bool small = span && !span_is_large(span);
-  /* Typed objects are freed through their header's end, not their start, and tiny objects
-   * share blocks: no fast path. */
-  uint32_t info = small && span->kind != NH_KIND_TYPED && span->allocclass != NH_AC_TINY
-                      ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
+  /* Tiny objects share blocks: no fast path. (Typed objects have one for allocation; their
+   * frees, through the header's end, fail nh_free's object-start check and take the span.) */
+  bool small = span && !span_is_large(span) && span->allocclass != NH_AC_TINY;
+  uint32_t info = small ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
   uintptr_t addr = base;
   for (size_t left = npages, i = 0; left;) {
     nh_arena_t *a = arena_of(arenas, (void *)addr);
@@ -560,11 +560,16 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
     for (size_t p = first; p < first + n; p++, i++) {
       /* Clearing, the info goes first; setting, the span goes first: a reader that finds
        * page info always finds the span behind it. */
-      if (!span)
+      if (!span) {
         __atomic_store_n(&a->pageinfo[p], 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&a->live[p], NULL, __ATOMIC_RELAXED);
+      }
       __atomic_store_n(&a->spans[p], span, __ATOMIC_RELEASE);
-      if (small)
+      if (small) {   /* past the bytes of the objects that start on earlier pages */
+        __atomic_store_n(&a->live[p], span->live + (i * NH_PAGE_SIZE + span->elemsize - 1) / span->elemsize,
+                         __ATOMIC_RELAXED);
         __atomic_store_n(&a->pageinfo[p], info | (uint32_t)i << 8, __ATOMIC_RELEASE);
+      }
     }
     addr += n * NH_PAGE_SIZE;
     left -= n;
