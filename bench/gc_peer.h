@@ -163,8 +163,10 @@ static bool peer_polling;
 
 static void peer_pause_poll(void) {
   for (;;) {
-    uint64_t c = nh_gc_pause_count(), k = c - peer_pause_seen, ns[256];
-    size_t n = nh_gc_pauses(ns, k < 256 ? (size_t)k : 256);
+    /* At most 255 of the 256 kept: the oldest slot is the one the next pause overwrites before
+     * the count moves. */
+    uint64_t c = nh_gc_pause_count(), k = c - peer_pause_seen, ns[255];
+    size_t n = nh_gc_pauses(ns, k < 255 ? (size_t)k : 255);
     if (nh_gc_pause_count() != c)
       continue;   /* a pause landed meanwhile: the copy may be shifted */
     peer_pauses_lost += k - n;

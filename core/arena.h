@@ -29,13 +29,14 @@ typedef struct nh_arena {
   /* page -> span for every page of an in-use span (Go's heapArena.spans): written by the page
    * heap, read lock-free by span_of. Last, and 64 KiB: the record is its own mapping. */
   struct nh_span *spans[NH_ARENA_BYTES >> NH_PAGE_SHIFT];
-  /* The same pages for the fast paths, without loading the span: for a page of an in-use
-   * small span (tiny spans excepted), allocation class | page index in the span << 8 | size
-   * class << 16; 0 for any other page (large or tiny spans, free pages). And the span's
-   * ownership bytes (span.h) from the first object that starts on the page: the byte of the
-   * object starting at offset x of the page is live[page][x / elemsize] (x - the first start
-   * is a multiple of elemsize, and the first start is below it); NULL for other pages.
-   * Written with the span map. */
+  /* The same pages for the fast paths, without loading the span. pageinfo, for nh_free: for a
+   * page of an in-use small span of untyped objects (tiny spans excepted), allocation class |
+   * page index in the span << 8 | size class << 16; 0 for any other page (large, typed or tiny
+   * spans, free pages). live, for both: a small span's ownership bytes (span.h; tiny spans
+   * have none) from the first object that starts on the page: the byte of the object starting
+   * at offset x of the page is live[page][x / elemsize] (x - the first start is a multiple of
+   * elemsize, and the first start is below it); NULL for other pages. Written with the span
+   * map. */
   uint32_t pageinfo[NH_ARENA_BYTES >> NH_PAGE_SHIFT];
   uint8_t *live[NH_ARENA_BYTES >> NH_PAGE_SHIFT];
 } nh_arena_t;

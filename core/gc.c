@@ -939,6 +939,10 @@ nh_noinline void gc_clear_dead_stack(void) {
 void gc_collect(const char *why, bool sweep) {
   if (!nh_rt.gc.on)
     return;
+  /* The collector thread itself (an error handler run by its reports, error.h): it would wait
+   * for the cycle it is running. It is collecting already. */
+  if (nh_rt.gc.collector_running && pthread_equal(pthread_self(), nh_rt.gc.collector))
+    return;
   thread_attach();
   gc_clear_dead_stack();
   collect(why, sweep);

@@ -60,14 +60,18 @@
  * object start nheap never handed out (in a cache, or free in its span), is reported and
  * ignored whatever the object's bytes hold, and an allocation that pops an object it finds
  * owned (only two frees of one object racing on two CPUs put it among the free objects twice)
- * drops that copy and reports it, so no object is handed out twice; secure mode exchanges the
- * byte on both sides, which closes even that race. The fast paths find the byte from the
+ * drops that copy and reports it. Outside secure mode the bytes are plain loads and stores, so
+ * two frees racing on two CPUs, followed by two allocations racing for the two copies, can
+ * still hand the object out twice (and a flush may give the second copy back to its span);
+ * secure mode exchanges the byte on both sides, which closes that race: no object is ever
+ * handed out twice. The fast paths find the byte from the
  * arena record (the page's ownership bytes, arena.h) without the span: a load, a test and a
  * store each; neither path touches the object itself (noscan objects are not cleared, and a
  * freed object keeps its bytes, but for a typed object's header, cleared so that it names no
  * type once free). Nothing in a freed object is derived from a secret. Large
  * objects: with the collector their span leaves the sweeper's set once (a second free is
- * refused); without it a second free finds free pages, unless they were reused meanwhile.
+ * refused, except that both are left to the collector while a mark runs); without it a second
+ * free finds free pages, unless they were reused meanwhile.
  * Every bad call that is detected is reported through the error funnel and changes nothing. While a concurrent mark
  * runs, a valid nh_free is left to the collector (stats: frees_deferred): a marker may hold
  * the object grey, and neither the object nor its span may change under it. A free that began
@@ -254,17 +258,20 @@ static nh_noinline void *alloc_small_slow(unsigned ac, size_t size, size_t amask
   return COUNTED_SLOW_PATH(refill_and_alloc(ac, size, amask, zero, -1));
 }
 
-/* The fast path could not serve, or p, which it popped, was owned already (dropped). */
+/* p, which the fast path popped, was owned already: dropped. */
 static nh_noinline void *alloc_small_dropped(unsigned ac, void *p, bool zero) {
-  if (p)
-    dropped_twice(p);
+  dropped_twice(p);
   return alloc_small_slow(ac, 0, 0, zero);
 }
 
 static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclass, nh_obj_kind kind, bool zero) {
-  void *p = NULL;
+  void *p;
   unsigned ac = allocclass_make(sizeclass, kind);
-  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)) || nh_unlikely(!own(p, sizeclass, true)))
+  /* A pop that failed may have left a value in p (a sequence aborted after its load): only a
+   * pop that succeeded is checked. */
+  if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)))
+    return alloc_small_slow(ac, 0, 0, zero);
+  if (nh_unlikely(!own(p, sizeclass, true)))
     return alloc_small_dropped(ac, p, zero);
   zero_object(p, nh_class_to_size[sizeclass], zero);
   born(p);
@@ -662,8 +669,11 @@ NH_API void nh_free(void *p) {
     if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic &&
                   (nh_rt.free_plain || (nh_rt.free_local && a->node == heap_current_node())) &&
                   !__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))) {
-      uint8_t *live = page_live_byte(a, (uintptr_t)p, sc);   /* page info implies the bytes */
-      if (nh_likely(__atomic_load_n(live, __ATOMIC_RELAXED))) {   /* the object is not touched */
+      /* Page info implies the bytes, unless a free of an object nobody owns raced its span's
+       * release (the page heap clears the info first): then the span path reports it. */
+      uint8_t *page = __atomic_load_n(&a->live[pg], __ATOMIC_RELAXED);
+      uint8_t *live = page + ((uint64_t)((uintptr_t)p & (NH_PAGE_SIZE - 1)) * magic >> 32);
+      if (nh_likely(page != NULL) && nh_likely(__atomic_load_n(live, __ATOMIC_RELAXED))) {   /* the object is not touched */
         __atomic_store_n(live, 0, __ATOMIC_RELAXED);
         mcache_free(&nh_rt.caches, info & 0xff, p);
         return;

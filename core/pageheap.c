@@ -425,24 +425,25 @@ static bool span_live_init(nh_pageheap_t *ph, nh_span_t *s) {
       i++;
     nh_assert(i < NH_ARRAY_LEN(ph->free_live));
     nh_mutex_lock(&ph->lock);
-    if (s->live) {
+    if (s->live_mem) {
       unsigned old = (unsigned)__builtin_ctz(s->livecap) - 6;
-      *(void **)s->live = ph->free_live[old];
-      ph->free_live[old] = s->live;
+      *(void **)s->live_mem = ph->free_live[old];
+      ph->free_live[old] = s->live_mem;
     }
     void *live = ph->free_live[i];
     if (live)
       ph->free_live[i] = *(void **)live;
     nh_mutex_unlock(&ph->lock);
     if (!live && !(live = mem_meta_alloc(ph->mem, 64u << i, 64))) {
-      s->live = NULL;
+      s->live_mem = NULL;
       s->livecap = 0;
       return false;
     }
-    s->live = live;
+    s->live_mem = live;
     s->livecap = (uint16_t)(64u << i);
   }
-  memset(s->live, 0, s->nelems);
+  memset(s->live_mem, 0, s->nelems);
+  s->live = s->live_mem;
   return true;
 }
 
@@ -464,10 +465,10 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
     pageheap_free(ph, pages, npages);
     return NULL;
   }
-  uint8_t *live = s->live;   /* the struct's ownership array outlives its uses */
+  uint8_t *live_mem = s->live_mem;   /* the struct's ownership array outlives its uses */
   uint16_t livecap = s->livecap;
-  memset(s, 0, sizeof *s);
-  s->live = live;
+  memset(s, 0, sizeof *s);   /* live = NULL: only small spans but tiny ones get it (below) */
+  s->live_mem = live_mem;
   s->livecap = livecap;
   unsigned sc = spanclass_sizeclass(spc);
   s->pages = pages;
@@ -548,10 +549,12 @@ void pageheap_drop_recent(nh_pageheap_t *ph) {
 }
 
 void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh_arena_set_t *arenas) {
-  /* Tiny objects share blocks: no fast path. (Typed objects have one for allocation; their
-   * frees, through the header's end, fail nh_free's object-start check and take the span.) */
+  /* Tiny objects share blocks: no fast path, no ownership bytes. Typed objects are freed
+   * through their header's end, not their start: no page info (nh_free's fast path would take
+   * the header's address for an object), but ownership bytes for the allocation fast path. */
   bool small = span && !span_is_large(span) && span->allocclass != NH_AC_TINY;
-  uint32_t info = small ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
+  uint32_t info = small && span->kind != NH_KIND_TYPED
+                      ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
   uintptr_t addr = base;
   for (size_t left = npages, i = 0; left;) {
     nh_arena_t *a = arena_of(arenas, (void *)addr);
@@ -565,11 +568,11 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
         __atomic_store_n(&a->live[p], NULL, __ATOMIC_RELAXED);
       }
       __atomic_store_n(&a->spans[p], span, __ATOMIC_RELEASE);
-      if (small) {   /* past the bytes of the objects that start on earlier pages */
+      if (small)   /* past the bytes of the objects that start on earlier pages */
         __atomic_store_n(&a->live[p], span->live + (i * NH_PAGE_SIZE + span->elemsize - 1) / span->elemsize,
                          __ATOMIC_RELAXED);
+      if (info)
         __atomic_store_n(&a->pageinfo[p], info | (uint32_t)i << 8, __ATOMIC_RELEASE);
-      }
     }
     addr += n * NH_PAGE_SIZE;
     left -= n;

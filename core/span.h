@@ -72,7 +72,9 @@ typedef struct nh_span {
   uint64_t *gcmark_bits;
   struct nh_span *next, *prev; /* mcentral set, or the free-span list */
   struct nh_mcentral *central; /* its class's mcentral (large: its kind's); NULL once freed */
-  uint16_t livecap;           /* bytes at live (kept with the struct when it is reused) */
+  uint8_t *live_mem;          /* the struct's array for live, kept across its uses (live is
+                                 NULL in a use that has none: tiny and large spans) */
+  uint16_t livecap;           /* bytes at live_mem */
   /* Cold: the bitmaps, after everything free() reads (which fits one cache line). */
   uint64_t freed_bits[NH_SPAN_BITMAP_WORDS];
   uint64_t bitmaps[2][NH_SPAN_BITMAP_WORDS]; /* storage alloc_bits/gcmark_bits point into */

@@ -263,14 +263,8 @@ int thread_attach(void) {
   return 0;
 }
 
-void thread_detach(void) {
-  nh_threads_t *ts = &nh_rt.gc.threads;
-  if (!g_threads || !thread_attached(ts))
-    return;
-  nh_thread_t *t = nh_self;
-  nh_mutex_lock(&ts->lock);
-  perf_thread_exit(t->perf, NH_PHASE_PROGRAM);
-  t->perf = NULL;
+/* Takes t off the attached list (threads lock held); its barrier buffer is shaded first. */
+static void unlink_thread(nh_threads_t *ts, nh_thread_t *t) {
   mark_thread_leaving(t);
   if (t->prev)
     t->prev->next = t->next;
@@ -279,6 +273,17 @@ void thread_detach(void) {
   if (t->next)
     t->next->prev = t->prev;
   ts->count--;
+}
+
+void thread_detach(void) {
+  nh_threads_t *ts = &nh_rt.gc.threads;
+  if (!g_threads || !thread_attached(ts))
+    return;
+  nh_thread_t *t = nh_self;
+  nh_mutex_lock(&ts->lock);
+  perf_thread_exit(t->perf, NH_PHASE_PROGRAM);
+  t->perf = NULL;
+  unlink_thread(ts, t);
   nh_self = NULL;
   nh_mutex_unlock(&ts->lock);
   pthread_setspecific(ts->key, NULL);
@@ -310,14 +315,7 @@ void threads_after_fork(nh_threads_t *ts) {
 /* A thread the kernel no longer has (world_stop, threads lock held): what thread_detach would
  * have done, but nothing of its TLS is touched and the record is not reused (see the essay). */
 static void drop_gone(nh_threads_t *ts, nh_thread_t *t) {
-  mark_thread_leaving(t);
-  if (t->prev)
-    t->prev->next = t->next;
-  else
-    ts->first = t->next;
-  if (t->next)
-    t->next->prev = t->prev;
-  ts->count--;
+  unlink_thread(ts, t);
   t->gen = 0;
   t->perf = NULL;
 }

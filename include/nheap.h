@@ -179,8 +179,9 @@ void nh_gc(void);
 size_t nh_gc_pauses(uint64_t *ns, size_t max);
 /* How many stop-the-world pauses were recorded since nh_init (the count by which
  * nh_gc_pauses' record advances): one atomic load. A reader that wants every pause reads it,
- * then nh_gc_pauses for the new ones, then it again (and retries if it moved). Thread-safe;
- * 0 before nh_init. */
+ * then nh_gc_pauses for the new ones (at most 255: the oldest of the 256 is the slot the next
+ * pause overwrites before the count moves), then it again (and retries if it moved).
+ * Thread-safe; 0 before nh_init. */
 uint64_t nh_gc_pause_count(void);
 /* GOGC: the next cycle starts when the heap reaches live * (1 + percent/100); < 0 turns
  * paced collection off (the memory limit still applies). Returns the previous value. A percent
@@ -309,11 +310,12 @@ void *nh_base(const void *p);
 
 /* The handler gets a negative errno-style code (0 for a warning: something degraded but
  * works) and one line of text without a trailing newline. It runs on the thread that made the
- * mistake, before the failing call returns, but never while that thread holds an nheap lock
- * or is inside one of the collector's no-stop regions (a report made there waits until the
- * thread has left them): it may call any nheap function (nh_alloc, nh_free, nh_stats_read,
- * nh_gc, ...) except nh_init and nh_shutdown. fn == NULL restores the default handler, which
- * writes "nheap: <msg>" to stderr. Thread-safe. */
+ * mistake, before the failing call returns (warnings about the heap's own state may come from
+ * nheap's collector thread), but never while that thread holds an nheap lock or is inside one
+ * of the collector's no-stop regions (a report made there waits until the thread has left
+ * them): it may call any nheap function (nh_alloc, nh_free, nh_stats_read, nh_gc, ...) except
+ * nh_init and nh_shutdown; nh_gc on the collector thread returns at once. fn == NULL restores
+ * the default handler, which writes "nheap: <msg>" to stderr. Thread-safe. */
 typedef void (*nh_error_fn)(int code, const char *msg, void *arg);
 void nh_set_error_handler(nh_error_fn fn, void *arg);
 

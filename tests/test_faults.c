@@ -74,14 +74,19 @@ static void *refusing_map(void *addr, size_t len, int prot, int flags) {
   return os_linux.map(addr, len, prot, flags);
 }
 
-static void test_mmap_failure(void **state) {
-  (void)state;
+/* A heap whose OS layer refuses maps while `refuse` is set. */
+static void start_refusing(nh_gc_mode gc) {
   static nh_os_hooks hooks;
   hooks = os_linux;
   hooks.map = refusing_map;
   nh_os_override = &hooks;
-  start(NH_GC_STW);
+  start(gc);
   nh_os_override = NULL;
+}
+
+static void test_mmap_failure(void **state) {
+  (void)state;
+  start_refusing(NH_GC_STW);
   char *kept = nh_alloc(1 << 20);
   memset(kept, 0x5a, 1 << 20);
   atomic_store(&refuse, true);
@@ -117,12 +122,7 @@ static void test_mmap_failure(void **state) {
  * collection must end (recovery used to push every marked object again each round, which
  * overflowed again, for ever), and every object must survive (checkmark runs in this test). */
 static void overflow_recovery(nh_gc_mode gc) {
-  static nh_os_hooks hooks;
-  hooks = os_linux;
-  hooks.map = refusing_map;
-  nh_os_override = &hooks;
-  start(gc);
-  nh_os_override = NULL;
+  start_refusing(gc);
   enum { N = 200000 };
   uintptr_t **root = calloc(N, sizeof *root);   /* malloc memory: a root only once registered */
   assert_non_null(root);
@@ -193,12 +193,7 @@ static void drain_finalizers(void) {
  * refuses it. */
 static void test_finalizer_queue_cannot_grow(void **state) {
   (void)state;
-  static nh_os_hooks hooks;
-  hooks = os_linux;
-  hooks.map = refusing_map;
-  nh_os_override = &hooks;
-  start(NH_GC_STW);
-  nh_os_override = NULL;
+  start_refusing(NH_GC_STW);
   enum { N = 3000 };
   atomic_store(&finalized, 0);
   make_finalizable(N);

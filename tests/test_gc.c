@@ -447,6 +447,38 @@ static void pin_to_current_cpu(cpu_set_t *old) {
   assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
 }
 
+/* Span structs are reused across classes; one that held a small class's ownership bytes and
+ * now holds tiny blocks must have none (the sweep clears the bytes of dead objects: with the
+ * old array's pointer left behind it wrote up to 409 bytes into a 64-byte array). */
+static nh_noinline void tiny_spans_on_reused_structs(void) {
+  enum { SMALL = 4096, TINY = 1 << 17 };
+  static void *p[SMALL];
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < SMALL; i++)   /* 64 spans of 128-byte objects, then freed */
+      p[i] = nh_alloc_noscan(128);
+    for (int i = 0; i < SMALL; i++)
+      nh_free(p[i]);
+    memset(p, 0, sizeof p);
+    nh_gc();
+    nh_scavenge(0);   /* the empty spans back to the page heap: their structs are free */
+    size_t checked = 0;
+    for (int i = 0; i < TINY; i++) {   /* tiny spans, on those structs */
+      void *t = nh_alloc_noscan(3);
+      const nh_span_t *s = span_of(&nh_rt.arenas, t);
+      assert_true(s->allocclass == NH_AC_TINY);
+      assert_null(s->live);
+      checked++;
+    }
+    assert_int_equal(checked, TINY);
+    nh_gc();   /* every tiny block dead: the sweep's pass over them */
+  }
+}
+
+static void test_tiny_spans_have_no_ownership_bytes(void **state) {
+  (void)state;
+  tiny_spans_on_reused_structs();
+}
+
 static void test_tiny_objects(void **state) {
   (void)state;
   cpu_set_t old;
@@ -912,6 +944,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_weak_handles_checked, setup, teardown),
     cmocka_unit_test_setup_teardown(test_typed_objects, setup, teardown),
     cmocka_unit_test_setup_teardown(test_tiny_objects, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_tiny_spans_have_no_ownership_bytes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_tiny_threads, setup, teardown),
     cmocka_unit_test_setup_teardown(test_memory_limit, setup_limit, teardown),
     cmocka_unit_test_setup_teardown(test_cpu_limiter, setup_limit, teardown),

@@ -274,6 +274,18 @@ static void double_frees_whatever_the_bytes_hold(void) {
 static void test_double_free_whatever_the_bytes_hold(void **state) {
   (void)state;
   double_frees_whatever_the_bytes_hold();
+  /* A typed object freed through its header's address (an object start in its span, but not
+   * what the program was given): refused as an interior pointer, and the object is still the
+   * program's. */
+  const nh_type *t = nh_type_new(16, (size_t[]){0}, 1);
+  void **o = nh_alloc_typed(16, t);
+  uint64_t bad = stats().bad_frees;
+  errors.all[0] = 0;
+  nh_free((char *)o - 8);
+  assert_true(errors_contain("interior pointer"));
+  assert_int_equal(stats().bad_frees, bad + 1);
+  nh_free(o);
+  assert_int_equal(stats().bad_frees, bad + 1);   /* its real free is accepted */
 }
 
 /* The same with the collector (stw, concurrent) and in secure mode, each a heap of its own. */
