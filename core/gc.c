@@ -146,7 +146,7 @@ bool gc_over_limit(nh_gc_t *g, size_t bytes) {
 }
 
 /* The CPU limiter: whether paced cycles have had their share of this window. */
-static bool limiter_allows(nh_gc_t *g, uint64_t now) {
+bool gc_limiter_allows(nh_gc_t *g, uint64_t now) {
   if (now - g->limiter_start > 1000000000ull) {   /* a fresh 1 s window */
     g->limiter_start = now;
     g->limiter_gc_ns = 0;
@@ -160,7 +160,7 @@ bool gc_limit_reached(size_t bytes) {
   if (!g->on)
     return false;   /* no collector: the limit is simply hard */
   nh_mutex_lock(&g->lock);
-  bool allow = limiter_allows(g, now_ns());
+  bool allow = gc_limiter_allows(g, now_ns());
   nh_mutex_unlock(&g->lock);
   if (allow) {
     nh_stat_add(&g->forced, 1);
@@ -851,7 +851,7 @@ static void *collector_main(void *arg) {
     pthread_mutex_unlock(&g->req_mu);
     nh_mutex_lock(&g->lock);
     bool paced = why == reason_paced;
-    if (!paced || limiter_allows(g, now_ns()))
+    if (!paced || gc_limiter_allows(g, now_ns()))
       concurrent_cycle(g, why);
     else
       nh_stat_add(&g->limited, 1);
@@ -965,7 +965,7 @@ void gc_maybe_collect(void *p) {
   uint64_t now = now_ns();
   if (__atomic_load_n(&g->wanted, __ATOMIC_RELAXED) &&
       __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) >= __atomic_load_n(&g->trigger, __ATOMIC_RELAXED)) {
-    if (limiter_allows(g, now)) {
+    if (gc_limiter_allows(g, now)) {
       collect_locked(g, reason_paced);
     } else {
       __atomic_store_n(&g->wanted, false, __ATOMIC_RELAXED);   /* retried at the next refill */

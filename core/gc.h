@@ -357,6 +357,10 @@ bool gc_over_limit(nh_gc_t *g, size_t bytes);
  * the CPU limiter holds collections back and the pass is small, let this thread pass the limit
  * once. False when the allocation must fail (no collector). */
 bool gc_limit_reached(size_t bytes);
+/* The CPU limiter's decision at time now (ns): whether a collection may run in this window (1 s;
+ * free for its first 100 ms, then while collections took at most half of it). Policy alone,
+ * with g's limiter_start and limiter_gc_ns as state, so that tests can drive it. */
+bool gc_limiter_allows(nh_gc_t *g, uint64_t now);
 /* The pct-th percentile of the recent pauses (ns); caller holds g->lock. */
 uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct);
 /* Sweeps the whole heap (all nodes and classes, large spans). Returns the pages swept. */

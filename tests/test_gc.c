@@ -917,14 +917,28 @@ static void test_cpu_limiter(void **state) {
   nh_stats_t s = stats();
   double wall = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
   double gc = (double)(s.gc_mark_ns - t0) / wall;
-  /* Once collections pass half the time, the limiter must have held some back. (How far
-   * under the cap it keeps them depends on timing and on the limit's own collections, so the
-   * test asserts the decision, not a ratio.) */
-  if (gc > 0.5 && s.gc_limited == 0)
-    fail_msg("marking took %.0f%% of %.0f ms (%lu cycles) and the limiter never engaged", gc * 100,
-             wall / 1e6, (unsigned long)s.gc_cycles);
+  /* Whether the limiter engaged here depends on how the machine ran it (a busy machine
+   * stretches every mark, and where the heap would pass the limit by more than an eighth
+   * memory wins anyway): said, not asserted. The decision itself is tested below, on a clock
+   * the test drives; here the heap must stay within the limit plus the eighth it may pass. */
+  print_message("marking took %.0f%% of %.0f ms (%lu cycles, %lu held back by the limiter)\n", gc * 100,
+                wall / 1e6, (unsigned long)s.gc_cycles, (unsigned long)s.gc_limited);
   assert_true(s.heap_inuse_bytes <= (72u << 20) + (1u << 20));
   assert_non_null(live);
+  /* The policy: a 1 s window, free for 100 ms, then collections only while they took at most
+   * half of it; a new window forgets the old one. */
+  static nh_gc_t g;
+  const uint64_t ms = 1000000;
+  g.limiter_start = 5000 * ms;
+  g.limiter_gc_ns = 90 * ms;
+  assert_true(gc_limiter_allows(&g, 5050 * ms));    /* the first 100 ms: always */
+  assert_false(gc_limiter_allows(&g, 5150 * ms));   /* 90 of 150 ms */
+  assert_true(gc_limiter_allows(&g, 5180 * ms));    /* 90 of 180 ms: half */
+  g.limiter_gc_ns = 700 * ms;
+  assert_false(gc_limiter_allows(&g, 5900 * ms));
+  assert_true(gc_limiter_allows(&g, 6001 * ms));    /* a new window */
+  assert_int_equal(g.limiter_start, 6001 * ms);
+  assert_int_equal(g.limiter_gc_ns, 0);
 }
 
 int main(void) {
