@@ -35,8 +35,7 @@ typedef struct nh_heap {
   bool types_guarded;            /* mapped between guard pages (secure = on) */
   size_t types_used;             /* atomic; only a reservation that fits moves it: <= TYPES_BYTES */
   bool tiny_on;                  /* the tiny allocator: with the collector, not under valgrind */
-  bool rseq;                     /* restartable sequences usable (nh_store's barrier; the caches
-                                    too unless secure = on: caches.rseq) */
+  bool rseq;                     /* restartable sequences usable (nh_store's barrier, the caches) */
   bool free_plain;               /* one node, not secure, not valgrind: nh_free's fast path as it is */
   bool free_local;               /* not secure, not valgrind: the fast path for a local object */
   /* Relaxed counters. */

@@ -75,10 +75,8 @@ static int build_allocator(void) {
   nh_rt.caches.ncpus = (uint32_t)t->ncpus;
   nh_rt.caches.nnodes = (uint32_t)t->nnodes;
   nh_valgrind = RUNNING_ON_VALGRIND;
-  /* secure = on takes the lock mode: its caches hand out a random free object (mcache.c), which
-   * no restartable sequence can pick. */
   nh_rt.rseq = nh_rt.cfg.dbg.rseq && percpu_rseq_available() && !nh_valgrind;
-  nh_rt.caches.rseq = nh_rt.rseq && !nh_rt.cfg.secure;
+  nh_rt.caches.rseq = nh_rt.rseq;
   nh_rt.tiny_on = nh_rt.cfg.gc != NH_GC_OFF && !nh_valgrind;   /* vg.h: one block per object */
   nh_rt.free_local = !nh_rt.cfg.secure && !nh_valgrind;         /* nh_free's fast path (malloc.c) */
   nh_rt.free_plain = t->nnodes == 1 && nh_rt.free_local;

@@ -55,9 +55,11 @@
  * class, page in span, size class; arena.h) and checks that p starts an object with one
  * multiply, without loading the span; large objects, free memory and foreign pointers take
  * the span path (free_object). Double frees: each small object has an ownership byte in its
- * span (span.h), 1 from the allocation that hands it out to the free that takes it back or the
- * sweep that frees it. nh_free finds 1 and stores 0, or refuses: a second free, or a free of an
- * object start nheap never handed out (in a cache, or free in its span), is reported and
+ * span (span.h), 1 from the allocation that hands it out to the free that takes it back (an
+ * object the sweep frees keeps its 1 until a slot hands it out again: so a free of an object
+ * the program had hidden from the collector is not caught, as it never was). nh_free finds 1
+ * and stores 0, or refuses: a second free, or a free of an object start nheap never handed
+ * out (in a cache, or free in its span), is reported and
  * ignored whatever the object's bytes hold, and an allocation that pops an object it finds
  * owned (only two frees of one object racing on two CPUs put it among the free objects twice)
  * drops that copy and reports it. Outside secure mode the bytes are plain loads and stores, so
@@ -135,8 +137,23 @@ static inline void attach_check(void) {
 }
 
 static inline void zero_object(void *p, size_t bytes, bool zero) {
-  if (zero)   /* cached objects may hold old data */
-    memset(p, 0, bytes);
+  if (!zero)   /* cached objects may hold old data */
+    return;
+  /* Small objects (sizes are multiples of 8) with two overlapping stores of a fixed size, which
+   * compilers inline, instead of a call to memset for a few words. */
+  char *c = p;
+  if (bytes <= 16) {
+    __builtin_memset(c, 0, 8);
+    __builtin_memset(c + bytes - 8, 0, 8);
+  } else if (bytes <= 32) {
+    __builtin_memset(c, 0, 16);
+    __builtin_memset(c + bytes - 16, 0, 16);
+  } else if (bytes <= 64) {
+    __builtin_memset(c, 0, 32);
+    __builtin_memset(c + bytes - 32, 0, 32);
+  } else {
+    memset(c, 0, bytes);
+  }
 }
 
 /* Black allocation: while a concurrent mark runs, a new object is born marked (Go's
@@ -638,6 +655,8 @@ static bool free_object_locked(const char *fn, void *p) {
     memset(p, 0, nh_rt.cfg.secure ? s->elemsize : sizeof(uintptr_t));
   if (remote)   /* back towards its own node, not into this CPU's stack */
     mcache_free_remote(&nh_rt.caches, s, p);
+  else if (nh_rt.cfg.secure)   /* reused only once the free stack ran dry, shuffled */
+    mcache_free_later(&nh_rt.caches, s->allocclass, p);
   else
     mcache_free(&nh_rt.caches, s->allocclass, p);
   return true;

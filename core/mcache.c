@@ -21,10 +21,13 @@
  *                       each span's own mcentral), then push. A cache that runs dry takes a
  *                       batch from the transfer cache before it reads its slot, so objects
  *                       freed in bursts move between CPUs without touching their spans.
- * secure = on: the caches run in lock mode; each refill batch is shuffled before it goes on
- * the stack, and an allocation takes a random object of the stack, not its top (a per-cache
- * xorshift from a secret seed of its own), so allocation order is neither address order nor
- * the reverse of the order of frees.
+ * secure = on (mimalloc's secure mode is the model): a freed object goes onto a second stack,
+ * the CPU's freed stack, and is not handed out again until the free stack has run dry; then
+ * the freed objects refill it, before the transfer cache and the slot do; and every refill
+ * batch is shuffled before it goes on the stack (a per-cache xorshift from a secret seed of
+ * its own). So the next allocation is not the object just freed, and allocation order is
+ * neither address order nor the reverse of the order of frees. Both stacks keep the fast
+ * paths' restartable sequences.
  * Node caches: besides the CPUs' caches, one per NUMA node (nh_alloc_onnode from another
  * node's CPU), in lock mode always: never touched by a restartable sequence, flushed and
  * searched with the others.
@@ -57,7 +60,7 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
                         uint64_t shuffle_seed) {
   size_t entries = 0;
   for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++)
-    entries += mcache_stack_cap(ac);
+    entries += mcache_stack_cap(ac) * (shuffle_seed ? 2 : 1);   /* secure: the freed stacks too */
   /* The cache and its stacks in one mapping on the CPU's node (real nodes only). */
   size_t head = nh_align_up(sizeof(nh_mcache_t), 64);
   bool bind = arenas->place.bind && node < arenas->place.nnodes;
@@ -75,6 +78,11 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
     mc->free[ac].cap = mcache_stack_cap(ac);
     mc->free[ac].items = items;
     items += mc->free[ac].cap;
+    if (shuffle_seed) {
+      mc->freed[ac].cap = mcache_stack_cap(ac);
+      mc->freed[ac].items = items;
+      items += mc->freed[ac].cap;
+    }
   }
   return mc;
 }
@@ -134,8 +142,15 @@ static size_t slot_take(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
       break;
     uint64_t c = sl->cache;
     uint32_t size = sl->span->elemsize;
-    for (; c && got < n; c &= c - 1)
-      out[got++] = (void *)(sl->word_base + (uintptr_t)__builtin_ctzll(c) * size);
+    /* Objects free in their span may still say owned (span.h: the sweep leaves a dead object's
+     * byte as it was): cleared as they go back into circulation. */
+    uint8_t *live = sl->span->live ? sl->span->live + sl->span->freeindex : NULL;
+    for (; c && got < n; c &= c - 1) {
+      unsigned i = (unsigned)__builtin_ctzll(c);
+      if (live)
+        __atomic_store_n(&live[i], 0, __ATOMIC_RELAXED);
+      out[got++] = (void *)(sl->word_base + (uintptr_t)i * size);
+    }
     sl->cache = c;
   }
   return got;
@@ -197,9 +212,27 @@ static void shuffle(nh_mcache_t *mc, void **v, size_t n) {
   }
 }
 
-/* Up to n objects for a cache that ran dry: a batch from the transfer cache, else its slot. */
-static size_t refill(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
-  size_t got = mcentral_xfer_take(&mc->central[ac], out, n);
+/* secure = on: up to n objects of the freed stack (under mc's lock: mc's own; with rseq,
+ * that of the CPU the thread runs on, by restartable pops). */
+static size_t take_freed(nh_mcaches_t *all, nh_mcache_t *mc, unsigned ac, void **out, size_t n, bool rseq) {
+  size_t got = 0;
+  if (!rseq) {
+    nh_freestack *fd = &mc->freed[ac];
+    while (got < n && fd->top)
+      out[got++] = fd->items[--fd->top];
+    return got;
+  }
+  while (got < n && percpu_pop((void *const *)all->cpu, all->ncpus, mcache_freed_offset(ac), &out[got]))
+    got++;
+  return got;
+}
+
+/* Up to n objects for a cache that ran dry: in secure mode what it freed meanwhile first, else
+ * a batch from the transfer cache, else its slot. */
+static size_t refill(nh_mcaches_t *all, nh_mcache_t *mc, unsigned ac, void **out, size_t n, bool rseq) {
+  size_t got = nh_unlikely(mc->rng) ? take_freed(all, mc, ac, out, n, rseq) : 0;
+  if (!got)
+    got = mcentral_xfer_take(&mc->central[ac], out, n);
   if (!got)
     got = slot_take(mc, ac, out, n);
   if (nh_unlikely(mc->rng))
@@ -212,21 +245,13 @@ static size_t refill(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
  * Lock mode.
  * ------------------------------------------------------------------------------------------- */
 
-static void *alloc_locked(nh_mcache_t *mc, unsigned ac) {
+static void *alloc_locked(nh_mcaches_t *all, nh_mcache_t *mc, unsigned ac) {
   nh_freestack *fs = &mc->free[ac];
-  if (fs->top && nh_unlikely(mc->rng)) {
-    /* secure = on (lock mode always): any of the free objects, so that the next allocation
-     * is not the object just freed, nor predictable from the order of frees. */
-    uint32_t i = (uint32_t)(rng_next(mc) % fs->top);
-    void *p = fs->items[i];
-    fs->items[i] = fs->items[--fs->top];
-    return p;
-  }
   if (fs->top)
     return fs->items[--fs->top];
   size_t want = fs->cap / 2 < REFILL_MAX ? fs->cap / 2 : REFILL_MAX;
   void *batch[REFILL_MAX];
-  size_t got = refill(mc, ac, batch, want ? want : 1);
+  size_t got = refill(all, mc, ac, batch, want ? want : 1, false);
   if (!got)
     return NULL;
   memcpy(fs->items, batch, (got - 1) * sizeof *batch);
@@ -234,8 +259,8 @@ static void *alloc_locked(nh_mcache_t *mc, unsigned ac) {
   return batch[got - 1];
 }
 
-static void free_locked(nh_mcache_t *mc, unsigned ac, void *p) {
-  nh_freestack *fs = &mc->free[ac];
+static void free_locked(nh_mcache_t *mc, unsigned ac, void *p, bool later) {
+  nh_freestack *fs = later ? &mc->freed[ac] : &mc->free[ac];
   if (fs->top == fs->cap) {
     uint32_t n = fs->cap / 2;
     give_up(mc, ac, fs->items, n);
@@ -260,7 +285,7 @@ static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
   size_t want = fs->cap / 2 < REFILL_MAX ? fs->cap / 2 : REFILL_MAX;
   void *batch[REFILL_MAX];
   nh_mutex_lock(&mc->lock);   /* also waits out a remote operation on this cache */
-  size_t got = refill(mc, ac, batch, want ? want : 1);
+  size_t got = refill(all, mc, ac, batch, want ? want : 1, true);
   size_t kept = got ? got - 1 : 0;
   while (kept > 0 && percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), batch[kept - 1]))
     kept--;
@@ -270,17 +295,19 @@ static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
   return got ? batch[got - 1] : NULL;
 }
 
-static void free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
+/* A free whose stack (the free stack, or with later the freed one) was full. */
+static void free_slow(nh_mcaches_t *all, unsigned ac, void *p, bool later) {
+  size_t off = later ? mcache_freed_offset(ac) : mcache_stack_offset(ac);
   for (;;) {
     nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
     nh_mutex_lock(&mc->lock);   /* waits out a remote operation; see above */
     /* Full: pop half the stack we are on and send it back to the spans, then push. */
     void *batch[STACK_MAX / 2];
     size_t n = 0, half = mc->free[ac].cap / 2;
-    while (n < half && percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), &batch[n]))
+    while (n < half && percpu_pop((void *const *)all->cpu, all->ncpus, off, &batch[n]))
       n++;
     give_up(mc, ac, batch, n);
-    bool pushed = percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), p);
+    bool pushed = percpu_push((void *const *)all->cpu, all->ncpus, off, p);
     if (!pushed && n == 0)   /* no rseq for this thread: hand the object straight back */
       return_objects(mc->arenas, &p, 1);
     nh_mutex_unlock(&mc->lock);
@@ -302,7 +329,7 @@ void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac) {
   } else {
     nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
     nh_mutex_lock(&mc->lock);
-    p = alloc_locked(mc, ac);
+    p = alloc_locked(all, mc, ac);
     nh_mutex_unlock(&mc->lock);
   }
   region_exit();
@@ -313,7 +340,7 @@ void *mcache_alloc_node(nh_mcaches_t *all, unsigned ac, int node) {
   region_enter();
   nh_mcache_t *mc = all->cpu[all->ncpus + (uint32_t)node];
   nh_mutex_lock(&mc->lock);
-  void *p = alloc_locked(mc, ac);
+  void *p = alloc_locked(all, mc, ac);
   nh_mutex_unlock(&mc->lock);
   region_exit();
   return p;
@@ -327,18 +354,26 @@ void mcache_free_remote(nh_mcaches_t *all, nh_span_t *s, void *p) {
   region_exit();
 }
 
-void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p) {
+static void free_any(nh_mcaches_t *all, unsigned ac, void *p, bool later) {
   vg_free(p);   /* under valgrind every free comes here (no rseq) */
   region_enter();
   if (all->rseq) {
-    free_slow(all, ac, p);
+    free_slow(all, ac, p, later);
   } else {
     nh_mcache_t *mc = all->cpu[percpu_current_cpu(all->ncpus)];
     nh_mutex_lock(&mc->lock);
-    free_locked(mc, ac, p);
+    free_locked(mc, ac, p, later);
     nh_mutex_unlock(&mc->lock);
   }
   region_exit();
+}
+
+void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p) { free_any(all, ac, p, false); }
+
+void mcache_free_later(nh_mcaches_t *all, unsigned ac, void *p) {
+  if (nh_likely(all->rseq) && percpu_push((void *const *)all->cpu, all->ncpus, mcache_freed_offset(ac), p))
+    return;
+  free_any(all, ac, p, true);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -396,9 +431,11 @@ void mcache_flush_all(nh_mcaches_t *all) {
     nh_mcache_t *mc = stop(all, (int)cpu);
     mc->tiny = 0;   /* its block is free again once none of its objects is reachable */
     for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
-      nh_freestack *fs = &mc->free[ac];
+      nh_freestack *fs = &mc->free[ac], *fd = &mc->freed[ac];
       return_objects(mc->arenas, fs->items, fs->top);
       fs->top = 0;
+      return_objects(mc->arenas, fd->items, fd->top);
+      fd->top = 0;
       slot_release(mc, ac);
       /* The node's transfer cache too (the first CPU of each node empties it). */
       void *batch[STACK_MAX];

@@ -33,6 +33,9 @@ typedef struct nh_mcache {
   const nh_arena_set_t *arenas;
   nh_mcache_slot slot[NH_NUM_ALLOC_CLASSES];   /* guarded by lock */
   nh_freestack free[NH_NUM_ALLOC_CLASSES];     /* rseq sequences, or lock */
+  /* secure = on: objects freed on this CPU, not handed out again before the free stack runs
+   * dry (then they refill it, shuffled: mimalloc's local free list); capacity 0 otherwise. */
+  nh_freestack freed[NH_NUM_ALLOC_CLASSES];    /* rseq sequences, or lock */
 } nh_mcache_t;
 
 _Static_assert(offsetof(nh_mcache_t, stopped) == 0, "percpu.h reads stopped at offset 0");
@@ -53,6 +56,7 @@ nh_mcache_t *mcache_new(nh_mem_t *mem, const nh_arena_set_t *arenas, int cpu, in
                         uint64_t shuffle_seed);
 
 static inline size_t mcache_stack_offset(unsigned ac) { return offsetof(nh_mcache_t, free) + ac * sizeof(nh_freestack); }
+static inline size_t mcache_freed_offset(unsigned ac) { return offsetof(nh_mcache_t, freed) + ac * sizeof(nh_freestack); }
 
 /* An allocation class's free-stack capacity (its transfer cache holds twice that); 0 for
  * tiny blocks, which the tiny allocator takes from its slot one at a time. */
@@ -75,6 +79,11 @@ void mcache_free_remote(nh_mcaches_t *all, nh_span_t *s, void *p);
 static inline bool mcache_alloc_fast(nh_mcaches_t *all, unsigned ac, void **p) {
   return nh_likely(all->rseq) && nh_likely(percpu_pop((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), p));
 }
+
+/* secure = on: takes back object p of class ac (validated by the caller) onto the CPU's freed
+ * stack, from which it is handed out only after the free stack ran dry, in shuffled order.
+ * Thread-safe. */
+void mcache_free_later(nh_mcaches_t *all, unsigned ac, void *p);
 
 /* Takes back object p of class ac (validated by the caller). Thread-safe. */
 static inline void mcache_free(nh_mcaches_t *all, unsigned ac, void *p) {

@@ -280,12 +280,10 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
     uint64_t dead = s->alloc_bits[w] & ~s->gcmark_bits[w];
     freed |= dead != 0;
     count += (size_t)__builtin_popcountll(s->gcmark_bits[w]);
-    for (; dead; dead &= dead - 1) {
+    /* A dead object's ownership byte keeps its 1: the slot that hands it out again clears it
+     * (mcache.c), which costs the sweep nothing per object. */
+    for (; nh_unlikely(nh_valgrind || c->secure) && dead; dead &= dead - 1) {
       size_t i = w * 64 + (size_t)__builtin_ctzll(dead);
-      if (s->live)   /* the program owns it no more (span.h) */
-        __atomic_store_n(&s->live[i], 0, __ATOMIC_RELAXED);
-      if (nh_likely(!nh_valgrind && !c->secure))
-        continue;
       void *obj = (void *)(s->base + i * s->elemsize);
       if (c->secure)   /* zero on free, for what the collector frees too */
         memset(obj, 0, s->elemsize);

@@ -13,8 +13,11 @@
  * rebuild. Large spans (class 0) have one object and no bitmap use beyond bit 0.
  *
  * Ownership (live, one byte per object of a small span, tiny spans excepted): 1 from the moment
- * an allocation hands the object to the program until nh_free takes it back or the sweep frees
- * it; 0 wherever nheap holds it (a free stack, a transfer cache, a slot, free in its span).
+ * an allocation hands the object to the program until nh_free takes it back; 0 wherever nheap
+ * holds it (a free stack, a transfer cache, a slot's batch). One exception keeps the sweep free
+ * of per-object work: a dead object the sweep frees keeps its 1 while it lies free in its span,
+ * and the slot that hands it out again (mcache.c slot_take) clears it first. (A free of such an
+ * object, one the program had hidden from the collector, is therefore not caught.)
  * It is the authority on double frees (malloc.c): a free finds 1 and stores 0, an allocation
  * finds 0 and stores 1, each with plain byte accesses on its fast path (an exchange in secure
  * mode), whatever the object's bytes hold. The bitmaps above cannot say this: objects in free
