@@ -337,6 +337,9 @@ int gc_init(nh_gc_t *g, const struct nh_config *cfg);
 void gc_shutdown(nh_gc_t *g);
 void gc_after_fork_child(nh_gc_t *g);
 
+/* The pacer (pacer.c): the next goal and trigger from the last mark, gc_percent and the
+ * memory limit (sets `wanted` when the heap is already past the trigger). */
+void gc_set_goal(nh_gc_t *g);
 /* A mark assist for bytes just allocated during a concurrent mark (no locks held, no region). */
 void gc_assist(size_t bytes);
 /* Runs a cycle if the pacer asked for one; p (just allocated) stays live. No locks held. */

@@ -1,7 +1,7 @@
 /*
  * mark.c — roots and tri-colour marking (Go's gcDrain/greyobject/scanobject, bdwgc's
- * conservative root scan), with the world stopped or concurrently (gc.c runs the phases), and
- * the write barrier's buffers (nh_store's slow path).
+ * conservative root scan), with the world stopped or concurrently (gc.c runs the phases); the
+ * write barrier that feeds it is barrier.c.
  *
  * Colours: white = mark bit clear; grey = mark bit set and the object on the grey stack;
  * black = mark bit set and scanned. A candidate word w becomes a mark when
@@ -35,7 +35,7 @@
  * queues in numa/; they are the grey lists here, where the markers use them, and numa/ holds
  * the topology and the markers' placement.
  *
- * The write barrier's atomicity (a departure from Go, which relies on safe points): a thread
+ * The write barrier's atomicity (barrier.c; a departure from Go, which relies on safe points): a thread
  * stopped for mark setup between nh_store's flag test and its store would store without
  * shading after the restart. nh_store is therefore a restartable sequence (nheap.h): the
  * stop signal aborts it and it tests the flag again. Its slow path, the buffer, black
@@ -1000,60 +1000,4 @@ void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   }
   sidemap_drop(&m->snap_alloc);
   sidemap_drop(&m->snap_reach);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * The write barrier (nheap.h's nh_store; Go's wbBuf).
- * ------------------------------------------------------------------------------------------- */
-
-NH_API int nh__marking;
-
-/* Records old for the collector (the caller is in a no-stop region, marking is on). */
-static void shade(nh_thread_t *t, void *old) {
-  if (!old)
-    return;
-  t->wbuf[t->wbn++] = (uintptr_t)old;
-  if (t->wbn == NH_WBUF_CAP) {
-    mark_shade_batch(&nh_rt.gc.work, t->wbuf, t->wbn);
-    t->wbn = 0;
-  }
-}
-
-/* The thread record the barrier buffers into; attaches a thread that never allocated. */
-static nh_thread_t *barrier_thread(void) {
-  if (nh_unlikely(!thread_attached(&nh_rt.gc.threads)) && thread_attach() != 0)
-    nh_fatal("nh_store: cannot attach this thread to the collector (no memory)");
-  return nh_self;
-}
-
-NH_API void nh__store_marking(void **slot, void *value) {
-  nh_thread_t *t = barrier_thread();
-  region_enter();   /* the mark cannot end between the shade and the store */
-  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))
-    shade(t, *slot);
-  *slot = value;
-  region_exit();
-}
-
-NH_API void nh_memmove_ptrs(void *dst, const void *src, size_t n) {
-  if (!nh_rt.gc.on || nh_rt.gc.mode != NH_GC_CONCURRENT) {
-    memmove(dst, src, n);
-    return;
-  }
-  nh_thread_t *t = barrier_thread();
-  region_enter();   /* the copy is one store to the collector: no mark starts or ends inside */
-  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED))
-    for (size_t i = 0; i + sizeof(void *) <= n; i += sizeof(void *))
-      shade(t, ((void **)dst)[i / sizeof(void *)]);
-  memmove(dst, src, n);
-  region_exit();
-}
-
-/* A thread leaving (under the threads lock, so no stop is in progress): what its buffer holds
- * is shaded now, as it will not be there when the mark ends. */
-void mark_thread_leaving(nh_thread_t *t) {
-  if (t->wbn) {
-    mark_shade_batch(&nh_rt.gc.work, t->wbuf, t->wbn);
-    t->wbn = 0;
-  }
 }
