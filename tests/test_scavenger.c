@@ -90,6 +90,17 @@ static int counting_advise(void *p, size_t len, int advice) {
   return madvise(p, len, advice);
 }
 
+/* len bytes of mem made ready and written, as 16 ranges in r; returns their start. */
+static char *written_ranges(nh_mem_t *mem, size_t len, nh_range r[16]) {
+  char *p = mem_reserve(mem, len, NH_HUGE_PAGE);
+  assert_int_equal(mem_commit(mem, p, len, NH_BACKING_SMALL), 0);
+  mem_use(mem, p, len);
+  memset(p, 1, len);
+  for (int i = 0; i < 16; i++)
+    r[i] = (nh_range){.p = p + i * (len / 16), .len = len / 16};
+  return p;
+}
+
 /* 64 MiB in 16 ranges, written and then released in one batch through ring (or madvise with
  * NULL): RSS drops, the pages read zero, and the outcome of each range and the counts say the
  * path asked for did all the work. */
@@ -98,14 +109,9 @@ static void release_batch(struct io_uring *ring) {
   hooks.advise = counting_advise;
   nh_mem_t mem;
   mem_init(&mem, &hooks);
-  const size_t len = (size_t)64 << 20, piece = len / 16;
-  char *p = mem_reserve(&mem, len, NH_HUGE_PAGE);
-  assert_int_equal(mem_commit(&mem, p, len, NH_BACKING_SMALL), 0);
-  mem_use(&mem, p, len);
-  memset(p, 1, len);
+  const size_t len = (size_t)64 << 20;
   nh_range r[16];
-  for (int i = 0; i < 16; i++)
-    r[i] = (nh_range){.p = p + i * piece, .len = piece};
+  char *p = written_ranges(&mem, len, r);
   long before = smaps_kb(p, len, "Rss");
   atomic_store(&dontneed_calls, 0);
   bool ring_failed;
@@ -160,14 +166,9 @@ static void test_release_batch_broken_ring(void **state) {
   struct io_uring ring;
   assert_int_equal(io_uring_queue_init(8, &ring, 0), 0);
   break_ring(&ring);
-  const size_t len = (size_t)16 << 20, piece = len / 16;
-  char *p = mem_reserve(&mem, len, NH_HUGE_PAGE);
-  assert_int_equal(mem_commit(&mem, p, len, NH_BACKING_SMALL), 0);
-  mem_use(&mem, p, len);
-  memset(p, 1, len);
+  const size_t len = (size_t)16 << 20;
   nh_range r[16];
-  for (int i = 0; i < 16; i++)
-    r[i] = (nh_range){.p = p + i * piece, .len = piece};
+  char *p = written_ranges(&mem, len, r);
   atomic_store(&dontneed_calls, 0);
   bool ring_failed;
   assert_int_equal(mem_release_batch(&mem, r, 16, &ring, &ring_failed), len);
