@@ -176,10 +176,6 @@ static inline void born(void *p) {
 /* Ownership (span.h): the byte of small object base (its start, a typed one's header) in s. */
 static inline uint8_t *live_byte(const nh_span_t *s, uintptr_t base) { return &s->live[span_obj_index(s, base)]; }
 
-/* An allocation takes small object p from nheap: false when the program owns it already (it
- * was among the free objects twice, which only two frees of it racing on two CPUs can do; the
- * caller drops this copy). Secure mode (whose caches are never on the fast path: mcache.c)
- * exchanges, so that not even such a race hands it out twice. */
 /* The ownership byte of small object start p of sizeclass, from the arena record alone (arena.h:
  * the page's ownership bytes), not the span and then its array. */
 static inline uint8_t *page_live_byte(const nh_arena_t *a, uintptr_t p, unsigned sizeclass) {
@@ -187,27 +183,28 @@ static inline uint8_t *page_live_byte(const nh_arena_t *a, uintptr_t p, unsigned
   return page + ((uint64_t)(p & (NH_PAGE_SIZE - 1)) * nh_class_to_divmagic[sizeclass] >> 32);
 }
 
-static inline bool own(void *p, unsigned sizeclass, bool fast) {
-  uint8_t *l = page_live_byte(nh_rt.arenas.index[(uintptr_t)p >> NH_ARENA_SHIFT], (uintptr_t)p, sizeclass);
-  if (!fast && nh_unlikely(nh_rt.cfg.secure))
-    return !__atomic_exchange_n(l, 1, __ATOMIC_RELAXED);
-  if (nh_unlikely(__atomic_load_n(l, __ATOMIC_RELAXED)))
+/* Turns ownership byte l from `from` into !from; false, changing nothing, when it was not
+ * `from`. Plain accesses; secure mode exchanges, so that not even two racing frees (or
+ * allocations) both succeed. */
+static inline bool flip(uint8_t *l, uint8_t from) {
+  if (nh_unlikely(nh_rt.cfg.secure))
+    return __atomic_exchange_n(l, (uint8_t)!from, __ATOMIC_RELAXED) == from;
+  if (__atomic_load_n(l, __ATOMIC_RELAXED) != from)
     return false;
-  __atomic_store_n(l, 1, __ATOMIC_RELAXED);
+  __atomic_store_n(l, (uint8_t)!from, __ATOMIC_RELAXED);
   return true;
+}
+
+/* An allocation takes small object p from nheap: false when the program owns it already (it
+ * was among the free objects twice, which only two frees of it racing on two CPUs can do; the
+ * caller drops this copy). */
+static inline bool own(void *p, unsigned sizeclass) {
+  return flip(page_live_byte(nh_rt.arenas.index[(uintptr_t)p >> NH_ARENA_SHIFT], (uintptr_t)p, sizeclass), 0);
 }
 
 /* A free gives object base of s back: false when the program did not own it (a double free, a
  * free of an object nheap never handed out), which changes nothing. */
-static inline bool disown(const nh_span_t *s, uintptr_t base) {
-  uint8_t *l = live_byte(s, base);
-  if (nh_unlikely(nh_rt.cfg.secure))
-    return __atomic_exchange_n(l, 0, __ATOMIC_RELAXED);
-  if (!__atomic_load_n(l, __ATOMIC_RELAXED))
-    return false;
-  __atomic_store_n(l, 0, __ATOMIC_RELAXED);
-  return true;
-}
+static inline bool disown(const nh_span_t *s, uintptr_t base) { return flip(live_byte(s, base), 1); }
 
 static nh_cold void dropped_twice(void *p) {
   nh_stat_add(&nh_rt.double_frees, 1);
@@ -239,7 +236,7 @@ static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero,
       continue;
     if (!p)
       return NULL;
-    if (ac != NH_AC_TINY && nh_unlikely(!own(p, sizeclass, false))) {
+    if (ac != NH_AC_TINY && nh_unlikely(!own(p, sizeclass))) {
       dropped_twice(p);
       pass = -1;
       continue;
@@ -288,7 +285,7 @@ static inline __attribute__((always_inline)) void *alloc_small(unsigned sizeclas
    * pop that succeeded is checked. */
   if (nh_unlikely(!mcache_alloc_fast(&nh_rt.caches, ac, &p)))
     return alloc_small_slow(ac, 0, 0, zero);
-  if (nh_unlikely(!own(p, sizeclass, true)))
+  if (nh_unlikely(!own(p, sizeclass)))
     return alloc_small_dropped(ac, p, zero);
   zero_object(p, nh_class_to_size[sizeclass], zero);
   born(p);
