@@ -195,17 +195,12 @@ static void give_up(nh_mcache_t *mc, unsigned ac, void **objs, size_t n) {
 
 __thread size_t nh_refill_bytes __attribute__((tls_model("initial-exec")));
 
-/* secure = on: the cache's random sequence (xorshift64, from a secret seed of its own). */
-static uint64_t rng_next(nh_mcache_t *mc) {
-  mc->rng ^= mc->rng << 13, mc->rng ^= mc->rng >> 7, mc->rng ^= mc->rng << 17;
-  return mc->rng;
-}
-
 /* secure = on: the batch in random order (Fisher-Yates), so that neighbouring allocations do
  * not get neighbouring objects (mimalloc's secure mode shuffles its free lists likewise). */
 static void shuffle(nh_mcache_t *mc, void **v, size_t n) {
   for (size_t i = n; i > 1; i--) {
-    size_t j = rng_next(mc) % i;
+    mc->rng ^= mc->rng << 13, mc->rng ^= mc->rng >> 7, mc->rng ^= mc->rng << 17;
+    size_t j = mc->rng % i;
     void *t = v[i - 1];
     v[i - 1] = v[j];
     v[j] = t;
