@@ -65,8 +65,8 @@
  * drops that copy and reports it. Outside secure mode the bytes are plain loads and stores, so
  * two frees racing on two CPUs, followed by two allocations racing for the two copies, can
  * still hand the object out twice (and a flush may give the second copy back to its span);
- * secure mode exchanges the byte on both sides, which closes that race: no object is ever
- * handed out twice. The fast paths find the byte from the
+ * secure mode's frees exchange the byte, so only one of two racing frees succeeds and no
+ * object is ever handed out twice. The fast paths find the byte from the
  * arena record (the page's ownership bytes, arena.h) without the span: a load, a test and a
  * store each; neither path touches the object itself (noscan objects are not cleared, and a
  * freed object keeps its bytes, but for a typed object's header, cleared so that it names no
@@ -183,28 +183,30 @@ static inline uint8_t *page_live_byte(const nh_arena_t *a, uintptr_t p, unsigned
   return page + ((uint64_t)(p & (NH_PAGE_SIZE - 1)) * nh_class_to_divmagic[sizeclass] >> 32);
 }
 
-/* Turns ownership byte l from `from` into !from; false, changing nothing, when it was not
- * `from`. Plain accesses; secure mode exchanges, so that not even two racing frees (or
- * allocations) both succeed. */
-static inline bool flip(uint8_t *l, uint8_t from) {
-  if (nh_unlikely(nh_rt.cfg.secure))
-    return __atomic_exchange_n(l, (uint8_t)!from, __ATOMIC_RELAXED) == from;
-  if (__atomic_load_n(l, __ATOMIC_RELAXED) != from)
+/* An allocation takes small object p from nheap: false when the program owns it already (it
+ * was among the free objects twice, which only two frees of it racing on two CPUs can do; the
+ * caller drops this copy). Plain accesses even in secure mode: there the free side exchanges,
+ * so no object gets among the free objects twice. */
+static inline bool own(void *p, unsigned sizeclass) {
+  uint8_t *l = page_live_byte(nh_rt.arenas.index[(uintptr_t)p >> NH_ARENA_SHIFT], (uintptr_t)p, sizeclass);
+  if (nh_unlikely(__atomic_load_n(l, __ATOMIC_RELAXED)))
     return false;
-  __atomic_store_n(l, (uint8_t)!from, __ATOMIC_RELAXED);
+  __atomic_store_n(l, 1, __ATOMIC_RELAXED);
   return true;
 }
 
-/* An allocation takes small object p from nheap: false when the program owns it already (it
- * was among the free objects twice, which only two frees of it racing on two CPUs can do; the
- * caller drops this copy). */
-static inline bool own(void *p, unsigned sizeclass) {
-  return flip(page_live_byte(nh_rt.arenas.index[(uintptr_t)p >> NH_ARENA_SHIFT], (uintptr_t)p, sizeclass), 0);
-}
-
 /* A free gives object base of s back: false when the program did not own it (a double free, a
- * free of an object nheap never handed out), which changes nothing. */
-static inline bool disown(const nh_span_t *s, uintptr_t base) { return flip(live_byte(s, base), 1); }
+ * free of an object nheap never handed out), which changes nothing. Secure mode exchanges, so
+ * that not even two racing frees of one object both succeed. */
+static inline bool disown(const nh_span_t *s, uintptr_t base) {
+  uint8_t *l = live_byte(s, base);
+  if (nh_unlikely(nh_rt.cfg.secure))
+    return __atomic_exchange_n(l, 0, __ATOMIC_RELAXED);
+  if (!__atomic_load_n(l, __ATOMIC_RELAXED))
+    return false;
+  __atomic_store_n(l, 0, __ATOMIC_RELAXED);
+  return true;
+}
 
 static nh_cold void dropped_twice(void *p) {
   nh_stat_add(&nh_rt.double_frees, 1);

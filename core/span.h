@@ -19,8 +19,8 @@
  * and the slot that hands it out again (mcache.c slot_take) clears it first. (A free of such an
  * object, one the program had hidden from the collector, is therefore not caught.)
  * It is the authority on double frees (malloc.c): a free finds 1 and stores 0, an allocation
- * finds 0 and stores 1, each with plain byte accesses on its fast path (an exchange in secure
- * mode), whatever the object's bytes hold. The bitmaps above cannot say this: objects in free
+ * finds 0 and stores 1, each with plain byte accesses on its fast path (secure mode's frees
+ * exchange it), whatever the object's bytes hold. The bitmaps above cannot say this: objects in free
  * stacks are allocated as far as they know. Bytes, not bits, because frees and allocations of
  * one span's objects run on every CPU at once, and a bit would need an atomic read-modify-write
  * on both fast paths. The array comes with the span from the page heap (pageheap.c).
