@@ -4,7 +4,8 @@
  * A balanced binary tree of 32-byte nodes makes the live heap (pointer-rich, so marking has
  * real work); mutator threads then keep replacing random subtrees of 127 nodes with fresh
  * ones (pointer stores through the barrier), so the live set stays the same size while
- * garbage flows. The RESULT line (gc_peer.h) adds: live_mib (after the build's collection),
+ * garbage flows. At the end every node of the tree is counted and checked (the RESULT's
+ * check). The RESULT line (gc_peer.h) adds: live_mib (after the build's collection),
  * build_s, run_s, replacements_per_s (the mutators' throughput).
  *
  * Builds (gc_peer.h): nheap-gc-pause (mode concurrent|stw) and nheap-gc-pause-bdwgc.
@@ -39,6 +40,15 @@ static node *tree(int depth) {
     STORE(&n->kid[1], tree(depth - 1));
   }
   return n;
+}
+
+/* The tree's nodes, each checked to hold its depth: the RESULT's check (2^(depth+1) - 1). */
+static unsigned long long count(const node *n, uint64_t depth) {
+  if (!n || n->value != depth) {
+    fprintf(stderr, "gc_pause: the live tree is damaged at depth %llu\n", (unsigned long long)depth);
+    exit(1);
+  }
+  return depth ? 1 + count(n->kid[0], depth - 1) + count(n->kid[1], depth - 1) : 1;
 }
 
 static node *root;
@@ -105,7 +115,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < mutators; i++)
     peer_thread_join(t[i]);
   double t2 = peer_now();
-  report_end(system, "live_mib=%.0f depth=%d mutators=%d build_s=%.3f run_s=%.3f replacements_per_s=%.0f", live,
-             root_depth, mutators, t1 - t0, t2 - t1, (double)atomic_load(&replaced) / (t2 - t1));
+  unsigned long long nodes = count(root, (uint64_t)root_depth);
+  report_end(system, nodes, "live_mib=%.0f depth=%d mutators=%d build_s=%.3f run_s=%.3f replacements_per_s=%.0f",
+             live, root_depth, mutators, t1 - t0, t2 - t1, (double)atomic_load(&replaced) / (t2 - t1));
   return 0;
 }

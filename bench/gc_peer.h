@@ -14,18 +14,28 @@
  *                       with its GC_INIT); returns the name of what runs; exits on failure
  *   peer_thread_start/join  threads the collector knows about
  * The report's side (bench/report.c reads it):
- *   report_begin()      where the measured part starts (pauses and cycles count from here):
- *                       with NH_BENCH_TIMELINE=path, a thread samples the heap in use and
- *                       the cycle count every 10 ms into path ("seconds MiB cycles" per line)
- *   report_end(fmt,...) stops the sampler; with NH_BENCH_PAUSES=path writes the pauses
- *                       since report_begin (ms, one per line; every one: nheap's are read
- *                       from its 256-pause record while the program runs, bdwgc's from its
- *                       collection events);
- *                       prints one line "RESULT system=... cycles=N pause_p50_ms=...
- *                       pause_p99_ms=... pause_max_ms=... pauses=N" (over those pauses),
- *                       then the workload's own key=value pairs; nheap adds how its arenas
- *                       are backed and, with NHEAP_PERF_EVENTS, every phase's counts
- *                       (perf_<phase>_ms, perf_<phase>_<event>: the whole run).
+ *   report_begin()      where the measured part starts (pauses, cycles and collection time
+ *                       count from here): with NH_BENCH_TIMELINE=path, a thread samples the
+ *                       heap in use and the cycle count every 10 ms into path ("seconds MiB
+ *                       cycles" per line)
+ *   report_end(system, check, fmt, ...)  stops the sampler; with NH_BENCH_PAUSES=path writes
+ *                       the pauses since report_begin (ms, one per line, every one: nheap's are
+ *                       read from its 256-pause record by a poller while the program runs,
+ *                       bdwgc's from its collection events); then prints one line
+ *                         RESULT system=<what runs> check=<the workload's checksum>
+ *                           cycles=N pause_p50_ms=.. pause_p99_ms=.. pause_max_ms=.. pauses=N
+ *                           gc_ms=<collection time> thp_mib=.. hugetlb_mib=.. <fmt's pairs>
+ *                       check is the workload's own result (node counts: the report compares
+ *                       it with the value the sizes imply; NH_BENCH_WRONG_CHECK=1 adds one, to
+ *                       prove that a wrong result fails the run). A pause is the world stopped,
+ *                       for every system. gc_ms: nheap: stop-the-world time + the mark workers'
+ *                       and assists' marking + background sweeping (CPU-bound work, summed over
+ *                       threads); bdwgc: collection start to end (its events: world stopped
+ *                       plus the reclaim it does under its lock), wall time; thp_mib and
+ *                       hugetlb_mib: the process's transparent and hugetlb huge pages when the
+ *                       measured part ends (/proc/self/smaps_rollup), what backed it; nheap adds
+ *                       how its arenas are backed and, with NHEAP_PERF_EVENTS, every phase's
+ *                       counts (perf_<phase>_ms, perf_<phase>_<event>: the whole run).
  */
 #ifndef NH_BENCH_GC_PEER_H
 #define NH_BENCH_GC_PEER_H
@@ -62,13 +72,18 @@ static int peer_manual __attribute__((unused));   /* memory is freed by hand */
 /* bdwgc's pauses come from its collection events: world stopped to world started. */
 static double peer_pause_ms[PEER_MAX_PAUSES];
 static size_t peer_npauses;
-static double peer_stopped_at;
+static double peer_stopped_at, peer_started_at, peer_collecting_s;
 static void peer_on_event(GC_EventType e) {
   if (e == GC_EVENT_PRE_STOP_WORLD)
     peer_stopped_at = peer_now();
   else if (e == GC_EVENT_POST_START_WORLD && peer_npauses < PEER_MAX_PAUSES)
     peer_pause_ms[peer_npauses++] = (peer_now() - peer_stopped_at) * 1e3;
+  else if (e == GC_EVENT_START)
+    peer_started_at = peer_now();
+  else if (e == GC_EVENT_END)
+    peer_collecting_s += peer_now() - peer_started_at;
 }
+static inline double peer_gc_ms(void) { return peer_collecting_s * 1e3; }
 
 static inline const char *peer_start(const char *mode) {
   (void)mode;
@@ -102,6 +117,7 @@ static inline const char *peer_start(const char *mode) {
 }
 static inline double peer_heap_mib(void) { return 0; }
 static inline unsigned long long peer_cycles(void) { return 0; }
+static inline double peer_gc_ms(void) { return 0; }
 static inline void peer_pauses_mark(void) {}
 static inline size_t peer_pauses(double *ms, size_t max) { (void)ms, (void)max; return 0; }
 static inline void peer_result_extra(void) {}
@@ -151,6 +167,10 @@ static inline double peer_heap_mib(void) {
   return (double)(s.gc_mode == NH_GC_OFF ? s.heap_inuse_bytes : s.heap_live_bytes) / (1 << 20);
 }
 static inline unsigned long long peer_cycles(void) { return peer_stats().gc_cycles; }
+static inline double peer_gc_ms(void) {
+  nh_stats_t s = peer_stats();
+  return (double)(s.pause_total_ns + s.gc_worker_ns + s.gc_assist_ns + s.gc_sweep_ns) / 1e6;
+}
 /* Every pause of the measured part: nheap's record keeps the last 256, so a plain thread (never
  * attached to the collector) reads the new ones every 2 ms, far more often than 256 pauses can
  * happen, and once more at the end; any it could not read are counted (pauses_lost). */
@@ -242,10 +262,12 @@ static void *report_sample(void *arg) {
 }
 
 static unsigned long long report_cycles0;
+static double report_gc_ms0;
 
 static inline void report_begin(void) {
   report_t0 = peer_now();
   report_cycles0 = peer_cycles();
+  report_gc_ms0 = peer_gc_ms();
   peer_pauses_mark();
 #ifdef USE_MALLOC
   return;   /* no heap figure to sample: the report shows RSS */
@@ -265,7 +287,22 @@ static int report_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static inline void report_end(const char *system, const char *fmt, ...) {
+/* The process's huge pages now, MiB: transparent ones (AnonHugePages) and hugetlb ones. */
+static inline void report_huge_pages(double *thp_mib, double *hugetlb_mib) {
+  *thp_mib = *hugetlb_mib = 0;
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  char line[256];
+  unsigned long long kib;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "AnonHugePages: %llu", &kib) == 1)
+      *thp_mib += (double)kib / 1024;
+    else if (sscanf(line, "Private_Hugetlb: %llu", &kib) == 1 || sscanf(line, "Shared_Hugetlb: %llu", &kib) == 1)
+      *hugetlb_mib += (double)kib / 1024;
+  if (f)
+    fclose(f);
+}
+
+static inline void report_end(const char *system, unsigned long long check, const char *fmt, ...) {
   if (report_timeline) {
     atomic_store(&report_stop, 1);
     pthread_join(report_sampler, NULL);
@@ -282,8 +319,13 @@ static inline void report_end(const char *system, const char *fmt, ...) {
     fclose(f);
   qsort(ms, n, sizeof *ms, report_cmp);
   double p50 = n ? ms[(n - 1) / 2] : 0, p99 = n ? ms[(n * 99 + 99) / 100 - 1] : 0, max = n ? ms[n - 1] : 0;
-  printf("RESULT system=%s cycles=%llu pause_p50_ms=%.4f pause_p99_ms=%.4f pause_max_ms=%.4f pauses=%zu", system,
-         peer_cycles() - report_cycles0, p50, p99, max, n);
+  const char *wrong = getenv("NH_BENCH_WRONG_CHECK");
+  double thp, hugetlb;
+  report_huge_pages(&thp, &hugetlb);
+  printf("RESULT system=%s check=%llu cycles=%llu pause_p50_ms=%.4f pause_p99_ms=%.4f pause_max_ms=%.4f pauses=%zu "
+         "gc_ms=%.1f thp_mib=%.1f hugetlb_mib=%.1f",
+         system, check + (wrong && *wrong == '1'), peer_cycles() - report_cycles0, p50, p99, max, n,
+         peer_gc_ms() - report_gc_ms0, thp, hugetlb);
   va_list ap;
   va_start(ap, fmt);
   if (*fmt)

@@ -215,7 +215,7 @@ static int serve(const char *mode, uint32_t keys) {
   }
   for (int i = 0; i < n; i++)
     peer_thread_join(threads[i]);
-  report_end(system, "keys=%u", keys);
+  report_end(system, 0, "keys=%u", keys);
   return 0;
 }
 
