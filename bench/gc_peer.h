@@ -31,7 +31,8 @@
  *                       for every system. gc_ms: nheap: stop-the-world time + the mark workers'
  *                       and assists' marking + background sweeping (CPU-bound work, summed over
  *                       threads); bdwgc: collection start to end (its events: world stopped
- *                       plus the reclaim it does under its lock), wall time; thp_mib and
+ *                       plus the reclaim it does under its lock), wall time, nan in its
+ *                       incremental mode (whose steps raise no such events); thp_mib and
  *                       hugetlb_mib: the process's transparent and hugetlb huge pages when the
  *                       measured part ends (/proc/self/smaps_rollup), what backed it; nheap adds
  *                       how its arenas are backed and, with NHEAP_PERF_EVENTS, every phase's
@@ -40,6 +41,7 @@
 #ifndef NH_BENCH_GC_PEER_H
 #define NH_BENCH_GC_PEER_H
 
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -73,6 +75,7 @@ static int peer_manual __attribute__((unused));   /* memory is freed by hand */
 static double peer_pause_ms[PEER_MAX_PAUSES];
 static size_t peer_npauses;
 static double peer_stopped_at, peer_started_at, peer_collecting_s;
+static unsigned long peer_collections, peer_gc_no0;
 static void peer_on_event(GC_EventType e) {
   if (e == GC_EVENT_PRE_STOP_WORLD)
     peer_stopped_at = peer_now();
@@ -81,16 +84,24 @@ static void peer_on_event(GC_EventType e) {
   else if (e == GC_EVENT_START)
     peer_started_at = peer_now();
   else if (e == GC_EVENT_END)
-    peer_collecting_s += peer_now() - peer_started_at;
+    peer_collecting_s += peer_now() - peer_started_at, peer_collections++;
 }
-static inline double peer_gc_ms(void) { return peer_collecting_s * 1e3; }
+/* In incremental mode (GC_ENABLE_INCREMENTAL) bdwgc's collection steps raise no start and end
+ * events: where cycles ran without them the time is unknown (nan: the report shows none). */
+static inline double peer_gc_ms(void) {
+  return GC_is_incremental_mode() || (GC_get_gc_no() > peer_gc_no0 && peer_collections == 0) ? NAN
+                                                                                         : peer_collecting_s * 1e3;
+}
 
 static inline const char *peer_start(const char *mode) {
   (void)mode;
   GC_INIT();
   GC_allow_register_threads();
   GC_set_on_collection_event(peer_on_event);
-  return "bdwgc";
+  peer_gc_no0 = GC_get_gc_no();
+  /* GC_ENABLE_INCREMENTAL asks for incremental mode; bdwgc stays in its plain mode where it
+   * cannot find dirty pages (Debian's build reads the kernel's soft-dirty bits): say which. */
+  return GC_is_incremental_mode() ? "bdwgc-incremental" : "bdwgc";
 }
 static inline double peer_heap_mib(void) { return (double)(GC_get_heap_size() - GC_get_free_bytes()) / (1 << 20); }
 static inline unsigned long long peer_cycles(void) { return GC_get_gc_no(); }

@@ -3,40 +3,70 @@
  * its peers, and writes build/report: results.json, report.md and PNG plots (gnuplot).
  *
  * The suite (sizes: --quick, the default, for `make run`; --full for `make bench-full`):
- *   binary-trees     the Benchmarks Game's, 1 and 2 threads: nheap concurrent, stw and off
- *                    (explicit free), bdwgc, Go, and glibc, jemalloc, mimalloc, tcmalloc with
- *                    explicit free (the malloc build under LD_PRELOAD of each)
- *   gcbench          Boehm's GCBench through nheap_gc_compat.h: nheap, bdwgc
+ *   binary-trees     the Benchmarks Game's, 1 and 2 threads: nheap concurrent, nobarrier, stw
+ *                    and off (explicit free), bdwgc and bdwgc incremental, Go, and glibc,
+ *                    jemalloc, mimalloc, tcmalloc (gperftools') with explicit free (the malloc
+ *                    build under LD_PRELOAD of each)
+ *   gcbench          Boehm's GCBench through nheap_gc_compat.h: nheap, bdwgc, bdwgc incremental
  *   gc-pause         a steady live heap (1 GiB full) with 2 mutators replacing subtrees:
- *                    nheap concurrent and stw, bdwgc, Go
- *   kvserver         examples/kvserver, a key-value server on loopback under a closed-loop
- *                    load: nheap concurrent, stw and off (no collector: the baseline), bdwgc, Go
+ *                    nheap concurrent, nobarrier and stw, bdwgc (both modes), Go
+ *   kvserver         examples/kvserver, a key-value server on loopback under an open-loop load:
+ *                    nheap concurrent, nobarrier, stw and off (no collector: the baseline),
+ *                    bdwgc (both modes), Go
  *   malloc           the allocator micro-benchmarks (nheap-bench-malloc): medians of its own
- *                    repetitions, nheap beside glibc, jemalloc, mimalloc and tcmalloc
+ *                    repetitions, randomly interleaved, nheap beside glibc, jemalloc, mimalloc
+ *                    and tcmalloc
  * A system whose program or library is not installed is skipped and said so.
  *
- * Method: each workload runs every system once as a warm-up, then `reps` rounds; in a round
- * the systems run one after the other (A B C A B C ...), so drift on a shared machine falls
- * on all of them alike. Per run: wall time (measured here), user and sys time, peak RSS and
- * page faults (wait4's rusage, the whole process tree), and the program's RESULT line
- * (bench/gc_peer.h: cycles, pauses and the workload's own figures). The report quotes the
- * median of the rounds and the ratio to nheap's (the workload's first system) median from the
- * same run, never figures from different runs.
+ * Like for like, because every goal of the performance issues is read off this report:
+ * - Environment: what could steer a system (NHEAP_*, GO*, GC_*, MALLOC_*, MIMALLOC_*, ...) is
+ *   cleared at start (pin_environment); each system runs with exactly the settings the suite
+ *   gives it, recorded per row. NHEAP_CONFIG stays: it names the configuration under test.
+ * - Page backing: nheap's arenas take huge pages (THP, or the hugetlb pool where the machine
+ *   has one); each peer gets the huge pages it can use (malloc_peers). What backed each run is
+ *   measured, not assumed: the pool's pages in use and the process's THP (smaps), sampled while
+ *   it runs; peak RSS adds the hugetlb pages, which the kernel's figure leaves out.
+ * - Checked output: each program reports a checksum of its work (node counts); a run whose
+ *   check differs from the one the sizes imply fails loudly, and the report exits non-zero.
+ * - Modes: a row shows the mode its program says it ran, flagged where it differs from the
+ *   one asked (nheap falls back to stw without userfaultfd write-protect).
+ * - Pauses: every pause of the measured part, each the world stopped: nheap's own record (a
+ *   poller reads it while the program runs; pauses_lost counts any it missed), bdwgc's stop
+ *   and start events, Go's gctrace (exact, two per cycle as nheap's; bdwgc has one). Beside
+ *   them each system's collection time (gc_ms, defined in bench/gc_peer.h).
+ * - Timing: each workload runs every system once as a warm-up, then `reps` rounds; each round
+ *   starts at another system (A B C, B C A, ...), so drift on a shared machine falls on all
+ *   alike and none is always first. A run past its timeout has its process group killed. A
+ *   failed run is shown in its row and in the goal lines, never dropped silently.
+ * - Open loop (kvserver): the warm-up measures each server's capacity closed-loop; the measured
+ *   rounds send at one rate for all, 60% of the lowest capacity, and count each request's
+ *   latency from when it was meant to be sent.
  *
- * Output in --out (build/report): results.json (every run and the medians), report.md (a
- * table per workload, the goals of issue 6 with what this run measured), data/ (timelines,
- * pauses, latency curves of the last round), plots.gp and the PNGs it makes: pauses-*.png
- * (pause distribution per system), heap-*.png (heap in use over time, GC cycles marked),
- * latency.png (kvserver percentiles), bars-*.png (time and peak RSS per system).
+ * Per run: wall time (measured here), user and sys time, peak RSS and page faults (wait4's
+ * rusage, the whole process tree), and the program's RESULT line (bench/gc_peer.h). The report
+ * quotes the median of the rounds, its min and max, and the ratio to the workload's first
+ * system's median from the same run (with the range of the per-round ratios), never figures
+ * from different runs.
  *
- * Usage: nheap-report [--quick | --full | --smoke] [--reps N] [--only WORKLOAD] [--out DIR] [--bin DIR]
- * (--smoke: every workload and plot at tiny sizes, one round: the test of this program).
+ * Output in --out (build/report): results.json (every run, failed ones too, the medians, the
+ * environment), report.md (a table per workload, the goals with what this run measured),
+ * data/ (timelines, pauses, latency curves of the last round, each program's stdout and
+ * stderr), plots.gp and the PNGs it makes: pauses-*.png (pause distribution per system),
+ * heap-*.png (heap in use over time, GC cycles marked), latency.png (kvserver percentiles),
+ * bars-*.png (time and peak RSS per system).
+ *
+ * Usage: nheap-report [--quick | --full | --smoke] [--reps N] [--timeout S] [--only WORKLOAD] [--out DIR] [--bin DIR]
+ * (--smoke: every workload and plot at tiny sizes, one round: the test of this program;
+ * --timeout: seconds per run, default 300 quick, 1200 full, 120 smoke).
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,32 +78,44 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_SYSTEMS = 12, MAX_WORKLOADS = 8, MAX_REPS = 15, MAX_KEYS = 96, MAX_ARGS = 24, MAX_ENV = 4 };
+enum { MAX_SYSTEMS = 14, MAX_WORKLOADS = 8, MAX_REPS = 15, MAX_KEYS = 96, MAX_ARGS = 28, MAX_ENV = 8, MAX_STR = 6 };
 
+/* One run: the RESULT line's numeric fields and its words (system=concurrent), and how it
+ * ended. */
 typedef struct metrics {
-  int n;
+  int n, ns;
   char key[MAX_KEYS][48];
   double val[MAX_KEYS];
+  char skey[MAX_STR][24], sval[MAX_STR][48];
+  int round;
+  bool failed;
+  char why[200];             /* why it failed */
 } metrics;
 
 typedef struct sysrun {
   const char *name;          /* "nheap concurrent" */
   const char *slug;          /* "nheap-concurrent": file names */
+  const char *mode;          /* the mode it is meant to run (system= of its RESULT), or NULL */
   char *argv[MAX_ARGS];
   char preload[256];         /* LD_PRELOAD, or "" */
   char env[MAX_ENV][128];    /* NAME=value for its runs */
   int nenv;
-  bool skip;
-  char why[160];             /* why it is skipped */
-  metrics run[MAX_REPS];
-  int nruns;
-  metrics median;
+  bool skip;                 /* not run at all (not installed), or no more runs (timed out) */
+  bool broke;                /* a run of it failed (the warm-up's too) */
+  char why[200];             /* why */
+  metrics run[MAX_REPS];     /* measured rounds, failed ones too */
+  int nruns, nfailed;
+  metrics median;            /* over the runs that succeeded */
+  double capacity;           /* open-loop workloads: the closed-loop throughput of the warm-up */
 } sysrun;
 
 typedef struct workload {
   const char *name, *title, *metric, *metric_title;   /* metric: the workload's own figure */
   bool higher_better;         /* for metric */
   bool timeline, latency;     /* which plots it has */
+  bool open_loop;             /* kvserver: warm-up round closed-loop (capacity), then --rate */
+  double rate;                /* the rate the measured rounds ran at */
+  unsigned long long check;   /* the check every run must report (the sizes imply it) */
   sysrun sys[MAX_SYSTEMS];
   int nsys;
 } workload;
@@ -84,6 +126,7 @@ static const char *bin = NULL, *out = "build/report";
 static bool full, smoke;
 static int failures;   /* runs that failed (not systems skipped for want of a program) */
 static int reps = 3;
+static int run_timeout_s = 300;   /* per run; past it the run's process group is killed */
 static char only[64];
 
 /* ---------------------------------------------------------------------------------------------
@@ -132,6 +175,25 @@ static bool get(const metrics *m, const char *key, double *v) {
       return true;
     }
   return false;
+}
+
+static void put_str(metrics *m, const char *key, const char *v) {
+  for (int i = 0; i < m->ns; i++)
+    if (strcmp(m->skey[i], key) == 0) {
+      snprintf(m->sval[i], sizeof m->sval[0], "%s", v);
+      return;
+    }
+  if (m->ns == MAX_STR)
+    return;
+  snprintf(m->skey[m->ns], sizeof m->skey[0], "%s", key);
+  snprintf(m->sval[m->ns++], sizeof m->sval[0], "%s", v);
+}
+
+static const char *get_str(const metrics *m, const char *key) {
+  for (int i = 0; i < m->ns; i++)
+    if (strcmp(m->skey[i], key) == 0)
+      return m->sval[i];
+  return NULL;
 }
 
 static double getd(const metrics *m, const char *key) {
@@ -224,22 +286,72 @@ static void add_system(workload *w, const char *name, const char *slug, const ch
 /* An environment variable for the last system added. */
 static void system_env(workload *w, const char *kv) {
   sysrun *s = &w->sys[w->nsys - 1];
-  if (s->nenv < MAX_ENV)
-    snprintf(s->env[s->nenv++], sizeof s->env[0], "%s", kv);
+  if (s->nenv == MAX_ENV)
+    die("too many variables for %s", s->name);
+  snprintf(s->env[s->nenv++], sizeof s->env[0], "%s", kv);
 }
 
+/* The nheap mode the last system added is meant to run: a run that reports another (a
+ * fallback) is flagged in its row. */
+static void system_mode(workload *w, const char *mode) { w->sys[w->nsys - 1].mode = mode; }
+
+static char nproc_env[3][32];   /* GC_MARKERS=n, GOMAXPROCS=n: every CPU, for each collector */
+
+/* The peers with the settings each runs under, stated in report.md. Every one gets the huge
+ * pages it can use, as nheap's arenas get them (its default `hugepages = auto`): mimalloc its
+ * large OS pages, jemalloc THP, glibc its hugetlb tunable (1: madvise THP), Go and bdwgc their
+ * defaults (neither has a switch); gperftools' tcmalloc has none. */
 static void malloc_peers(workload *w, const char *fmt, int a, int b) {
-  static const struct { const char *name, *slug, *lib; } peers[] = {
-    {"glibc", "glibc", NULL},
-    {"jemalloc", "jemalloc", "libjemalloc.so.2"},
-    {"mimalloc", "mimalloc", "libmimalloc.so.2"},
-    {"tcmalloc", "tcmalloc", "libtcmalloc_minimal.so.4"},
+  static const struct { const char *name, *slug, *lib, *env; } peers[] = {
+    {"glibc", "glibc", NULL, "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"},
+    {"jemalloc", "jemalloc", "libjemalloc.so.2", "MALLOC_CONF=thp:always,metadata_thp:auto"},
+    {"mimalloc", "mimalloc", "libmimalloc.so.2", "MIMALLOC_LARGE_OS_PAGES=1"},
+    {"tcmalloc (gperftools)", "tcmalloc", "libtcmalloc_minimal.so.4", NULL},
   };
   for (size_t i = 0; i < sizeof peers / sizeof peers[0]; i++) {
     char f[512];
     snprintf(f, sizeof f, fmt, peers[i].slug, a, b);
     add_system(w, peers[i].name, peers[i].slug, peers[i].lib, "%s", f);
+    if (peers[i].env)
+      system_env(w, peers[i].env);
   }
+}
+
+static void bdwgc_env(workload *w, bool incremental) {
+  system_env(w, nproc_env[0]);   /* parallel marking on every CPU */
+  if (incremental)
+    system_env(w, "GC_ENABLE_INCREMENTAL=1");   /* its counterpart of concurrent-nobarrier */
+  system_mode(w, incremental ? "bdwgc-incremental" : "bdwgc");
+}
+
+static void go_env(workload *w) {
+  system_env(w, nproc_env[1]);
+  system_env(w, "GOGC=100");
+  system_env(w, "GODEBUG=gctrace=1");   /* each pause exactly, from the trace (bench/go/peer) */
+}
+
+/* The node counts each workload's check must come to. */
+static unsigned long long tree_nodes(int depth) { return (2ull << depth) - 1; }
+
+static unsigned long long binary_trees_check(int max) {
+  unsigned long long c = tree_nodes(max + 1) + tree_nodes(max);   /* stretch, long-lived */
+  for (int d = 4; d <= max; d += 2)
+    c += (1ull << (max - d + 4)) * tree_nodes(d);
+  return c;
+}
+
+static unsigned long long gcbench_check(int stretch) {
+  unsigned long long c = tree_nodes(stretch - 2);   /* the long-lived tree */
+  for (int d = 4; d <= stretch - 2; d += 2)
+    c += 2 * tree_nodes(d);   /* the last tree of each kind */
+  return c;
+}
+
+static unsigned long long gc_pause_check(long live_mib) {   /* bench/gc_pause.c's tree of 32-byte nodes */
+  int depth = 1;
+  while ((2ull << depth) * 32 < (unsigned long long)live_mib << 20)
+    depth++;
+  return tree_nodes(depth);
 }
 
 static void build_suite(void) {
@@ -247,36 +359,57 @@ static void build_suite(void) {
   int live = full ? 1024 : 128, secs = full ? 10 : 3, keys = full ? 100000 : 20000, kvsecs = full ? 15 : 3;
   if (smoke)   /* the test of this program: every path, tiny sizes */
     depth = 10, gcb = 10, live = 16, secs = 1, keys = 2000, kvsecs = 1;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  snprintf(nproc_env[0], sizeof nproc_env[0], "GC_MARKERS=%ld", cpus);
+  snprintf(nproc_env[1], sizeof nproc_env[1], "GOMAXPROCS=%ld", cpus);
   for (int threads = 1; threads <= 2; threads++) {
     workload *w = add_workload(threads == 1 ? "binary-trees" : "binary-trees-2t",
                                threads == 1 ? "binary-trees (1 thread)" : "binary-trees (2 threads)", NULL, NULL,
                                false);
     w->timeline = true;
+    w->check = binary_trees_check(depth);
     add_system(w, "nheap concurrent", "nheap-concurrent", NULL, "@bench/nheap-binary-trees concurrent %d %d", depth,
                threads);
+    system_mode(w, "concurrent");
     add_system(w, "nheap nobarrier (plain stores)", "nheap-nobarrier", NULL,
                "@bench/nheap-binary-trees-plain nobarrier %d %d", depth, threads);
+    system_mode(w, "concurrent-nobarrier");
     add_system(w, "nheap stw", "nheap-stw", NULL, "@bench/nheap-binary-trees stw %d %d", depth, threads);
+    system_mode(w, "stw");
     add_system(w, "nheap off (free)", "nheap-off", NULL, "@bench/nheap-binary-trees off %d %d", depth, threads);
+    system_mode(w, "off");
     if (threads == 1) {   /* what secure = on costs (guard pages, shuffled order, zero on free) */
       add_system(w, "nheap concurrent, secure", "nheap-concurrent-secure", NULL,
                  "@bench/nheap-binary-trees concurrent %d %d", depth, threads);
       system_env(w, "NHEAP_SECURE=1");
+      system_mode(w, "concurrent");
       add_system(w, "nheap off (free), secure", "nheap-off-secure", NULL, "@bench/nheap-binary-trees off %d %d",
                  depth, threads);
       system_env(w, "NHEAP_SECURE=1");
+      system_mode(w, "off");
     }
     add_system(w, "bdwgc", "bdwgc", NULL, "@bench/nheap-binary-trees-bdwgc bdwgc %d %d", depth, threads);
+    bdwgc_env(w, false);
+    add_system(w, "bdwgc incremental", "bdwgc-incremental", NULL, "@bench/nheap-binary-trees-bdwgc bdwgc %d %d",
+               depth, threads);
+    bdwgc_env(w, true);
     add_system(w, "Go", "go", NULL, "@bench/go-binary-trees %d %d", depth, threads);
+    go_env(w);
     malloc_peers(w, "@bench/nheap-binary-trees-malloc %s %d %d", depth, threads);
   }
   workload *w = add_workload("gcbench", "GCBench (bdwgc API through nheap_gc_compat.h)", NULL, NULL, false);
   w->timeline = true;
+  w->check = gcbench_check(gcb);
   add_system(w, "nheap (compat: nobarrier)", "nheap", NULL, "@bench/nheap-gcbench %d", gcb);
+  system_mode(w, "concurrent-nobarrier");
   add_system(w, "bdwgc", "bdwgc", NULL, "@bench/nheap-gcbench-bdwgc %d", gcb);
+  bdwgc_env(w, false);
+  add_system(w, "bdwgc incremental", "bdwgc-incremental", NULL, "@bench/nheap-gcbench-bdwgc %d", gcb);
+  bdwgc_env(w, true);
 
   /* Huge pages x counters: the same program on each arena backing, counted per phase. */
   w = add_workload("hugepages", "binary-trees (1 thread) by arena backing, counted per phase", NULL, NULL, false);
+  w->check = binary_trees_check(depth);
   static const char *const backing[][2] = {{"4 KiB pages", "none"}, {"THP", "thp"}, {"hugetlb", "hugetlb"}};
   for (int i = 0; i < 3; i++) {
     char slug[32], env[64];
@@ -285,30 +418,81 @@ static void build_suite(void) {
     add_system(w, backing[i][0], xstrdup(slug), NULL, "@bench/nheap-binary-trees concurrent %d 1", depth);
     system_env(w, env);
     system_env(w, "NHEAP_PERF_EVENTS=task-clock,page-faults,dTLB-load-misses,cycles");
+    system_mode(w, "concurrent");
   }
 
   w = add_workload("gc-pause", "steady live heap, 2 mutators", "replacements_per_s", "replacements/s", true);
   w->timeline = true;
+  w->check = gc_pause_check(live);
   add_system(w, "nheap concurrent", "nheap-concurrent", NULL, "@bench/nheap-gc-pause concurrent %d %d 2", live, secs);
+  system_mode(w, "concurrent");
   add_system(w, "nheap nobarrier (plain stores)", "nheap-nobarrier", NULL,
              "@bench/nheap-gc-pause-plain nobarrier %d %d 2", live, secs);
+  system_mode(w, "concurrent-nobarrier");
   add_system(w, "nheap stw", "nheap-stw", NULL, "@bench/nheap-gc-pause stw %d %d 2", live, secs);
+  system_mode(w, "stw");
   add_system(w, "bdwgc", "bdwgc", NULL, "@bench/nheap-gc-pause-bdwgc bdwgc %d %d 2", live, secs);
+  bdwgc_env(w, false);
+  add_system(w, "bdwgc incremental", "bdwgc-incremental", NULL, "@bench/nheap-gc-pause-bdwgc bdwgc %d %d 2", live,
+             secs);
+  bdwgc_env(w, true);
   add_system(w, "Go", "go", NULL, "@bench/go-gc-pause %d %d 2", live, secs);
+  go_env(w);
 
-  w = add_workload("kvserver", "key-value server on loopback, 4 connections", "requests_per_s", "requests/s", true);
-  w->timeline = w->latency = true;
+  /* Open loop: the warm-up round measures each server's capacity (closed loop); the measured
+   * rounds send at one rate for all, below the slowest one's capacity (run_workload). */
+  w = add_workload("kvserver", "key-value server on loopback, 4 connections, open-loop load", "requests_per_s",
+                   "requests/s", true);
+  w->timeline = w->latency = w->open_loop = true;
+  w->check = (unsigned long long)keys;
   static const char *const kv = "@examples/nheap-kvserver load %d 4 %d --";
   char load[256];
   snprintf(load, sizeof load, kv, kvsecs, keys);
   add_system(w, "nheap concurrent", "nheap-concurrent", NULL, "%s @examples/nheap-kvserver serve concurrent %d", load,
              keys);
+  system_mode(w, "concurrent");
   add_system(w, "nheap nobarrier (plain stores)", "nheap-nobarrier", NULL,
              "%s @examples/nheap-kvserver-plain serve nobarrier %d", load, keys);
+  system_mode(w, "concurrent-nobarrier");
   add_system(w, "nheap stw", "nheap-stw", NULL, "%s @examples/nheap-kvserver serve stw %d", load, keys);
+  system_mode(w, "stw");
   add_system(w, "nheap off (no GC)", "nheap-off", NULL, "%s @examples/nheap-kvserver serve off %d", load, keys);
+  system_mode(w, "off");
   add_system(w, "bdwgc", "bdwgc", NULL, "%s @examples/nheap-kvserver-bdwgc serve bdwgc %d", load, keys);
+  bdwgc_env(w, false);
+  add_system(w, "bdwgc incremental", "bdwgc-incremental", NULL, "%s @examples/nheap-kvserver-bdwgc serve bdwgc %d",
+             load, keys);
+  bdwgc_env(w, true);
   add_system(w, "Go", "go", NULL, "%s @bench/go-kvserver %d", load, keys);
+  go_env(w);
+}
+
+/* The environment every run starts from: what could change a system's behaviour is cleared,
+ * so each runs with exactly the settings the suite gives it (system_env), recorded in
+ * results.json and report.md. NHEAP_CONFIG stays: `make run` names the configuration under
+ * test with it. */
+static char cleared[2048];
+
+static void pin_environment(void) {
+  static const char *const prefixes[] = {"NHEAP_", "GO", "GC_", "MALLOC_", "JE_MALLOC_", "MIMALLOC_", "TCMALLOC_",
+                                         "GLIBC_TUNABLES", "LD_PRELOAD", "LD_BIND_NOW", "HEAPPROFILE", "HEAPCHECK"};
+  extern char **environ;
+  for (bool again = true; again;) {   /* unsetenv shifts environ: start over after each */
+    again = false;
+    for (char **e = environ; *e && !again; e++) {
+      char name[128];
+      snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
+      if (strcmp(name, "NHEAP_CONFIG") == 0)
+        continue;
+      for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0] && !again; i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) {
+          size_t len = strlen(cleared);
+          snprintf(cleared + len, sizeof cleared - len, "%s%s", len ? " " : "", name);
+          unsetenv(name);
+          again = true;
+        }
+    }
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -319,25 +503,120 @@ static void data_path(char *p, size_t n, const workload *w, const sysrun *s, con
   snprintf(p, n, "%s/data/%s-%s.%s", out, w->name, s->slug, what);
 }
 
-/* Runs one system once; false if it failed. */
-static bool run_once(const workload *w, sysrun *s, metrics *m) {
-  char tl[512], pa[512], la[512], log[512];
+/* Huge pages of the machine's hugetlb pool in use, in pages (0 without a pool). */
+static long hugetlb_in_use(void) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[128];
+  long total = 0, free = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    sscanf(line, "HugePages_Total: %ld", &total);
+    sscanf(line, "HugePages_Free: %ld", &free);
+  }
+  if (f)
+    fclose(f);
+  return total - free;
+}
+
+/* While a run runs: its hugetlb pages (which the kernel's peak RSS leaves out) are sampled
+ * from the pool's counters every 5 ms, and past the deadline its process group is killed. */
+typedef struct watch {
+  pid_t pid;
+  double deadline;
+  long base, peak;           /* pool pages in use before the run, most in use during it */
+  long thp_kib;              /* the most transparent huge pages the process had (every 100 ms) */
+  atomic_bool done, killed;
+} watch;
+
+static long thp_of(pid_t pid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+  FILE *f = fopen(path, "r");
+  long kib = 0;
+  while (f && fgets(line, sizeof line, f) && sscanf(line, "AnonHugePages: %ld", &kib) != 1)
+    ;
+  if (f)
+    fclose(f);
+  return kib;
+}
+
+static void *watcher(void *arg) {
+  watch *wt = arg;
+  for (int tick = 0; !atomic_load(&wt->done); tick++) {
+    long n = hugetlb_in_use() - wt->base;
+    if (n > wt->peak)
+      wt->peak = n;
+    long thp = tick % 20 ? 0 : thp_of(wt->pid);
+    if (thp > wt->thp_kib)
+      wt->thp_kib = thp;
+    if (now_s() > wt->deadline && !atomic_exchange(&wt->killed, true))
+      kill(-wt->pid, SIGKILL);
+    struct timespec d = {0, 5 * 1000 * 1000};
+    nanosleep(&d, NULL);
+  }
+  return NULL;
+}
+
+/* The RESULT line's fields into m: numbers as numbers, words (system=go) as words. */
+static void parse_result(char *line, metrics *m) {
+  for (char *save = NULL, *tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+    char *eq = strchr(tok, '='), *end;
+    if (!eq)
+      continue;
+    *eq = 0;
+    double v = strtod(eq + 1, &end);
+    if (end != eq + 1 && *end == 0)
+      put(m, tok, v);
+    else
+      put_str(m, tok, eq + 1);
+  }
+}
+
+/* The pauses file of a run: how many, and their sum. */
+static void pause_totals(const char *path, metrics *m) {
+  FILE *f = fopen(path, "r");
+  double x, sum = 0;
+  long n = 0;
+  while (f && fscanf(f, "%lf", &x) == 1)
+    sum += x, n++;
+  if (f)
+    fclose(f);
+  if (!f)
+    return;
+  put(m, "pause_total_ms", sum);
+  double cycles = getd(m, "cycles");
+  if (cycles > 0)
+    put(m, "stopped_ms_per_cycle", sum / cycles);
+}
+
+/* Runs one system once (its argv, with extra arguments before "--" if any); false if it
+ * failed: it did not exit 0, printed no RESULT, ran past the timeout, or reported a check
+ * other than the workload's. m->why says which. */
+static bool run_once(const workload *w, sysrun *s, metrics *m, char *const *argv) {
+  char tl[512], pa[512], la[512], log[512], err[512];
   data_path(tl, sizeof tl, w, s, "timeline");
   data_path(pa, sizeof pa, w, s, "pauses");
   data_path(la, sizeof la, w, s, "latency");
   data_path(log, sizeof log, w, s, "out");
+  data_path(err, sizeof err, w, s, "err");
   unlink(tl), unlink(pa), unlink(la);   /* nothing stale from an earlier run */
   int pipefd[2];
   if (pipe(pipefd) != 0)
     die("pipe: %s", strerror(errno));
+  watch wt = {.base = hugetlb_in_use()};
   double t0 = now_s();
   pid_t pid = fork();
   if (pid < 0)
     die("fork: %s", strerror(errno));
   if (pid == 0) {
+    setpgid(0, 0);   /* its own group: a timeout kills every process it started */
     dup2(pipefd[1], STDOUT_FILENO);
     close(pipefd[0]);
     close(pipefd[1]);
+    int e = open(err, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);   /* its stderr, every round */
+    if (e >= 0) {
+      dprintf(e, "--- round %d\n", m->round);
+      dup2(e, STDERR_FILENO);
+    }
     setenv("NH_BENCH_TIMELINE", tl, 1);
     setenv("NH_BENCH_PAUSES", pa, 1);
     setenv("NH_BENCH_LATENCY", la, 1);
@@ -345,34 +624,28 @@ static bool run_once(const workload *w, sysrun *s, metrics *m) {
       setenv("LD_PRELOAD", s->preload, 1);
     for (int i = 0; i < s->nenv; i++)
       putenv(s->env[i]);
-    if (strcmp(s->slug, "bdwgc") == 0 && !getenv("GC_MARKERS")) {   /* parallel marking on every CPU */
-      char n[16];
-      snprintf(n, sizeof n, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
-      setenv("GC_MARKERS", n, 1);
-    }
-    execv(s->argv[0], s->argv);
-    fprintf(stderr, "nheap-report: cannot run %s: %s\n", s->argv[0], strerror(errno));
+    execv(argv[0], argv);
+    fprintf(stderr, "nheap-report: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
   }
+  setpgid(pid, pid);   /* as the child does: no race with the watcher's kill */
+  wt.pid = pid;
+  wt.deadline = t0 + run_timeout_s;
+  pthread_t watch_thread;
+  bool watching = pthread_create(&watch_thread, NULL, watcher, &wt) == 0;
   close(pipefd[1]);
   FILE *from = fdopen(pipefd[0], "r"), *keep = fopen(log, "w");
   char line[8192];
   bool result = false;
+  int round = m->round;
   memset(m, 0, sizeof *m);
+  m->round = round;
   while (from && fgets(line, sizeof line, from)) {
     if (keep)
       fputs(line, keep);
-    if (strncmp(line, "RESULT ", 7) != 0)
-      continue;
-    result = true;
-    for (char *save = NULL, *tok = strtok_r(line + 7, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
-      char *eq = strchr(tok, '='), *end;
-      if (!eq)
-        continue;
-      *eq = 0;
-      double v = strtod(eq + 1, &end);
-      if (end != eq + 1 && *end == 0)
-        put(m, tok, v);
+    if (strncmp(line, "RESULT ", 7) == 0) {
+      result = true;
+      parse_result(line + 7, m);
     }
   }
   if (from)
@@ -384,52 +657,125 @@ static bool run_once(const workload *w, sysrun *s, metrics *m) {
   while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
     ;
   double wall = now_s() - t0;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !result) {
-    fprintf(stderr, "nheap-report: %s / %s failed (%s %d); its output: %s\n", w->name, s->name,
-            WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), log);
+  atomic_store(&wt.done, true);
+  if (watching)
+    pthread_join(watch_thread, NULL);
+  if (atomic_load(&wt.killed))
+    snprintf(m->why, sizeof m->why, "timed out after %d s", run_timeout_s);
+  else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    snprintf(m->why, sizeof m->why, "%s %d", WIFEXITED(status) ? "exit" : "signal",
+             WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  else if (!result)
+    snprintf(m->why, sizeof m->why, "no RESULT line");
+  else if (getd(m, "check") != (double)w->check)
+    snprintf(m->why, sizeof m->why, "WRONG OUTPUT: check=%.0f, expected %llu", getd(m, "check"), w->check);
+  if (m->why[0]) {
+    m->failed = true;
+    fprintf(stderr, "nheap-report: %s / %s failed (%s); its output: %s, %s\n", w->name, s->name, m->why, log, err);
     return false;
   }
+  long page = 2048;   /* KiB: the pool's page size */
+  FILE *f = fopen("/proc/meminfo", "r");
+  while (f && fgets(line, sizeof line, f))
+    sscanf(line, "Hugepagesize: %ld", &page);
+  if (f)
+    fclose(f);
+  double hugetlb_mib = (double)wt.peak * (double)page / 1024;
   put(m, "wall_s", wall);
   put(m, "user_s", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6);
   put(m, "sys_s", (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6);
-  put(m, "rss_mib", (double)ru.ru_maxrss / 1024);
+  /* Peak RSS: the kernel's (ru_maxrss, which leaves hugetlb pages out) plus the most hugetlb
+   * pages in use at once; the two peaks may fall at different times, so this can overstate. */
+  put(m, "rss_mib", (double)ru.ru_maxrss / 1024 + hugetlb_mib);
+  put(m, "hugetlb_peak_mib", hugetlb_mib);
+  put(m, "thp_peak_mib", fmax((double)wt.thp_kib / 1024, getd(m, "thp_mib")));
   put(m, "faults", (double)(ru.ru_minflt + ru.ru_majflt));
+  pause_totals(pa, m);
   return true;
 }
 
+/* argv with extra words inserted before its "--" (or at the end). */
+static void with_args(char **dst, char *const *argv, char *const *extra) {
+  int n = 0, k = 0;
+  for (; argv[k] && strcmp(argv[k], "--") != 0; k++)
+    dst[n++] = argv[k];
+  for (int e = 0; extra && extra[e]; e++)
+    dst[n++] = extra[e];
+  for (; argv[k]; k++)
+    dst[n++] = argv[k];
+  dst[n] = NULL;
+}
+
+static int cmp_sys_capacity(const void *a, const void *b) {
+  return cmp_double(&(*(sysrun *const *)a)->capacity, &(*(sysrun *const *)b)->capacity);
+}
+
+/* The rate an open-loop workload's measured rounds run at: 60% of the capacity of the slowest
+ * system that ran its warm-up (near saturation for it, below it for all). */
+static void choose_rate(workload *w) {
+  sysrun *by[MAX_SYSTEMS];
+  int n = 0;
+  for (int i = 0; i < w->nsys; i++)
+    if (!w->sys[i].skip && w->sys[i].capacity > 0)
+      by[n++] = &w->sys[i];
+  if (n == 0)
+    return;
+  qsort(by, (size_t)n, sizeof *by, cmp_sys_capacity);
+  w->rate = floor(by[0]->capacity * 0.6 / 100) * 100;
+  if (w->rate < 100)
+    w->rate = 100;
+}
+
+/* Round 0 is the warm-up (for an open-loop workload also the capacity measurement), rounds 1..reps
+ * are measured; each round starts at another system, so none is always first. */
 static void run_workload(workload *w, int *done, int total) {
   for (int r = 0; r < reps + 1; r++) {
-    for (int i = 0; i < w->nsys; i++) {
-      sysrun *s = &w->sys[i];
+    if (w->open_loop && r == 1)
+      choose_rate(w);
+    for (int k = 0; k < w->nsys; k++) {
+      sysrun *s = &w->sys[(k + r) % w->nsys];
       if (s->skip)
         continue;
-      fprintf(stderr, "[%3d/%d] %-16s %-20s %s ", ++*done, total, w->name, s->name,
-              r == 0 ? "warm-up" : "measured");
+      fprintf(stderr, "[%3d/%d] %-16s %-30s %s ", ++*done, total, w->name, s->name, r == 0 ? "warm-up" : "measured");
       fflush(stderr);
-      metrics m;
-      if (!run_once(w, s, &m)) {
+      char rate[32], *extra[] = {"--rate", rate, NULL}, *argv[MAX_ARGS + 2];
+      snprintf(rate, sizeof rate, "%.0f", w->rate);
+      with_args(argv, s->argv, w->open_loop && r > 0 ? extra : NULL);
+      metrics *m = r > 0 ? &s->run[s->nruns++] : &(metrics){0};
+      m->round = r;
+      if (!run_once(w, s, m, argv)) {
         failures++;
-        s->skip = true;
-        snprintf(s->why, sizeof s->why, "failed (see data/%s-%s.out)", w->name, s->slug);
+        s->broke = true;
+        if (r > 0)
+          s->nfailed++;
+        snprintf(s->why, sizeof s->why, "%.120s (data/%s-%s.err)", m->why, w->name, s->slug);
+        if (strncmp(m->why, "timed out", 9) == 0 || r == 0)
+          s->skip = true;   /* no more rounds: they would fail alike */
         continue;
       }
-      fprintf(stderr, "%.2f s\n", getd(&m, "wall_s"));
-      if (r > 0 && s->nruns < MAX_REPS)
-        s->run[s->nruns++] = m;
+      fprintf(stderr, "%.2f s\n", getd(m, "wall_s"));
+      if (r == 0 && w->open_loop)
+        s->capacity = getd(m, "requests_per_s");
     }
   }
   for (int i = 0; i < w->nsys; i++) {
     sysrun *s = &w->sys[i];
-    if (s->skip || s->nruns == 0)
+    const metrics *first = NULL;
+    for (int r = 0; r < s->nruns && !first; r++)
+      if (!s->run[r].failed)
+        first = &s->run[r];
+    if (!first)
       continue;
-    for (int k = 0; k < s->run[0].n; k++) {
+    for (int k = 0; k < first->n; k++) {
       double v[MAX_REPS];
       int n = 0;
       for (int r = 0; r < s->nruns; r++)
-        if (get(&s->run[r], s->run[0].key[k], &v[n]))
+        if (!s->run[r].failed && get(&s->run[r], first->key[k], &v[n]))
           n++;
-      put(&s->median, s->run[0].key[k], median(v, n));
+      put(&s->median, first->key[k], median(v, n));
     }
+    for (int k = 0; k < first->ns; k++)
+      put_str(&s->median, first->skey[k], first->sval[k]);
   }
 }
 
@@ -545,9 +891,11 @@ static double micro_ns(const char *kind, const char *alloc, const char *size) {
  * Output.
  * ------------------------------------------------------------------------------------------- */
 
+static bool ran(const sysrun *s) { return s->nruns > s->nfailed; }   /* a measured run succeeded */
+
 static const sysrun *find_sys(const workload *w, const char *slug) {
   for (int i = 0; i < w->nsys; i++)
-    if (strcmp(w->sys[i].slug, slug) == 0 && !w->sys[i].skip && w->sys[i].nruns)
+    if (strcmp(w->sys[i].slug, slug) == 0 && ran(&w->sys[i]))
       return &w->sys[i];
   return NULL;
 }
@@ -559,14 +907,50 @@ static const workload *find_workload(const char *name) {
   return NULL;
 }
 
-static void json_metrics(FILE *f, const metrics *m) {
-  fprintf(f, "{");
+static void json_metrics(FILE *f, const metrics *m, bool median) {
+  if (median)
+    fprintf(f, "{\"of\": \"the successful rounds\"");
+  else
+    fprintf(f, "{\"round\": %d", m->round);
+  if (m->failed)
+    fprintf(f, ", \"failed\": \"%s\"", m->why);
+  for (int i = 0; i < m->ns; i++)
+    fprintf(f, ", \"%s\": \"%s\"", m->skey[i], m->sval[i]);
   for (int i = 0; i < m->n; i++)
-    if (isfinite(m->val[i]))
-      fprintf(f, "%s\"%s\": %.6g", i ? ", " : "", m->key[i], m->val[i]);
+    if (isfinite(m->val[i]) && m->val[i] == floor(m->val[i]) && fabs(m->val[i]) < 1e15)
+      fprintf(f, ", \"%s\": %.0f", m->key[i], m->val[i]);   /* counts and checks, exactly */
+    else if (isfinite(m->val[i]))
+      fprintf(f, ", \"%s\": %.6g", m->key[i], m->val[i]);
     else
-      fprintf(f, "%s\"%s\": null", i ? ", " : "", m->key[i]);
+      fprintf(f, ", \"%s\": null", m->key[i]);
   fprintf(f, "}");
+}
+
+/* What backed a system's memory, from what its runs measured: hugetlb pages (the pool's
+ * counters), transparent huge pages (its smaps, sampled and at the end), else 4 KiB pages. */
+static void backing(const sysrun *s, char *buf, size_t n) {
+  double tlb = fmax(getd(&s->median, "hugetlb_peak_mib"), getd(&s->median, "hugetlb_mib")),
+         thp = getd(&s->median, "thp_peak_mib");
+  if (tlb > 0 && thp > 0)
+    snprintf(buf, n, "hugetlb %.0f + THP %.0f MiB", tlb, thp);
+  else if (tlb > 0)
+    snprintf(buf, n, "hugetlb %.0f MiB", tlb);
+  else if (thp > 0)
+    snprintf(buf, n, "THP %.0f MiB", thp);
+  else
+    snprintf(buf, n, "4 KiB pages");
+}
+
+/* The mode a system ran (its RESULT's system=), flagged where it is not the one it was meant
+ * to run (nheap falls back to stw where the kernel lacks userfaultfd write-protect). */
+static void mode_ran(const sysrun *s, char *buf, size_t n) {
+  const char *ran_mode = get_str(&s->median, "system");
+  if (!ran_mode)
+    ran_mode = "?";
+  if (s->mode && strcmp(s->mode, ran_mode) != 0)
+    snprintf(buf, n, "%s (**asked %s**)", ran_mode, s->mode);
+  else
+    snprintf(buf, n, "%s", ran_mode);
 }
 
 static void machine(char *buf, size_t n) {
@@ -600,28 +984,47 @@ static void write_json(const char *when, const char *mach) {
     die("cannot write %s: %s", path, strerror(errno));
   fprintf(f, "{\n  \"date\": \"%s\",\n  \"machine\": \"%s\",\n  \"sizes\": \"%s\",\n  \"rounds\": %d,\n", when, mach,
           full ? "full" : "quick", reps);
+  fprintf(f, "  \"run_timeout_s\": %d,\n  \"environment\": {\"cleared\": \"%s\", \"NHEAP_CONFIG\": \"%s\"},\n",
+          run_timeout_s, cleared, getenv("NHEAP_CONFIG") ? getenv("NHEAP_CONFIG") : "");
   fprintf(f, "  \"workloads\": [\n");
   for (int i = 0; i < nworkloads; i++) {
     const workload *w = &suite[i];
-    fprintf(f, "    {\"name\": \"%s\", \"title\": \"%s\", \"systems\": [\n", w->name, w->title);
+    fprintf(f, "    {\"name\": \"%s\", \"title\": \"%s\", \"check\": %llu", w->name, w->title, w->check);
+    if (w->open_loop)
+      fprintf(f, ", \"rate_per_s\": %.0f", w->rate);
+    fprintf(f, ", \"systems\": [\n");
     for (int j = 0; j < w->nsys; j++) {
       const sysrun *s = &w->sys[j];
       fprintf(f, "      {\"name\": \"%s\", \"command\": \"", s->name);
       for (int a = 0; s->argv[a]; a++)
         fprintf(f, "%s%s", a ? " " : "", s->argv[a]);
-      fprintf(f, "\", \"preload\": \"%s\"", s->preload);
-      if (s->skip || !s->nruns) {
-        fprintf(f, ", \"skipped\": \"%s\"}", s->why[0] ? s->why : "not run");
+      fprintf(f, "\", \"preload\": \"%s\", \"env\": [", s->preload);
+      for (int e = 0; e < s->nenv; e++)
+        fprintf(f, "%s\"%s\"", e ? ", " : "", s->env[e]);
+      fprintf(f, "]");
+      if (s->mode)
+        fprintf(f, ", \"mode_asked\": \"%s\"", s->mode);
+      if (s->capacity > 0)
+        fprintf(f, ", \"capacity_per_s\": %.0f", s->capacity);
+      if (!ran(s)) {
+        fprintf(f, ", \"%s\": \"%s\"", s->broke ? "failed" : "skipped", s->why[0] ? s->why : "not run");
       } else {
+        char b[96];
+        backing(s, b, sizeof b);
+        fprintf(f, ", \"mode\": \"%s\", \"backing\": \"%s\", \"check_expected\": %llu, \"runs_failed\": %d",
+                get_str(&s->median, "system") ? get_str(&s->median, "system") : "?", b, w->check, s->nfailed);
         fprintf(f, ", \"median\": ");
-        json_metrics(f, &s->median);
+        json_metrics(f, &s->median, true);
+      }
+      if (s->nruns) {
         fprintf(f, ", \"runs\": [");
         for (int r = 0; r < s->nruns; r++) {
           fprintf(f, r ? ", " : "");
-          json_metrics(f, &s->run[r]);
+          json_metrics(f, &s->run[r], false);
         }
-        fprintf(f, "]}");
+        fprintf(f, "]");
       }
+      fprintf(f, "}");
       fprintf(f, "%s\n", j + 1 < w->nsys ? "," : "");
     }
     fprintf(f, "    ]}%s\n", i + 1 < nworkloads ? "," : "");
@@ -654,7 +1057,7 @@ static void write_phase_table(FILE *f, const workload *w) {
   int nev = 0;
   const sysrun *first = NULL;
   for (int i = 0; i < w->nsys && !first; i++)
-    if (!w->sys[i].skip && w->sys[i].nruns && isfinite(getd(&w->sys[i].median, "perf_alloc_ms")))
+    if (ran(&w->sys[i]) && isfinite(getd(&w->sys[i].median, "perf_alloc_ms")))
       first = &w->sys[i];
   if (!first)
     return;
@@ -670,7 +1073,7 @@ static void write_phase_table(FILE *f, const workload *w) {
   fprintf(f, "\n");
   for (int i = 0; i < w->nsys; i++) {
     const sysrun *s = &w->sys[i];
-    if (s->skip || !s->nruns || !isfinite(getd(&s->median, "perf_alloc_ms")))
+    if (!ran(s) || !isfinite(getd(&s->median, "perf_alloc_ms")))
       continue;
     char arenas[96];
     snprintf(arenas, sizeof arenas, "%.0f hugetlb, %.0f THP, %.0f 4 KiB", getd(&s->median, "arenas_hugetlb"),
@@ -697,104 +1100,190 @@ static void write_phase_table(FILE *f, const workload *w) {
   fprintf(f, "\n");
 }
 
+/* The time a run is compared on: the program's own timed part (time_s) where it reports one
+ * and the workload has no metric of its own, else the whole process (wall_s). */
+static double run_time(const workload *w, const metrics *m) {
+  double t = getd(m, w->metric ? "wall_s" : "time_s");
+  return isfinite(t) ? t : getd(m, "wall_s");
+}
+
+/* min and max of a key over the successful runs. */
+static void spread(const sysrun *s, const char *key, double *lo, double *hi) {
+  *lo = INFINITY, *hi = -INFINITY;
+  for (int r = 0; r < s->nruns; r++) {
+    double v = getd(&s->run[r], key);
+    if (!s->run[r].failed && isfinite(v))
+      *lo = fmin(*lo, v), *hi = fmax(*hi, v);
+  }
+}
+
+/* The ratio of s's time to ref's in each round both succeeded: min and max. */
+static void round_ratios(const workload *w, const sysrun *s, const sysrun *ref, double *lo, double *hi) {
+  *lo = INFINITY, *hi = -INFINITY;
+  for (int r = 0; r < s->nruns; r++)
+    for (int q = 0; q < ref->nruns; q++)
+      if (!s->run[r].failed && !ref->run[q].failed && s->run[r].round == ref->run[q].round) {
+        double x = run_time(w, &s->run[r]) / run_time(w, &ref->run[q]);
+        *lo = fmin(*lo, x), *hi = fmax(*hi, x);
+      }
+}
+
 static void write_table(FILE *f, const workload *w) {
   const sysrun *ref = NULL;
   for (int i = 0; i < w->nsys && !ref; i++)
-    if (!w->sys[i].skip && w->sys[i].nruns)
+    if (ran(&w->sys[i]))
       ref = &w->sys[i];
   fprintf(f, "### %s\n\n", w->title);
   if (!ref) {
-    fprintf(f, "Not run.\n\n");
+    fprintf(f, "No system ran successfully.\n\n");
+    for (int i = 0; i < w->nsys; i++)
+      fprintf(f, "- %s: %s: %s\n", w->sys[i].name, w->sys[i].broke ? "**FAILED**" : "skipped",
+              w->sys[i].why[0] ? w->sys[i].why : "not run");
+    fprintf(f, "\n");
     return;
   }
   fprintf(f, "Command of the first system: `");
   for (int a = 0; ref->argv[a]; a++)
     fprintf(f, "%s%s", a ? " " : "", a == 0 || strchr(ref->argv[a], '/') ? strrchr(ref->argv[a], '/') + 1 : ref->argv[a]);
-  fprintf(f, "`. Ratios are to **%s** (below 1: less time or memory than it).\n\n", ref->name);
-  fprintf(f, "| system | wall s | × | user s | sys s | peak RSS MiB | × | cycles | pause p50 ms | p99 ms | max ms | faults |");
+  fprintf(f, "`. Every run's output checked: check = %llu. Ratios (×) are to **%s** (below 1: less time or memory "
+             "than it): the ratio of medians, and in brackets the lowest and highest ratio of one round.\n\n",
+          w->check, ref->name);
+  if (w->open_loop)
+    fprintf(f, "Open loop: each connection sends on a fixed schedule, %.0f requests/s in all (60%% of the lowest "
+               "capacity below, measured closed-loop in the warm-up), and each request's latency counts from when "
+               "it was meant to be sent, so a pause delays every request due during it.\n\n", w->rate);
+  fprintf(f, "| system | mode | backing | time s (min–max) | × [rounds] | user s | sys s | peak RSS MiB | × | cycles "
+             "| pauses | p50 ms | p99 ms | max ms | stopped ms/cycle | GC ms | faults |");
   if (w->metric)
     fprintf(f, " %s | × |", w->metric_title);
+  if (w->open_loop)
+    fprintf(f, " capacity/s |");
   if (w->latency)
-    fprintf(f, " p50 µs | p99 µs | p99.9 µs |");
-  fprintf(f, "\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    fprintf(f, " p50 µs | p99 µs | p99.9 µs | max µs | > 10 ms |");
+  fprintf(f, "\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   if (w->metric)
     fprintf(f, "---:|---:|");
+  if (w->open_loop)
+    fprintf(f, "---:|");
   if (w->latency)
-    fprintf(f, "---:|---:|---:|");
+    fprintf(f, "---:|---:|---:|---:|---:|");
   fprintf(f, "\n");
-  double rt = getd(&ref->median, w->metric ? "wall_s" : "time_s"), rr = getd(&ref->median, "rss_mib");
-  if (!isfinite(rt))
-    rt = getd(&ref->median, "wall_s");
+  double rt = run_time(w, &ref->median), rr = getd(&ref->median, "rss_mib");
   for (int i = 0; i < w->nsys; i++) {
     const sysrun *s = &w->sys[i];
-    if (s->skip || !s->nruns) {
-      fprintf(f, "| %s | skipped: %s |\n", s->name, s->why[0] ? s->why : "not run");
+    if (!ran(s)) {
+      fprintf(f, "| %s | %s: %s |\n", s->name, s->broke ? "**FAILED**" : "skipped", s->why[0] ? s->why : "not run");
       continue;
     }
     const metrics *m = &s->median;
-    double t = getd(m, w->metric ? "wall_s" : "time_s");
-    if (!isfinite(t))
-      t = getd(m, "wall_s");
-    bool gc = isfinite(getd(m, "pauses")) && getd(m, "pauses") > 0;
-    fprintf(f, "| %s | ", s->name);
-    cell(f, getd(m, "wall_s"), "%.2f");
-    cell(f, t / rt, "%.2f");
+    char mode[96], back[96], t[64], x[64];
+    mode_ran(s, mode, sizeof mode);
+    backing(s, back, sizeof back);
+    double lo, hi;
+    spread(s, w->metric ? "wall_s" : isfinite(getd(m, "time_s")) ? "time_s" : "wall_s", &lo, &hi);
+    snprintf(t, sizeof t, "%.2f (%.2f–%.2f)", run_time(w, m), lo, hi);
+    round_ratios(w, s, ref, &lo, &hi);
+    snprintf(x, sizeof x, "%.2f [%.2f–%.2f]", run_time(w, m) / rt, lo, hi);
+    bool gc = getd(m, "pauses") > 0;
+    fprintf(f, "| %s%s | %s | %s | %s | %s | ", s->name, s->nfailed ? " (**some runs FAILED**)" : "", mode, back, t,
+            s == ref ? "1" : x);
     cell(f, getd(m, "user_s"), "%.2f");
     cell(f, getd(m, "sys_s"), "%.2f");
     cell(f, getd(m, "rss_mib"), "%.0f");
     cell(f, getd(m, "rss_mib") / rr, "%.2f");
     cell(f, getd(m, "cycles"), "%.0f");
+    cell(f, getd(m, "pauses"), "%.0f");
     cell(f, gc ? getd(m, "pause_p50_ms") : NAN, "%.3f");
     cell(f, gc ? getd(m, "pause_p99_ms") : NAN, "%.3f");
     cell(f, gc ? getd(m, "pause_max_ms") : NAN, "%.3f");
+    cell(f, gc ? getd(m, "stopped_ms_per_cycle") : NAN, "%.3f");
+    cell(f, getd(m, "cycles") > 0 ? getd(m, "gc_ms") : NAN, "%.0f");
     cell(f, getd(m, "faults"), "%.0f");
     if (w->metric) {
       cell(f, getd(m, w->metric), "%.0f");
       cell(f, getd(m, w->metric) / getd(&ref->median, w->metric), "%.2f");
     }
+    if (w->open_loop)
+      cell(f, s->capacity, "%.0f");
     if (w->latency) {
       cell(f, getd(m, "lat_p50_us"), "%.0f");
       cell(f, getd(m, "lat_p99_us"), "%.0f");
       cell(f, getd(m, "lat_p999_us"), "%.0f");
+      cell(f, getd(m, "lat_max_us"), "%.0f");
+      cell(f, getd(m, "over_10ms"), "%.0f");
     }
     fprintf(f, "\n");
   }
-  fprintf(f, "\n");
+  fprintf(f, "\nSettings (the environment of each run, besides NHEAP_CONFIG): ");
+  for (int i = 0, first = 1; i < w->nsys; i++) {
+    const sysrun *s = &w->sys[i];
+    if (!s->nenv && !s->preload[0])
+      continue;
+    fprintf(f, "%s%s:", first ? "" : "; ", s->name);
+    if (s->preload[0])
+      fprintf(f, " LD_PRELOAD=%s", strrchr(s->preload, '/') + 1);
+    for (int e = 0; e < s->nenv; e++)
+      fprintf(f, " %s", s->env[e]);
+    first = 0;
+  }
+  fprintf(f, ".\n\n");
   write_phase_table(f, w);
   if (w->timeline)
     fprintf(f, "![pauses](pauses-%s.png) ![heap](heap-%s.png)\n\n", w->name, w->name);
   fprintf(f, "![time and RSS](bars-%s.png)\n\n", w->name);
 }
 
-/* The goals of issue 6, with what this run measured (reported, never tuned for). */
+/* A goal line: the figure, or why it was not measured. */
+static bool measured(FILE *f, const char *goal, const workload *w, const char *const *slugs, const sysrun **out,
+                     int n) {
+  for (int i = 0; i < n; i++) {
+    out[i] = w ? find_sys(w, slugs[i]) : NULL;
+    if (!out[i]) {
+      const sysrun *s = NULL;
+      for (int k = 0; w && k < w->nsys && !s; k++)
+        if (strcmp(w->sys[k].slug, slugs[i]) == 0)
+          s = &w->sys[k];
+      fprintf(f, "- %s: **not measured**: %s %s.\n", goal, s ? s->name : slugs[i],
+              s ? (s->why[0] ? s->why : "did not run") : "is not in this run");
+      return false;
+    }
+  }
+  return true;
+}
+
+/* The goals of the open issues, with what this run measured (reported, never tuned for). */
 static void write_goals(FILE *f) {
   fprintf(f, "## Goals\n\n");
+  const sysrun *s[3];
   const workload *bt = find_workload("binary-trees");
-  if (bt) {
-    const sysrun *n = find_sys(bt, "nheap-concurrent"), *b = find_sys(bt, "bdwgc"), *g = find_sys(bt, "go"),
-                 *off = find_sys(bt, "nheap-off"), *mi = find_sys(bt, "mimalloc");
-    if (n && b)
-      fprintf(f, "- binary-trees: nheap (concurrent) is %.2fx as fast as bdwgc (goal: 3x).\n",
-              getd(&b->median, "time_s") / getd(&n->median, "time_s"));
-    if (n && g)
-      fprintf(f, "- binary-trees: nheap (concurrent) is %.2fx as fast as Go (goal: 3x); peak RSS %.0f vs %.0f MiB "
-                 "(goal: no higher than Go's).\n",
-              getd(&g->median, "time_s") / getd(&n->median, "time_s"), getd(&n->median, "rss_mib"),
-              getd(&g->median, "rss_mib"));
-    if (off && mi)
-      fprintf(f, "- binary-trees: nheap with gc = off and explicit free takes %.2fx mimalloc's time (goal: at most "
-                 "1x).\n",
-              getd(&off->median, "time_s") / getd(&mi->median, "time_s"));
-  }
+  if (bt && measured(f, "binary-trees vs bdwgc", bt, (const char *[]){"nheap-concurrent", "bdwgc"}, s, 2))
+    fprintf(f, "- binary-trees: nheap (concurrent) is %.2fx as fast as bdwgc (goal: 3x).\n",
+            getd(&s[1]->median, "time_s") / getd(&s[0]->median, "time_s"));
+  if (bt && measured(f, "binary-trees vs Go", bt, (const char *[]){"nheap-concurrent", "go"}, s, 2))
+    fprintf(f, "- binary-trees: nheap (concurrent) is %.2fx as fast as Go (goal: 3x); peak RSS %.0f vs %.0f MiB "
+               "(goal: no higher than Go's).\n",
+            getd(&s[1]->median, "time_s") / getd(&s[0]->median, "time_s"), getd(&s[0]->median, "rss_mib"),
+            getd(&s[1]->median, "rss_mib"));
+  if (bt && measured(f, "binary-trees gc = off vs mimalloc", bt, (const char *[]){"nheap-off", "mimalloc"}, s, 2))
+    fprintf(f, "- binary-trees: nheap with gc = off and explicit free takes %.2fx mimalloc's time (goal: at most "
+               "1x); peak RSS %.2fx.\n",
+            getd(&s[0]->median, "time_s") / getd(&s[1]->median, "time_s"),
+            getd(&s[0]->median, "rss_mib") / getd(&s[1]->median, "rss_mib"));
+  const workload *gb = find_workload("gcbench");
+  if (gb && measured(f, "GCBench vs bdwgc", gb, (const char *[]){"nheap", "bdwgc"}, s, 2))
+    fprintf(f, "- GCBench: nheap takes %.2fx bdwgc's time (goal: 0.5x).\n",
+            getd(&s[0]->median, "time_s") / getd(&s[1]->median, "time_s"));
+  const workload *gp = find_workload("gc-pause");
+  if (gp && measured(f, "pauses", gp, (const char *[]){"nheap-concurrent", "go"}, s, 2))
+    fprintf(f, "- gc-pause: nheap (concurrent)'s longest pause %.2f ms, Go's %.2f ms (goal: under 1 ms).\n",
+            getd(&s[0]->median, "pause_max_ms"), getd(&s[1]->median, "pause_max_ms"));
   const workload *kv = find_workload("kvserver");
-  if (kv) {
-    const sysrun *n = find_sys(kv, "nheap-concurrent"), *off = find_sys(kv, "nheap-off");
-    if (n && off)
-      fprintf(f, "- kvserver: p99 latency with the collector running is %.2fx that of the same server with no "
-                 "collector (%.0f vs %.0f µs; goal: within 2x).\n",
-              getd(&n->median, "lat_p99_us") / getd(&off->median, "lat_p99_us"), getd(&n->median, "lat_p99_us"),
-              getd(&off->median, "lat_p99_us"));
-  }
+  if (kv && measured(f, "kvserver latency", kv, (const char *[]){"nheap-concurrent", "nheap-off"}, s, 2))
+    fprintf(f, "- kvserver at %.0f requests/s: with the collector, p99.9 latency is %.2fx and the longest %.2fx those "
+               "of the same server with no collector (%.0f vs %.0f µs; %.0f vs %.0f µs; goal: within 2x).\n",
+            kv->rate, getd(&s[0]->median, "lat_p999_us") / getd(&s[1]->median, "lat_p999_us"),
+            getd(&s[0]->median, "lat_max_us") / getd(&s[1]->median, "lat_max_us"), getd(&s[0]->median, "lat_p999_us"),
+            getd(&s[1]->median, "lat_p999_us"), getd(&s[0]->median, "lat_max_us"), getd(&s[1]->median, "lat_max_us"));
   if (!full)
     fprintf(f, "\nThese are the quick sizes (binary-trees depth 18); the goals are stated for the full ones "
                "(`make bench-full`: depth 21, a 1 GiB live heap).\n");
@@ -835,18 +1324,38 @@ static void write_markdown(const char *when, const char *mach, const char *no_pl
   FILE *f = fopen(path, "w");
   if (!f)
     die("cannot write %s: %s", path, strerror(errno));
-  fprintf(f, "# nheap benchmark report\n\n%s, %s sizes, %d measured rounds after a warm-up, systems interleaved; "
-             "medians.\n\nMachine: %s.\n\n",
+  fprintf(f, "# nheap benchmark report\n\n%s, %s sizes, %d measured rounds after a warm-up, systems interleaved "
+             "(each round starting at another); medians.\n\nMachine: %s.\n\n",
           when, full ? "full" : "quick", reps, mach);
-  fprintf(f, "How to read it: *wall* is the whole process (start-up, set-up and exit included) measured by "
-             "nheap-report; the first ratio column (×) compares the workload's own timed part (time_s, where the "
-             "program reports one; else wall) with nheap's. Pauses are stop-the-world pauses in the measured "
-             "part, every one (nheap: its own record of each pause, read while the program runs, exact; bdwgc: "
-             "world stopped to world started, from its collection events, exact; Go: its /gc/pauses histogram, "
-             "bucket upper bounds). Peak RSS and faults are the kernel's, for the whole "
-             "process tree. The hugepages table adds nheap's counters per phase of its work (README, "
-             "\"Hardware counters\"). One run of this report is one comparison: figures from different runs do not "
-             "compare on a shared machine.\n\n");
+  fprintf(f, "How to read it: *time* is the program's own timed part where it reports one (binary-trees, GCBench), "
+             "else the whole process (start-up, set-up and exit included), as the median of the rounds with their "
+             "min and max; × is the ratio of medians to the table's first system, with the lowest and highest ratio "
+             "within one round in brackets. Each round starts at another system. *mode* is what the program says it "
+             "ran (flagged where that is not what was asked); *backing* what its memory was, measured while it ran "
+             "(the hugetlb pool's pages in use, the process's transparent huge pages). Peak RSS is the kernel's for "
+             "the whole process tree plus the hugetlb pages, which the kernel's figure leaves out. Every run's "
+             "output is checked against the checksum the sizes imply; a run that fails, times out (%d s) or "
+             "computes a wrong result is shown as FAILED.\n\n"
+             "Pauses are the world stopped, every one in the measured part: nheap's own record of each (read while "
+             "the program runs), bdwgc's stop-world to start-world events, Go's from its gctrace (exact). nheap and "
+             "Go stop twice a cycle (mark setup, mark termination), bdwgc once: p50/p99/max are per pause, "
+             "*stopped ms/cycle* is all the stopped time over the cycles. *GC ms* is each system's collection "
+             "time, not alike: nheap's stopped time + its mark workers' and assists' marking + background "
+             "sweeping (summed over threads); bdwgc's collection start to end (wall; unknown in its incremental "
+             "mode); Go's GC CPU time from gctrace (assist, background and idle marking and both pauses).\n\n"
+             "Settings: every system's environment is cleared of the variables that steer one (NHEAP_* but "
+             "NHEAP_CONFIG, GO*, GC_*, MALLOC_*, MIMALLOC_*, TCMALLOC_*, GLIBC_TUNABLES, LD_PRELOAD, ...; this run "
+             "cleared: %s) and set as each table lists; NHEAP_CONFIG=%s. Each peer gets the huge pages it can use, as nheap's arenas take "
+             "them: mimalloc MIMALLOC_LARGE_OS_PAGES=1, jemalloc thp:always, glibc's glibc.malloc.hugetlb=1 "
+             "(THP by madvise); gperftools' tcmalloc (the \"tcmalloc\" here: Debian's libtcmalloc-minimal4, not "
+             "google/tcmalloc), bdwgc and Go have no switch and run their defaults. bdwgc marks in parallel on "
+             "every CPU; its incremental mode (GC_ENABLE_INCREMENTAL, mprotect-based) is the counterpart of "
+             "nheap's concurrent-nobarrier. The hugepages table adds nheap's counters per phase of its work "
+             "(README, \"Hardware counters\"). One run of this report is one comparison: figures from different "
+             "runs do not compare on a shared machine.\n\n",
+          run_timeout_s, cleared[0] ? cleared : "none were set", getenv("NHEAP_CONFIG") ? getenv("NHEAP_CONFIG") : "unset");
+  if (failures)
+    fprintf(f, "**%d run(s) FAILED** (their rows say which and why; their output is in data/).\n\n", failures);
   if (no_plots)
     fprintf(f, "(No plots: %s.\n\n", no_plots);
   write_goals(f);
@@ -925,6 +1434,11 @@ static const char *write_plots(void) {
   for (int i = 0; i < nworkloads; i++) {
     const workload *w = &suite[i];
     char list[4096] = "";
+    bool any = false;
+    for (int j = 0; j < w->nsys; j++)
+      any |= ran(&w->sys[j]);
+    if (!any)
+      continue;
     /* time and RSS bars */
     fprintf(g, "\nset output 'bars-%s.png'\nset multiplot layout 1,2 title '%s'\nset style data histograms\n"
                "set style fill solid 0.8\nset boxwidth 0.8\nset xtics rotate by -30\nunset key\n",
@@ -934,7 +1448,7 @@ static const char *write_plots(void) {
     FILE *b = fopen(dat, "w");
     for (int j = 0; b && j < w->nsys; j++) {
       const sysrun *s = &w->sys[j];
-      if (s->skip || !s->nruns)
+      if (!ran(s))
         continue;
       double t = getd(&s->median, w->metric ? "wall_s" : "time_s");
       fprintf(b, "\"%s\" %.4f %.1f\n", s->name, isfinite(t) ? t : getd(&s->median, "wall_s"),
@@ -952,7 +1466,7 @@ static const char *write_plots(void) {
     list[0] = 0;
     for (int j = 0; j < w->nsys; j++) {
       const sysrun *s = &w->sys[j];
-      if (s->skip || !s->nruns || !write_pause_cdf(w, s))
+      if (!ran(s) || !write_pause_cdf(w, s))
         continue;
       size_t len = strlen(list);
       snprintf(list + len, sizeof list - len, "%s'data/%s-%s.cdf' using 1:2 with steps lw 2 title '%s'",
@@ -968,7 +1482,7 @@ static const char *write_plots(void) {
       const sysrun *s = &w->sys[j];
       char tl[512];
       data_path(tl, sizeof tl, w, s, "timeline");
-      if (s->skip || !s->nruns || !exists(tl))
+      if (!ran(s) || !exists(tl))
         continue;
       size_t len = strlen(list);
       snprintf(list + len, sizeof list - len, "%s'data/%s-%s.timeline' using 1:2 with lines lw 1.5 lc %d title '%s'",
@@ -992,7 +1506,7 @@ static const char *write_plots(void) {
       const sysrun *s = &kv->sys[j];
       char la[512];
       data_path(la, sizeof la, kv, s, "latency");
-      if (s->skip || !s->nruns || !exists(la))
+      if (!ran(s) || !exists(la))
         continue;
       size_t len = strlen(list);
       snprintf(list + len, sizeof list - len, "%s'data/kvserver-%s.latency' using 0:2:xtic(1) with linespoints lw 2 "
@@ -1016,11 +1530,12 @@ static const char *write_plots(void) {
  * ------------------------------------------------------------------------------------------- */
 
 static void usage(void) {
-  fprintf(stderr, "usage: nheap-report [--quick | --full | --smoke] [--reps N] [--only WORKLOAD] [--out DIR] [--bin DIR]\n");
+  fprintf(stderr, "usage: nheap-report [--quick | --full | --smoke] [--reps N] [--timeout S] [--only WORKLOAD] [--out DIR] [--bin DIR]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
+  bool timeout_given = false;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--full") == 0)
       full = true, reps = 5;
@@ -1030,6 +1545,8 @@ int main(int argc, char **argv) {
       smoke = true, reps = 1;
     else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc)
       reps = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
+      run_timeout_s = atoi(argv[++i]), timeout_given = true;
     else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
       snprintf(only, sizeof only, "%s", argv[++i]);
     else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
@@ -1041,6 +1558,8 @@ int main(int argc, char **argv) {
   }
   if (reps < 1 || reps > MAX_REPS - 1)
     die("--reps must be 1 .. %d", MAX_REPS - 1);
+  if (run_timeout_s < 1)
+    die("--timeout must be at least 1 second");
   static char self[4096];
   if (!bin) {   /* this program lives in <build>/bench */
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -1058,6 +1577,9 @@ int main(int argc, char **argv) {
   if (mkdir(data, 0755) != 0 && errno != EEXIST)
     die("cannot make %s: %s", data, strerror(errno));
 
+  if (!timeout_given)
+    run_timeout_s = smoke ? 120 : full ? 1200 : 300;
+  pin_environment();
   build_suite();
   if (only[0]) {
     int k = 0;
