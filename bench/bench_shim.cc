@@ -8,7 +8,9 @@ struct bench_state {
 };
 
 extern "C" int bench_keep_running_batch(bench_state *st, int64_t n) { return st->s->KeepRunningBatch(n); }
-extern "C" void bench_set_items(bench_state *st, int64_t n) { st->s->SetItemsProcessed(n); }
+extern "C" void bench_set_items_per_iteration(bench_state *st, int64_t n) {
+  st->s->SetItemsProcessed(n * static_cast<int64_t>(st->s->iterations()));
+}
 extern "C" void bench_set_counter(bench_state *st, const char *name, double v) { st->s->counters[name] = v; }
 extern "C" void bench_do_not_optimize(const void *p) {
   benchmark::DoNotOptimize(p);
@@ -26,11 +28,15 @@ extern "C" void bench_register(const char *name, bench_fn fn, const int64_t *arg
     b->Arg(args[i]);
 }
 
-extern "C" void bench_register_fixed(const char *name, bench_fn fn, int64_t arg) {
-  benchmark::RegisterBenchmark(name, [fn, arg](benchmark::State &s) {
+extern "C" void bench_register_fixed(const char *name, bench_fn fn, int64_t arg, unsigned flags) {
+  auto *b = benchmark::RegisterBenchmark(name, [fn, arg](benchmark::State &s) {
     bench_state st{&s};
     fn(&st, arg);
   });
+  if (flags & BENCH_PROCESS_CPU_TIME)
+    b->MeasureProcessCPUTime();
+  if (flags & BENCH_REAL_TIME)
+    b->UseRealTime();
 }
 
 extern "C" int bench_main(int argc, char **argv) {
