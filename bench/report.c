@@ -795,31 +795,39 @@ static void run_micro(void) {
   if (!exists(path))
     return;
   fprintf(stderr, "[micro] allocator micro-benchmarks (nheap-bench-malloc)\n");
+  /* The peers' huge pages as in the whole-program rows (malloc_peers); every repetition of every
+   * benchmark in a random order, so no allocator always runs first. */
   snprintf(cmd, sizeof cmd,
+           "MIMALLOC_LARGE_OS_PAGES=1 MALLOC_CONF=thp:always,metadata_thp:auto GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
            "%s --benchmark_filter='%s' --benchmark_repetitions=%d --benchmark_report_aggregates_only=true "
-           "--benchmark_min_time=%s --benchmark_format=csv 2>/dev/null",
+           "--benchmark_enable_random_interleaving=true --benchmark_min_time=%s --benchmark_format=csv 2>/dev/null",
            path,
-           full ? "." : smoke ? "^pair/[a-z]+/16$" : "^(pair/[a-z]+/(16|1024)|batch/[a-z]+/(16|4096)|xthread/[a-z]+/64)$",
+           full    ? "."
+           : smoke ? "^pair/[a-z]+/16$"
+                   : "^(pair/[a-z]+/(16|1024)|batch/[a-z]+/(16|4096)|xthread/[a-z]+/64/process_time/real_time)$",
            full ? 5 : smoke ? 2 : 3, full ? "0.5" : smoke ? "0.01" : "0.05");
   FILE *p = popen(cmd, "r");
   if (!p)
     return;
   char line[1024];
   while (fgets(line, sizeof line, p) && nmicro < MAX_MICRO) {
-    /* name,iterations,real_time,cpu_time,time_unit,... ; medians end in _median */
+    /* name,iterations,real_time,cpu_time,time_unit,... ; medians end in _median. Times are per
+     * object; pair and batch are one thread's CPU time, xthread (two threads) wall time. */
     char *name = line[0] == '"' ? line + 1 : line;
     char *end = strstr(name, "_median");
     if (!end)
       continue;
     *end = 0;
-    char *f = strchr(end + 1, ',');
-    double cpu = 0;
+    char *f = strchr(end + 1, ','), *suffix = strstr(name, "/process_time/real_time");
+    double real = 0, cpu = 0;
     char unit[8] = "";
-    if (!f || sscanf(f + 1, "%*[^,],%*[^,],%lf,%7[^,]", &cpu, unit) != 2)
+    if (!f || sscanf(f + 1, "%*[^,],%lf,%lf,%7[^,]", &real, &cpu, unit) != 3)
       continue;
+    if (suffix)
+      *suffix = 0;
     double scale = strcmp(unit, "us") == 0 ? 1e3 : strcmp(unit, "ms") == 0 ? 1e6 : 1;
     snprintf(micro[nmicro].name, sizeof micro[0].name, "%.63s", name);
-    micro[nmicro++].ns = cpu * scale;
+    micro[nmicro++].ns = (suffix ? real : cpu) * scale;
   }
   micro_ran = pclose(p) == 0 && nmicro > 0;
 }
@@ -1295,7 +1303,7 @@ static void write_micro(FILE *f) {
     return;
   static const char *const rows[][2] = {{"pair", "16"},  {"pair", "64"},   {"pair", "1024"},  {"pair", "4096"},
                                         {"pair", "100000"}, {"batch", "16"}, {"batch", "4096"}, {"xthread", "64"}};
-  fprintf(f, "### Allocator micro-benchmarks (gc = off; nanoseconds per operation, CPU time, median)\n\n");
+  fprintf(f, "### Allocator micro-benchmarks (gc = off; nanoseconds per object, median)\n\n");
   fprintf(f, "nheap's time and nheap ÷ each peer (below 1: nheap is faster).\n\n| benchmark | nheap ns |");
   for (size_t a = 1; a < sizeof micro_allocators / sizeof *micro_allocators; a++)
     fprintf(f, " ÷ %s |", micro_allocators[a]);
@@ -1314,8 +1322,11 @@ static void write_micro(FILE *f) {
     }
     fprintf(f, "\n");
   }
-  fprintf(f, "\npair: malloc then free of one size; batch: 1000 allocations then 1000 frees (time per batch); "
-             "xthread: a producer allocates, a consumer thread frees.\n\n");
+  fprintf(f, "\nEach time is per object, one malloc and one free. pair: malloc then free of one size (CPU time); "
+             "batch: 1000 allocations then the 1000 frees (CPU time, a batch's ÷ 1000); xthread: a producer "
+             "allocates, a consumer thread frees (wall time per object transferred: both threads' work). Every "
+             "repetition of every benchmark runs in a random order. tcmalloc is gperftools' tcmalloc_minimal "
+             "(Debian's libtcmalloc-minimal4), not google/tcmalloc.\n\n");
 }
 
 static void write_markdown(const char *when, const char *mach, const char *no_plots) {
