@@ -366,8 +366,51 @@ bool gc_limit_reached(size_t bytes);
 bool gc_limiter_allows(nh_gc_t *g, uint64_t now);
 /* The pct-th percentile of the recent pauses (ns); caller holds g->lock. */
 uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct);
-/* Sweeps the whole heap (all nodes and classes, large spans). Returns the pages swept. */
+/* The collector thread (cycle.c): runs the concurrent cycles requested. */
+void *collector_main(void *arg);
+/* concurrent-nobarrier (cycle.c): registers the arenas with the write-protect tracking, and new
+ * ones as they come; dirty_stop ends the tracking (mode falls back to stw). */
+int dirty_track_arenas(nh_gc_t *g);
+void dirty_stop(nh_gc_t *g);
+
+/* ---------------------------------------------------------------------------------------------
+ * The background sweeper (sweeper.c).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Sweeps the whole heap (all nodes and classes, large spans) / one node. Returns the pages swept. */
 size_t sweep_all(void);
+size_t sweep_node(int n);
+/* After a cycle: wakes the sweeper thread, and the workers that sweep their own node. */
+void sweep_request(nh_gc_t *g);
+int sweeper_start(nh_gc_t *g);   /* 0 or -errno */
+void sweeper_stop(nh_gc_t *g);
+
+/* ---------------------------------------------------------------------------------------------
+ * The mark workers (workers.c).
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct nh_fractional {
+  uint32_t permille;       /* share of one CPU; 0: a dedicated marker */
+  int schedstat;           /* this thread's /proc/thread-self/schedstat, or -1: never idle */
+  bool idling;             /* the last window found its CPU idle */
+  uint64_t t0;             /* when it joined the current mark */
+  uint64_t cpu0, idle;     /* thread CPU time then; CPU time since taken from idle CPUs */
+  uint64_t win, cpu, run, wait; /* the window's start: time, thread CPU time, schedstat */
+} nh_fractional_t;
+
+/* A marker starts (+1) or stops (-1) draining: termination waits for none to be busy. */
+void marker_busy(nh_markwork_t *w, int delta);
+/* A fractional share: opened by its thread, joined at each mark, closed at the thread's end. */
+void fractional_open(nh_fractional_t *f, uint32_t permille);
+void fractional_close(nh_fractional_t *f);
+void fractional_join(nh_fractional_t *f);
+/* The collector thread marks until no marker drains and no shared block waits. */
+void mark_until_idle(nh_gc_t *g);
+/* The concurrent mark phase on or off for the workers (they wait for it). */
+void set_phase_mark(nh_gc_t *g, bool on);
+/* The collector thread and the mark workers, planned from the topology and the options. */
+int start_collector_threads(nh_gc_t *g, const struct nh_config *cfg);
+void stop_collector_threads(nh_gc_t *g);
 
 /* The pacer's view of the heap; nothing to do (and no shared counter to touch) with gc = off. */
 static inline void gc_account(nh_gc_t *g, int64_t bytes) {

@@ -1,0 +1,589 @@
+/*
+ * cycle.c — the collection cycle (Go's mgc.go): its stop-the-world and concurrent phases, the
+ * collector thread that runs concurrent cycles, mark assists, and the entry points that start
+ * a cycle (gc_collect, gc_maybe_collect).
+ *
+ * A stop-the-world cycle (gc = stw, and the other modes where they cannot run):
+ *   before stopping   sweep what the last cycle left unswept (the background sweeper usually
+ *                     has), list the data segments (dl_iterate_phdr takes the loader lock,
+ *                     which a thread about to be stopped could hold);
+ *   stop the world    thread.c: signals, registers spilled, stack pointers recorded;
+ *   sweep termination finish any sweep still in flight (a sweeper holds its mcentral's lock
+ *                     while it sweeps, so taking each lock once waits it out), then flush
+ *                     every per-CPU cache: free stacks go back to their spans and cached spans
+ *                     to their mcentrals, so alloc_bits say exactly what is allocated (Go's
+ *                     mcache.releaseAll);
+ *   mark              mark.c, from the roots; checkmark re-marks and compares when asked;
+ *   mark termination  heap_marked and the next goal; sweepgen += 2, which turns every span
+ *                     into an unswept one without touching it (mcentral_flip);
+ *   start the world;  sweeping is lazy (mcentral_cache_span sweeps before it grows, an
+ *                     explicit free sweeps the span it touches) and in the background: a
+ *                     node that has a mark worker of its own is swept by that worker, on the
+ *                     node's CPUs (its spans, its memory), the others by the sweeper thread.
+ * The pause is the whole stop-to-start interval and is recorded (total, max, percentiles).
+ *
+ * A concurrent cycle (gc = concurrent; concurrent_cycle below) runs on the collector thread,
+ * so the allocating thread that reached the trigger goes on (nh_gc and the memory limit wait
+ * for it). Two pauses, each bounded by threads, caches and roots, not by the heap:
+ *   mark setup        as above up to the roots, which are greyed into shared work; then the
+ *                     barrier and black allocation are turned on (nh__marking) and the world
+ *                     restarts;
+ *   concurrent mark   the collector thread and the mark workers drain the shared grey blocks
+ *                     (Go's gcDrain, 25% of the CPUs with a fractional marker where that is
+ *                     not a whole number, or mark_workers; on several NUMA nodes a set per
+ *                     node pinned to its CPUs, each taking its node's grey objects first:
+ *                     numa/placement.c, mark.c; placed by mark_cpus); nh_store records the
+ *                     values it overwrites (mark.c), new objects are born marked (malloc.c),
+ *                     nh_free is deferred, nh_weak_get shades what it returns;
+ *   mark termination  when the markers are idle: stop, shade every thread's barrier buffer,
+ *                     flush the per-CPU caches, rescan the stacks (a thread stopped between
+ *                     taking an object and marking it holds it there). If that found new grey
+ *                     work, restart and drain it (up to TERMINATION_TRIES times, then in the
+ *                     pause); else finish as the stop-the-world cycle does, barrier off.
+ * Why this is complete (snapshot at the beginning, Yuasa): every object reachable at mark
+ * setup is marked, because the roots were greyed then and every pointer overwritten in the
+ * heap since was shaded first; every object allocated since is marked at birth. Globals and
+ * registered roots need no barrier: they were scanned at mark setup, and what is stored there
+ * later was reachable then or is new.
+ * Departures from DESIGN.md: mark termination rescans the stacks, which DESIGN.md says black
+ * allocation makes unnecessary: black allocation marks an object just after the restartable
+ * sequence that took it from the cache, so a thread that mark termination stops in between
+ * holds an unmarked new object in its registers alone; the rescan (bounded by the stacks, not
+ * the heap) finds it. And the fractional marker goes on past its share while its CPU is
+ * otherwise idle (the part of Go's idle-priority worker that OS threads can have).
+ *
+ * The pacer, the memory limit and the CPU limiter are pacer.c's; the mark workers workers.c's;
+ * the background sweeper sweeper.c's; life cycle and public calls gc.c's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/heap.h"
+#include "core/vg.h"
+
+static uint64_t now_ns(void) { return os_linux.now_ns(); }
+
+#define MIB ((uint64_t)1 << 20)
+
+static void record_pause(nh_gc_t *g, uint64_t ns) {
+  __atomic_store_n(&g->pauses[g->npauses % NH_PAUSE_RING], ns, __ATOMIC_RELAXED);
+  __atomic_store_n(&g->npauses, g->npauses + 1, __ATOMIC_RELEASE);
+  nh_stat_add(&g->pause_total_ns, ns);
+  if (ns > g->pause_max_ns)
+    __atomic_store_n(&g->pause_max_ns, ns, __ATOMIC_RELAXED);
+}
+
+/* perf.events: every stopped program thread's counts since its last read go to phase (the
+ * caller's own are its business). */
+static void perf_threads(nh_gc_t *g, nh_perf_phase phase) {
+  if (!perf_on())
+    return;
+  for (nh_thread_t *t = g->threads.first; t; t = t->next)
+    if (t != nh_self)
+      perf_attribute(t->perf, phase);
+}
+
+/* perf.events at a pause's end: the stopped threads' counts and the caller's go to phase. */
+static void perf_pause(nh_gc_t *g, nh_perf_thread_t *me, nh_perf_phase phase) {
+  perf_threads(g, phase);
+  perf_attribute(me, phase);
+}
+
+/* perf.events at a cycle's end: the cycle's record and, with gctrace, its line. */
+static void perf_cycle(nh_gc_t *g, uint64_t before, uint64_t marked_before) {
+  char buf[1024];
+  uint64_t spans = nh_stat_get(&g->swept_spans), swept = spans - g->perf_spans;   /* since the last cycle */
+  g->perf_spans = spans;
+  bool line = nh_rt.cfg.dbg.gctrace && perf_on();
+  perf_cycle_end(nh_stat_get(&g->cycles), before > marked_before ? before - marked_before : 0,
+                 g->marker.marked_objects, g->marker.scanned_bytes, swept,
+                 line ? buf : NULL, sizeof buf - 1);
+  if (line) {
+    size_t n = strlen(buf);
+    buf[n] = '\n';
+    (void)!write(STDERR_FILENO, buf, n + 1);
+  }
+}
+
+/* One gctrace line. pause2 == 0: a stop-the-world cycle (pause1 is its whole pause). */
+static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause1, uint64_t pause2, uint64_t mark,
+                  uint64_t before) {
+  uint64_t swept = nh_stat_get(&g->sweep_ns), sweep = swept - g->traced_sweep_ns;
+  g->traced_sweep_ns = swept;
+  uint64_t workers = nh_stat_get(&g->worker_ns), worker = workers - g->traced_worker_ns;
+  g->traced_worker_ns = workers;
+  uint64_t assists = nh_stat_get(&g->assist_ns), assist = assists - g->traced_assist_ns;
+  g->traced_assist_ns = assists;
+  char buf[768], pauses[288], dirty[96] = "";
+  if (g->mode == NH_GC_CONCURRENT_NOBARRIER)
+    snprintf(dirty, sizeof dirty, ", %.2f MiB of written pages rescanned (%u concurrent rounds)",
+             (double)g->dirty_last / MIB, g->dirty_rounds);
+  if (pause2)
+    snprintf(pauses, sizeof pauses,
+             "%.3f+%.3f ms stw (%u tries), %.3f ms concurrent mark (workers %.3f ms, assists %.3f ms), "
+             "trigger %.2f MiB, goal %.2f MiB, %.2f MiB at mark end%s",
+             (double)pause1 / 1e6, (double)pause2 / 1e6, g->termination_tries, (double)mark / 1e6,
+             (double)worker / 1e6, (double)assist / 1e6, (double)g->traced_trigger / MIB,
+             g->traced_goal == UINT64_MAX ? 0.0 : (double)g->traced_goal / MIB, (double)g->traced_end / MIB, dirty);
+  else
+    snprintf(pauses, sizeof pauses, "%.3f ms stw (mark %.3f ms)", (double)pause1 / 1e6, (double)mark / 1e6);
+  uint64_t cycle = nh_stat_get(&g->cycles);
+  double secs = (double)(start - g->start_ns) / 1e9;
+  int n = snprintf(buf, sizeof buf,
+                   "gc %llu @%.3fs %s: %s, %.3f ms background sweep since the last cycle, "
+                   "%.2f->%.2f MiB heap, %.2f MiB next goal, %.2f MiB roots, %llu objects marked, "
+                   "%zu threads, %u marker(s)\n",
+                   (unsigned long long)cycle, secs, why, pauses, (double)sweep / 1e6, (double)before / MIB,
+                   (double)g->heap_marked / MIB, g->heap_goal == UINT64_MAX ? 0.0 : (double)g->heap_goal / MIB,
+                   (double)g->roots.bytes / MIB, (unsigned long long)g->marker.marked_objects, g->threads.count,
+                   pause2 ? g->nworkers + 1 : 1);
+  if (n > 0)
+    (void)!write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+/* Mark termination's end, world stopped: the next goal, and every span becomes unswept
+ * (sweepgen += 2) without being touched (mcentral_flip). */
+static void finish_cycle(nh_gc_t *g) {
+  g->heap_marked = g->marker.marked_bytes;
+  nh_stat_add(&g->scan_local, g->marker.scanned_local);
+  nh_stat_add(&g->scan_remote, g->marker.scanned_remote);
+  nh_stat_add(&g->steals, g->marker.steals);
+  nh_stat_add(&g->mark_overflows, g->marker.overflow_rounds);
+  __atomic_store_n(&g->heap_live, g->heap_marked, __ATOMIC_RELAXED);
+  g->sweepgen += 2;
+  for (int n = 0; n < nh_rt.topo.nnodes; n++)
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      mcentral_flip(&nh_rt.nodes[n].central[ac], g->sweepgen);
+  gc_set_goal(g);
+  nh_stat_add(&g->cycles, 1);
+}
+
+/* One stop-the-world cycle; the caller holds g->lock and no allocator lock. */
+static void collect_locked(nh_gc_t *g, const char *why) {
+  uint64_t start = now_ns();
+  uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  uint64_t marked_before = g->heap_marked;
+  nh_perf_thread_t *me = perf_self();   /* a program thread: what it did so far is its own */
+  perf_attribute(me, NH_PHASE_PROGRAM);
+  sweep_all();
+  roots_collect_data(&g->roots);
+  perf_attribute(me, NH_PHASE_SWEEP);
+
+  uint64_t stopped = now_ns();   /* the pause starts with the stop request */
+  world_stop(&g->threads);
+  perf_threads(g, NH_PHASE_PROGRAM);
+  sweep_all();                          /* sweep termination */
+  mcache_flush_all(&nh_rt.caches);
+  perf_attribute(me, NH_PHASE_PAUSE_SETUP);
+  uint64_t mark0 = now_ns();
+  vg_quiet(true);   /* the conservative scan reads what memcheck calls undefined */
+  mark_all(&g->marker, &g->roots, &g->threads, &g->specials);
+  if (nh_rt.cfg.dbg.checkmark)
+    mark_check(&g->marker, &g->roots, &g->threads);
+  perf_attribute(me, NH_PHASE_MARK);
+  size_t finalizers = specials_after_mark(&g->marker, &g->specials);
+  vg_quiet(false);
+  uint64_t mark = now_ns() - mark0;
+  finish_cycle(g);
+  perf_pause(g, me, NH_PHASE_PAUSE_TERM);
+  uint64_t end = world_start(&g->threads);
+  specials_wake(&g->specials, finalizers);
+
+  record_pause(g, end - stopped);
+  nh_stat_add(&g->mark_ns, mark);
+  g->limiter_gc_ns += end - start;
+  sweep_request(g);
+  if (nh_rt.cfg.dbg.gctrace)
+    trace(g, why, start, end - stopped, 0, mark, before);
+  perf_cycle(g, before, marked_before);
+}
+
+enum { TERMINATION_TRIES = 4 };
+
+static const char reason_paced[] = "heap goal";
+
+/* Mark assists (Go's assist ratio, simplified): the scan work left is estimated as what the
+ * last cycle marked, the runway as the bytes left before the goal; each byte allocated during
+ * the mark owes work / runway bytes of scanning, paid in chunks of ASSIST_CHUNK by the
+ * allocating thread (gc_assist). When no grey work is there to take, the debt is forgiven
+ * (Go lets assists steal the background workers' credit). So a program allocating faster
+ * than the markers mark slows down to their pace instead of running past the goal. */
+enum { ASSIST_CHUNK = 64 << 10 };
+
+static void set_assist_ratio(nh_gc_t *g) {
+  uint64_t live = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  uint64_t goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
+  uint64_t work = g->heap_marked > 4 * MIB ? g->heap_marked : 4 * MIB;
+  uint64_t runway = goal != UINT64_MAX && goal > live + MIB ? goal - live : MIB;
+  __atomic_store_n(&g->assist_ratio, work * 1024 / runway, __ATOMIC_RELAXED);
+}
+
+void gc_assist(size_t bytes) {
+  nh_gc_t *g = &nh_rt.gc;
+  nh_thread_t *t = nh_self;
+  if (!t || !g->collector_running)
+    return;
+  t->assist_debt += (int64_t)(bytes * __atomic_load_n(&g->assist_ratio, __ATOMIC_RELAXED) / 1024);
+  if (t->assist_debt < ASSIST_CHUNK)
+    return;
+  uint64_t t0 = now_ns();
+  nh_perf_thread_t *counted = t->perf;
+  perf_attribute(counted, NH_PHASE_ALLOC);
+  nh_markwork_t *w = &g->work;
+  region_enter();   /* the mark cannot end while this thread holds grey objects */
+  if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)) {
+    marker_busy(w, 1);
+    size_t done = mark_assist(w, (size_t)t->assist_debt);
+    marker_busy(w, -1);
+    t->assist_debt = done && (int64_t)done < t->assist_debt ? t->assist_debt - (int64_t)done : 0;
+  }
+  region_exit();
+  /* Past the goal with nothing to scan: give the markers this thread's CPU for a moment
+   * (Go parks the goroutine until the workers have earned credit). */
+  if (t->assist_debt == 0 && __atomic_load_n(&nh__marking, __ATOMIC_RELAXED) &&
+      __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) > __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED))
+    sched_yield();
+  nh_stat_add(&g->assist_ns, (int64_t)(now_ns() - t0));
+  perf_attribute(counted, NH_PHASE_MARK);
+}
+
+/* concurrent-nobarrier (Boehm-Demers-Shenker mostly-concurrent marking, with the kernel's
+ * write-protect tracking in place of mprotect: dirty.c). Before mark setup every arena is
+ * write-protected (outside the pause: a write between the protection and the roots' scan just
+ * makes a page to rescan) and arenas created meanwhile are protected as they come. Programs
+ * store plainly; a store into an object the markers have scanned already marks its page
+ * written. When the markers run dry, up to DIRTY_ROUNDS times with the world running: the
+ * written pages are found and protected again in one walk (PAGEMAP_SCAN), the words on them of
+ * every marked object are scanned again, and the markers drain what that greyed; a round that
+ * finds under DIRTY_QUIET bytes ends the rounds. Mark termination, world stopped, does the same
+ * once more and rescans every root (stacks, data segments, registered ranges: nothing saw their
+ * stores); then the protection is lifted, with the world running. Complete because a pointer
+ * in a marked object at termination either was there when the object was scanned, or was
+ * stored later and its page is written, and roots are scanned last. Objects born during the
+ * mark are black, as with the barrier. The scavenger does not release pages while a mark
+ * tracks (a released page could lose its protection). */
+enum { DIRTY_ROUNDS = 3 };
+#define DIRTY_QUIET ((int64_t)1 << 20)
+
+static void dirty_rescan_range(uintptr_t lo, uintptr_t hi, void *arg) { mark_rescan_dirty(arg, lo, hi); }
+
+/* Every arena protected (on) or released (off). New arenas see armed under the arena lock. */
+static void dirty_arm(nh_gc_t *g, bool on) {
+  nh_arena_set_t *set = &nh_rt.arenas;
+  nh_mutex_lock(&nh_rt.scavenger.lock);   /* waits out a release in flight; later ones see armed */
+  nh_mutex_lock(&set->lock);
+  __atomic_store_n(&g->dirty.armed, on, __ATOMIC_RELEASE);
+  nh_mutex_unlock(&nh_rt.scavenger.lock);
+  for (nh_arena_t *a = set->first; a; a = a->next) {
+    int rc = dirty_protect(&g->dirty, (void *)a->base, NH_ARENA_BYTES, on);
+    if (rc != 0 && on)   /* an unprotected arena would hide stores: nothing marks safely now */
+      nh_fatal("gc: cannot write-protect arena %#lx for dirty tracking (%s)", (unsigned long)a->base,
+               nh_strerror(rc));
+  }
+  nh_mutex_unlock(&set->lock);
+}
+
+/* The pages written since the last scan, protected again; the words of marked objects on them,
+ * scanned by m (whose new grey objects go to the shared lists). Returns the bytes found. */
+static int64_t dirty_rescan(nh_gc_t *g, nh_marker_t *m) {
+  int64_t total = 0;
+  nh_arena_set_t *set = &nh_rt.arenas;
+  nh_mutex_lock(&set->lock);   /* the list; arenas are never unmapped while the heap lives */
+  nh_arena_t *first = set->first;
+  nh_mutex_unlock(&set->lock);
+  for (nh_arena_t *a = first; a; a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
+    int64_t got = dirty_scan(&g->dirty, (void *)a->base, NH_ARENA_BYTES, true, dirty_rescan_range, m);
+    if (got < 0)
+      nh_fatal("gc: PAGEMAP_SCAN failed over arena %#lx (%s)", (unsigned long)a->base, nh_strerror((int)got));
+    total += got;
+  }
+  nh_stat_add(&g->dirty_bytes, total);
+  g->dirty_last += (uint64_t)total;
+  mark_give_back(m);
+  return total;
+}
+
+/* Registers the arenas that exist (the first comes before the collector) and makes new ones
+ * register as they are created. */
+int dirty_track_arenas(nh_gc_t *g) {
+  nh_arena_set_t *set = &nh_rt.arenas;
+  int rc = 0;
+  nh_mutex_lock(&set->lock);
+  for (nh_arena_t *a = set->first; a && rc == 0; a = a->next)
+    rc = dirty_register(&g->dirty, (void *)a->base, NH_ARENA_BYTES);
+  if (rc == 0)
+    set->dirty = &g->dirty;
+  nh_mutex_unlock(&set->lock);
+  return rc;
+}
+
+/* No more tracking (shutdown, a fork's child, a failure at start-up). */
+void dirty_stop(nh_gc_t *g) {
+  nh_mutex_lock(&nh_rt.arenas.lock);
+  nh_rt.arenas.dirty = NULL;
+  nh_mutex_unlock(&nh_rt.arenas.lock);
+  if (g->dirty.uffd >= 0)
+    dirty_close(&g->dirty);
+  if (g->mode == NH_GC_CONCURRENT_NOBARRIER)
+    g->mode = NH_GC_STW;
+}
+
+/* One concurrent cycle; the caller (the collector thread) holds g->lock. The pauses:
+ *   sweep termination + mark setup: finish sweeping, flush the per-CPU caches, drop stale
+ *     barrier buffers, grey the roots, turn the barrier and black allocation on;
+ *   mark termination (tried until it finds no new work, at most TERMINATION_TRIES times, then
+ *     finished in the pause): shade every thread's barrier buffer, flush the caches (their
+ *     objects' allocation bits become exact), rescan the stacks; if that greyed anything,
+ *     restart the world and drain it concurrently; else finish: overflow recovery, specials,
+ *     checkmark, barrier off, flip the sweep generation.
+ * Both pauses do work bounded by threads, caches and roots, not by the heap. */
+static void concurrent_cycle(nh_gc_t *g, const char *why) {
+  uint64_t start = now_ns();
+  uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  uint64_t workers0 = nh_stat_get(&g->worker_ns), assists0 = nh_stat_get(&g->assist_ns);
+  g->traced_trigger = __atomic_load_n(&g->trigger, __ATOMIC_RELAXED);
+  g->traced_goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
+  uint64_t marked_before = g->heap_marked;
+  nh_perf_thread_t *me = perf_self();   /* the collector thread: idle until now */
+  perf_skip(me);
+  sweep_all();
+  roots_collect_data(&g->roots);
+  perf_attribute(me, NH_PHASE_SWEEP);
+  bool nobarrier = g->mode == NH_GC_CONCURRENT_NOBARRIER;
+  g->dirty_last = 0;
+  g->dirty_rounds = 0;
+  if (nobarrier)
+    dirty_arm(g, true);
+
+  uint64_t t1 = now_ns();
+  world_stop(&g->threads);
+  perf_threads(g, NH_PHASE_PROGRAM);
+  sweep_all();
+  mcache_flush_all(&nh_rt.caches);
+  for (nh_thread_t *t = g->threads.first; t; t = t->next) {
+    t->wbn = 0;   /* left from the last cycle's end: not this snapshot's */
+    t->assist_debt = 0;
+  }
+  set_assist_ratio(g);
+  uint64_t live_at_setup = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  bool check = nh_rt.cfg.dbg.checkmark && mark_check_setup(&g->marker, &g->roots, &g->threads);
+  mark_roots_shared(&g->marker, &g->work, &g->roots, &g->threads, &g->specials);
+  __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
+  set_phase_mark(g, true);
+  fractional_join(g->collector_share);
+  perf_pause(g, me, NH_PHASE_PAUSE_SETUP);
+  uint64_t pause1 = world_start(&g->threads) - t1;
+  record_pause(g, pause1);
+
+  uint64_t mark0 = now_ns(), pause2 = 0, t2;
+  int tries = 1;
+  for (;; tries++) {
+    mark_until_idle(g);
+    while (nobarrier && g->dirty_rounds < DIRTY_ROUNDS) {   /* written pages, with the world running */
+      g->dirty_rounds++;
+      int64_t found = dirty_rescan(g, &g->marker);
+      mark_until_idle(g);
+      if (found < DIRTY_QUIET)
+        break;
+    }
+    perf_attribute(me, NH_PHASE_MARK);
+    if (nobarrier)
+      roots_collect_data(&g->roots);   /* libraries loaded meanwhile (the loader lock: not in a pause) */
+    t2 = now_ns();
+    world_stop(&g->threads);
+    perf_threads(g, NH_PHASE_PROGRAM);
+    mark_flush_wbufs(&g->work, &g->threads);
+    mcache_flush_all(&nh_rt.caches);
+    mark_rescan_roots(&g->marker, &g->roots, &g->threads, nobarrier);
+    if (nobarrier)
+      dirty_rescan(g, &g->marker);
+    mark_give_back(&g->marker);
+    bool found = mark_work_left(&g->work);
+    if (!found || tries == TERMINATION_TRIES)
+      break;   /* else new grey work: drain it with the world running */
+    perf_pause(g, me, NH_PHASE_PAUSE_TERM);
+    pause2 = world_start(&g->threads) - t2;
+    record_pause(g, pause2);
+  }
+  mark_until_idle(g);   /* in the pause: what the buffers and the stacks greyed (usually nothing) */
+  set_phase_mark(g, false);
+  mark_finish(&g->marker);
+  if (check)
+    mark_check(&g->marker, &g->roots, &g->threads);
+  size_t finalizers = specials_after_mark(&g->marker, &g->specials);
+  __atomic_store_n(&nh__marking, 0, __ATOMIC_SEQ_CST);
+  uint64_t mark = now_ns() - mark0;
+  g->traced_end = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  g->mark_growth = g->traced_end > live_at_setup ? g->traced_end - live_at_setup : 0;
+  finish_cycle(g);
+  perf_pause(g, me, NH_PHASE_PAUSE_TERM);
+  uint64_t end = world_start(&g->threads);
+  pause2 = end - t2;
+  record_pause(g, pause2);
+  if (nobarrier)
+    dirty_arm(g, false);
+  specials_wake(&g->specials, finalizers);
+  nh_stat_add(&g->mark_ns, mark);
+  /* The limiter counts the share of all CPUs the cycle took: pauses stop every CPU; the
+   * concurrent mark is the collector thread, the workers and the assists. */
+  uint64_t ncpu = nh_rt.topo.ncpus > 0 ? (uint64_t)nh_rt.topo.ncpus : 1;
+  g->limiter_gc_ns += pause1 + pause2 + (mark + nh_stat_get(&g->worker_ns) - workers0 +
+                                         nh_stat_get(&g->assist_ns) - assists0) / ncpu;
+  sweep_request(g);
+  g->termination_tries = (unsigned)tries;
+  if (nh_rt.cfg.dbg.gctrace)
+    trace(g, why, start, pause1, pause2, mark, before);
+  perf_cycle(g, before, marked_before);
+}
+
+/* The collector thread: runs the cycles requested (gc_request), one after another. */
+void *collector_main(void *arg) {
+  nh_gc_t *g = arg;
+  nh_fractional_t share;
+  memset(&share, 0, sizeof share);
+  fractional_open(&share, g->collector_fractional ? g->fraction_permille : 0);
+  g->collector_share = &share;
+  pthread_mutex_lock(&g->req_mu);
+  for (;;) {
+    while (!g->collector_stop && g->completed >= g->requested)
+      pthread_cond_wait(&g->req_cv, &g->req_mu);
+    if (g->collector_stop)
+      break;
+    uint64_t target = g->completed + 1;
+    const char *why = g->req_why;
+    g->started = target;
+    pthread_mutex_unlock(&g->req_mu);
+    nh_mutex_lock(&g->lock);
+    bool paced = why == reason_paced;
+    if (!paced || gc_limiter_allows(g, now_ns()))
+      concurrent_cycle(g, why);
+    else
+      nh_stat_add(&g->limited, 1);
+    if (paced)
+      __atomic_store_n(&g->wanted, false, __ATOMIC_RELAXED);   /* asked again at the next refill */
+    nh_mutex_unlock(&g->lock);
+    pthread_mutex_lock(&g->req_mu);
+    g->completed = target;
+    pthread_cond_broadcast(&g->done_cv);
+  }
+  pthread_mutex_unlock(&g->req_mu);
+  g->collector_share = NULL;
+  fractional_close(&share);
+  perf_thread_exit(perf_self_opened(), NH_PHASE_MARK);
+  return NULL;
+}
+
+/* Asks the collector thread for a cycle; with wait, returns once a cycle that started after
+ * the call has completed (runtime.GC's promise). A paced request adds nothing if one waits. */
+static void gc_request(nh_gc_t *g, const char *why, bool wait) {
+  pthread_mutex_lock(&g->req_mu);
+  uint64_t target;
+  if (wait) {
+    target = (g->started > g->completed ? g->started : g->completed) + 1;
+    if (g->requested < target)
+      g->requested = target;
+    g->req_why = why;
+  } else {
+    if (g->requested == g->completed) {
+      g->requested++;
+      g->req_why = why;
+    }
+    target = 0;
+  }
+  pthread_cond_signal(&g->req_cv);
+  while (g->completed < target)
+    pthread_cond_wait(&g->done_cv, &g->req_mu);
+  pthread_mutex_unlock(&g->req_mu);
+}
+
+/* The collecting thread's stack is scanned from the frame that entered the collector, with its
+ * callee-saved registers spilled there; the collector's own frames below are not roots. */
+static nh_noinline uintptr_t stack_here(void) { return (uintptr_t)__builtin_frame_address(0); }
+
+#define ENTER_COLLECTOR(g)                                                                        \
+  do {                                                                                          \
+    __builtin_unwind_init();                                                                    \
+    (g)->collector_sp = stack_here();                                                           \
+  } while (0)
+
+static nh_noinline void collect(const char *why, bool sweep) {
+  nh_gc_t *g = &nh_rt.gc;
+  thread_attach();   /* the collector's stack is a root too */
+  if (g->collector_running) {
+    gc_request(g, why, true);
+  } else {
+    nh_mutex_lock(&g->lock);
+    ENTER_COLLECTOR(g);
+    collect_locked(g, why);
+    nh_mutex_unlock(&g->lock);
+  }
+  if (sweep) {
+    uint64_t t0 = now_ns();
+    sweep_all();
+    nh_stat_add(&g->sweep_ns, now_ns() - t0);
+  }
+}
+
+/* Zeroes the stack below the caller's frame, where dead frames of earlier calls left stale
+ * pointers; collect's frame, which is scanned, then holds only what it writes (bdwgc's
+ * GC_clear_stack, for the same reason). */
+nh_noinline void gc_clear_dead_stack(void) {
+  enum { CLEAR = 16 << 10, MARGIN = 8 << 10 };
+  size_t n = CLEAR;
+  uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+  if (thread_attached(&nh_rt.gc.threads)) {   /* small thread stacks: stay well inside */
+    uintptr_t lo = nh_self->stack_lo;
+    n = sp > lo + MARGIN + CLEAR ? CLEAR : sp > lo + 2 * MARGIN ? sp - lo - 2 * MARGIN : 0;
+  }
+  char *dead = __builtin_alloca(n);
+  memset(dead, 0, n);
+  __asm__ volatile("" : : "r"(dead) : "memory");   /* the stores must happen */
+}
+
+void gc_collect(const char *why, bool sweep) {
+  if (!nh_rt.gc.on)
+    return;
+  /* The collector thread itself (an error handler run by its reports, error.h): it would wait
+   * for the cycle it is running. It is collecting already. */
+  if (nh_rt.gc.collector_running && pthread_equal(pthread_self(), nh_rt.gc.collector))
+    return;
+  thread_attach();
+  gc_clear_dead_stack();
+  collect(why, sweep);
+}
+
+void gc_maybe_collect(void *p) {
+  void *volatile keep = p;   /* on this stack while the cycle runs */
+  nh_gc_t *g = &nh_rt.gc;
+  if (!g->on || (thread_attached(&g->threads) && nh_self->nogc))
+    return;
+  if (g->collector_running) {   /* the collector thread runs it; this thread goes on */
+    if (__atomic_load_n(&g->wanted, __ATOMIC_RELAXED) &&   /* unlocked peek: one is pending */
+        __atomic_load_n(&g->requested, __ATOMIC_RELAXED) == __atomic_load_n(&g->completed, __ATOMIC_RELAXED))
+      gc_request(g, reason_paced, false);
+    return;
+  }
+  gc_clear_dead_stack();
+  nh_mutex_lock(&g->lock);
+  ENTER_COLLECTOR(g);
+  uint64_t now = now_ns();
+  if (__atomic_load_n(&g->wanted, __ATOMIC_RELAXED) &&
+      __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) >= __atomic_load_n(&g->trigger, __ATOMIC_RELAXED)) {
+    if (gc_limiter_allows(g, now)) {
+      collect_locked(g, reason_paced);
+    } else {
+      __atomic_store_n(&g->wanted, false, __ATOMIC_RELAXED);   /* retried at the next refill */
+      nh_stat_add(&g->limited, 1);
+    }
+  }
+  nh_mutex_unlock(&g->lock);
+  (void)keep;
+}
