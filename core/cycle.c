@@ -185,7 +185,10 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   perf_attribute(me, NH_PHASE_PAUSE_SETUP);
   uint64_t mark0 = now_ns();
   vg_quiet(true);   /* the conservative scan reads what memcheck calls undefined */
-  mark_all(&g->marker, &g->roots, &g->threads, &g->specials);
+  mark_begin(&g->marker, NULL);
+  roots_scan(&g->marker, &g->roots, &g->threads);
+  mark_specials(&g->marker, &g->specials);
+  mark_drain_all(&g->marker);
   if (nh_rt.cfg.dbg.checkmark)
     mark_check(&g->marker, &g->roots, &g->threads);
   perf_attribute(me, NH_PHASE_MARK);
@@ -375,7 +378,10 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   set_assist_ratio(g);
   uint64_t live_at_setup = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
   bool check = nh_rt.cfg.dbg.checkmark && mark_check_setup(&g->marker, &g->roots, &g->threads);
-  mark_roots_shared(&g->marker, &g->work, &g->roots, &g->threads, &g->specials);
+  mark_begin(&g->marker, &g->work);   /* the roots greyed into shared work */
+  roots_scan(&g->marker, &g->roots, &g->threads);
+  mark_specials(&g->marker, &g->specials);
+  mark_publish(&g->marker);
   __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
   set_phase_mark(g, true);
   fractional_join(g->collector_share);
@@ -402,7 +408,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     perf_threads(g, NH_PHASE_PROGRAM);
     mark_flush_wbufs(&g->work, &g->threads);
     mcache_flush_all(&nh_rt.caches);
-    mark_rescan_roots(&g->marker, &g->roots, &g->threads, nobarrier);
+    roots_rescan(&g->marker, &g->roots, &g->threads, nobarrier);
     if (nobarrier)
       dirty_rescan(g, &g->marker);
     mark_give_back(&g->marker);

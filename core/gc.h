@@ -187,25 +187,26 @@ typedef struct nh_roots {
   uint64_t bytes;                  /* scanned last cycle: stacks + data + registered */
 } nh_roots_t;
 
-/* Collects the program's and libraries' writable segments (dl_iterate_phdr); called before the
- * world stops (the loader lock may be held by a thread that is about to be stopped). */
+/* Roots (roots.c). roots_collect_data lists the program's and libraries' writable segments
+ * (dl_iterate_phdr); called before the world stops (the loader lock may be held by a thread
+ * that is about to be stopped). roots_scan greys what the roots hold: the attached threads'
+ * stacks (from their stop sp; the collecting thread's from where it entered the collector,
+ * registers spilled), data segments, registered ranges; the world is stopped. roots_rescan, at
+ * mark termination: the stacks again (an object a thread allocated just before the stop may
+ * not be marked yet), and with globals the data segments and registered roots (no barrier saw
+ * their stores: concurrent-nobarrier). */
 void roots_collect_data(nh_roots_t *r);
-/* Marks everything reachable from the roots: the attached threads' stacks (from their stop
- * sp; the caller's from its own frame, registers spilled), data segments, registered ranges.
- * The world is stopped. */
-void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
-/* Gives m a grey block of its own for overflow recovery, kept across cycles (the collector's
- * marker: the only one that recovers). -ENOMEM when there is no memory for it. */
-int mark_reserve(nh_marker_t *m);
-/* Concurrent marking (gc.c runs the phases):
- *   mark_roots_shared  world stopped: the roots into m, whose full blocks go to w from now on;
+void roots_scan(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);
+void roots_rescan(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, bool globals);
+
+/* Marking (mark.c). A mark, world stopped (gc = stw): mark_begin(m, NULL), the roots and the
+ * specials greyed (roots_scan, mark_specials), then mark_drain_all: drains, and recovers from
+ * overflow. Concurrent marking (cycle.c runs the phases):
+ *   mark_begin(m, w)   world stopped: m's full blocks go to the shared work w from now on;
+ *                      the roots and specials are greyed into m, then mark_publish shares them;
  *   mark_drain_shared  drains m and the shared blocks until none is left, or until about
  *                      budget bytes were scanned (returns true then: work may be left);
  *   mark_give_back     m's grey blocks, to the shared list (before a marker rests);
- *   mark_rescan_roots  world stopped at mark termination: the stacks again (an object a
- *                      thread allocated just before the stop may not be marked yet), and with
- *                      globals the data segments and registered roots (no barrier saw their
- *                      stores: concurrent-nobarrier);
  *   mark_finish        world stopped: overflow recovery; adds what the barrier and black
  *                      allocation marked to m's counts and detaches m from w;
  *   mark_shade_batch   marks the objects holding v[0..n) and shares the new grey ones (v is
@@ -214,13 +215,25 @@ int mark_reserve(nh_marker_t *m);
  *   mark_flush_wbufs   world stopped: every thread's barrier buffer, shaded;
  *   mark_work_left     whether a shared block waits or a marker is draining;
  *   mark_thread_leaving a detaching thread's buffer, shaded (threads lock held). */
-void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp);
+void mark_begin(nh_marker_t *m, nh_markwork_t *w);
+void mark_publish(nh_marker_t *m);
+void mark_drain_all(nh_marker_t *m);
+/* Gives m a grey block of its own for overflow recovery, kept across cycles (the collector's
+ * marker: the only one that recovers). -ENOMEM when there is no memory for it. */
+int mark_reserve(nh_marker_t *m);
+/* Scans the words of [lo, hi) conservatively into m (roots, checkmark's traversal). */
+void mark_range(nh_marker_t *m, uintptr_t lo, uintptr_t hi);
+/* For checkmark.c: the allocated object holding w (its span and index, or NULL); a grey push;
+ * a drain to the end; fn for every span in use (world stopped). */
+nh_span_t *mark_find(uintptr_t w, size_t *idx);
+void mark_grey(nh_marker_t *m, uintptr_t obj, int node);
+void mark_drain(nh_marker_t *m);
+void mark_each_span(nh_marker_t *m, void (*fn)(nh_marker_t *m, nh_span_t *s));
 bool mark_drain_shared(nh_marker_t *m, uint64_t budget);
 void mark_give_back(nh_marker_t *m);
 size_t mark_assist(nh_markwork_t *w, size_t budget);
 /* Adds m's counts to its shared work's and clears them (a worker's, an assist's). */
 void mark_report(nh_marker_t *m);
-void mark_rescan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, bool globals);
 /* concurrent-nobarrier: [lo, hi) was written since it was protected; the words there of every
  * marked object are scanned again (a pointer stored into an object already scanned). */
 void mark_rescan_dirty(nh_marker_t *m, uintptr_t lo, uintptr_t hi);
@@ -258,6 +271,8 @@ void specials_validate(nh_specials_t *sp);
  * concurrent cycle whose setup could not record them is not checked. */
 bool mark_check_setup(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);   /* false: no memory (warned) */
 void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts);
+/* A word the check's traversal scanned (m->checking): the object it reaches must be marked. */
+void checkmark_word(nh_marker_t *m, uintptr_t at, uintptr_t w);
 
 /* ---------------------------------------------------------------------------------------------
  * The cycle and the pacer (gc.c).

@@ -18,7 +18,7 @@
 
 typedef enum nh_lock_rank {
   LOCK_RANK_INIT = 1,   /* init.c: nh_init / nh_shutdown, the global heap's lifetime */
-  LOCK_RANK_GC,         /* gc.c: one collection at a time */
+  LOCK_RANK_GC,         /* cycle.c: one collection at a time */
   LOCK_RANK_THREADS,    /* thread.c: the attached threads; held while the world is stopped */
   LOCK_RANK_ROOTS,      /* mark.c: the registered root ranges */
   LOCK_RANK_SPECIALS,   /* special.c: finalizers and weak handles */

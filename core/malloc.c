@@ -214,7 +214,7 @@ static nh_cold void dropped_twice(void *p) {
            "is dropped", p);
 }
 
-/* A mark assist for what this slow path took (gc.c); p, just allocated, stays on the stack. */
+/* A mark assist for what this slow path took (cycle.c); p, just allocated, stays on the stack. */
 static nh_noinline void assist(void *p, size_t bytes) {
   void *volatile keep = p;
   gc_assist(bytes);

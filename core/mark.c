@@ -1,7 +1,7 @@
 /*
- * mark.c — roots and tri-colour marking (Go's gcDrain/greyobject/scanobject, bdwgc's
- * conservative root scan), with the world stopped or concurrently (gc.c runs the phases); the
- * write barrier that feeds it is barrier.c.
+ * mark.c — tri-colour marking (Go's gcDrain/greyobject/scanobject), with the world stopped or
+ * concurrently (cycle.c runs the phases); the write barrier that feeds it is barrier.c, the
+ * roots roots.c's, the checkmark debug mode checkmark.c's.
  *
  * Colours: white = mark bit clear; grey = mark bit set and the object on the grey stack;
  * black = mark bit set and scanned. A candidate word w becomes a mark when
@@ -20,11 +20,11 @@
  * a marker that runs dry takes; mark bits are set with an atomic OR (markers, the barrier and
  * black allocation race on the same words). The barrier buffers overwritten values per thread
  * (512, Go's wbBuf) and shades a full buffer itself: marks the objects and shares the new grey
- * ones as a block. Termination is gc.c's: no shared block, no marker draining, and every
+ * ones as a block. Termination is cycle.c's: no shared block, no marker draining, and every
  * buffer shaded with the world stopped.
  *
  * NUMA (NumaGiC's policy): the shared blocks wait on one list per node, and a grey object goes
- * to the node whose memory holds it (its span's node). A marker runs on one node (gc.c pins
+ * to the node whose memory holds it (its span's node). A marker runs on one node (workers.c pins
  * it there) and keeps that node's objects on its own stack; another node's go into a block
  * bound for that node's list (out[]), shared when full or when the marker runs dry. A marker
  * takes from its own node's list first and steals from the others only when its own has
@@ -55,30 +55,12 @@
  * and the oldest in the queue is scanned, so its cache misses overlap with the scans of the
  * ones before it (the mark loop is memory-bound; reference/machine.md).
  *
- * Roots, all conservative: each attached thread's stack from its stop sp (registers are
- * spilled there, thread.c), the collecting thread's stack from where it entered the collector
- * (gc.c records it after spilling its registers; the collector's own frames below are not
- * scanned, so stale values in them retain nothing), the writable PT_LOAD segments of the program and every loaded library minus
- * PT_GNU_RELRO (dl_iterate_phdr, collected just before the world stops), and the ranges
- * registered with nh_root_add; nheap's own state (nh_rt) is cut out of its segment. Thread-local
- * variables outside those are not roots (as in bdwgc): register them.
- *
- * Checkmark (NHEAP_DEBUG=checkmark=1): after the real mark, a second traversal from the same
- * roots records its marks in side bitmaps (one bit per 8 bytes of each arena, mapped for the
- * check only); any object it reaches that the real mark left white is fatal, with its address,
- * what pointed at it and the word that did (Go's checkmark mode). Go's heap is precise; this one
- * is conservative, and a concurrent mark scans a word once while the program goes on writing:
- * an integer written during the mark that happens to equal the address of a dead object reaches
- * it at termination, and nothing should mark it. So a concurrent mark's setup pause records two
- * more side bitmaps, what is allocated and what is reachable then (the same traversal), and an
- * unmarked object is fatal only if it was reachable at setup or allocated since (what both
- * concurrent modes promise to mark); one that was garbage at setup is doubtful, warned about
- * (three per cycle), fatal only with checkmark=2.
+ * Roots are roots.c's (stacks, data segments, registered ranges; it scans them with
+ * mark_range); the checkmark debug mode is checkmark.c's (it sees each scanned word through
+ * checkmark_word while m->checking).
  */
 #include <errno.h>
-#include <link.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "core/error.h"
 #include "core/heap.h"
@@ -280,10 +262,8 @@ static inline bool set_mark(nh_span_t *s, size_t idx) {
   return !(__atomic_load_n(word, __ATOMIC_RELAXED) & bit) && !(__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit);
 }
 
-static inline uintptr_t object_start(const nh_span_t *s, size_t idx) { return s->base + idx * (uintptr_t)s->elemsize; }
-static inline uintptr_t object_bytes(const nh_span_t *s) { return span_is_large(s) ? s->limit - s->base : s->elemsize; }
-
-static void check_word(nh_marker_t *m, uintptr_t at, uintptr_t w);
+static inline uintptr_t object_start(const nh_span_t *s, size_t idx) { return span_object_start(s, idx); }
+static inline uintptr_t object_bytes(const nh_span_t *s) { return span_object_bytes(s); }
 
 static inline void mark_word(nh_marker_t *m, uintptr_t w) {
   size_t idx;
@@ -315,7 +295,7 @@ static inline NH_NO_SANITIZE_ADDRESS NH_NO_SANITIZE_THREAD void scan_range(nh_ma
     for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t)) {
       uintptr_t w = vg_defined(*(const uintptr_t *)p);
       if (m->checking)
-        check_word(m, p, w);
+        checkmark_word(m, p, w);
       else
         mark_word(m, w);
     }
@@ -323,7 +303,7 @@ static inline NH_NO_SANITIZE_ADDRESS NH_NO_SANITIZE_THREAD void scan_range(nh_ma
   }
   if (nh_unlikely(m->checking)) {
     for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
-      check_word(m, p, *(const uintptr_t *)p);
+      checkmark_word(m, p, *(const uintptr_t *)p);
     return;
   }
   for (uintptr_t p = lo; p + sizeof(uintptr_t) <= hi; p += sizeof(uintptr_t))
@@ -353,7 +333,7 @@ static NH_NO_SANITIZE_ADDRESS void scan_typed(nh_marker_t *m, uintptr_t start, u
         if (nh_unlikely(nh_valgrind))
           v = vg_defined(v);
         if (nh_unlikely(m->checking))
-          check_word(m, slot, v);
+          checkmark_word(m, slot, v);
         else
           mark_word(m, v);
       }
@@ -437,6 +417,11 @@ static void each_span(nh_marker_t *m, void (*fn)(nh_marker_t *m, nh_span_t *s)) 
   nh_mutex_unlock(&nh_rt.arenas.lock);
 }
 
+nh_span_t *mark_find(uintptr_t w, size_t *idx) { return find_object(w, idx); }
+void mark_grey(nh_marker_t *m, uintptr_t obj, int node) { grey_push(m, obj, node); }
+void mark_drain(nh_marker_t *m) { drain(m, UINT64_MAX); }
+void mark_each_span(nh_marker_t *m, void (*fn)(nh_marker_t *m, nh_span_t *s)) { each_span(m, fn); }
+
 /* Overflow recovery (bdwgc's GC_mark_some after a mark-stack overflow): every marked object of
  * a scanned kind in span s is scanned in place, and the grey stack drained after each. A push
  * follows a new mark, so only objects this round marks are pushed, and the stack holds what
@@ -475,152 +460,21 @@ static void drain_all(nh_marker_t *m) {
   }
 }
 
-/* ---------------------------------------------------------------------------------------------
- * Roots.
- * ------------------------------------------------------------------------------------------- */
-
-static bool push_range(nh_root_t **v, size_t *n, size_t *cap, uintptr_t lo, uintptr_t hi) {
-  nh_root_t *nv = mem_meta_grow(&nh_rt.mem, *v, cap, *n, sizeof **v);
-  if (!nv)
-    return false;
-  *v = nv;
-  (*v)[(*n)++] = (nh_root_t){lo, hi};
-  return true;
-}
-
-static int add_segments(struct dl_phdr_info *info, size_t size, void *arg) {
-  (void)size;
-  nh_roots_t *r = arg;
-  uintptr_t relro_lo = 0, relro_hi = 0;
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type == PT_GNU_RELRO) {
-      relro_lo = info->dlpi_addr + ph->p_vaddr;
-      relro_hi = relro_lo + ph->p_memsz;
-    }
-  }
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
-      continue;
-    uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-    /* RELRO is read-only after relocation: cut it off the front (where the linker puts it). */
-    if (relro_hi > lo && relro_lo <= lo)
-      lo = relro_hi < hi ? relro_hi : hi;
-    /* nheap's own state is not a root: the marker's fields hold heap addresses. */
-    uintptr_t own_lo = (uintptr_t)&nh_rt, own_hi = own_lo + sizeof nh_rt;
-    if (own_lo < hi && own_hi > lo) {
-      if (own_lo > lo && !push_range(&r->data, &r->ndata, &r->capdata, lo, own_lo))
-        return 1;
-      lo = own_hi < hi ? own_hi : hi;
-    }
-    if (hi > lo && !push_range(&r->data, &r->ndata, &r->capdata, lo, hi))
-      return 1;
-  }
-  return 0;
-}
-
-void roots_collect_data(nh_roots_t *r) {
-  r->ndata = 0;
-  if (dl_iterate_phdr(add_segments, r) != 0)
-    nh_warn("gc: no memory to list the data segments; some roots may be missed this cycle");
-}
-
-NH_API int nh_root_add(void *addr, size_t len) {
-  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) {
-    nh_error(-ENODEV, "nh_root_add called before nh_init (or after nh_shutdown)");
-    return -ENODEV;
-  }
-  uintptr_t lo = (uintptr_t)addr;
-  if (!addr || len == 0 || lo + len < lo) {
-    nh_error(-EINVAL, "nh_root_add(%p, %zu): not a valid range", addr, len);
-    return -EINVAL;
-  }
-  nh_roots_t *r = &nh_rt.gc.roots;
-  region_enter();
-  nh_mutex_lock(&r->lock);
-  bool ok = push_range(&r->user, &r->nuser, &r->capuser, lo, lo + len);
-  nh_mutex_unlock(&r->lock);
-  region_exit();
-  if (!ok) {
-    nh_error(-ENOMEM, "nh_root_add(%p, %zu): no memory for the root table", addr, len);
-    return -ENOMEM;
-  }
-  return 0;
-}
-
-static int root_remove(void *addr, bool report) {
-  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE)) {
-    nh_error(-ENODEV, "nh_root_remove called before nh_init (or after nh_shutdown)");
-    return -ENODEV;
-  }
-  nh_roots_t *r = &nh_rt.gc.roots;
-  int rc = -ENOENT;
-  region_enter();
-  nh_mutex_lock(&r->lock);
-  for (size_t i = 0; i < r->nuser; i++) {
-    if (r->user[i].lo == (uintptr_t)addr) {
-      r->user[i] = r->user[--r->nuser];
-      rc = 0;
-      break;
-    }
-  }
-  nh_mutex_unlock(&r->lock);
-  region_exit();
-  if (rc && report)
-    nh_error(rc, "nh_root_remove(%p): no root was registered at that address", addr);
-  return rc;
-}
-
-NH_API int nh_root_remove(void *addr) { return root_remove(addr, true); }
-NH_API int nh_root_forget(void *addr) { return root_remove(addr, false); }
-
-/* The stacks of the stopped threads (registers spilled), and the collecting thread's. */
-static void scan_stacks(nh_marker_t *m, nh_threads_t *ts) {
-  m->check_parent = 0;
-  m->check_from = "a thread's stack";
-  for (nh_thread_t *t = ts->first; t; t = t->next) {
-    if (t == nh_self)
-      continue;
-    uintptr_t sp = __atomic_load_n(&t->stop_sp, __ATOMIC_ACQUIRE);
-    nh_assert(sp != 0);   /* every listed thread is stopped: world_stop drops the gone ones */
-    if (sp < t->stack_lo || sp > t->stack_hi)
-      sp = t->stack_lo;   /* stopped on another stack (sigaltstack): take the whole range */
-    m->check_parent = sp;
-    scan_range(m, sp, t->stack_hi);
-  }
-  if (thread_attached(ts) && nh_rt.gc.collector_sp) {   /* the collector's caller */
-    m->check_parent = nh_rt.gc.collector_sp;
-    scan_range(m, nh_rt.gc.collector_sp, nh_self->stack_hi);
-  }
-}
-
-static void scan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
-  uint64_t before = m->scanned_bytes;
-  scan_stacks(m, ts);
-  m->check_from = "a data segment";
-  for (size_t i = 0; i < r->ndata; i++) {
-    m->check_parent = r->data[i].lo;
-    scan_range(m, r->data[i].lo, r->data[i].hi);
-  }
-  m->check_from = "a registered root";
-  nh_mutex_lock(&r->lock);
-  for (size_t i = 0; i < r->nuser; i++) {
-    m->check_parent = r->user[i].lo;
-    scan_range(m, r->user[i].lo, r->user[i].hi);
-  }
-  nh_mutex_unlock(&r->lock);
-  r->bytes = m->scanned_bytes - before;
-}
-
-/* A new mark's marker: counts cleared, on the calling thread's node. */
-static void marker_begin(nh_marker_t *m) {
+/* A new mark's marker: counts cleared, on the calling thread's node; with w, a concurrent mark
+ * whose full blocks go to w (its counts cleared too). */
+void mark_begin(nh_marker_t *m, nh_markwork_t *w) {
   m->marked_bytes = m->marked_objects = m->scanned_bytes = 0;
   m->scanned_local = m->scanned_remote = m->steals = 0;
   m->overflow = false;
   m->overflow_rounds = 0;
   m->checking = false;
   m->node = heap_current_node();
+  m->shared = w;
+  if (w) {
+    w->marked_bytes = w->marked_objects = w->scanned_bytes = 0;
+    w->scanned_local = w->scanned_remote = w->steals = 0;
+    w->overflow = false;
+  }
 }
 
 int mark_reserve(nh_marker_t *m) {
@@ -630,29 +484,15 @@ int mark_reserve(nh_marker_t *m) {
   return 0;
 }
 
-void mark_all(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp) {
-  marker_begin(m);
-  scan_roots(m, r, ts);
-  m->check_from = "a finalizer";
-  mark_specials(m, sp);
-  drain_all(m);
-}
+void mark_drain_all(nh_marker_t *m) { drain_all(m); }
+
+void mark_range(nh_marker_t *m, uintptr_t lo, uintptr_t hi) { scan_range(m, lo, hi); }
 
 /* ---------------------------------------------------------------------------------------------
- * Concurrent marking (gc.c runs the phases).
+ * Concurrent marking (cycle.c runs the phases).
  * ------------------------------------------------------------------------------------------- */
 
-void mark_roots_shared(nh_marker_t *m, nh_markwork_t *w, nh_roots_t *r, nh_threads_t *ts, nh_specials_t *sp) {
-  marker_begin(m);
-  m->shared = w;
-  w->marked_bytes = w->marked_objects = w->scanned_bytes = 0;
-  w->scanned_local = w->scanned_remote = w->steals = 0;
-  w->overflow = false;
-  scan_roots(m, r, ts);
-  m->check_from = "a finalizer";
-  mark_specials(m, sp);
-  publish(m);
-}
+void mark_publish(nh_marker_t *m) { publish(m); }
 
 bool mark_drain_shared(nh_marker_t *m, uint64_t budget) {
   uint64_t before = m->scanned_bytes;
@@ -673,15 +513,6 @@ void mark_give_back(nh_marker_t *m) {
   }
   m->full = NULL;
   publish(m);
-}
-
-void mark_rescan_roots(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, bool globals) {
-  uint64_t bytes = r->bytes, before = m->scanned_bytes;
-  if (globals)
-    scan_roots(m, r, ts);
-  else
-    scan_stacks(m, ts);
-  r->bytes = bytes + (m->scanned_bytes - before);
 }
 
 /* The words in [a, b) of object start (a small object's start, or a large span's base) of
@@ -858,146 +689,3 @@ void mark_resurrect(nh_marker_t *m, uintptr_t obj) {
   m->marked_bytes += object_bytes(s);
 }
 
-/* ---------------------------------------------------------------------------------------------
- * Checkmark.
- * ------------------------------------------------------------------------------------------- */
-
-#define CHECK_WORDS (NH_ARENA_BYTES / 8 / 64)   /* one bit per 8 bytes: 1 MiB per arena */
-
-/* Side bitmaps for the arenas that exist now; false (warned) when there is no memory. */
-static bool sidemap_make(nh_sidemap_t *sm) {
-  uint32_t n = __atomic_load_n(&nh_rt.arenas.count, __ATOMIC_ACQUIRE);
-  void *table = mmap(NULL, (size_t)n * sizeof(uint64_t *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (table == MAP_FAILED) {
-    nh_warn("checkmark: no memory for the check bitmaps; cycle not checked");
-    return false;
-  }
-  sm->bits = table;
-  sm->narenas = n;
-  for (uint32_t i = 0; i < n; i++) {
-    void *bits = mmap(NULL, CHECK_WORDS * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    sm->bits[i] = bits == MAP_FAILED ? NULL : bits;   /* an arena without one is not checked */
-  }
-  return true;
-}
-
-static void sidemap_drop(nh_sidemap_t *sm) {
-  if (!sm->bits)
-    return;
-  for (uint32_t i = 0; i < sm->narenas; i++)
-    if (sm->bits[i])
-      munmap(sm->bits[i], CHECK_WORDS * 8);
-  munmap(sm->bits, (size_t)sm->narenas * sizeof(uint64_t *));
-  *sm = (nh_sidemap_t){0};
-}
-
-/* The word holding obj's bit, and the bit; NULL where the map has no bitmap for its arena. */
-static uint64_t *sidemap_word(const nh_sidemap_t *sm, uintptr_t obj, uint64_t *bit) {
-  nh_arena_t *a = arena_of(&nh_rt.arenas, (const void *)obj);
-  if (!sm->bits || a->id >= sm->narenas || !sm->bits[a->id])
-    return NULL;
-  size_t i = (obj - a->base) / 8;
-  *bit = 1ull << (i % 64);
-  return &sm->bits[a->id][i / 64];
-}
-
-static bool sidemap_get(const nh_sidemap_t *sm, uintptr_t obj) {
-  uint64_t bit, *w = sidemap_word(sm, obj, &bit);
-  return w && (*w & bit);
-}
-
-/* Object obj of span s, reachable through the word at `at`, was not marked. With the world
- * stopped for the whole mark that is a lost object. After a concurrent mark it is one when
- * obj was reachable at mark setup (the snapshot that both marking modes promise to cover), or
- * when it was allocated since (born marked): anything else was garbage at setup, which the
- * program could not reach, so the word that points at it now was written during the mark
- * and only looks like a pointer (a conservative collector's false pointer: an integer, a
- * stale value). Such an object stays unmarked and is freed, which is right; it is reported as
- * doubtful (fatal with checkmark=2, which tests with pointer-free data use). */
-static void check_unmarked(nh_marker_t *m, const nh_span_t *s, uintptr_t obj, uintptr_t at) {
-  bool concurrent = m->snap_alloc.bits != NULL;
-  bool old = concurrent && sidemap_get(&m->snap_alloc, obj), seen = concurrent && sidemap_get(&m->snap_reach, obj);
-  const char *kind = s->kind == NH_KIND_NOSCAN ? "noscan" : s->kind == NH_KIND_TYPED ? "typed" : "conservative";
-  const char *when = !concurrent ? "" : seen ? "; it was reachable at mark setup"
-                   : old ? "; it was garbage at mark setup (doubtful: a word written during the mark that looks like a pointer?)"
-                   : "; it was allocated during the mark (black allocation missed it)";
-  if (old && !seen && nh_rt.cfg.dbg.checkmark < 2) {
-    if (++m->check_doubtful <= 3)
-      nh_warn("checkmark: object %#lx (%lu bytes, %s) is reached from %s at %#lx (the word at %#lx) and "
-              "not marked%s", (unsigned long)obj, (unsigned long)object_bytes(s), kind, m->check_from,
-              (unsigned long)m->check_parent, (unsigned long)at, when);
-    return;
-  }
-  nh_fatal("checkmark: object %#lx (%lu bytes, %s) is reachable from %s at %#lx (the word at %#lx) but the "
-           "collector did not mark it%s", (unsigned long)obj, (unsigned long)object_bytes(s), kind,
-           m->check_from, (unsigned long)m->check_parent, (unsigned long)at, when);
-}
-
-static void check_word(nh_marker_t *m, uintptr_t at, uintptr_t w) {
-  size_t idx;
-  nh_span_t *s = find_object(w, &idx);
-  if (!s)
-    return;
-  uintptr_t obj = object_start(s, idx);
-  uint64_t bit, *seen = sidemap_word(&m->check, obj, &bit);
-  if (!seen || (*seen & bit))
-    return;
-  *seen |= bit;
-  if (!m->snapshotting && !bitmap_get(s->gcmark_bits, idx))
-    check_unmarked(m, s, obj, at);
-  if (s->kind != NH_KIND_NOSCAN)
-    grey_push(m, obj, s->node);
-}
-
-/* The check's traversal from the roots into m->check, the marker's counts left as they were. */
-static void check_traverse(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
-  uint64_t marked = m->marked_bytes, objects = m->marked_objects, scanned = m->scanned_bytes;
-  uint64_t roots = r->bytes;
-  m->checking = true;
-  scan_roots(m, r, ts);
-  drain(m, UINT64_MAX);   /* the check stops at nothing: a dropped grey object only weakens it */
-  m->checking = false;
-  m->overflow = false;
-  m->marked_bytes = marked, m->marked_objects = objects, m->scanned_bytes = scanned;
-  r->bytes = roots;
-}
-
-static void note_allocated(nh_marker_t *m, nh_span_t *s) {
-  for (size_t i = 0; i < s->nelems; i++) {   /* a large span: one object, in use */
-    uint64_t bit, *w = sidemap_word(&m->snap_alloc, object_start(s, i), &bit);
-    if (w && (span_is_large(s) || bitmap_get(s->alloc_bits, i)))
-      *w |= bit;
-  }
-}
-
-bool mark_check_setup(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
-  sidemap_drop(&m->snap_alloc);
-  sidemap_drop(&m->snap_reach);
-  if (!sidemap_make(&m->snap_alloc))
-    return false;
-  if (!sidemap_make(&m->snap_reach)) {
-    sidemap_drop(&m->snap_alloc);
-    return false;
-  }
-  each_span(m, note_allocated);   /* the caches were flushed: the allocation bits are exact */
-  /* What is reachable, as checkmark's traversal at termination will see it then. */
-  m->check = m->snap_reach;
-  m->snapshotting = true;
-  check_traverse(m, r, ts);
-  m->snapshotting = false;
-  m->snap_reach = m->check;
-  m->check = (nh_sidemap_t){0};
-  return true;
-}
-
-void mark_check(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
-  if (sidemap_make(&m->check)) {
-    m->check_doubtful = 0;
-    check_traverse(m, r, ts);
-    if (m->check_doubtful > 3)
-      nh_warn("checkmark: %llu doubtful objects in this cycle (3 shown)", (unsigned long long)m->check_doubtful);
-    sidemap_drop(&m->check);
-  }
-  sidemap_drop(&m->snap_alloc);
-  sidemap_drop(&m->snap_reach);
-}

@@ -1,6 +1,6 @@
 /*
  * pacer.c — when the next cycle starts: the heap goal and trigger, the memory limit and the
- * CPU limiter (Go's mgcpacer.go and mgclimit.go). The cycle (gc.c) calls gc_set_goal after each
+ * CPU limiter (Go's mgcpacer.go and mgclimit.go). The cycle (cycle.c) calls gc_set_goal after each
  * mark; the allocator asks gc_over_limit and gc_limit_reached.
  *
  * Pacer (Go 1.18's goal, without the concurrent runway: marking is instant to the mutator):

@@ -137,6 +137,9 @@ static inline uint64_t span_word_mask(const nh_span_t *s, size_t w) {
 
 /* Large spans (class 0) have allocation classes 0 .. NH_NUM_KINDS - 1. */
 static inline bool span_is_large(const nh_span_t *s) { return s->allocclass < 3; }
+/* Object idx's first byte, and an object's size (a large span holds one object). */
+static inline uintptr_t span_object_start(const nh_span_t *s, size_t idx) { return s->base + idx * (uintptr_t)s->elemsize; }
+static inline uintptr_t span_object_bytes(const nh_span_t *s) { return span_is_large(s) ? s->limit - s->base : s->elemsize; }
 
 /* Whether p (inside [base, limit)) is an object's first byte, with one multiply: offset is a
  * multiple of the size exactly when the low 32 bits of offset * divmagic are below divmagic

@@ -194,6 +194,7 @@ void specials_after_fork_child(nh_specials_t *sp) {
  * ------------------------------------------------------------------------------------------- */
 
 void mark_specials(nh_marker_t *m, nh_specials_t *sp) {
+  m->check_from = "a finalizer";
   nh_mutex_lock(&sp->lock);
   for (size_t i = 0; i < sp->nfinal; i++) {
     nh_final_rec *r = &sp->final[i];

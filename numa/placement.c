@@ -12,7 +12,7 @@
  * one node, Go's rule over the CPUs this process may use, pinned only when mark_cpus is set.
  * mark_cpus cuts every node's set; a set that leaves no CPU the process may use is ignored
  * (and said, by the caller). A node left without CPUs gets no marker: its grey objects are
- * stolen by the other nodes' markers. Pure policy: gc.c creates the threads.
+ * stolen by the other nodes' markers. Pure policy: workers.c creates the threads.
  *
  * "The CPUs this process may use" is the affinity of the thread that calls nh_init (cgroup
  * cpusets and taskset restrict it; a thread the program pinned before nh_init restricts it
