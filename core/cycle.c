@@ -451,7 +451,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
 }
 
 /* The collector thread: runs the cycles requested (gc_request), one after another. */
-void *collector_main(void *arg) {
+static void *collector_main(void *arg) {
   nh_gc_t *g = arg;
   nh_fractional_t share;
   memset(&share, 0, sizeof share);
@@ -485,6 +485,23 @@ void *collector_main(void *arg) {
   fractional_close(&share);
   perf_thread_exit(perf_self_opened(), NH_PHASE_MARK);
   return NULL;
+}
+
+int collector_start(nh_gc_t *g, const cpu_set_t *cpus, bool pin) {
+  int rc = gc_thread_spawn(&g->collector, collector_main, g, cpus, pin, "nheap-gc");
+  g->collector_running = rc == 0;
+  return rc;
+}
+
+void collector_stop(nh_gc_t *g) {
+  if (!g->collector_running)
+    return;
+  pthread_mutex_lock(&g->req_mu);
+  g->collector_stop = true;
+  pthread_cond_broadcast(&g->req_cv);
+  pthread_mutex_unlock(&g->req_mu);
+  pthread_join(g->collector, NULL);
+  g->collector_running = false;
 }
 
 /* Asks the collector thread for a cycle; with wait, returns once a cycle that started after
@@ -538,22 +555,6 @@ static nh_noinline void collect(const char *why, bool sweep) {
   }
 }
 
-/* Zeroes the stack below the caller's frame, where dead frames of earlier calls left stale
- * pointers; collect's frame, which is scanned, then holds only what it writes (bdwgc's
- * GC_clear_stack, for the same reason). */
-nh_noinline void gc_clear_dead_stack(void) {
-  enum { CLEAR = 16 << 10, MARGIN = 8 << 10 };
-  size_t n = CLEAR;
-  uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-  if (thread_attached(&nh_rt.gc.threads)) {   /* small thread stacks: stay well inside */
-    uintptr_t lo = nh_self->stack_lo;
-    n = sp > lo + MARGIN + CLEAR ? CLEAR : sp > lo + 2 * MARGIN ? sp - lo - 2 * MARGIN : 0;
-  }
-  char *dead = __builtin_alloca(n);
-  memset(dead, 0, n);
-  __asm__ volatile("" : : "r"(dead) : "memory");   /* the stores must happen */
-}
-
 void gc_collect(const char *why, bool sweep) {
   if (!nh_rt.gc.on)
     return;
@@ -562,7 +563,7 @@ void gc_collect(const char *why, bool sweep) {
   if (nh_rt.gc.collector_running && pthread_equal(pthread_self(), nh_rt.gc.collector))
     return;
   thread_attach();
-  gc_clear_dead_stack();
+  thread_clear_dead_stack();
   collect(why, sweep);
 }
 
@@ -577,7 +578,7 @@ void gc_maybe_collect(void *p) {
       gc_request(g, reason_paced, false);
     return;
   }
-  gc_clear_dead_stack();
+  thread_clear_dead_stack();
   nh_mutex_lock(&g->lock);
   ENTER_COLLECTOR(g);
   uint64_t now = now_ns();

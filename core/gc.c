@@ -88,6 +88,21 @@ static int effective_mode(nh_gc_t *g, const nh_config_t *cfg) {
   return NH_GC_STW;
 }
 
+/* The mark workers, then the collector thread where the workers' plan puts it. */
+static int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
+  cpu_set_t cpus;
+  bool pin;
+  int rc = workers_start(g, cfg, &cpus, &pin);
+  if (rc == 0 && (rc = collector_start(g, &cpus, pin)) != 0)
+    workers_stop(g);
+  return rc;
+}
+
+static void stop_collector_threads(nh_gc_t *g) {
+  collector_stop(g);
+  workers_stop(g);
+}
+
 int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
   memset(g, 0, sizeof *g);
   g->on = cfg->gc != NH_GC_OFF;

@@ -101,6 +101,7 @@
 
 #include "core/error.h"
 #include "core/heap.h"
+#include "core/object.h"
 #include "core/vg.h"
 
 static nh_cold bool not_ready(const char *fn) {
@@ -508,80 +509,18 @@ NH_API void *nh_aligned_alloc(size_t align, size_t size) {
  * Lookup and free.
  * ------------------------------------------------------------------------------------------- */
 
-/* The in-use span holding p, or NULL. The page map holds only in-use spans (a span's entries
- * are cleared before its struct is reused), so no state check is needed here. */
-static inline nh_span_t *live_span(const void *p) {
-  nh_span_t *s = span_of(&nh_rt.arenas, p);
-  if (!s)
-    return NULL;
-  if ((uintptr_t)p < s->base || (uintptr_t)p >= s->limit)
-    return NULL;
-  return s;
-}
-
-static uintptr_t object_base(const nh_span_t *s, const void *p) {
-  if (span_is_large(s))
-    return s->base;
-  return s->base + span_obj_index(s, (uintptr_t)p) * (uintptr_t)s->elemsize;
-}
-
-/* What the program holds: the object's start, or just past a typed object's header. */
-static uintptr_t user_base(const nh_span_t *s, const void *p) {
-  return object_base(s, p) + (s->kind == NH_KIND_TYPED ? NH_TYPED_HEADER : 0);
-}
-
-static size_t user_size(const nh_span_t *s) {
-  return (span_is_large(s) ? s->limit - s->base : s->elemsize) - (s->kind == NH_KIND_TYPED ? NH_TYPED_HEADER : 0);
-}
-
-/* The object holding p, as the program sees it: its span, first byte and usable size. */
-typedef struct obj_ref {
-  nh_span_t *s;
-  uintptr_t base;
-  size_t size;
-} obj_ref;
-
-/* A tiny object from its block's start and end bits (span.h); false in a block's padding or
- * unused tail. */
-static bool tiny_object(uintptr_t p, obj_ref *o) {
-  uint32_t w = __atomic_load_n(tiny_word(p), __ATOMIC_ACQUIRE);
-  unsigned off = p & (NH_TINY_BLOCK - 1);
-  uint32_t starts = w & 0xffff & ((2u << off) - 1);
-  if (!starts)
-    return false;
-  unsigned first = 31 - (unsigned)__builtin_clz(starts);
-  uint32_t ends = w >> 16 >> first;
-  if (!ends || first + (unsigned)__builtin_ctz(ends) < off)
-    return false;
-  o->base = (p & ~(uintptr_t)(NH_TINY_BLOCK - 1)) + first;
-  o->size = (unsigned)__builtin_ctz(ends) + 1;
-  return true;
-}
-
-/* false: p is in no object (o->s still says whether it is in a live span). */
-static bool locate(const void *p, obj_ref *o) {
-  nh_span_t *s = o->s = live_span(p);
-  if (!s)
-    return false;
-  if (s->allocclass == NH_AC_TINY)
-    return tiny_object((uintptr_t)p, o);
-  o->base = user_base(s, p);
-  o->size = user_size(s);
-  return true;
-}
-
 NH_API void *nh_base(const void *p) {
   if (!check_ready("nh_base"))
     return NULL;
   obj_ref o;
-  return locate(p, &o) ? (void *)o.base : NULL;
+  return heap_locate(p, &o) ? (void *)o.base : NULL;
 }
 
 NH_API size_t nh_usable_size(const void *p) {
   if (!p || !check_ready("nh_usable_size"))
     return 0;
   obj_ref o;
-  if (!locate(p, &o) || o.base != (uintptr_t)p) {
+  if (!heap_locate(p, &o) || o.base != (uintptr_t)p) {
     nh_error(-EINVAL, "nh_usable_size(%p): not the start of an object nheap allocated", p);
     return 0;
   }
@@ -606,7 +545,7 @@ static nh_cold bool bad_free(const char *fn, void *p, const char *why) {
  * fast path sends here only what it cannot decide alone. */
 static bool free_object_locked(const char *fn, void *p) {
   obj_ref o;
-  bool found = locate(p, &o);
+  bool found = heap_locate(p, &o);
   if (!o.s && arena_of(&nh_rt.arenas, p))
     return bad_free(fn, p, "points into free heap memory (freed already: a double free?)");
   if (!o.s)
@@ -707,7 +646,7 @@ NH_API void *nh_realloc(void *p, size_t size) {
   if (!check_ready("nh_realloc"))
     return NULL;
   obj_ref o;
-  if (!locate(p, &o) || o.base != (uintptr_t)p) {
+  if (!heap_locate(p, &o) || o.base != (uintptr_t)p) {
     bad_free("nh_realloc", p, "not the start of a live nheap object");
     errno = EINVAL;
     return NULL;

@@ -42,7 +42,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/gc.h"
+#include "core/thread.h"
 #include "core/mcache.h"
 #include "core/vg.h"
 

@@ -46,6 +46,7 @@
 
 #include "core/error.h"
 #include "core/heap.h"
+#include "core/object.h"
 
 typedef struct nh_final_rec { uintptr_t obj; nh_finalizer_fn fn; void *arg; } nh_final_rec;
 
@@ -148,7 +149,7 @@ static void *finalizer_main(void *arg) {
     if (stop)
       break;
     run_ready(sp);
-    gc_clear_dead_stack();   /* run_ready's dead frames, before the wait's frames cover them */
+    thread_clear_dead_stack();   /* run_ready's dead frames, before the wait's frames cover them */
   }
   thread_detach();
   return NULL;
@@ -277,7 +278,8 @@ NH_API int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg) {
     nh_error(-ENOTSUP, "nh_set_finalizer(%p): gc = off has no collector to run finalizers", obj);
     return -ENOTSUP;
   }
-  if (!obj || nh_base(obj) != obj) {
+  obj_ref o;
+  if (!obj || !heap_locate(obj, &o) || o.base != (uintptr_t)obj) {
     nh_error(-EINVAL, "nh_set_finalizer(%p): not the start of an nheap object", obj);
     return -EINVAL;
   }
@@ -338,8 +340,9 @@ NH_API nh_finalizer_fn nh_get_finalizer(void *obj, void **arg) {
 NH_API nh_weak_t *nh_weak_new(void *obj) {
   if (!ready_check("nh_weak_new"))
     return NULL;
-  void *base = nh_base(obj);
-  if (!obj || !base) {
+  obj_ref o;
+  void *base = obj && heap_locate(obj, &o) ? (void *)o.base : NULL;
+  if (!base) {
     nh_error(-EINVAL, "nh_weak_new(%p): not inside an nheap object", obj);
     errno = EINVAL;
     return NULL;

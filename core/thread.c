@@ -359,3 +359,19 @@ uint64_t world_start(nh_threads_t *ts) {
   nh_mutex_unlock(&ts->lock);
   return released;
 }
+
+/* Zeroes the stack below the caller's frame, where dead frames of earlier calls left stale
+ * pointers; the collector's caller's frame, which is scanned, then holds only what it writes (bdwgc's
+ * GC_clear_stack, for the same reason). */
+nh_noinline void thread_clear_dead_stack(void) {
+  enum { CLEAR = 16 << 10, MARGIN = 8 << 10 };
+  size_t n = CLEAR;
+  uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+  if (thread_attached(&nh_rt.gc.threads)) {   /* small thread stacks: stay well inside */
+    uintptr_t lo = nh_self->stack_lo;
+    n = sp > lo + MARGIN + CLEAR ? CLEAR : sp > lo + 2 * MARGIN ? sp - lo - 2 * MARGIN : 0;
+  }
+  char *dead = __builtin_alloca(n);
+  memset(dead, 0, n);
+  __asm__ volatile("" : : "r"(dead) : "memory");   /* the stores must happen */
+}

@@ -210,15 +210,7 @@ void set_phase_mark(nh_gc_t *g, bool on) {
   nh_mutex_unlock(&g->work.lock);
 }
 
-void stop_collector_threads(nh_gc_t *g) {
-  if (g->collector_running) {
-    pthread_mutex_lock(&g->req_mu);
-    g->collector_stop = true;
-    pthread_cond_broadcast(&g->req_cv);
-    pthread_mutex_unlock(&g->req_mu);
-    pthread_join(g->collector, NULL);
-    g->collector_running = false;
-  }
+void workers_stop(nh_gc_t *g) {
   nh_mutex_lock(&g->work.lock);
   g->workers_stop = true;
   pthread_cond_broadcast(&g->work.cv);
@@ -230,7 +222,7 @@ void stop_collector_threads(nh_gc_t *g) {
 }
 
 /* One thread of the collector's, pinned to cpus when pin. */
-static int spawn(pthread_t *th, void *(*fn)(void *), void *arg, const cpu_set_t *cpus, bool pin, const char *name) {
+int gc_thread_spawn(pthread_t *th, void *(*fn)(void *), void *arg, const cpu_set_t *cpus, bool pin, const char *name) {
   pthread_attr_t attr;
   if (pthread_attr_init(&attr) != 0)
     return -ENOMEM;
@@ -244,8 +236,9 @@ static int spawn(pthread_t *th, void *(*fn)(void *), void *arg, const cpu_set_t 
 }
 
 /* The collector thread is the first marker of the first node that has markers (dedicated, or
- * the fractional one when the node has no dedicated one); the others are mark workers. */
-int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
+ * the fractional one when the node has no dedicated one); the others are mark workers, which
+ * this starts. *cpus and *pin: where the collector thread is to run (cycle.c starts it). */
+int workers_start(nh_gc_t *g, const nh_config_t *cfg, cpu_set_t *cpus, bool *pin) {
   nh_marker_plan plan, *p = &plan;
   cpu_set_t allowed;
   if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
@@ -282,15 +275,15 @@ int start_collector_threads(nh_gc_t *g, const nh_config_t *cfg) {
       w->node = n;
       w->sweeps = p->nnodes > 1 && !g->node_swept_by_worker[n];
       w->share.permille = i == p->dedicated[n] ? p->permille[n] : 0;
-      if ((rc = spawn(&w->thread, worker_main, w, &p->cpus[n], p->pin, name)) == 0) {
+      if ((rc = gc_thread_spawn(&w->thread, worker_main, w, &p->cpus[n], p->pin, name)) == 0) {
         g->node_swept_by_worker[n] |= w->sweeps;
         g->nworkers++;
       }
     }
   }
-  if (rc == 0 && (rc = spawn(&g->collector, collector_main, g, &p->cpus[first], p->pin, "nheap-gc")) == 0)
-    g->collector_running = true;
+  *cpus = p->cpus[first];
+  *pin = p->pin;
   if (rc != 0)
-    stop_collector_threads(g);
+    workers_stop(g);
   return rc;
 }
