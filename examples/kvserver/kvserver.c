@@ -1,30 +1,59 @@
 /*
  * kvserver — a threaded key-value server on loopback whose index and values live in the heap
- * under test, and a closed-loop load generator that measures it from outside.
+ * under test, and an open-loop load generator that measures it from outside.
  *
  *   nheap-kvserver serve [mode (concurrent)] [keys (20000)]
  *       The server. Fills every key with a value of 64..2048 bytes (a steady live set of about
  *       keys x 1 KiB), listens on 127.0.0.1 (a free port), prints "PORT n", and serves one
- *       thread per connection until a client sends QUIT; then prints its RESULT line
- *       (bench/gc_peer.h: cycles and pauses while it served) and exits. Built against nheap
- *       (mode concurrent|stw|off; with off, a replaced value is freed) and against bdwgc
- *       (nheap-kvserver-bdwgc). bench/go/kvserver is the same server in Go.
- *   nheap-kvserver load [seconds (5)] [connections (4)] [keys (20000)] -- server command...
- *       The load generator: starts the server command, reads its port, opens the connections,
- *       each in its own thread sending one request at a time (half GET, half SET of a fresh
- *       64..2048-byte value, keys uniform) for a second of warm-up and then the given seconds,
- *       timing every request. Then QUIT, and one RESULT line: the server's own fields followed
- *       by requests_per_s and latency percentiles (lat_p50_us ... lat_max_us). With
- *       NH_BENCH_LATENCY=path it writes "percentile microseconds" lines for the plot.
+ *       thread per connection until a client sends QUIT; then checks its index and prints its
+ *       RESULT line (bench/gc_peer.h: cycles and pauses from BEGIN to QUIT) and exits. Built
+ *       against nheap (mode concurrent|stw|off; with off, a replaced value is freed) and against
+ *       bdwgc (nheap-kvserver-bdwgc). bench/go/kvserver is the same server in Go.
+ *   nheap-kvserver load [seconds (5)] [connections (4)] [keys (20000)] [--rate R] [--stall-ms M]
+ *                       -- server command...
+ *       The load generator: starts the server command, reads its port, opens a control
+ *       connection and the given connections, each in its own thread with one request in
+ *       flight (half GET, half SET of a fresh 64..2048-byte value, keys uniform) for a second
+ *       of warm-up and then the given seconds. When the warm-up ends it sends BEGIN on the
+ *       control connection, at the end QUIT, and prints one RESULT line: the server's own
+ *       fields followed by connections, rate, requests_per_s (the measured requests answered,
+ *       per second of the measured part or until its last reply if later), latency percentiles
+ *       (lat_p50_us ... lat_p9999_us, lat_max_us), over_1ms and over_10ms (requests slower
+ *       than that), bad_replies and unsent (below). With NH_BENCH_LATENCY=path it writes
+ *       "percentile microseconds" lines for the plot. Exits 1 if any reply was wrong.
+ *
+ * Open loop (--rate R, requests per second over all connections): the load a server sees does
+ * not depend on how fast it answers. Connection c of C sends its request i at the intended time
+ * start + (i + c/C) * C/R, or at once if it is already late, and a request's latency runs from
+ * its intended time to its reply (wrk2's correction for coordinated omission): a pause of p ms
+ * delays every request due during it, about R * p of them, not only the C in flight. Still one
+ * request in flight per connection, as wrk2. Every request intended before the end is sent; if
+ * the server falls more than the measured time behind (a rate above its capacity), the
+ * connection gives up and counts each request it never sent (unsent) with the latency it had
+ * reached then, a lower bound. Without --rate (or --rate 0) the loop is closed: each
+ * connection sends its next request when the last is answered and times it from its sending;
+ * that measures capacity (the report's warm-up round), not latency.
+ *
+ * --stall-ms M (for tests): halfway through the measured part the load generator sends PAUSE M
+ * on the control connection; the server holds every lock for M ms, so every request due then
+ * waits. From the main thread, which only sleeps meanwhile: the clients' schedules go on.
+ *
+ * Checked output: the value of key k is always k's low byte repeated (the fill and every SET),
+ * 64..2048 bytes. The load generator checks every reply (bad_replies); on QUIT the server walks
+ * its index under the locks and counts the keys < keys with a value of a valid length: its
+ * RESULT's check, which must equal keys. A value of a wrong length or with a wrong byte found on
+ * that walk is reported on stderr and the server exits 1.
  *
  * Index: a fixed table of buckets (a power of two >= keys), each a chain of entries {next,
  * key, value}; a lock per 1024 buckets. Every pointer store into the index goes through STORE
  * (nh_store under nheap). A GET copies the value out under the lock, so a value freed by a
  * later SET (gc = off) is never read after its free.
  *
- * Protocol (binary, little-endian): request = op (1 byte: 'G', 'S', 'Q'), key (u32), and for
- * 'S' a length (u32) and the bytes; reply to 'G' = length (u32, 0xffffffff: missing) and the
- * bytes; to 'S' = u32 0.
+ * Protocol (binary, little-endian): request = op (1 byte), key (u32), and for 'S' a length (u32)
+ * and the bytes. Ops: 'G' get, reply length (u32, 0xffffffff: missing) and the bytes; 'S' set,
+ * reply u32 0; 'B' begin the measured part (report_begin; only the first counts), reply u32 0;
+ * 'P' pause: hold every lock for key milliseconds, reply u32 0; 'Q' quit (no reply; any other
+ * op too).
  */
 #define _GNU_SOURCE   /* accept4 */
 #include <arpa/inet.h>
@@ -32,6 +61,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,7 +71,7 @@
 enum { MIN_VALUE = 64, MAX_VALUE = 2048, STRIPE = 1024 };
 
 /* ---------------------------------------------------------------------------------------------
- * I/O helpers.
+ * I/O, time and the values' contents.
  * ------------------------------------------------------------------------------------------- */
 
 /* All n bytes through read or write, retrying after signals; -1 on error or end of stream. */
@@ -65,6 +95,30 @@ static uint64_t next_random(uint64_t *s) {
   return *s >> 33;
 }
 
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Sleeps until t (CLOCK_MONOTONIC, ns); an absolute deadline, so a signal or a late wake-up
+ * never shifts the schedule. */
+static void sleep_until(int64_t t) {
+  struct timespec ts = {(time_t)(t / 1000000000), (long)(t % 1000000000)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+    ;
+}
+
+/* A value of key is key's low byte, MIN_VALUE..MAX_VALUE times: true if bytes[0..len) is one. */
+static bool value_ok(uint32_t key, const char *bytes, uint32_t len) {
+  if (len < MIN_VALUE || len > MAX_VALUE)
+    return false;
+  for (uint32_t i = 0; i < len; i++)
+    if ((uint8_t)bytes[i] != (uint8_t)key)
+      return false;
+  return true;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The server.
  * ------------------------------------------------------------------------------------------- */
@@ -83,7 +137,7 @@ typedef struct entry {
 static entry **table;   /* in the heap under test: a root through this global */
 static uint32_t nbuckets;
 static pthread_mutex_t *stripes;
-static atomic_int quitting;
+static atomic_int quitting, begun;
 static int listener;
 
 static value *value_new(uint32_t len) {
@@ -134,9 +188,51 @@ static uint32_t get(uint32_t key, char *buf) {
   return len;
 }
 
+/* PAUSE: every lock held for ms, as a server that stops answering for that long (a collector's
+ * pause, as the clients see it), whatever collector runs. Locks in index order, as nothing else
+ * takes two. */
+static void stall(uint32_t ms) {
+  for (uint32_t i = 0; i < nbuckets / STRIPE; i++)
+    pthread_mutex_lock(&stripes[i]);
+  struct timespec d = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+  while (nanosleep(&d, &d) != 0 && errno == EINTR)   /* a collector's signal: sleep the rest */
+    ;
+  for (uint32_t i = 0; i < nbuckets / STRIPE; i++)
+    pthread_mutex_unlock(&stripes[i]);
+}
+
+/* The index's check, under every lock: the entries of keys < keys holding a value of a valid
+ * length (each key once, so this is keys exactly when none was lost). A value of a wrong length
+ * or contents is said on stderr and counted in *damaged. */
+static unsigned long long walk(uint32_t keys, unsigned long long *damaged) {
+  unsigned long long n = 0;
+  *damaged = 0;
+  for (uint32_t i = 0; i < nbuckets / STRIPE; i++)
+    pthread_mutex_lock(&stripes[i]);
+  for (uint32_t b = 0; b < nbuckets; b++)
+    for (entry *e = table[b]; e; e = e->next) {
+      if (!e->val) {
+        if (++*damaged <= 10)
+          fprintf(stderr, "kvserver: key %u has no value\n", e->key);
+        continue;
+      }
+      uint32_t len = e->val->len;
+      if (!value_ok(e->key, e->val->bytes, len)) {
+        if (++*damaged <= 10)
+          fprintf(stderr, "kvserver: the value of key %u is damaged (length %u)\n", e->key, len);
+      }
+      if (e->key < keys && len >= MIN_VALUE && len <= MAX_VALUE)
+        n++;
+    }
+  for (uint32_t i = 0; i < nbuckets / STRIPE; i++)
+    pthread_mutex_unlock(&stripes[i]);
+  return n;
+}
+
 static void *serve_connection(void *arg) {
   int fd = (int)(intptr_t)arg;
   char buf[MAX_VALUE + 4];
+  const uint32_t ok = 0;
   for (;;) {
     unsigned char op;
     uint32_t key, len;
@@ -154,7 +250,13 @@ static void *serve_connection(void *arg) {
       if (read_full(fd, v->bytes, len))
         break;
       put(key, v);
-      uint32_t ok = 0;
+      if (write_full(fd, &ok, 4))
+        break;
+    } else if (op == 'B' || op == 'P') {
+      if (op == 'B' && atomic_exchange(&begun, 1) == 0)
+        report_begin();   /* the measured part starts: the warm-up is behind */
+      else if (op == 'P')
+        stall(key);
       if (write_full(fd, &ok, 4))
         break;
     } else {   /* 'Q' or garbage: stop serving */
@@ -181,7 +283,7 @@ static int serve(const char *mode, uint32_t keys) {
   for (uint32_t k = 0; k < keys; k++) {
     uint32_t len = MIN_VALUE + (uint32_t)(next_random(&rng) % (MAX_VALUE - MIN_VALUE + 1));
     value *v = value_new(len);
-    memset(v->bytes, (int)k, len);
+    memset(v->bytes, (int)k, len);   /* (unsigned char)k: the byte the clients check */
     put(k, v);
   }
 
@@ -193,7 +295,8 @@ static int serve(const char *mode, uint32_t keys) {
     perror("kvserver: listen");
     return 1;
   }
-  report_begin();
+  /* report_begin waits for BEGIN: the figures cover the measured part, not the fill or the
+   * warm-up. */
   printf("PORT %d\n", ntohs(a.sin_port));
   fflush(stdout);
   pthread_t threads[256];
@@ -215,7 +318,12 @@ static int serve(const char *mode, uint32_t keys) {
   }
   for (int i = 0; i < n; i++)
     peer_thread_join(threads[i]);
-  report_end(system, 0, "keys=%u", keys);
+  unsigned long long damaged, check = walk(keys, &damaged);
+  report_end(system, check, "keys=%u", keys);
+  if (damaged) {
+    fprintf(stderr, "kvserver: %llu damaged values in the index\n", damaged);
+    return 1;
+  }
   return 0;
 }
 
@@ -225,19 +333,39 @@ static int serve(const char *mode, uint32_t keys) {
 
 typedef struct client {
   pthread_t thread;
-  int fd;
+  int fd, index, conns;
   uint32_t keys;
   uint64_t seed;
-  float *lat_us;   /* measured requests */
+  double rate;        /* requests per second over all connections; 0: closed loop */
+  int64_t start_ns;   /* the schedule's origin: the warm-up starts */
+  int64_t begin_ns;   /* the measured part starts: requests intended (sent) from here count */
+  int64_t end_ns;     /* and end before here */
+  int64_t give_up_ns;
+  float *lat_us;      /* measured requests */
   size_t n, cap;
+  size_t bad, unsent;
+  int64_t last_done_ns;
 } client;
 
-static atomic_int phase;   /* 0 warm-up, 1 measured, 2 stop */
+static void record(client *c, double us) {
+  if (c->n == c->cap) {
+    c->cap = c->cap ? 2 * c->cap : 1 << 16;
+    if (!(c->lat_us = realloc(c->lat_us, c->cap * sizeof *c->lat_us)))
+      exit(1);
+  }
+  c->lat_us[c->n++] = (float)us;
+}
+
+static int64_t intended_ns(const client *c, uint64_t i) {
+  return c->start_ns + (int64_t)((double)(i * (uint64_t)c->conns + (uint64_t)c->index) * 1e9 / c->rate);
+}
 
 static void *run_client(void *arg) {
   client *c = arg;
   char buf[MAX_VALUE + 16];
-  while (atomic_load_explicit(&phase, memory_order_relaxed) < 2) {
+  /* The default 50 us of timer slack would make every wake-up that late, and count it. */
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  for (uint64_t i = 0;; i++) {
     uint32_t key = (uint32_t)(next_random(&c->seed) % c->keys), len;
     bool set = next_random(&c->seed) & 1;
     size_t out = 5;
@@ -249,20 +377,39 @@ static void *run_client(void *arg) {
       memset(buf + 9, (int)key, len);
       out = 9 + len;
     }
-    double t0 = peer_now();
+
+    int64_t intended;   /* the request is ready: its time starts now (closed loop) or at its turn */
+    if (c->rate > 0) {
+      intended = intended_ns(c, i);
+      if (intended >= c->end_ns)
+        break;
+      int64_t now = now_ns();
+      if (now >= c->give_up_ns) {   /* far behind: the rest count with the latency reached */
+        for (; intended < c->end_ns; intended = intended_ns(c, ++i))
+          if (intended >= c->begin_ns)
+            record(c, (double)(now - intended) / 1e3), c->unsent++;
+        break;
+      }
+      if (now < intended)
+        sleep_until(intended);
+    } else if ((intended = now_ns()) >= c->end_ns) {
+      break;
+    }
     if (write_full(c->fd, buf, out) || read_full(c->fd, &len, 4) ||
-        (!set && len != UINT32_MAX && (len > MAX_VALUE || read_full(c->fd, buf, len)))) {
+        (!set && len <= MAX_VALUE && read_full(c->fd, buf, len))) {
       fprintf(stderr, "kvserver: the server went away\n");
       exit(1);
     }
-    double us = (peer_now() - t0) * 1e6;
-    if (atomic_load_explicit(&phase, memory_order_relaxed) == 1) {
-      if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 1 << 16;
-        if (!(c->lat_us = realloc(c->lat_us, c->cap * sizeof *c->lat_us)))
-          exit(1);
-      }
-      c->lat_us[c->n++] = (float)us;
+    int64_t done = now_ns();
+    if (set ? len != 0 : !value_ok(key, buf, len)) {
+      if (++c->bad <= 10)
+        fprintf(stderr, "kvserver: wrong reply to %s of key %u (length %u)\n", set ? "SET" : "GET", key, len);
+      if (!set && len > MAX_VALUE && len != UINT32_MAX)
+        break;   /* the bytes that follow cannot be told from the next reply: this connection is done */
+    }
+    if (intended >= c->begin_ns) {
+      record(c, (double)(done - intended) / 1e3);
+      c->last_done_ns = done;
     }
   }
   return NULL;
@@ -286,13 +433,18 @@ static int connect_to(int port) {
   return fd;
 }
 
-static void sleep_s(double s) {
-  struct timespec d = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-  while (nanosleep(&d, &d) != 0 && errno == EINTR)
-    ;
+/* One request on the control connection; 'B' and 'P' are answered with u32 0, 'Q' not at all. */
+static void control(int fd, char op, uint32_t arg) {
+  char req[5] = {op};
+  uint32_t reply;
+  memcpy(req + 1, &arg, 4);
+  if (write_full(fd, req, sizeof req) || (op != 'Q' && (read_full(fd, &reply, 4) || reply != 0))) {
+    fprintf(stderr, "kvserver: the server did not answer '%c'\n", op);
+    exit(1);
+  }
 }
 
-static int load(double seconds, int nconn, uint32_t keys, char **server) {
+static int load(double seconds, int nconn, uint32_t keys, double rate, uint32_t stall_ms, char **server) {
   int out[2];
   if (pipe(out) != 0)
     return 1;
@@ -315,39 +467,46 @@ static int load(double seconds, int nconn, uint32_t keys, char **server) {
     fprintf(stderr, "kvserver: the server did not say its port\n");
     return 1;
   }
+  int ctl = connect_to(port);
   client c[64];
+  for (int i = 0; i < nconn; i++)
+    c[i] = (client){.fd = connect_to(port), .index = i, .conns = nconn, .keys = keys, .seed = (uint64_t)i * 7919 + 1,
+                    .rate = rate};
+  /* One schedule for all, from a moment every thread has started by. */
+  int64_t start = now_ns() + 10000000, begin = start + 1000000000, end = begin + (int64_t)(seconds * 1e9);
   for (int i = 0; i < nconn; i++) {
-    c[i] = (client){.fd = connect_to(port), .keys = keys, .seed = (uint64_t)i * 7919 + 1};
+    c[i].start_ns = start, c[i].begin_ns = begin, c[i].end_ns = end, c[i].give_up_ns = end + (end - begin);
     pthread_create(&c[i].thread, NULL, run_client, &c[i]);
   }
-  sleep_s(1);   /* warm-up */
-  atomic_store(&phase, 1);
-  double t0 = peer_now();
-  sleep_s(seconds);
-  atomic_store(&phase, 2);
-  double elapsed = peer_now() - t0;
+  sleep_until(begin);   /* warm-up */
+  control(ctl, 'B', 0);
+  if (stall_ms) {
+    sleep_until(begin + (end - begin) / 2);
+    control(ctl, 'P', stall_ms);
+  }
   for (int i = 0; i < nconn; i++) {
     pthread_join(c[i].thread, NULL);
     close(c[i].fd);
   }
-  int q = connect_to(port);
-  char quit[5] = {'Q', 0, 0, 0, 0};
-  write_full(q, quit, sizeof quit);
+  control(ctl, 'Q', 0);
   while (fgets(line, sizeof line, from))
     if (strncmp(line, "RESULT ", 7) == 0)
       snprintf(result, sizeof result, "%s", line);
-  close(q);
+  close(ctl);
   int status;
   waitpid(pid, &status, 0);
   if (!result[0] || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    fprintf(stderr, "kvserver: the server failed\n");
+    fprintf(stderr, "kvserver: the server failed%s%s", result[0] ? ": " : "\n", result);
     return 1;
   }
   result[strcspn(result, "\n")] = 0;
 
-  size_t total = 0;
-  for (int i = 0; i < nconn; i++)
-    total += c[i].n;
+  size_t total = 0, bad = 0, unsent = 0, over1 = 0, over10 = 0;
+  int64_t last = begin;
+  for (int i = 0; i < nconn; i++) {
+    total += c[i].n, bad += c[i].bad, unsent += c[i].unsent;
+    last = c[i].last_done_ns > last ? c[i].last_done_ns : last;
+  }
   float *all = malloc((total ? total : 1) * sizeof *all);
   if (!all)
     return 1;
@@ -356,6 +515,8 @@ static int load(double seconds, int nconn, uint32_t keys, char **server) {
     k += (int)c[i].n;
   }
   qsort(all, total, sizeof *all, cmp_float);
+  for (size_t i = 0; i < total; i++)
+    over1 += all[i] > 1000, over10 += all[i] > 10000;
   static const double pct[] = {50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100};
   double at[sizeof pct / sizeof pct[0]];
   for (size_t i = 0; i < sizeof pct / sizeof pct[0]; i++) {
@@ -368,9 +529,18 @@ static int load(double seconds, int nconn, uint32_t keys, char **server) {
     fprintf(f, "%g %.1f\n", pct[i], at[i]);
   if (f)
     fclose(f);
-  printf("%s connections=%d requests_per_s=%.0f lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f "
-         "lat_p999_us=%.1f lat_max_us=%.1f\n",
-         result, nconn, (double)total / elapsed, at[0], at[2], at[4], at[6], at[9]);
+  /* Throughput over the measured part, or until its last reply where the server fell behind. */
+  double elapsed = (double)((last - begin) > (end - begin) ? last - begin : end - begin) / 1e9;
+  printf("%s connections=%d rate=%.0f requests_per_s=%.0f lat_p50_us=%.1f lat_p90_us=%.1f lat_p99_us=%.1f "
+         "lat_p999_us=%.1f lat_p9999_us=%.1f lat_max_us=%.1f over_1ms=%zu over_10ms=%zu bad_replies=%zu "
+         "unsent=%zu\n",
+         result, nconn, rate, (double)(total - unsent) / elapsed, at[0], at[2], at[4], at[6], at[8], at[9], over1,
+         over10, bad, unsent);
+  fflush(stdout);
+  if (bad) {
+    fprintf(stderr, "kvserver: %zu wrong replies\n", bad);
+    return 1;
+  }
   return 0;
 }
 
@@ -383,20 +553,31 @@ int main(int argc, char **argv) {
     return serve(argc > 2 ? argv[2] : "concurrent", (uint32_t)keys);
   }
   if (argc > 1 && strcmp(argv[1], "load") == 0) {
-    int dash = 2;
-    while (dash < argc && strcmp(argv[dash], "--") != 0)
-      dash++;
-    double seconds = dash > 2 ? atof(argv[2]) : 5;
-    int conns = dash > 3 ? atoi(argv[3]) : 4;
-    long keys = dash > 4 ? atol(argv[4]) : 20000;
-    if (dash + 1 >= argc || seconds <= 0 || conns < 1 || conns > 64 || keys < 1)
+    double pos[3] = {5, 4, 20000}, rate = 0;
+    long stall_ms = 0;
+    int npos = 0, a = 2;
+    for (; a < argc && strcmp(argv[a], "--") != 0; a++) {
+      if (strcmp(argv[a], "--rate") == 0 && a + 1 < argc)
+        rate = atof(argv[++a]);
+      else if (strcmp(argv[a], "--stall-ms") == 0 && a + 1 < argc)
+        stall_ms = atol(argv[++a]);
+      else if (argv[a][0] != '-' && npos < 3)
+        pos[npos++] = atof(argv[a]);
+      else
+        goto usage;
+    }
+    double seconds = pos[0];
+    int conns = (int)pos[1];
+    long keys = (long)pos[2];
+    if (a + 1 >= argc || seconds <= 0 || conns < 1 || conns > 64 || keys < 1 || keys > (1L << 26) || rate < 0 ||
+        stall_ms < 0 || stall_ms > 60000)
       goto usage;
-    return load(seconds, conns, (uint32_t)keys, argv + dash + 1);
+    return load(seconds, conns, (uint32_t)keys, rate, (uint32_t)stall_ms, argv + a + 1);
   }
 usage:
   fprintf(stderr,
           "usage: %s serve [concurrent|stw|off] [keys]\n"
-          "       %s load [seconds] [connections 1..64] [keys] -- server command...\n",
+          "       %s load [seconds] [connections 1..64] [keys] [--rate R] [--stall-ms M] -- server command...\n",
           argv[0], argv[0]);
   return 2;
 }
