@@ -1,6 +1,6 @@
 // binary_trees — the Go peer of bench/binary_trees.c (the Benchmarks Game's binary-trees:
 // the same output; with several goroutines, each depth's trees are split among them) and the
-// RESULT line of bench/go/peer.
+// RESULT line of bench/go/peer, whose check is the sum of every check printed, as the C one's.
 //
 // Usage: binary_trees [max depth (18)] [threads (1)]
 package main
@@ -46,7 +46,8 @@ func main() {
 	max, threads := arg(1, 18), arg(2, 1)
 	peer.Begin()
 	t0 := time.Now()
-	fmt.Printf("stretch tree of depth %d\t check: %d\n", max+1, check(make_(max+1)))
+	total := check(make_(max + 1)) // every check, summed: the RESULT's check
+	fmt.Printf("stretch tree of depth %d\t check: %d\n", max+1, total)
 	longLived := make_(max)
 	for d := 4; d <= max; d += 2 {
 		iterations := int64(1) << (max - d + 4)
@@ -71,7 +72,10 @@ func main() {
 			sum += s
 		}
 		fmt.Printf("%d\t trees of depth %d\t check: %d\n", iterations, d, sum)
+		total += sum
 	}
-	fmt.Printf("long lived tree of depth %d\t check: %d\n", max, check(longLived))
-	peer.End("depth=%d threads=%d time_s=%.3f", max, threads, time.Since(t0).Seconds())
+	last := check(longLived)
+	fmt.Printf("long lived tree of depth %d\t check: %d\n", max, last)
+	wall := time.Since(t0).Seconds()
+	peer.End(uint64(total+last), "depth=%d threads=%d time_s=%.3f", max, threads, wall)
 }

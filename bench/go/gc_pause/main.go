@@ -1,11 +1,13 @@
 // gc_pause — the Go peer of bench/gc_pause.c: the same balanced tree of 32-byte nodes as
-// the live heap, the same mutators replacing random subtrees of 127 nodes, the same RESULT
-// line (bench/go/peer).
+// the live heap, the same mutators replacing random subtrees of 127 nodes, the same count of
+// the tree at the end (each node checked to hold its depth: the RESULT's check), the same
+// RESULT line (bench/go/peer).
 //
 // Usage: gc_pause [live MiB (256)] [seconds (5)] [mutators (2)]
 package main
 
 import (
+	"fmt"
 	"math/rand"
 	"os"
 	"runtime"
@@ -30,6 +32,19 @@ func tree(depth int) *node {
 		n.kid[1] = tree(depth - 1)
 	}
 	return n
+}
+
+// count gives the tree's nodes, each checked to hold its depth: the RESULT's check
+// (2^(depth+1) - 1).
+func count(n *node, depth uint64) uint64 {
+	if n == nil || n.value != depth {
+		fmt.Fprintf(os.Stderr, "gc_pause: the live tree is damaged at depth %d\n", depth)
+		os.Exit(1)
+	}
+	if depth == 0 {
+		return 1
+	}
+	return 1 + count(n.kid[0], depth-1) + count(n.kid[1], depth-1)
 }
 
 func arg(i int, def float64) float64 {
@@ -80,7 +95,8 @@ func main() {
 	atomic.StoreInt32(&stop, 1)
 	wg.Wait()
 	t2 := time.Now()
-	peer.End("live_mib=%.0f depth=%d mutators=%d build_s=%.3f run_s=%.3f replacements_per_s=%.0f",
+	nodes := count(root, uint64(depth))
+	peer.End(nodes, "live_mib=%.0f depth=%d mutators=%d build_s=%.3f run_s=%.3f replacements_per_s=%.0f",
 		float64(s[0].Value.Uint64())/(1<<20), depth, mutators, t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(),
 		float64(replaced)/t2.Sub(t1).Seconds())
 	runtime.KeepAlive(root)

@@ -1,7 +1,16 @@
 // kvserver — the Go peer of examples/kvserver (the server side): the same protocol, the same
 // index (a fixed table of buckets with entry chains, a lock per 1024 buckets) and values of
 // 64..2048 bytes, one goroutine per connection. Prints "PORT n", serves until QUIT, then
-// the RESULT line of bench/go/peer. Driven by `nheap-kvserver load ... -- go-kvserver`.
+// checks the index and prints the RESULT line of bench/go/peer. Driven by
+// `nheap-kvserver load ... -- go-kvserver`.
+//
+// Protocol (binary, little-endian): request = op (1 byte), key (u32), and for 'S' a length
+// (u32) and the bytes. 'G': reply length (u32, 0xffffffff: missing) and the bytes. 'S': set,
+// reply u32 0. 'B': the measured part begins (peer.Begin), reply u32 0. 'P': the key is
+// milliseconds: hold every stripe lock that long (the world stopped, from the clients' side),
+// reply u32 0. 'Q' (or anything else): stop serving. The RESULT's check: the entries of keys
+// below the key count, each checked to hold a value of 64..2048 bytes all equal to byte(key)
+// (a damaged one ends the server with exit 1).
 //
 // Usage: kvserver [keys (20000)]
 package main
@@ -16,6 +25,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"nheap/bench/peer"
 )
@@ -66,7 +76,44 @@ func get(key uint32, buf []byte) int {
 	return n
 }
 
-func serve(c net.Conn, quit chan struct{}) {
+// holdAll holds every stripe lock for d.
+func holdAll(d time.Duration) {
+	for i := range stripes {
+		stripes[i].Lock()
+	}
+	time.Sleep(d)
+	for i := range stripes {
+		stripes[i].Unlock()
+	}
+}
+
+// check counts the entries of keys below keys, each checked, under the stripe locks.
+func check(keys uint32) uint64 {
+	var n uint64
+	for s := range stripes {
+		stripes[s].Lock()
+		for b := s * stripe; b < (s+1)*stripe; b++ {
+			for e := table[b]; e != nil; e = e.next {
+				if e.key >= keys {
+					continue
+				}
+				ok := len(e.val) >= minValue && len(e.val) <= maxValue
+				for i := 0; ok && i < len(e.val); i++ {
+					ok = e.val[i] == byte(e.key)
+				}
+				if !ok {
+					fmt.Fprintf(os.Stderr, "kvserver: the value of key %d is damaged (%d bytes)\n", e.key, len(e.val))
+					os.Exit(1)
+				}
+				n++
+			}
+		}
+		stripes[s].Unlock()
+	}
+	return n
+}
+
+func serve(c net.Conn, quit func()) {
 	defer c.Close()
 	r := bufio.NewReader(c)
 	var hdr [5]byte
@@ -105,8 +152,17 @@ func serve(c net.Conn, quit chan struct{}) {
 			if _, err := c.Write([]byte{0, 0, 0, 0}); err != nil {
 				return
 			}
-		default:
-			close(quit)
+		case 'B', 'P':
+			if hdr[0] == 'B' {
+				peer.Begin()
+			} else {
+				holdAll(time.Duration(key) * time.Millisecond)
+			}
+			if _, err := c.Write([]byte{0, 0, 0, 0}); err != nil {
+				return
+			}
+		default: // 'Q' or garbage: stop serving
+			quit()
 			return
 		}
 	}
@@ -138,14 +194,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kvserver:", err)
 		os.Exit(1)
 	}
-	peer.Begin()
-	fmt.Printf("PORT %d\n", ln.Addr().(*net.TCPAddr).Port)
-	quit := make(chan struct{})
+	fmt.Printf("PORT %d\n", ln.Addr().(*net.TCPAddr).Port) // the measured part begins at 'B'
+	var once sync.Once
+	quit := func() { once.Do(func() { ln.Close() }) }
 	var wg sync.WaitGroup
-	go func() {
-		<-quit
-		ln.Close()
-	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -159,5 +211,5 @@ func main() {
 		}()
 	}
 	wg.Wait()
-	peer.End("keys=%d", keys)
+	peer.End(check(uint32(keys)), "keys=%d", keys)
 }
