@@ -52,7 +52,9 @@
  * the heap) finds it. And the fractional marker goes on past its share while its CPU is
  * otherwise idle (the part of Go's idle-priority worker that OS threads can have).
  *
- * The pacer, the memory limit and the CPU limiter are pacer.c's; the mark workers workers.c's;
+ * The pacer's policy and the allocator's pace are pacer.c's (the cycle feeds the one and
+ * publishes to the other: pacer_mark_start at setup, pacer_assist during the mark,
+ * pacer_mark_done at termination, the CPU limiter at each cycle's end); the mark workers workers.c's;
  * the background sweeper sweeper.c's; life cycle and public calls gc.c's.
  */
 #include <errno.h>
@@ -72,6 +74,8 @@
 static uint64_t now_ns(void) { return os_linux.now_ns(); }
 
 #define MIB ((uint64_t)1 << 20)
+
+static unsigned ncpus(void) { return nh_rt.topo.ncpus > 0 ? (unsigned)nh_rt.topo.ncpus : 1; }
 
 static void record_pause(nh_gc_t *g, uint64_t ns) {
   __atomic_store_n(&g->pauses[g->npauses % NH_PAUSE_RING], ns, __ATOMIC_RELAXED);
@@ -100,7 +104,9 @@ static void perf_pause(nh_gc_t *g, nh_perf_thread_t *me, nh_perf_phase phase) {
 /* perf.events at a cycle's end: the cycle's record and, with gctrace, its line. */
 static void perf_cycle(nh_gc_t *g, uint64_t before, uint64_t marked_before) {
   char buf[1024];
-  uint64_t spans = nh_stat_get(&g->swept_spans), swept = spans - g->perf_spans;   /* since the last cycle */
+  uint64_t spans, large;
+  sweep_counts(&spans, &large);
+  uint64_t swept = spans - g->perf_spans;   /* since the last cycle */
   g->perf_spans = spans;
   bool line = nh_rt.cfg.dbg.gctrace && perf_on();
   perf_cycle_end(nh_stat_get(&g->cycles), before > marked_before ? before - marked_before : 0,
@@ -122,55 +128,64 @@ static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause1, 
   g->traced_worker_ns = workers;
   uint64_t assists = nh_stat_get(&g->assist_ns), assist = assists - g->traced_assist_ns;
   g->traced_assist_ns = assists;
-  char buf[768], pauses[288], dirty[96] = "";
+  char buf[768], pauses[320], dirty[96] = "";
   if (g->mode == NH_GC_CONCURRENT_NOBARRIER)
     snprintf(dirty, sizeof dirty, ", %.2f MiB of written pages rescanned (%u concurrent rounds)",
              (double)g->dirty_last / MIB, g->dirty_rounds);
   if (pause2)
     snprintf(pauses, sizeof pauses,
-             "%.3f+%.3f ms stw (%u tries), %.3f ms concurrent mark (workers %.3f ms, assists %.3f ms), "
-             "trigger %.2f MiB, goal %.2f MiB, %.2f MiB at mark end%s",
+             "%.3f+%.3f ms stw (%u tries), %.3f ms concurrent mark (workers %.3f ms, assists %.3f ms%s), "
+             "trigger %.2f MiB, goal %.2f MiB (assists to %.2f), %.2f MiB at mark end%s",
              (double)pause1 / 1e6, (double)pause2 / 1e6, g->termination_tries, (double)mark / 1e6,
-             (double)worker / 1e6, (double)assist / 1e6, (double)g->traced_trigger / MIB,
-             g->traced_goal == UINT64_MAX ? 0.0 : (double)g->traced_goal / MIB, (double)g->traced_end / MIB, dirty);
+             (double)worker / 1e6, (double)assist / 1e6, g->assists_off ? ", off: CPU limiter" : "",
+             (double)g->traced_trigger / MIB, g->traced_goal == NH_PACER_NO_GOAL ? 0.0 : (double)g->traced_goal / MIB,
+             g->traced_assist_goal == NH_PACER_NO_GOAL ? 0.0 : (double)g->traced_assist_goal / MIB,
+             (double)g->traced_end / MIB, dirty);
   else
     snprintf(pauses, sizeof pauses, "%.3f ms stw (mark %.3f ms)", (double)pause1 / 1e6, (double)mark / 1e6);
   uint64_t cycle = nh_stat_get(&g->cycles);
   double secs = (double)(start - g->start_ns) / 1e9;
   int n = snprintf(buf, sizeof buf,
                    "gc %llu @%.3fs %s: %s, %.3f ms background sweep since the last cycle, "
-                   "%.2f->%.2f MiB heap, %.2f MiB next goal, %.2f MiB roots, %llu objects marked, "
-                   "%zu threads, %u marker(s)\n",
+                   "%.2f->%.2f MiB heap, %.2f MiB next goal (trigger %.2f, cons/mark %.3f), %.2f MiB roots, "
+                   "%llu objects marked, %zu threads, %u marker(s)\n",
                    (unsigned long long)cycle, secs, why, pauses, (double)sweep / 1e6, (double)before / MIB,
-                   (double)g->heap_marked / MIB, g->heap_goal == UINT64_MAX ? 0.0 : (double)g->heap_goal / MIB,
+                   (double)g->pacer.heap_marked / MIB, g->pacer.goal == NH_PACER_NO_GOAL ? 0.0 : (double)g->pacer.goal / MIB,
+                   g->pacer.trigger == NH_PACER_NO_GOAL ? 0.0 : (double)g->pacer.trigger / MIB, g->pacer.cons_mark,
                    (double)g->roots.bytes / MIB, (unsigned long long)g->marker.marked_objects, g->threads.count,
                    pause2 ? g->nworkers + 1 : 1);
   if (n > 0)
     (void)!write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
-/* Mark termination's end, world stopped: the next goal, and every span becomes unswept
- * (sweepgen += 2) without being touched (mcentral_flip). */
-static void finish_cycle(nh_gc_t *g) {
-  g->heap_marked = g->marker.marked_bytes;
+/* Mark termination's end, world stopped: the mark's measurements to the pacer (c: the mark's
+ * allocation, time and CPU; the rest is filled in here), the next goal and trigger published,
+ * and every span becomes unswept (sweepgen += 2) without being touched (mcentral_flip). */
+static void finish_cycle(nh_gc_t *g, nh_pacer_cycle_t *c) {
   nh_stat_add(&g->scan_local, g->marker.scanned_local);
   nh_stat_add(&g->scan_remote, g->marker.scanned_remote);
   nh_stat_add(&g->steals, g->marker.steals);
   nh_stat_add(&g->mark_overflows, g->marker.overflow_rounds);
-  __atomic_store_n(&g->heap_live, g->heap_marked, __ATOMIC_RELAXED);
   g->sweepgen += 2;
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
       mcentral_flip(&nh_rt.nodes[n].central[ac], g->sweepgen);
-  gc_set_goal(g);
+  c->heap_marked = g->marker.marked_bytes;
+  c->roots_scan = g->roots.bytes;
+  c->heap_scan = g->marker.scanned_bytes > c->roots_scan ? g->marker.scanned_bytes - c->roots_scan : 0;
+  c->procs = ncpus();
+  pacer_set_non_heap(&g->pacer, nh_stat_get(&nh_rt.mem.stats.metadata));
+  pacer_mark_done(&g->pacer, c);
+  pace_publish(&g->pace, &g->pacer, true);
   nh_stat_add(&g->cycles, 1);
 }
 
 /* One stop-the-world cycle; the caller holds g->lock and no allocator lock. */
 static void collect_locked(nh_gc_t *g, const char *why) {
   uint64_t start = now_ns();
-  uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
-  uint64_t marked_before = g->heap_marked;
+  uint64_t before = pace_live(&g->pace);
+  uint64_t marked_before = g->pacer.heap_marked;
+  pacer_mark_start(&g->pacer, before);
   nh_perf_thread_t *me = perf_self();   /* a program thread: what it did so far is its own */
   perf_attribute(me, NH_PHASE_PROGRAM);
   sweep_all();
@@ -195,14 +210,17 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   vg_quiet(false);
   uint64_t mark = now_ns() - mark0;
-  finish_cycle(g);
+  nh_pacer_cycle_t c = {0};   /* no concurrent mark: cons/mark stays as it was */
+  finish_cycle(g, &c);
   perf_pause(g, me, NH_PHASE_PAUSE_TERM);
   uint64_t end = world_start(&g->threads);
   specials_wake(&g->specials, finalizers);
 
   record_pause(g, end - stopped);
   nh_stat_add(&g->mark_ns, mark);
-  g->limiter_gc_ns += end - start;
+  /* The limiter: the sweep before the stop took this CPU, the pause every one. */
+  g->cycle_cpu_ns = (stopped - start) + (end - stopped) * ncpus();
+  pacer_limiter_update(&g->limiter, end, g->cycle_cpu_ns, 0);
   sweep_request(g);
   if (nh_rt.cfg.dbg.gctrace)
     trace(g, why, start, end - stopped, 0, mark, before);
@@ -213,28 +231,25 @@ enum { TERMINATION_TRIES = 4 };
 
 static const char reason_paced[] = "heap goal";
 
-/* Mark assists (Go's assist ratio, simplified): the scan work left is estimated as what the
- * last cycle marked, the runway as the bytes left before the goal; each byte allocated during
- * the mark owes work / runway bytes of scanning, paid in chunks of ASSIST_CHUNK by the
- * allocating thread (gc_assist). When no grey work is there to take, the debt is forgiven
- * (Go lets assists steal the background workers' credit). So a program allocating faster
- * than the markers mark slows down to their pace instead of running past the goal. */
+/* Mark assists (Go's gcAssistAlloc): each byte allocated during a concurrent mark owes the
+ * pacer's assist ratio in scan work (pacer_assist, Go's revise: the scan work left over the heap
+ * left before the goal, recomputed at every call from the pacer as the mark began, the heap now
+ * and the work the markers have reported), paid in chunks of ASSIST_CHUNK by the allocating
+ * thread. When no grey work is there to take, the debt is forgiven (Go lets assists steal the
+ * background workers' credit). So a program allocating faster than the markers mark slows
+ * down to their pace instead of running past the goal. While the CPU limiter is on (the
+ * collector has had half the CPU), a mark runs without assists, as Go's does. */
 enum { ASSIST_CHUNK = 64 << 10 };
-
-static void set_assist_ratio(nh_gc_t *g) {
-  uint64_t live = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
-  uint64_t goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
-  uint64_t work = g->heap_marked > 4 * MIB ? g->heap_marked : 4 * MIB;
-  uint64_t runway = goal != UINT64_MAX && goal > live + MIB ? goal - live : MIB;
-  __atomic_store_n(&g->assist_ratio, work * 1024 / runway, __ATOMIC_RELAXED);
-}
 
 void gc_assist(size_t bytes) {
   nh_gc_t *g = &nh_rt.gc;
   nh_thread_t *t = nh_self;
-  if (!t || !g->collector_running)
+  if (!t || !g->collector_running || __atomic_load_n(&g->assists_off, __ATOMIC_RELAXED))
     return;
-  t->assist_debt += (int64_t)(bytes * __atomic_load_n(&g->assist_ratio, __ATOMIC_RELAXED) / 1024);
+  uint64_t live = pace_live(&g->pace);
+  uint64_t done = __atomic_load_n(&g->work.scanned_bytes, __ATOMIC_RELAXED) + g->mark_pacer.last_roots_scan;
+  nh_pacer_assist_t a = pacer_assist(&g->mark_pacer, live, done, g->mark_work_max);
+  t->assist_debt += (int64_t)((double)bytes * a.work_per_byte);
   if (t->assist_debt < ASSIST_CHUNK)
     return;
   uint64_t t0 = now_ns();
@@ -244,15 +259,14 @@ void gc_assist(size_t bytes) {
   region_enter();   /* the mark cannot end while this thread holds grey objects */
   if (__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)) {
     marker_busy(w, 1);
-    size_t done = mark_assist(w, (size_t)t->assist_debt);
+    size_t scanned = mark_assist(w, (size_t)t->assist_debt);
     marker_busy(w, -1);
-    t->assist_debt = done && (int64_t)done < t->assist_debt ? t->assist_debt - (int64_t)done : 0;
+    t->assist_debt = scanned && (int64_t)scanned < t->assist_debt ? t->assist_debt - (int64_t)scanned : 0;
   }
   region_exit();
   /* Past the goal with nothing to scan: give the markers this thread's CPU for a moment
    * (Go parks the goroutine until the workers have earned credit). */
-  if (t->assist_debt == 0 && __atomic_load_n(&nh__marking, __ATOMIC_RELAXED) &&
-      __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) > __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED))
+  if (t->assist_debt == 0 && __atomic_load_n(&nh__marking, __ATOMIC_RELAXED) && pace_live(&g->pace) > a.goal)
     sched_yield();
   nh_stat_add(&g->assist_ns, (int64_t)(now_ns() - t0));
   perf_attribute(counted, NH_PHASE_MARK);
@@ -350,11 +364,11 @@ void dirty_stop(nh_gc_t *g) {
  * Both pauses do work bounded by threads, caches and roots, not by the heap. */
 static void concurrent_cycle(nh_gc_t *g, const char *why) {
   uint64_t start = now_ns();
-  uint64_t before = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  uint64_t before = pace_live(&g->pace);
   uint64_t workers0 = nh_stat_get(&g->worker_ns), assists0 = nh_stat_get(&g->assist_ns);
-  g->traced_trigger = __atomic_load_n(&g->trigger, __ATOMIC_RELAXED);
-  g->traced_goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
-  uint64_t marked_before = g->heap_marked;
+  g->traced_trigger = g->pacer.trigger;
+  g->traced_goal = g->pacer.goal;
+  uint64_t marked_before = g->pacer.heap_marked;
   nh_perf_thread_t *me = perf_self();   /* the collector thread: idle until now */
   perf_skip(me);
   sweep_all();
@@ -375,13 +389,20 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     t->wbn = 0;   /* left from the last cycle's end: not this snapshot's */
     t->assist_debt = 0;
   }
-  set_assist_ratio(g);
-  uint64_t live_at_setup = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
+  uint64_t live_at_setup = pace_live(&g->pace);
+  pacer_mark_start(&g->pacer, live_at_setup);
+  /* The CPU limiter, brought up to now: while on, this mark runs without assists. */
+  bool limiting = pacer_limiter_update(&g->limiter, t1, 0, 0);
+  __atomic_store_n(&g->assists_off, limiting, __ATOMIC_RELAXED);
+  if (limiting)
+    nh_stat_add(&g->limited, 1);
   bool check = nh_rt.cfg.dbg.checkmark && mark_check_setup(&g->marker, &g->roots, &g->threads);
   mark_begin(&g->marker, &g->work);   /* the roots greyed into shared work */
   roots_scan(&g->marker, &g->roots, &g->threads);
   mark_specials(&g->marker, &g->specials);
   mark_publish(&g->marker);
+  g->mark_pacer = g->pacer;   /* the assists' copy, read without the lock until the next setup */
+  g->mark_work_max = live_at_setup + g->roots.bytes;
   __atomic_store_n(&nh__marking, 1, __ATOMIC_SEQ_CST);
   set_phase_mark(g, true);
   fractional_join(g->collector_share);
@@ -427,9 +448,21 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   __atomic_store_n(&nh__marking, 0, __ATOMIC_SEQ_CST);
   uint64_t mark = now_ns() - mark0;
-  g->traced_end = __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED);
-  g->mark_growth = g->traced_end > live_at_setup ? g->traced_end - live_at_setup : 0;
-  finish_cycle(g);
+  g->traced_end = pace_live(&g->pace);
+  uint64_t done = g->marker.scanned_bytes;
+  g->traced_assist_goal = pacer_assist(&g->mark_pacer, g->traced_end, done, done > g->mark_work_max ? done : g->mark_work_max).goal;
+  /* The pacer's sample: the heap's growth over the mark, against the marking CPU (the collector
+   * thread's share, the workers, the assists; what the fractional marker took from idle CPUs
+   * apart, as Go counts its idle workers). */
+  uint64_t idle, collector_cpu = fractional_cpu(g->collector_share, &idle);
+  uint64_t mark_cpu = collector_cpu - idle + (nh_stat_get(&g->worker_ns) - workers0) + (nh_stat_get(&g->assist_ns) - assists0);
+  nh_pacer_cycle_t c = {
+      .heap_allocated = g->traced_end > live_at_setup ? g->traced_end - live_at_setup : 0,
+      .wall_ns = mark,
+      .mark_cpu_ns = mark_cpu,
+      .idle_cpu_ns = idle,
+  };
+  finish_cycle(g, &c);
   perf_pause(g, me, NH_PHASE_PAUSE_TERM);
   uint64_t end = world_start(&g->threads);
   pause2 = end - t2;
@@ -438,11 +471,9 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     dirty_arm(g, false);
   specials_wake(&g->specials, finalizers);
   nh_stat_add(&g->mark_ns, mark);
-  /* The limiter counts the share of all CPUs the cycle took: pauses stop every CPU; the
-   * concurrent mark is the collector thread, the workers and the assists. */
-  uint64_t ncpu = nh_rt.topo.ncpus > 0 ? (uint64_t)nh_rt.topo.ncpus : 1;
-  g->limiter_gc_ns += pause1 + pause2 + (mark + nh_stat_get(&g->worker_ns) - workers0 +
-                                         nh_stat_get(&g->assist_ns) - assists0) / ncpu;
+  /* The limiter: the pauses stopped every CPU; the concurrent mark took the marking CPU. */
+  g->cycle_cpu_ns = (pause1 + pause2) * ncpus() + mark_cpu;
+  pacer_limiter_update(&g->limiter, end, g->cycle_cpu_ns, 0);
   sweep_request(g);
   g->termination_tries = (unsigned)tries;
   if (nh_rt.cfg.dbg.gctrace)
@@ -468,13 +499,7 @@ static void *collector_main(void *arg) {
     g->started = target;
     pthread_mutex_unlock(&g->req_mu);
     nh_mutex_lock(&g->lock);
-    bool paced = why == reason_paced;
-    if (!paced || gc_limiter_allows(g, now_ns()))
-      concurrent_cycle(g, why);
-    else
-      nh_stat_add(&g->limited, 1);
-    if (paced)
-      __atomic_store_n(&g->wanted, false, __ATOMIC_RELAXED);   /* asked again at the next refill */
+    concurrent_cycle(g, why);
     nh_mutex_unlock(&g->lock);
     pthread_mutex_lock(&g->req_mu);
     g->completed = target;
@@ -573,7 +598,7 @@ void gc_maybe_collect(void *p) {
   if (!g->on || (thread_attached(&g->threads) && nh_self->nogc))
     return;
   if (g->collector_running) {   /* the collector thread runs it; this thread goes on */
-    if (__atomic_load_n(&g->wanted, __ATOMIC_RELAXED) &&   /* unlocked peek: one is pending */
+    if (pace_wanted(&g->pace) &&   /* unlocked peek: one is pending */
         __atomic_load_n(&g->requested, __ATOMIC_RELAXED) == __atomic_load_n(&g->completed, __ATOMIC_RELAXED))
       gc_request(g, reason_paced, false);
     return;
@@ -581,16 +606,43 @@ void gc_maybe_collect(void *p) {
   thread_clear_dead_stack();
   nh_mutex_lock(&g->lock);
   ENTER_COLLECTOR(g);
-  uint64_t now = now_ns();
-  if (__atomic_load_n(&g->wanted, __ATOMIC_RELAXED) &&
-      __atomic_load_n(&g->heap_live, __ATOMIC_RELAXED) >= __atomic_load_n(&g->trigger, __ATOMIC_RELAXED)) {
-    if (gc_limiter_allows(g, now)) {
+  /* A stop-the-world cycle is all collection: while the CPU limiter's bucket has no room for
+   * another like the last, it is put off (the heap passes its trigger), and asked for again at
+   * the next refill. */
+  if (pace_wanted(&g->pace) && pacer_should_start(&g->pacer, pace_live(&g->pace))) {
+    pacer_limiter_update(&g->limiter, now_ns(), 0, 0);
+    if (pacer_limiter_allows(&g->limiter, g->cycle_cpu_ns)) {
       collect_locked(g, reason_paced);
     } else {
-      __atomic_store_n(&g->wanted, false, __ATOMIC_RELAXED);   /* retried at the next refill */
+      __atomic_store_n(&g->pace.wanted, false, __ATOMIC_RELAXED);
       nh_stat_add(&g->limited, 1);
     }
   }
   nh_mutex_unlock(&g->lock);
   (void)keep;
+}
+
+/* The memory limit refused pages (pace_over_limit). While the CPU limiter's bucket has no room
+ * for another collection like the last, the allocation passes the limit instead of collecting, as Go's soft limit does, as long as what
+ * the last cycle found live fits under it and the heap stays within an eighth past it; otherwise
+ * memory wins over CPU: a full collection and sweep (the caller fails if even that does not make
+ * room). So a live heap close to the limit costs about half the CPU, not a death spiral, and a
+ * live heap over the limit gets NULL after a full collection. */
+bool gc_limit_reached(size_t bytes) {
+  nh_gc_t *g = &nh_rt.gc;
+  if (!g->on)
+    return false;   /* no collector: the limit is simply hard */
+  nh_mutex_lock(&g->lock);
+  pacer_limiter_update(&g->limiter, now_ns(), 0, 0);
+  bool full = !pacer_limiter_allows(&g->limiter, g->cycle_cpu_ns);
+  uint64_t marked = g->pacer.heap_marked, limit = g->pacer.memory_limit;
+  nh_mutex_unlock(&g->lock);
+  if (full && marked + bytes <= limit && pace_heap_inuse() + bytes <= limit + limit / 8) {
+    nh_stat_add(&g->limited, 1);
+    nh_limit_pass = true;
+    return true;
+  }
+  nh_stat_add(&g->forced, 1);
+  gc_collect("memory limit", true);
+  return true;
 }

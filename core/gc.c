@@ -4,8 +4,8 @@
  * The collector is Go's, in parts that carry Go's names: the cycle and the collector thread
  * (cycle.c, Go's mgc.go), marking and roots (mark.c, roots.c, checkmark.c; mgcmark.go), the
  * write barrier (barrier.c; mwbbuf.go), the mark workers (workers.c), the background sweeper
- * (sweeper.c; mgcsweep.go), the pacer, memory limit and CPU limiter (pacer.c; mgcpacer.go,
- * mgclimit.go), finalizers and weak references (special.c; mfinal.go), the threads and
+ * (sweeper.c; mgcsweep.go), the pacer, memory limit and CPU limiter (pacer.c, pacer.h;
+ * mgcpacer.go, mgclimit.go), finalizers and weak references (special.c; mfinal.go), the threads and
  * stopping the world (thread.c), and concurrent-nobarrier's written-page tracking (dirty.c).
  * Here: which mode runs (gc = concurrent needs nh_store's restartable sequence,
  * concurrent-nobarrier the kernel's write-protect tracking; each falls back to stw, said
@@ -113,16 +113,18 @@ int gc_init(nh_gc_t *g, const nh_config_t *cfg) {
   pthread_cond_init(&g->req_cv, NULL);
   pthread_cond_init(&g->done_cv, NULL);
   g->marker.pool = &g->work;
-  g->gc_percent = cfg->gc_percent;
-  g->memory_limit = (uint64_t)cfg->memory_limit;
-  g->start_ns = g->limiter_start = now_ns();
+  g->start_ns = now_ns();
+  g->pace.on = g->on;
+  pacer_init(&g->pacer, cfg->gc_percent, (uint64_t)cfg->memory_limit);
+  pacer_set_non_heap(&g->pacer, nh_stat_get(&nh_rt.mem.stats.metadata));
+  pace_publish(&g->pace, &g->pacer, true);
+  pacer_limiter_init(&g->limiter, g->start_ns, nh_rt.topo.ncpus > 0 ? (unsigned)nh_rt.topo.ncpus : 1, 0);
   nh_mutex_init(&g->lock, LOCK_RANK_GC);
   nh_mutex_init(&g->roots.lock, LOCK_RANK_ROOTS);
   specials_init(&g->specials);
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
     for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
-      nh_rt.nodes[n].central[ac].gc = g;
-  gc_set_goal(g);
+      nh_rt.nodes[n].central[ac].pace = &g->pace;
   if (!g->on)
     return 0;
   int rc = mark_reserve(&g->marker);

@@ -14,6 +14,7 @@
 #include "core/lock.h"
 #include "core/mark.h"
 #include "core/mcentral.h"
+#include "core/pacer.h"
 #include "core/special.h"
 #include "core/thread.h"
 #include "numa/topology.h"
@@ -55,33 +56,34 @@ typedef struct nh_gc {
   bool node_swept_by_worker[NH_MAX_NODES]; /* set at start: that node's worker sweeps it */
   uint64_t worker_ns, assist_ns;   /* relaxed: the mark workers' and assists' time */
   uint64_t traced_assist_ns, traced_trigger, traced_goal, traced_end; /* for gctrace */
-  uint64_t assist_ratio;           /* scan bytes owed per 1024 bytes allocated during a mark */
+  uint64_t traced_assist_goal;     /* the goal the assists paced to at the mark's end */
   uint64_t traced_worker_ns;
   unsigned termination_tries;      /* the last cycle's mark termination attempts */
   uint32_t sweepgen;               /* the heap's; += 2 per cycle (changed while stopped) */
   uintptr_t collector_sp;          /* guarded by lock: where the collecting thread's roots start */
-  /* Pacer (relaxed atomics unless noted). */
-  uint64_t heap_live;              /* bytes allocated since the last mark + marked by it */
-  uint64_t heap_marked;            /* live after the last mark */
-  uint64_t heap_goal, trigger;
-  uint64_t mark_growth;            /* heap growth during the last concurrent mark (trigger) */
-  int64_t gc_percent;
-  uint64_t memory_limit;           /* 0: none */
-  bool wanted;                     /* heap_live reached the trigger */
+  /* Pacing (pacer.h). The pace is the allocator's view (relaxed atomics); the pacer and the CPU
+   * limiter are the policy, guarded by lock. mark_pacer is the pacer as the mark in progress
+   * began, for the assists to read without the lock (written in the setup pause only). */
+  nh_pace_t pace;
+  nh_pacer_t pacer;
+  nh_limiter_t limiter;
+  nh_pacer_t mark_pacer;
+  uint64_t mark_work_max;          /* the mark in progress: scannable heap + roots at setup */
+  bool assists_off;                /* relaxed: the CPU limiter is on, no assists */
+  uint64_t cycle_cpu_ns;           /* guarded by lock: the last cycle's collection CPU (limiter) */
   uint64_t cycles, forced;
   /* Pauses and CPU (guarded by lock). */
   uint64_t pause_total_ns, pause_max_ns, mark_ns, sweep_ns, traced_sweep_ns;
   uint64_t pauses[NH_PAUSE_RING];
   uint64_t npauses;
   uint64_t start_ns;               /* nh_init time, for gctrace */
-  uint64_t limiter_start, limiter_gc_ns, limited; /* CPU limiter window; cycles it skipped */
+  uint64_t limited;                /* times the CPU limiter held the collector back */
   /* Background sweeper. */
   pthread_t sweeper;
   bool sweeper_running, sweeper_stop, sweep_needed;
   pthread_mutex_t sweeper_mu;
   pthread_cond_t sweeper_cv;
-  uint64_t swept_pages, swept_large;
-  uint64_t swept_spans;            /* relaxed: every span swept, lazily or in the background */
+  uint64_t swept_pages;            /* relaxed: by the background sweep (spans: mcentral's counts) */
   uint64_t scan_local, scan_remote, steals; /* relaxed: the markers' NUMA counts, all cycles */
   uint64_t mark_overflows;         /* relaxed: overflow recovery rounds, all cycles */
   /* concurrent-nobarrier: the kernel's dirty tracking (dirty.c). */
@@ -96,9 +98,6 @@ int gc_init(nh_gc_t *g, const struct nh_config *cfg);
 void gc_shutdown(nh_gc_t *g);
 void gc_after_fork_child(nh_gc_t *g);
 
-/* The pacer (pacer.c): the next goal and trigger from the last mark, gc_percent and the
- * memory limit (sets `wanted` when the heap is already past the trigger). */
-void gc_set_goal(nh_gc_t *g);
 /* A mark assist for bytes just allocated during a concurrent mark (no locks held, no region). */
 void gc_assist(size_t bytes);
 /* Runs a cycle if the pacer asked for one; p (just allocated) stays live. No locks held. */
@@ -106,20 +105,10 @@ void gc_maybe_collect(void *p);
 /* A blocking cycle on the calling thread (no locks held); with sweep, the heap is fully swept
  * before it returns (nh_gc, the memory limit). */
 void gc_collect(const char *why, bool sweep);
-/* Set by an allocator path that refused pages for the memory limit (this thread). */
-extern __thread bool nh_limit_refused __attribute__((tls_model("initial-exec")));
-/* Whether bytes more of heap pages would pass the memory limit (false while this thread has
- * been let past it: nh_limit_pass, reset by the allocator after its retry). */
-extern __thread bool nh_limit_pass __attribute__((tls_model("initial-exec")));
-bool gc_over_limit(nh_gc_t *g, size_t bytes);
 /* An allocation of bytes met the memory limit (no locks held): collect and sweep, or, while
- * the CPU limiter holds collections back and the pass is small, let this thread pass the limit
- * once. False when the allocation must fail (no collector). */
+ * the CPU limiter is on and the pass is small, let this thread pass the limit once. False when
+ * the allocation must fail (no collector). */
 bool gc_limit_reached(size_t bytes);
-/* The CPU limiter's decision at time now (ns): whether a collection may run in this window (1 s;
- * free for its first 100 ms, then while collections took at most half of it). Policy alone,
- * with g's limiter_start and limiter_gc_ns as state, so that tests can drive it. */
-bool gc_limiter_allows(nh_gc_t *g, uint64_t now);
 /* The pct-th percentile of the recent pauses (ns); caller holds g->lock. */
 uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct);
 /* The collector thread (cycle.c), which runs the concurrent cycles requested: started on cpus
@@ -138,6 +127,8 @@ void dirty_stop(nh_gc_t *g);
 /* Sweeps the whole heap (all nodes and classes, large spans) / one node. Returns the pages swept. */
 size_t sweep_all(void);
 size_t sweep_node(int n);
+/* Spans swept so far (lazily or in the background), and large objects freed by sweeping. */
+void sweep_counts(uint64_t *spans, uint64_t *large);
 /* After a cycle: wakes the sweeper thread, and the workers that sweep their own node. */
 void sweep_request(nh_gc_t *g);
 int sweeper_start(nh_gc_t *g);   /* 0 or -errno */
@@ -162,6 +153,9 @@ void marker_busy(nh_markwork_t *w, int delta);
 void fractional_open(nh_fractional_t *f, uint32_t permille);
 void fractional_close(nh_fractional_t *f);
 void fractional_join(nh_fractional_t *f);
+/* On f's thread: CPU time since it joined the mark, and (*idle) how much of it was taken from
+ * otherwise idle CPUs. f NULL: 0. */
+uint64_t fractional_cpu(const nh_fractional_t *f, uint64_t *idle);
 /* The collector thread marks until no marker drains and no shared block waits. */
 void mark_until_idle(nh_gc_t *g);
 /* The concurrent mark phase on or off for the workers (they wait for it). */
@@ -172,15 +166,5 @@ int workers_start(nh_gc_t *g, const struct nh_config *cfg, cpu_set_t *cpus, bool
 void workers_stop(nh_gc_t *g);
 /* One thread of the collector's, named, pinned to cpus when pin. 0 or -errno. */
 int gc_thread_spawn(pthread_t *th, void *(*fn)(void *), void *arg, const cpu_set_t *cpus, bool pin, const char *name);
-
-/* The pacer's view of the heap; nothing to do (and no shared counter to touch) with gc = off. */
-static inline void gc_account(nh_gc_t *g, int64_t bytes) {
-  if (!g->on)
-    return;
-  uint64_t live = __atomic_add_fetch(&g->heap_live, (uint64_t)bytes, __ATOMIC_RELAXED);
-  if (bytes > 0 && live >= __atomic_load_n(&g->trigger, __ATOMIC_RELAXED) &&
-      !__atomic_load_n(&g->wanted, __ATOMIC_RELAXED))
-    __atomic_store_n(&g->wanted, true, __ATOMIC_RELAXED);
-}
 
 #endif

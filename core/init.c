@@ -126,23 +126,43 @@ oom:
 
 /* Every allocator lock but init_lock, in rank order, for a heap that is ready (the order
  * matters for taking them; releasing and re-initialising may go the same way). */
-static void for_each_heap_lock(void (*fn)(pthread_mutex_t *)) {
-  if (nh_rt.gc.on) {   /* no cycle in flight, no thread attaching, no root changing */
-    fn(&nh_rt.gc.lock.m);
-    fn(&nh_rt.gc.threads.lock.m);
-    fn(&nh_rt.gc.roots.lock.m);
-    fn(&nh_rt.gc.specials.lock.m);
+/* Every heap lock, in lock-rank order, or (reverse) the other way round: fork_parent releases
+ * the collector's lock last, so a cycle that starts the moment it is free finds no allocator
+ * lock still held by this thread (which it could stop, while a thread in a no-stop region
+ * waited for that lock: a deadlock). */
+static void for_each_heap_lock(void (*fn)(pthread_mutex_t *), bool reverse) {
+  pthread_mutex_t *gc[] = {&nh_rt.gc.lock.m, &nh_rt.gc.threads.lock.m, &nh_rt.gc.roots.lock.m,
+                           &nh_rt.gc.specials.lock.m};
+  size_t ngc = nh_rt.gc.on ? sizeof gc / sizeof *gc : 0;   /* no cycle, attach or root change */
+  uint32_t ncaches = nh_rt.caches.ncpus + nh_rt.caches.nnodes;
+  int nodes = nh_rt.topo.nnodes;
+  if (!reverse) {
+    for (size_t i = 0; i < ngc; i++)
+      fn(gc[i]);
+    for (uint32_t c = 0; c < ncaches; c++)
+      fn(&nh_rt.caches.cpu[c]->lock.m);
+    for (int node = 0; node < nodes; node++)
+      for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+        fn(&nh_rt.nodes[node].central[ac].lock.m);
+    fn(&nh_rt.scavenger.lock.m);
+    for (int node = 0; node < nodes; node++)
+      fn(&nh_rt.nodes[node].ph.lock.m);
+    fn(&nh_rt.arenas.lock.m);
+    fn(&nh_rt.mem.meta_lock.m);
+    return;
   }
-  for (uint32_t c = 0; c < nh_rt.caches.ncpus + nh_rt.caches.nnodes; c++)
-    fn(&nh_rt.caches.cpu[c]->lock.m);
-  for (int node = 0; node < nh_rt.topo.nnodes; node++)
-    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
-      fn(&nh_rt.nodes[node].central[ac].lock.m);
-  fn(&nh_rt.scavenger.lock.m);
-  for (int node = 0; node < nh_rt.topo.nnodes; node++)
-    fn(&nh_rt.nodes[node].ph.lock.m);
-  fn(&nh_rt.arenas.lock.m);
   fn(&nh_rt.mem.meta_lock.m);
+  fn(&nh_rt.arenas.lock.m);
+  for (int node = nodes - 1; node >= 0; node--)
+    fn(&nh_rt.nodes[node].ph.lock.m);
+  fn(&nh_rt.scavenger.lock.m);
+  for (int node = nodes - 1; node >= 0; node--)
+    for (unsigned ac = NH_NUM_ALLOC_CLASSES; ac-- > 0;)
+      fn(&nh_rt.nodes[node].central[ac].lock.m);
+  for (uint32_t c = ncaches; c-- > 0;)
+    fn(&nh_rt.caches.cpu[c]->lock.m);
+  for (size_t i = ngc; i-- > 0;)
+    fn(gc[i]);
 }
 
 static void lock_raw(pthread_mutex_t *m) { pthread_mutex_lock(m); }
@@ -157,18 +177,18 @@ static void fork_prepare(void) {
   pthread_mutex_lock(&init_lock.m);
   fork_heap_ready = nh_rt.ready;
   if (fork_heap_ready)
-    for_each_heap_lock(lock_raw);
+    for_each_heap_lock(lock_raw, false);
 }
 
 static void fork_parent(void) {
   if (fork_heap_ready)
-    for_each_heap_lock(unlock_raw);
+    for_each_heap_lock(unlock_raw, true);
   pthread_mutex_unlock(&init_lock.m);
 }
 
 static void fork_child(void) {
   if (fork_heap_ready) {
-    for_each_heap_lock(reinit_raw);
+    for_each_heap_lock(reinit_raw, false);
     scavenger_forget_thread(&nh_rt.scavenger);
     gc_after_fork_child(&nh_rt.gc);
     perf_after_fork_child();
@@ -287,8 +307,9 @@ static void fill_stats(nh_stats_t *s) {
   s->hugetlb_fallbacks = nh_stat_get(&a->hugetlb_fallbacks);
   s->thp_fallbacks = nh_stat_get(&a->thp_fallbacks);
   s->numa_nodes = (uint64_t)nh_rt.topo.nnodes;
-  s->large_objects = nh_stat_get(&nh_rt.large_allocs) - nh_stat_get(&nh_rt.large_frees) -
-                     nh_stat_get(&nh_rt.gc.swept_large);
+  uint64_t swept_spans, swept_large;
+  sweep_counts(&swept_spans, &swept_large);
+  s->large_objects = nh_stat_get(&nh_rt.large_allocs) - nh_stat_get(&nh_rt.large_frees) - swept_large;
   s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
   s->double_frees = nh_stat_get(&nh_rt.double_frees);
   s->tiny_frees = nh_stat_get(&nh_rt.tiny_frees);
@@ -311,18 +332,19 @@ static void fill_stats(nh_stats_t *s) {
   s->pause_max_ns = nh_stat_get(&g->pause_max_ns);
   s->gc_mark_ns = nh_stat_get(&g->mark_ns);
   s->gc_sweep_ns = nh_stat_get(&g->sweep_ns);
-  uint64_t live = nh_stat_get(&g->heap_live);
+  uint64_t live = pace_live(&g->pace);
   s->heap_live_bytes = (int64_t)live < 0 ? 0 : live;
-  s->heap_marked_bytes = g->heap_marked;
-  uint64_t goal = __atomic_load_n(&g->heap_goal, __ATOMIC_RELAXED);
-  s->heap_goal_bytes = goal == UINT64_MAX ? 0 : goal;
-  s->gc_percent = __atomic_load_n(&g->gc_percent, __ATOMIC_RELAXED);
-  s->memory_limit = __atomic_load_n(&g->memory_limit, __ATOMIC_RELAXED);
+  s->heap_marked_bytes = __atomic_load_n(&g->pacer.heap_marked, __ATOMIC_RELAXED);
+  uint64_t goal = pace_goal(&g->pace), trigger = __atomic_load_n(&g->pace.trigger, __ATOMIC_RELAXED);
+  s->heap_goal_bytes = goal == NH_PACER_NO_GOAL ? 0 : goal;
+  s->heap_trigger_bytes = trigger == NH_PACER_NO_GOAL ? 0 : trigger;
+  s->gc_percent = __atomic_load_n(&g->pacer.gc_percent, __ATOMIC_RELAXED);
+  s->memory_limit = __atomic_load_n(&g->pacer.memory_limit, __ATOMIC_RELAXED);
   s->limit_refusals = nh_stat_get(&nh_rt.limit_refusals);
   s->roots_bytes = g->roots.bytes;
   s->threads_attached = g->threads.count;
   s->swept_pages = nh_stat_get(&g->swept_pages);
-  s->swept_spans = nh_stat_get(&g->swept_spans);
+  s->swept_spans = swept_spans;
   s->gc_scan_local_bytes = nh_stat_get(&g->scan_local);
   s->gc_scan_remote_bytes = nh_stat_get(&g->scan_remote);
   s->gc_mark_steals = nh_stat_get(&g->steals);
@@ -476,7 +498,7 @@ NH_API int nh_stats_print(int fd) {
   int rc = nh_stats_read(&s);
   if (rc != 0)
     return rc;
-  char b[13][32];
+  char b[14][32];
   dprintf(fd,
           "nheap: heap    reserved %s, mapped %s: in use %s, free %s, released %s; metadata %s\n"
           "nheap: objects %llu small spans (%llu tiny), %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
@@ -484,7 +506,7 @@ NH_API int nh_stats_print(int fd) {
           "nheap: scav    %s released to the OS by the scavenger (ring %s): %llu ranges by io_uring, %llu by madvise\n"
           "nheap: numa    %llu node(s); marking scanned %s on the markers' own node, %s on another, %llu steals; %llu remote frees\n"
           "nheap: gc      %s: %llu cycles (%llu forced), pauses p50 %.3f ms, p99 %.3f ms, max %.3f ms, total %.3f ms\n"
-          "nheap: pacer   live %s, marked %s, goal %s (gc_percent %lld), memory limit %s\n",
+          "nheap: pacer   live %s, marked %s, trigger %s, goal %s (gc_percent %lld), memory limit %s\n",
           human(s.heap_reserved_bytes, b[0], 32), human(s.heap_mapped_bytes, b[1], 32),
           human(s.heap_inuse_bytes, b[2], 32), human(s.heap_free_bytes, b[5], 32),
           human(s.heap_released_bytes, b[3], 32), human(s.metadata_bytes, b[4], 32),
@@ -501,6 +523,7 @@ NH_API int nh_stats_print(int fd) {
           gc_mode_name(s.gc_mode), (unsigned long long)s.gc_cycles, (unsigned long long)s.gc_forced,
           s.pause_p50_ns / 1e6, s.pause_p99_ns / 1e6, s.pause_max_ns / 1e6, s.pause_total_ns / 1e6,
           human(s.heap_live_bytes, b[7], 32), human(s.heap_marked_bytes, b[8], 32),
+          s.heap_trigger_bytes ? human(s.heap_trigger_bytes, b[13], 32) : "none",
           s.heap_goal_bytes ? human(s.heap_goal_bytes, b[9], 32) : "none", (long long)s.gc_percent,
           s.memory_limit ? human(s.memory_limit, b[10], 32) : "none");
   nh_arena_stat_t a[16];

@@ -28,7 +28,7 @@
  * and compare on the fast path), so its stack is scanned. Slow paths that take locks, or hold
  * a new object only in metadata (a large span between the page heap and the register that
  * returns it), are no-stop regions (gc.h), so the world is never stopped inside one. A refill
- * or large allocation that brings heap_live to the goal sets `wanted`; the same thread runs the
+ * or large allocation that brings heap_live to the trigger sets `wanted`; the same thread runs the
  * cycle after its allocation is complete and zeroed, holding no lock, with the new object on
  * its stack (gc_maybe_collect). A span refused for the memory limit makes the thread collect
  * and sweep once and retry (or, while the CPU limiter holds collections back, pass the limit
@@ -123,7 +123,7 @@ static nh_cold void *oom(const char *fn, size_t size) {
     nh_limit_refused = false;
     nh_stat_add(&nh_rt.limit_refusals, 1);
     nh_error(-ENOMEM, "%s(%zu): the memory limit (%llu bytes) would be exceeded even after a full "
-             "collection", fn, size, (unsigned long long)__atomic_load_n(&nh_rt.gc.memory_limit, __ATOMIC_RELAXED));
+             "collection", fn, size, (unsigned long long)__atomic_load_n(&nh_rt.gc.pace.memory_limit, __ATOMIC_RELAXED));
   } else {
     nh_error(-ENOMEM, "%s(%zu): out of memory (the OS refused to map more)", fn, size);
   }
@@ -254,7 +254,7 @@ static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero,
     nh_refill_bytes = 0;
     if (nh_unlikely(__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)))
       assist(p, refilled);
-    if (nh_unlikely(__atomic_load_n(&nh_rt.gc.wanted, __ATOMIC_RELAXED)))
+    if (nh_unlikely(pace_wanted(&nh_rt.gc.pace)))
       gc_maybe_collect(p);
     return p;
   }
@@ -326,7 +326,7 @@ static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero,
     return NULL;
   size_t npages = (size + extra + NH_PAGE_SIZE - 1) / NH_PAGE_SIZE, bytes = npages * NH_PAGE_SIZE;
   nh_gc_t *g = &nh_rt.gc;
-  if (gc_over_limit(g, bytes) && (!gc_limit_reached(bytes) || gc_over_limit(g, bytes))) {
+  if (pace_over_limit(&g->pace, bytes) && (!gc_limit_reached(bytes) || pace_over_limit(&g->pace, bytes))) {
     nh_limit_pass = false;
     nh_limit_refused = true;
     return NULL;
@@ -347,7 +347,7 @@ static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero,
   void *p = (void *)s->base;
   bool needzero = s->needzero;
   region_exit();
-  gc_account(g, (int64_t)bytes);
+  pace_account(&g->pace, (int64_t)bytes);
   vg_reuse(p, s->limit - s->base);
   if (needzero)
     zero_object(p, s->limit - s->base, zero);
@@ -357,7 +357,7 @@ static void *large_pages(size_t size, nh_obj_kind kind, size_t align, bool zero,
   nh_stat_add(&nh_rt.large_allocs, 1);
   if (nh_unlikely(__atomic_load_n(&nh__marking, __ATOMIC_RELAXED)))
     assist(p, bytes);
-  if (nh_unlikely(__atomic_load_n(&g->wanted, __ATOMIC_RELAXED)))
+  if (nh_unlikely(pace_wanted(&g->pace)))
     gc_maybe_collect(p);
   return p;
 }
@@ -583,7 +583,7 @@ static bool free_object_locked(const char *fn, void *p) {
     if (nh_rt.cfg.secure)   /* zero on free */
       memset(p, 0, s->limit - s->base);
     vg_free(p);
-    gc_account(&nh_rt.gc, -(int64_t)((size_t)s->npages * NH_PAGE_SIZE));
+    pace_account(&nh_rt.gc.pace, -(int64_t)((size_t)s->npages * NH_PAGE_SIZE));
     pageheap_free_span(&nh_rt.nodes[s->node].ph, s);
     return true;
   }

@@ -11,7 +11,7 @@
  * are born swept. With gc = off, sweepgen stays 0 and only the swept sets are used.
  * Large spans live in the full sets of allocation classes 0 .. NH_NUM_KINDS - 1 (one per
  * kind), so the same sweep frees the unmarked ones (with gc = off they are in no set).
- * Heap accounting for the pacer (gc_account): a span's free objects count as live when an
+ * Heap accounting for the pacer (pace_account): a span's free objects count as live when an
  * mcache takes it, the ones it did not hand out stop counting when it comes back, and
  * explicit frees stop counting when they are folded in.
  *
@@ -33,8 +33,9 @@
 
 #include "core/vg.h"
 #include "core/error.h"
-#include "core/gc.h"
 #include "core/mcentral.h"
+#include "core/pacer.h"
+#include "core/thread.h"
 #include "perf/counters.h"
 
 static nh_span_list *swept_partial(nh_mcentral_t *c) { return &c->partial[c->sweepgen / 2 % 2]; }
@@ -42,11 +43,11 @@ static nh_span_list *swept_full(nh_mcentral_t *c) { return &c->full[c->sweepgen 
 static nh_span_list *unswept_partial(nh_mcentral_t *c) { return &c->partial[1 - c->sweepgen / 2 % 2]; }
 static nh_span_list *unswept_full(nh_mcentral_t *c) { return &c->full[1 - c->sweepgen / 2 % 2]; }
 
-static bool accounting(const nh_mcentral_t *c) { return c->gc && c->gc->on; }
+static bool accounting(const nh_mcentral_t *c) { return c->pace && c->pace->on; }
 
 static void account(nh_mcentral_t *c, int64_t bytes) {
   if (accounting(c))
-    gc_account(c->gc, bytes);
+    pace_account(c->pace, bytes);
 }
 
 static void list_push(nh_span_list *l, nh_span_t *s) {
@@ -169,7 +170,7 @@ nh_span_t *mcentral_cache_span(nh_mcentral_t *c, int owner) {
       kept(c, s, -1);
   } else {
     unsigned sc = allocclass_sizeclass(c->allocclass);
-    if (c->gc && gc_over_limit(c->gc, (size_t)nh_class_to_npages[sc] * NH_PAGE_SIZE)) {
+    if (c->pace && pace_over_limit(c->pace, (size_t)nh_class_to_npages[sc] * NH_PAGE_SIZE)) {
       nh_limit_refused = true;
       nh_mutex_unlock(&c->lock);
       return NULL;
@@ -256,16 +257,14 @@ int sweep_span(nh_mcentral_t *c, nh_span_t *s) {
   nh_mutex_assert_held(&c->lock);
   nh_assert_internal(!s->cached && s->sweepgen + 2 == c->sweepgen);
   s->sweepgen = c->sweepgen - 1;
-  if (c->gc)
-    nh_stat_add(&c->gc->swept_spans, 1);
+  nh_stat_add(&c->swept_spans, 1);
   if (span_is_large(s)) {
     if (!(s->gcmark_bits[0] & 1)) {
       if (nh_unlikely(c->secure))
         memset((void *)s->base, 0, s->limit - s->base);
       vg_free((void *)s->base);
       s->central = NULL;
-      if (c->gc)
-        nh_stat_add(&c->gc->swept_large, 1);
+      nh_stat_add(&c->swept_large, 1);
       pageheap_free_span(c->ph, s);
       return SWEPT_FREED;
     }

@@ -21,11 +21,11 @@ typedef struct nh_span_list { nh_span_t *first; size_t count; } nh_span_list;
  * its retain goal (scavenger.c), which bounds what all classes keep together. */
 #define NH_MCENTRAL_KEEP_BYTES ((size_t)8 << 20)
 
-struct nh_gc;
+struct nh_pace;
 
 typedef struct nh_mcentral {
   nh_mutex_t lock;                 /* LOCK_RANK_MCENTRAL */
-  struct nh_gc *gc;                /* the collector's heap accounting and sweepgen; NULL: none */
+  struct nh_pace *pace;            /* the collector's pace (heap accounting, the memory limit); NULL: none */
   bool secure;                     /* secure = on: the sweep zeroes what it frees */
   unsigned allocclass;
   uint8_t spanclass;
@@ -37,6 +37,7 @@ typedef struct nh_mcentral {
   uint32_t nempty;                 /* empty spans kept in partial (at most keep); guarded by lock */
   uint32_t keep;                   /* NH_MCENTRAL_KEEP_BYTES in spans of this class */
   uint64_t nspans;                 /* relaxed: spans of this class in use */
+  uint64_t swept_spans, swept_large; /* relaxed: spans swept (lazily or in the background), large ones freed */
   /* Transfer cache (TCMalloc's): objects freed by per-CPU caches that overflowed, handed as a
    * batch to the next cache that runs dry, without touching their spans. They are allocated
    * as far as the spans know, like objects in a free stack. Guarded by lock. */

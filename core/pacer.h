@@ -11,6 +11,7 @@
 #define NH_PACER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define NH_PACER_NO_GOAL UINT64_MAX        /* goal and trigger with gc_percent < 0 and no limit */
@@ -104,7 +105,56 @@ void pacer_limiter_init(nh_limiter_t *l, uint64_t now, unsigned procs, uint64_t 
  * and pauses counted on every CPU), idle_cpu_ns of it no one's. A now before the last update
  * is ignored. Returns whether the limiter is on. */
 bool pacer_limiter_update(nh_limiter_t *l, uint64_t now, uint64_t gc_cpu_ns, uint64_t idle_cpu_ns);
+/* Whether gc_cpu_ns more collection CPU fits in the bucket without filling it: the gate for
+ * work that is all collection (a stop-the-world cycle, a full collection at the memory limit),
+ * given what the last one cost. Unlike `limiting`, which any program time ends, this waits
+ * until the program has drained that much, so such work takes at most about half the CPU. */
+bool pacer_limiter_allows(const nh_limiter_t *l, uint64_t gc_cpu_ns);
 /* New CPU count from now on (the time so far is not accounted: update first). */
 void pacer_limiter_set_procs(nh_limiter_t *l, unsigned procs);
+
+
+/* ---------------------------------------------------------------------------------------------
+ * The pace: all the allocator sees of the collector (Go's gcController.heapLive, trigger and
+ * memory limit). The allocator feeds heap_live (pace_account: spans handed to per-CPU caches,
+ * large objects, explicit frees) and refuses heap pages past the limit (pace_over_limit); the
+ * cycle publishes the trigger, the goal and the limit from its nh_pacer_t (pace_publish) and
+ * restarts heap_live at each mark's end. Relaxed atomics, read and written by any thread.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct nh_pace {
+  bool on;                     /* a collector runs (gc != off): account, else nothing to do */
+  bool wanted;                 /* heap_live reached the trigger: the allocator asks for a cycle */
+  uint64_t heap_live;          /* marked by the last mark + allocated since */
+  uint64_t trigger;            /* NH_PACER_NO_GOAL: none */
+  uint64_t goal;               /* where the next mark should end; NH_PACER_NO_GOAL: none */
+  uint64_t memory_limit;       /* heap pages the allocator may hold (bytes); 0: none */
+} nh_pace_t;
+
+/* bytes more (or fewer) in the heap; sets wanted at the trigger. Free with no collector. */
+static inline void pace_account(nh_pace_t *p, int64_t bytes) {
+  if (!p->on)
+    return;
+  uint64_t live = __atomic_add_fetch(&p->heap_live, (uint64_t)bytes, __ATOMIC_RELAXED);
+  if (bytes > 0 && live >= __atomic_load_n(&p->trigger, __ATOMIC_RELAXED) &&
+      !__atomic_load_n(&p->wanted, __ATOMIC_RELAXED))
+    __atomic_store_n(&p->wanted, true, __ATOMIC_RELAXED);
+}
+
+static inline bool pace_wanted(const nh_pace_t *p) { return __atomic_load_n(&p->wanted, __ATOMIC_RELAXED); }
+static inline uint64_t pace_live(const nh_pace_t *p) { return __atomic_load_n(&p->heap_live, __ATOMIC_RELAXED); }
+static inline uint64_t pace_goal(const nh_pace_t *p) { return __atomic_load_n(&p->goal, __ATOMIC_RELAXED); }
+
+/* Set by an allocator path that refused pages for the memory limit (this thread). */
+extern __thread bool nh_limit_refused __attribute__((tls_model("initial-exec")));
+/* Set while this thread has been let past the limit (the CPU limiter holds collections back);
+ * the allocator resets it after its retry. */
+extern __thread bool nh_limit_pass __attribute__((tls_model("initial-exec")));
+/* Whether bytes more of heap pages would pass the memory limit (false while nh_limit_pass). */
+bool pace_over_limit(const nh_pace_t *p, size_t bytes);
+/* The heap's pages in use, in bytes (every node's page heap). */
+uint64_t pace_heap_inuse(void);
+/* The pacer's goal, trigger and limit, published; heap_live restarted at marked when reset
+ * (a mark's end); wanted set when the heap is already at the trigger. */
+void pace_publish(nh_pace_t *pace, const nh_pacer_t *p, bool reset);
 
 #endif

@@ -55,15 +55,15 @@ size_t scavenger_excess(const nh_heap_t *h) {
    * 110% of the goal (Go's gcPercentGoal), or every cycle's sweep would release pages that
    * the next allocations fault in again (page clearing, and stops that wait on it). */
   uint64_t goal = 0;   /* the collector is set up after this thread starts: once ready */
-  if (__atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) && h->gc.on)
-    goal = __atomic_load_n(&h->gc.heap_goal, __ATOMIC_RELAXED);
-  if (goal && goal != UINT64_MAX) {
+  if (__atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) && h->gc.pace.on)
+    goal = pace_goal(&h->gc.pace);
+  if (goal && goal != NH_PACER_NO_GOAL) {
     uint64_t keep = goal / 100 * (100 + RETAIN_EXTRA_PERCENT);
     if (keep > inuse && keep - inuse > allowed)
       allowed = keep - inuse;
   }
   uint64_t excess = free > allowed ? free - allowed : 0;
-  uint64_t limit = (uint64_t)h->cfg.memory_limit / 100 * LIMIT_PERCENT;
+  uint64_t limit = __atomic_load_n(&h->gc.pace.memory_limit, __ATOMIC_RELAXED) / 100 * LIMIT_PERCENT;
   if (limit && ready > limit && ready - limit > excess)
     excess = ready - limit < free ? ready - limit : free;
   return (size_t)excess;
@@ -79,7 +79,8 @@ size_t scavenger_release(nh_scavenger_t *sc, nh_heap_t *h, size_t max_bytes) {
   nh_mutex_lock(&sc->lock);
   /* A mark tracking written pages (gc = concurrent-nobarrier): a released page could lose its
    * write protection, so nothing is released until the mark ends. */
-  if (__atomic_load_n(&h->gc.dirty.armed, __ATOMIC_ACQUIRE))
+  const nh_dirty_t *tracking = __atomic_load_n(&h->arenas.dirty, __ATOMIC_ACQUIRE);
+  if (tracking && __atomic_load_n(&tracking->armed, __ATOMIC_ACQUIRE))
     max_bytes = 0;
   for (int n = 0; n < h->topo.nnodes && released < max_bytes; n++) {
     bool ring_failed;

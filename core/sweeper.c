@@ -27,6 +27,15 @@ size_t sweep_node(int n) {
   return pages;
 }
 
+void sweep_counts(uint64_t *spans, uint64_t *large) {
+  *spans = *large = 0;
+  for (int n = 0; n < nh_rt.topo.nnodes; n++)
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++) {
+      *spans += nh_stat_get(&nh_rt.nodes[n].central[ac].swept_spans);
+      *large += nh_stat_get(&nh_rt.nodes[n].central[ac].swept_large);
+    }
+}
+
 size_t sweep_all(void) {
   size_t pages = 0;
   for (int n = 0; n < nh_rt.topo.nnodes; n++)

@@ -84,6 +84,11 @@ void fractional_close(nh_fractional_t *f) {
   f->schedstat = -1;
 }
 
+uint64_t fractional_cpu(const nh_fractional_t *f, uint64_t *idle) {
+  *idle = f ? f->idle : 0;
+  return f ? thread_cpu_ns() - f->cpu0 : 0;
+}
+
 /* Joins a new mark; the last window's verdict on idleness carries over. */
 void fractional_join(nh_fractional_t *f) {
   f->t0 = f->win = now_ns();
@@ -119,7 +124,8 @@ static void drain_shared(nh_gc_t *g, nh_marker_t *m, nh_fractional_t *f) {
   marker_busy(&g->work, 1);
   m->shared = &g->work;
   if (!f || !f->permille) {
-    mark_drain_shared(m, UINT64_MAX);
+    while (mark_drain_shared(m, FRACTION_CHUNK))
+      mark_report(m);   /* the pacer's assists read the work done as it goes */
   } else {
     while (mark_drain_shared(m, FRACTION_CHUNK)) {
       uint64_t rest = fractional_rest(f);

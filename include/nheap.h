@@ -381,14 +381,18 @@ typedef struct nh_stats {
   uint64_t pause_max_ns;         /* longest pause */
   uint64_t gc_mode;              /* nh_gc_mode in effect (see nh_options.gc) */
   uint64_t gc_forced;            /* of the cycles, run by nh_gc or the memory limit */
-  uint64_t gc_limited;           /* paced cycles the CPU limiter put off */
+  uint64_t gc_limited;           /* times the CPU limiter held the collector back: cycles marked
+                                    without assists, stop-the-world cycles put off, allocations let
+                                    past the memory limit */
   uint64_t pause_p50_ns;         /* median of the last 256 pauses */
   uint64_t pause_p99_ns;         /* 99th percentile of the last 256 pauses */
   uint64_t gc_mark_ns;           /* time spent marking, all cycles */
   uint64_t gc_sweep_ns;          /* time the background sweeper and nh_gc spent sweeping */
   uint64_t heap_live_bytes;      /* pacer: marked by the last cycle + allocated since (0 with gc = off) */
   uint64_t heap_marked_bytes;    /* live after the last cycle's mark */
-  uint64_t heap_goal_bytes;      /* the next cycle starts here; 0: no goal (gc_percent < 0) */
+  uint64_t heap_goal_bytes;      /* the next mark should end with the heap this big; 0: no goal
+                                    (gc_percent < 0 and no memory limit) */
+  uint64_t heap_trigger_bytes;   /* the next cycle starts when heap_live reaches this; 0: none */
   int64_t gc_percent;            /* GOGC in effect */
   uint64_t memory_limit;         /* 0: none */
   uint64_t limit_refusals;       /* allocations refused for the memory limit */
