@@ -20,7 +20,9 @@
  *                     explicit free sweeps the span it touches) and in the background: a
  *                     node that has a mark worker of its own is swept by that worker, on the
  *                     node's CPUs (its spans, its memory), the others by the sweeper thread.
- * The pause is the whole stop-to-start interval and is recorded (total, max, percentiles).
+ * The pause is the whole stop-to-start interval. Each phase, as it ends, is an event (gcevents.h)
+ * with its pause and collection CPU: the counters, the CPU limiter, the perf record and gctrace
+ * are gcevents.c's subscribers, not this file's code.
  *
  * A concurrent cycle (gc = concurrent; concurrent_cycle below) runs on the collector thread,
  * so the allocating thread that reached the trigger goes on (nh_gc and the memory limit wait
@@ -77,14 +79,6 @@ static uint64_t now_ns(void) { return os_linux.now_ns(); }
 
 static unsigned ncpus(void) { return nh_rt.topo.ncpus > 0 ? (unsigned)nh_rt.topo.ncpus : 1; }
 
-static void record_pause(nh_gc_t *g, uint64_t ns) {
-  __atomic_store_n(&g->pauses[g->npauses % NH_PAUSE_RING], ns, __ATOMIC_RELAXED);
-  __atomic_store_n(&g->npauses, g->npauses + 1, __ATOMIC_RELEASE);
-  nh_stat_add(&g->pause_total_ns, ns);
-  if (ns > g->pause_max_ns)
-    __atomic_store_n(&g->pause_max_ns, ns, __ATOMIC_RELAXED);
-}
-
 /* perf.events: every stopped program thread's counts since its last read go to phase (the
  * caller's own are its business). */
 static void perf_threads(nh_gc_t *g, nh_perf_phase phase) {
@@ -101,61 +95,22 @@ static void perf_pause(nh_gc_t *g, nh_perf_thread_t *me, nh_perf_phase phase) {
   perf_attribute(me, phase);
 }
 
-/* perf.events at a cycle's end: the cycle's record and, with gctrace, its line. */
-static void perf_cycle(nh_gc_t *g, uint64_t before, uint64_t marked_before) {
-  char buf[1024];
-  uint64_t spans, large;
-  sweep_counts(&spans, &large);
-  uint64_t swept = spans - g->perf_spans;   /* since the last cycle */
-  g->perf_spans = spans;
-  bool line = nh_rt.cfg.dbg.gctrace && perf_on();
-  perf_cycle_end(nh_stat_get(&g->cycles), before > marked_before ? before - marked_before : 0,
-                 g->marker.marked_objects, g->marker.scanned_bytes, swept,
-                 line ? buf : NULL, sizeof buf - 1);
-  if (line) {
-    size_t n = strlen(buf);
-    buf[n] = '\n';
-    (void)!write(STDERR_FILENO, buf, n + 1);
-  }
+/* Debug builds, world stopped at sweep termination: the per-CPU free stacks (before the flush
+ * empties them), then every mcentral's spans against their counts and every page heap's
+ * bitmaps against its counters (mapped = in use + free + released). */
+static void validate_caches(void) {
+  if (nh_config_debug >= 2)
+    mcache_validate(&nh_rt.caches);
 }
 
-/* One gctrace line. pause2 == 0: a stop-the-world cycle (pause1 is its whole pause). */
-static void trace(nh_gc_t *g, const char *why, uint64_t start, uint64_t pause1, uint64_t pause2, uint64_t mark,
-                  uint64_t before) {
-  uint64_t swept = nh_stat_get(&g->sweep_ns), sweep = swept - g->traced_sweep_ns;
-  g->traced_sweep_ns = swept;
-  uint64_t workers = nh_stat_get(&g->worker_ns), worker = workers - g->traced_worker_ns;
-  g->traced_worker_ns = workers;
-  uint64_t assists = nh_stat_get(&g->assist_ns), assist = assists - g->traced_assist_ns;
-  g->traced_assist_ns = assists;
-  char buf[768], pauses[320], dirty[96] = "";
-  if (g->mode == NH_GC_CONCURRENT_NOBARRIER)
-    snprintf(dirty, sizeof dirty, ", %.2f MiB of written pages rescanned (%u concurrent rounds)",
-             (double)g->dirty_last / MIB, g->dirty_rounds);
-  if (pause2)
-    snprintf(pauses, sizeof pauses,
-             "%.3f+%.3f ms stw (%u tries), %.3f ms concurrent mark (workers %.3f ms, assists %.3f ms%s), "
-             "trigger %.2f MiB, goal %.2f MiB (assists to %.2f), %.2f MiB at mark end%s",
-             (double)pause1 / 1e6, (double)pause2 / 1e6, g->termination_tries, (double)mark / 1e6,
-             (double)worker / 1e6, (double)assist / 1e6, g->assists_off ? ", off: CPU limiter" : "",
-             (double)g->traced_trigger / MIB, g->traced_goal == NH_PACER_NO_GOAL ? 0.0 : (double)g->traced_goal / MIB,
-             g->traced_assist_goal == NH_PACER_NO_GOAL ? 0.0 : (double)g->traced_assist_goal / MIB,
-             (double)g->traced_end / MIB, dirty);
-  else
-    snprintf(pauses, sizeof pauses, "%.3f ms stw (mark %.3f ms)", (double)pause1 / 1e6, (double)mark / 1e6);
-  uint64_t cycle = nh_stat_get(&g->cycles);
-  double secs = (double)(start - g->start_ns) / 1e9;
-  int n = snprintf(buf, sizeof buf,
-                   "gc %llu @%.3fs %s: %s, %.3f ms background sweep since the last cycle, "
-                   "%.2f->%.2f MiB heap, %.2f MiB next goal (trigger %.2f, cons/mark %.3f), %.2f MiB roots, "
-                   "%llu objects marked, %zu threads, %u marker(s)\n",
-                   (unsigned long long)cycle, secs, why, pauses, (double)sweep / 1e6, (double)before / MIB,
-                   (double)g->pacer.heap_marked / MIB, g->pacer.goal == NH_PACER_NO_GOAL ? 0.0 : (double)g->pacer.goal / MIB,
-                   g->pacer.trigger == NH_PACER_NO_GOAL ? 0.0 : (double)g->pacer.trigger / MIB, g->pacer.cons_mark,
-                   (double)g->roots.bytes / MIB, (unsigned long long)g->marker.marked_objects, g->threads.count,
-                   pause2 ? g->nworkers + 1 : 1);
-  if (n > 0)
-    (void)!write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+static void validate_heap(void) {
+  if (nh_config_debug < 2)
+    return;
+  for (int n = 0; n < nh_rt.topo.nnodes; n++) {
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      mcentral_validate(&nh_rt.nodes[n].central[ac]);
+    pageheap_validate(&nh_rt.nodes[n].ph);
+  }
 }
 
 /* Mark termination's end, world stopped: the mark's measurements to the pacer (c: the mark's
@@ -196,7 +151,9 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   world_stop(&g->threads);
   perf_threads(g, NH_PHASE_PROGRAM);
   sweep_all();                          /* sweep termination */
+  validate_caches();
   mcache_flush_all(&nh_rt.caches);
+  validate_heap();
   perf_attribute(me, NH_PHASE_PAUSE_SETUP);
   uint64_t mark0 = now_ns();
   vg_quiet(true);   /* the conservative scan reads what memcheck calls undefined */
@@ -204,6 +161,8 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   roots_scan(&g->marker, &g->roots, &g->threads);
   mark_specials(&g->marker, &g->specials);
   mark_drain_all(&g->marker);
+  if (nh_config_debug >= 2)
+    mark_validate_done(&g->marker, NULL);
   if (nh_rt.cfg.dbg.checkmark)
     mark_check(&g->marker, &g->roots, &g->threads);
   perf_attribute(me, NH_PHASE_MARK);
@@ -216,15 +175,13 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   uint64_t end = world_start(&g->threads);
   specials_wake(&g->specials, finalizers);
 
-  record_pause(g, end - stopped);
-  nh_stat_add(&g->mark_ns, mark);
-  /* The limiter: the sweep before the stop took this CPU, the pause every one. */
-  g->cycle_cpu_ns = (stopped - start) + (end - stopped) * ncpus();
-  pacer_limiter_update(&g->limiter, end, g->cycle_cpu_ns, 0);
   sweep_request(g);
-  if (nh_rt.cfg.dbg.gctrace)
-    trace(g, why, start, end - stopped, 0, mark, before);
-  perf_cycle(g, before, marked_before);
+  /* The one pause (the sweep before it took this thread's CPU), then the cycle's end. */
+  gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_SETUP, .end = end, .stopped_ns = end - stopped,
+                            .cpu_ns = stopped - start});
+  nh_gc_cycle_rec rec = {.why = why, .start = start, .before = before, .marked_before = marked_before,
+                         .pause1 = end - stopped, .mark_ns = mark};
+  gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = end, .cycle = &rec});
 }
 
 enum { TERMINATION_TRIES = 4 };
@@ -384,7 +341,9 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   world_stop(&g->threads);
   perf_threads(g, NH_PHASE_PROGRAM);
   sweep_all();
+  validate_caches();
   mcache_flush_all(&nh_rt.caches);
+  validate_heap();
   for (nh_thread_t *t = g->threads.first; t; t = t->next) {
     t->wbn = 0;   /* left from the last cycle's end: not this snapshot's */
     t->assist_debt = 0;
@@ -408,7 +367,8 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   fractional_join(g->collector_share);
   perf_pause(g, me, NH_PHASE_PAUSE_SETUP);
   uint64_t pause1 = world_start(&g->threads) - t1;
-  record_pause(g, pause1);
+  gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_SETUP, .end = t1 + pause1, .stopped_ns = pause1,
+                            .cpu_ns = t1 - start});
 
   uint64_t mark0 = now_ns(), pause2 = 0, t2;
   int tries = 1;
@@ -438,11 +398,13 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
       break;   /* else new grey work: drain it with the world running */
     perf_pause(g, me, NH_PHASE_PAUSE_TERM);
     pause2 = world_start(&g->threads) - t2;
-    record_pause(g, pause2);
+    gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = t2 + pause2, .stopped_ns = pause2});
   }
   mark_until_idle(g);   /* in the pause: what the buffers and the stacks greyed (usually nothing) */
   set_phase_mark(g, false);
   mark_finish(&g->marker);
+  if (nh_config_debug >= 2)
+    mark_validate_done(&g->marker, &g->work);
   if (check)
     mark_check(&g->marker, &g->roots, &g->threads);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
@@ -466,19 +428,15 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   perf_pause(g, me, NH_PHASE_PAUSE_TERM);
   uint64_t end = world_start(&g->threads);
   pause2 = end - t2;
-  record_pause(g, pause2);
   if (nobarrier)
     dirty_arm(g, false);
   specials_wake(&g->specials, finalizers);
-  nh_stat_add(&g->mark_ns, mark);
-  /* The limiter: the pauses stopped every CPU; the concurrent mark took the marking CPU. */
-  g->cycle_cpu_ns = (pause1 + pause2) * ncpus() + mark_cpu;
-  pacer_limiter_update(&g->limiter, end, g->cycle_cpu_ns, 0);
   sweep_request(g);
   g->termination_tries = (unsigned)tries;
-  if (nh_rt.cfg.dbg.gctrace)
-    trace(g, why, start, pause1, pause2, mark, before);
-  perf_cycle(g, before, marked_before);
+  gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_MARK, .end = t2, .cpu_ns = mark_cpu});
+  nh_gc_cycle_rec rec = {.why = why, .concurrent = true, .start = start, .before = before,
+                         .marked_before = marked_before, .pause1 = pause1, .pause2 = pause2, .mark_ns = mark};
+  gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = end, .stopped_ns = pause2, .cycle = &rec});
 }
 
 /* The collector thread: runs the cycles requested (gc_request), one after another. */
@@ -576,7 +534,8 @@ static nh_noinline void collect(const char *why, bool sweep) {
   if (sweep) {
     uint64_t t0 = now_ns();
     sweep_all();
-    nh_stat_add(&g->sweep_ns, now_ns() - t0);
+    uint64_t t1 = now_ns();
+    gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_SWEEP, .end = t1, .cpu_ns = t1 - t0});
   }
 }
 

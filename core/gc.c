@@ -5,7 +5,8 @@
  * (cycle.c, Go's mgc.go), marking and roots (mark.c, roots.c, checkmark.c; mgcmark.go), the
  * write barrier (barrier.c; mwbbuf.go), the mark workers (workers.c), the background sweeper
  * (sweeper.c; mgcsweep.go), the pacer, memory limit and CPU limiter (pacer.c, pacer.h;
- * mgcpacer.go, mgclimit.go), finalizers and weak references (special.c; mfinal.go), the threads and
+ * mgcpacer.go, mgclimit.go), what the cycle reports as subscribers to its phase events
+ * (gcevents.c: pauses and times, the CPU limiter, perf records, gctrace), finalizers and weak references (special.c; mfinal.go), the threads and
  * stopping the world (thread.c), and concurrent-nobarrier's written-page tracking (dirty.c).
  * Here: which mode runs (gc = concurrent needs nh_store's restartable sequence,
  * concurrent-nobarrier the kernel's write-protect tracking; each falls back to stw, said

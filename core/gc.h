@@ -11,6 +11,7 @@
 
 #include "core/dirty.h"
 #include "core/error.h"
+#include "core/gcevents.h"
 #include "core/lock.h"
 #include "core/mark.h"
 #include "core/mcentral.h"
@@ -71,6 +72,7 @@ typedef struct nh_gc {
   uint64_t mark_work_max;          /* the mark in progress: scannable heap + roots at setup */
   bool assists_off;                /* relaxed: the CPU limiter is on, no assists */
   uint64_t cycle_cpu_ns;           /* guarded by lock: the last cycle's collection CPU (limiter) */
+  uint64_t cycle_cost;             /* guarded by lock: the cycle in progress's, so far */
   uint64_t cycles, forced;
   /* Pauses and CPU (guarded by lock). */
   uint64_t pause_total_ns, pause_max_ns, mark_ns, sweep_ns, traced_sweep_ns;
@@ -127,8 +129,6 @@ void dirty_stop(nh_gc_t *g);
 /* Sweeps the whole heap (all nodes and classes, large spans) / one node. Returns the pages swept. */
 size_t sweep_all(void);
 size_t sweep_node(int n);
-/* Spans swept so far (lazily or in the background), and large objects freed by sweeping. */
-void sweep_counts(uint64_t *spans, uint64_t *large);
 /* After a cycle: wakes the sweeper thread, and the workers that sweep their own node. */
 void sweep_request(nh_gc_t *g);
 int sweeper_start(nh_gc_t *g);   /* 0 or -errno */

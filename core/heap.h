@@ -62,6 +62,17 @@ static inline const struct nh_type *heap_type_of(uintptr_t h) {
   return t->check == heap_type_check(h) ? t : NULL;
 }
 
+/* Spans swept so far (lazily or in the background), and large objects freed by sweeping:
+ * every mcentral's counts. */
+static inline void heap_sweep_counts(uint64_t *spans, uint64_t *large) {
+  *spans = *large = 0;
+  for (int n = 0; n < nh_rt.topo.nnodes; n++)
+    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++) {
+      *spans += nh_stat_get(&nh_rt.nodes[n].central[ac].swept_spans);
+      *large += nh_stat_get(&nh_rt.nodes[n].central[ac].swept_large);
+    }
+}
+
 /* The calling thread's CPU, in [0, topo.ncpus). */
 static inline int heap_current_cpu(void) { return percpu_current_cpu(nh_rt.caches.ncpus); }
 /* The calling thread's NUMA node, in [0, topo.nnodes). */

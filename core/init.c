@@ -308,7 +308,7 @@ static void fill_stats(nh_stats_t *s) {
   s->thp_fallbacks = nh_stat_get(&a->thp_fallbacks);
   s->numa_nodes = (uint64_t)nh_rt.topo.nnodes;
   uint64_t swept_spans, swept_large;
-  sweep_counts(&swept_spans, &swept_large);
+  heap_sweep_counts(&swept_spans, &swept_large);
   s->large_objects = nh_stat_get(&nh_rt.large_allocs) - nh_stat_get(&nh_rt.large_frees) - swept_large;
   s->bad_frees = nh_stat_get(&nh_rt.bad_frees);
   s->double_frees = nh_stat_get(&nh_rt.double_frees);

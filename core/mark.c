@@ -689,3 +689,26 @@ void mark_resurrect(nh_marker_t *m, uintptr_t obj) {
   m->marked_bytes += object_bytes(s);
 }
 
+
+void mark_validate_done(const nh_marker_t *m, nh_markwork_t *w) {
+  if (m->cur && m->cur->n)
+    nh_fatal("mark termination: %zu grey objects left on the collector's stack", m->cur->n);
+  if (m->full)
+    nh_fatal("mark termination: grey blocks left on the collector's stack");
+  for (int n = 0; n < NH_MAX_NODES; n++)
+    if (m->out[n] && m->out[n]->n)
+      nh_fatal("mark termination: %zu grey objects of node %d not handed on", m->out[n]->n, n);
+  if (!w)
+    return;
+  nh_mutex_lock(&w->lock);
+  size_t blocks = 0;
+  for (int n = 0; n < NH_MAX_NODES; n++)
+    for (nh_workbuf_t *b = w->full[n]; b; b = b->next)
+      blocks++;
+  if (blocks || w->nfull || w->busy)
+    nh_fatal("mark termination: %zu shared grey blocks (count %zu), %u markers still draining", blocks, w->nfull,
+             w->busy);
+  nh_mutex_unlock(&w->lock);
+  if (m->marked_objects && !m->marked_bytes)
+    nh_fatal("mark termination: %llu objects marked, 0 bytes", (unsigned long long)m->marked_objects);
+}

@@ -130,6 +130,10 @@ void mark_report(nh_marker_t *m);
  * marked object are scanned again (a pointer stored into an object already scanned). */
 void mark_rescan_dirty(nh_marker_t *m, uintptr_t lo, uintptr_t hi);
 void mark_finish(nh_marker_t *m);
+/* Debug: after mark_finish (w: the concurrent mark's shared work, NULL for stop-the-world),
+ * nothing is grey anywhere, no marker is draining, and the marked counts agree; fatal
+ * otherwise. */
+void mark_validate_done(const nh_marker_t *m, nh_markwork_t *w);
 void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n);
 void mark_new_object(nh_markwork_t *w, uintptr_t p);
 void mark_flush_wbufs(nh_markwork_t *w, nh_threads_t *ts);

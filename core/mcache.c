@@ -39,7 +39,9 @@
  * caches before it sweeps (Go's mcache.releaseAll at sweep termination).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/error.h"
 #include "core/thread.h"
@@ -439,4 +441,57 @@ void mcache_flush_all(nh_mcaches_t *all) {
     }
     resume(all, mc);
   }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Validation (Debug builds: the cycle runs it with the world stopped, before the caches flush).
+ * ------------------------------------------------------------------------------------------- */
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void check_stack(const nh_mcache_t *mc, unsigned ac, const nh_freestack *fs, uintptr_t *all, size_t *n) {
+  if (fs->top > fs->cap)
+    nh_fatal("mcache cpu %d class %u: stack top %u past its capacity %u", mc->cpu, ac, fs->top, fs->cap);
+  for (uint32_t i = 0; i < fs->top; i++) {
+    uintptr_t p = (uintptr_t)fs->items[i];
+    nh_span_t *s = span_of(mc->arenas, (void *)p);
+    if (!s || s->state != SPAN_INUSE || !s->central || s->central->allocclass != ac)
+      nh_fatal("mcache cpu %d class %u: %#lx is not an object of its class", mc->cpu, ac, (unsigned long)p);
+    size_t idx = span_obj_index(s, p);
+    if (idx >= s->nelems || s->base + idx * s->elemsize != p)
+      nh_fatal("mcache cpu %d class %u: %#lx is not an object's start", mc->cpu, ac, (unsigned long)p);
+    if (__atomic_load_n(&s->live[idx], __ATOMIC_RELAXED))
+      nh_fatal("mcache cpu %d class %u: %#lx is among the free objects but the program owns it", mc->cpu, ac,
+               (unsigned long)p);
+    if (!s->cached && !bitmap_get(s->alloc_bits, idx))
+      nh_fatal("mcache cpu %d class %u: %#lx is free in its span and in a free stack", mc->cpu, ac, (unsigned long)p);
+    all[(*n)++] = p;
+  }
+}
+
+void mcache_validate(nh_mcaches_t *all) {
+  size_t total = 0;
+  for (uint32_t c = 0; c < all->ncpus + all->nnodes; c++)
+    for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++)
+      total += all->cpu[c]->free[ac].top + all->cpu[c]->freed[ac].top;
+  if (!total)
+    return;
+  size_t bytes = (total * sizeof(uintptr_t) + 4095) & ~(size_t)4095;
+  uintptr_t *seen = os_linux.map(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  if (seen == MAP_FAILED)
+    return;   /* a debug check, not worth failing the program over */
+  size_t n = 0;
+  for (uint32_t c = 0; c < all->ncpus + all->nnodes; c++)
+    for (unsigned ac = NH_NUM_KINDS; ac < NH_NUM_ALLOC_CLASSES; ac++) {
+      check_stack(all->cpu[c], ac, &all->cpu[c]->free[ac], seen, &n);
+      check_stack(all->cpu[c], ac, &all->cpu[c]->freed[ac], seen, &n);
+    }
+  qsort(seen, n, sizeof *seen, cmp_ptr);
+  for (size_t i = 1; i < n; i++)
+    if (seen[i] == seen[i - 1])
+      nh_fatal("mcache: %#lx is in the free stacks twice", (unsigned long)seen[i]);
+  os_linux.unmap(seen, bytes);
 }

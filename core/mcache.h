@@ -106,5 +106,9 @@ void *mcache_tiny_slow(nh_mcaches_t *all, size_t size, size_t amask);
 /* Returns every cached span and free object of every CPU to the mcentrals, and forgets every
  * CPU's tiny block. Thread-safe. */
 void mcache_flush_all(nh_mcaches_t *all);
+/* Debug: every free stack holds only objects of its class that nheap holds (not the program),
+ * object starts, none twice across all caches; fatal otherwise. The world stopped (or no other
+ * thread allocating). */
+void mcache_validate(nh_mcaches_t *all);
 
 #endif

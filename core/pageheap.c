@@ -686,7 +686,7 @@ static run_sum summarize_slowly(const uint64_t *alloc, size_t c) {
 
 void pageheap_validate(nh_pageheap_t *ph) {
   nh_mutex_lock(&ph->lock);
-  size_t inuse = 0, released = 0;
+  size_t inuse = 0, released = 0, idle = 0;
   for (size_t i = 0; i < ph->narenas; i++) {
     nh_arena_t *a = ph->by_addr[i];
     nh_arena_pages_t *ap = a->pages;
@@ -709,12 +709,18 @@ void pageheap_validate(nh_pageheap_t *ph) {
         nh_fatal("page heap: arena %#lx has in-use pages marked released", (unsigned long)a->base);
       inuse += (size_t)__builtin_popcountll(ap->alloc[w]);
       released += (size_t)__builtin_popcountll(ap->scav[w]);
+      idle += (size_t)__builtin_popcountll(~(ap->alloc[w] | ap->scav[w]));   /* free, still backed */
     }
   }
-  inuse -= nh_stat_get(&ph->scavenging_pages);   /* held back by a scavenger pass */
+  size_t total = ph->narenas * NH_PAGES_PER_ARENA, held = nh_stat_get(&ph->scavenging_pages);
+  inuse -= held;   /* held back by a scavenger pass */
   if (inuse != nh_stat_get(&ph->inuse_pages) || released != nh_stat_get(&ph->released_pages))
     nh_fatal("page heap: counters (in use %lu, released %lu) disagree with the bitmaps (%zu, %zu)",
              (unsigned long)nh_stat_get(&ph->inuse_pages), (unsigned long)nh_stat_get(&ph->released_pages),
              inuse, released);
+  /* mapped = in use + free + released (+ what a scavenger pass holds), as nh_stats reports. */
+  if (total != nh_stat_get(&ph->total_pages) || inuse + held + idle + released != total)
+    nh_fatal("page heap: %lu pages mapped, but %zu in use + %zu held + %zu free + %zu released over %zu arenas",
+             (unsigned long)nh_stat_get(&ph->total_pages), inuse, held, idle, released, ph->narenas);
   nh_mutex_unlock(&ph->lock);
 }

@@ -150,6 +150,10 @@ void roots_scan(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts) {
   for (size_t i = 0; i < r->nuser; i++) {
     m->check_parent = r->user[i].lo;
     mark_range(m, r->user[i].lo, r->user[i].hi);
+    /* A root inside a heap object keeps that object too (bdwgc's uncollectable objects are
+     * nh_alloc + nh_root_add): its start, scanned as one more word. */
+    uintptr_t self = r->user[i].lo;
+    mark_range(m, (uintptr_t)&self, (uintptr_t)(&self + 1));
   }
   nh_mutex_unlock(&r->lock);
   r->bytes = m->scanned_bytes - before;

@@ -27,15 +27,6 @@ size_t sweep_node(int n) {
   return pages;
 }
 
-void sweep_counts(uint64_t *spans, uint64_t *large) {
-  *spans = *large = 0;
-  for (int n = 0; n < nh_rt.topo.nnodes; n++)
-    for (unsigned ac = 0; ac < NH_NUM_ALLOC_CLASSES; ac++) {
-      *spans += nh_stat_get(&nh_rt.nodes[n].central[ac].swept_spans);
-      *large += nh_stat_get(&nh_rt.nodes[n].central[ac].swept_large);
-    }
-}
-
 size_t sweep_all(void) {
   size_t pages = 0;
   for (int n = 0; n < nh_rt.topo.nnodes; n++)
@@ -72,7 +63,8 @@ static void *sweeper_main(void *arg) {
     for (int n = 0; n < nh_rt.topo.nnodes; n++)
       if (!g->node_swept_by_worker[n])
         sweep_node(n);
-    nh_stat_add(&g->sweep_ns, now_ns() - t0);
+    uint64_t t1 = now_ns();
+    gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_SWEEP, .end = t1, .cpu_ns = t1 - t0});
     perf_attribute(counted, NH_PHASE_SWEEP);
     pthread_mutex_lock(&g->sweeper_mu);
   }

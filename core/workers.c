@@ -184,7 +184,8 @@ static void *worker_main(void *arg) {
       perf_skip(counted);
       uint64_t t0 = now_ns();
       sweep_node(self->node);
-      nh_stat_add(&g->sweep_ns, now_ns() - t0);
+      uint64_t t1 = now_ns();
+      gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_SWEEP, .end = t1, .cpu_ns = t1 - t0});
       perf_attribute(counted, NH_PHASE_SWEEP);
       nh_mutex_lock(&w->lock);
       continue;

@@ -195,7 +195,9 @@ int nh_set_gc_percent(int percent);
  * the previous value. */
 int64_t nh_set_memory_limit(int64_t bytes);
 /* Registers [addr, addr + len) as a root (scanned conservatively every cycle) / removes the
- * range registered at addr. 0, -EINVAL, -ENOMEM, -ENOENT (remove: not registered). */
+ * range registered at addr. A range inside an nheap object keeps that object alive as well
+ * (nh_alloc + nh_root_add: an uncollectable object, bdwgc's GC_MALLOC_UNCOLLECTABLE).
+ * 0, -EINVAL, -ENOMEM, -ENOENT (remove: not registered). */
 int nh_root_add(void *addr, size_t len);
 int nh_root_remove(void *addr);
 /* As nh_root_remove, but -ENOENT is not reported (for a free that may or may not own a root). */

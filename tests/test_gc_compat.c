@@ -68,6 +68,33 @@ static void test_lists_and_uncollectable(void **state) {
   GC_FREE(NULL);
 }
 
+/* An uncollectable object that only malloc memory points at is never freed itself: after
+ * collections, no allocation of its size is handed its address. Only the malloc memory has
+ * its address (the test keeps it disguised), so no stale word on the stack can pin it. */
+#define DISGUISE ((uintptr_t)0x5a5a5a5a5a5a5a5aull)
+static __attribute__((noinline)) void make_uncollectable(uintptr_t *hidden) {
+  void *u = GC_MALLOC_UNCOLLECTABLE(48);
+  assert_non_null(u);
+  memset(u, 0x5a, 48);
+  *hidden = (uintptr_t)u ^ DISGUISE;
+}
+
+static void test_uncollectable_object_stays(void **state) {
+  (void)state;
+  uintptr_t *hidden = malloc(sizeof *hidden);
+  make_uncollectable(hidden);
+  for (int round = 0; round < 4; round++) {
+    GC_gcollect();
+    for (int i = 0; i < 20000; i++)
+      assert_true(((uintptr_t)GC_MALLOC(48) ^ DISGUISE) != *hidden);
+  }
+  unsigned char *u = (unsigned char *)(*hidden ^ DISGUISE);
+  for (int i = 0; i < 48; i++)
+    assert_int_equal(u[i], 0x5a);
+  GC_FREE(u);
+  free(hidden);
+}
+
 static int finalized;
 static void fin_a(void *obj, void *cd) { (void)obj, (void)cd; }
 static void fin_b(void *obj, void *cd) {
@@ -155,6 +182,7 @@ int main(void) {
   print_message("GC_INIT: gc = %s\n", s.gc_mode == NH_GC_STW ? "stw (no write-protect tracking here)" : "concurrent-nobarrier");
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_lists_and_uncollectable),
+    cmocka_unit_test(test_uncollectable_object_stays),
     cmocka_unit_test(test_finalizer),
     cmocka_unit_test(test_pthread_create_attaches),
     cmocka_unit_test(test_add_roots_and_store),
