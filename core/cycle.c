@@ -117,6 +117,7 @@ static void validate_heap(void) {
  * allocation, time and CPU; the rest is filled in here), the next goal and trigger published,
  * and every span becomes unswept (sweepgen += 2) without being touched (mcentral_flip). */
 static void finish_cycle(nh_gc_t *g, nh_pacer_cycle_t *c) {
+  nh_mutex_assert_held(&g->lock);
   nh_stat_add(&g->scan_local, g->marker.scanned_local);
   nh_stat_add(&g->scan_remote, g->marker.scanned_remote);
   nh_stat_add(&g->steals, g->marker.steals);
@@ -137,6 +138,7 @@ static void finish_cycle(nh_gc_t *g, nh_pacer_cycle_t *c) {
 
 /* One stop-the-world cycle; the caller holds g->lock and no allocator lock. */
 static void collect_locked(nh_gc_t *g, const char *why) {
+  nh_mutex_assert_held(&g->lock);
   uint64_t start = now_ns();
   uint64_t before = pace_live(&g->pace);
   uint64_t marked_before = g->pacer.heap_marked;
@@ -320,6 +322,7 @@ void dirty_stop(nh_gc_t *g) {
  *     checkmark, barrier off, flip the sweep generation.
  * Both pauses do work bounded by threads, caches and roots, not by the heap. */
 static void concurrent_cycle(nh_gc_t *g, const char *why) {
+  nh_mutex_assert_held(&g->lock);
   uint64_t start = now_ns();
   uint64_t before = pace_live(&g->pace);
   uint64_t workers0 = nh_stat_get(&g->worker_ns), assists0 = nh_stat_get(&g->assist_ns);

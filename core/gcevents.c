@@ -124,6 +124,7 @@ void gc_emit(nh_gc_t *g, const nh_gc_event *e) {
     counters(g, e);
     return;
   }
+  nh_mutex_assert_held(&g->lock);
   for (size_t i = 0; i < sizeof subscribers / sizeof *subscribers; i++)
     subscribers[i](g, e);
 }

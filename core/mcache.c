@@ -121,6 +121,7 @@ static void slot_release(nh_mcache_t *mc, unsigned ac) {
 
 /* The slot's word is used up: next word, or next span. */
 static bool slot_refill(nh_mcache_t *mc, unsigned ac) {
+  nh_mutex_assert_held(&mc->lock);
   nh_mcache_slot *sl = &mc->slot[ac];
   if (sl->span && slot_seek(sl, sl->span->freeindex / 64u + 1))
     return true;

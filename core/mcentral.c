@@ -71,12 +71,14 @@ static void list_remove(nh_span_list *l, nh_span_t *s) {
 }
 
 static nh_span_list *list_of(nh_mcentral_t *c, nh_span_t *s) {
+  nh_mutex_assert_held(&c->lock);
   return s->alloc_count == s->nelems ? swept_full(c) : swept_partial(c);
 }
 
 /* An empty span joins (+1) or leaves (-1) the ones c keeps; the page heap counts their pages
  * as idle for the scavenger and the stats. Under c->lock. */
 static void kept(nh_mcentral_t *c, const nh_span_t *s, int delta) {
+  nh_mutex_assert_held(&c->lock);
   c->nempty += (uint32_t)delta;
   nh_stat_add(&c->ph->kept_pages, delta * (int64_t)s->npages);
 }
@@ -85,6 +87,7 @@ static void kept(nh_mcentral_t *c, const nh_span_t *s, int delta) {
  * now it leaves the kept ones. Under c->lock. Not the other way round: a stats read between the
  * two would count the span as in use (pageheap_live_pages). */
 static void unkept_after_give_back(nh_mcentral_t *c, size_t npages) {
+  nh_mutex_assert_held(&c->lock);
   c->nempty--;
   pageheap_idle_leave(&c->ph->kept_pages, npages);
 }

@@ -240,6 +240,7 @@ static size_t find_in_chunk(const uint64_t *alloc, size_t c, size_t n) {
 
 /* Step 1-2: first fit of n pages; returns the address or 0. */
 static uintptr_t find(nh_pageheap_t *ph, size_t n) {
+  nh_mutex_assert_held(&ph->lock);
   uintptr_t run_base = 0, prev_end = 0;
   size_t run = 0;
   for (size_t i = ph->search; i < ph->narenas; i++) {
@@ -284,6 +285,7 @@ static uintptr_t find(nh_pageheap_t *ph, size_t n) {
 
 /* The index in by_addr of the arena holding addr (addr is in this heap). */
 static size_t arena_index(nh_pageheap_t *ph, uintptr_t addr) {
+  nh_mutex_assert_held(&ph->lock);
   size_t lo = 0, hi = ph->narenas;
   while (hi - lo > 1) {
     size_t mid = (lo + hi) / 2;
@@ -322,6 +324,7 @@ static piece piece_first(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
 }
 
 static bool grow_locked(nh_pageheap_t *ph, size_t count) {
+  nh_mutex_assert_held(&ph->lock);
   nh_arena_t *first = arena_create_run(ph->arenas, ph->node, count);
   return first && adopt(ph, first, count);
 }
@@ -583,6 +586,7 @@ enum { SCAV_BATCH = 32, SCAV_MIN_PAGES = 8 /* 64 KiB */, HUGE_UNIT = NH_HUGE_PAG
 
 /* Under the lock: free, unreleased ranges from the top of the heap into r (marked in use). */
 static size_t scav_pick(nh_pageheap_t *ph, nh_range *r, size_t max_pages) {
+  nh_mutex_assert_held(&ph->lock);
   size_t n = 0, pages = 0;
   for (size_t ai = ph->narenas; ai-- > 0 && n < SCAV_BATCH && pages < max_pages;) {
     nh_arena_t *a = ph->by_addr[ai];

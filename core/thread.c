@@ -265,6 +265,7 @@ int thread_attach(void) {
 
 /* Takes t off the attached list (threads lock held); its barrier buffer is shaded first. */
 static void unlink_thread(nh_threads_t *ts, nh_thread_t *t) {
+  nh_mutex_assert_held(&ts->lock);
   mark_thread_leaving(t);
   if (t->prev)
     t->prev->next = t->next;
