@@ -27,6 +27,25 @@
 extern "C" {
 #endif
 
+/* Allocation attributes (GCC, clang): the object's size from the arguments (alloc_size: bounds
+ * checks, __builtin_object_size), its alignment, and a warning where a result is dropped
+ * (warn_unused_result: a lost object is a leak with gc = off, wasted work otherwise). Not
+ * `malloc`: that lets the compiler treat a fresh object as read by no one else and drop stores
+ * into it that the program never reads back, but the collector reads them: a field cleared to
+ * let a structure go would stay set in memory and keep it alive (tests/test_gc.c's
+ * test_unreachable_freed fails with it). */
+#if defined(__GNUC__) || defined(__clang__)
+#define NH_ALLOC_SIZE(n) __attribute__((alloc_size(n)))
+#define NH_ALLOC_SIZE2(n, m) __attribute__((alloc_size(n, m)))
+#define NH_ALLOC_ALIGN(n) __attribute__((alloc_align(n)))
+#define NH_WUR __attribute__((warn_unused_result))
+#else
+#define NH_ALLOC_SIZE(n)
+#define NH_ALLOC_SIZE2(n, m)
+#define NH_ALLOC_ALIGN(n)
+#define NH_WUR
+#endif
+
 #define NH_VERSION_MAJOR 0
 #define NH_VERSION_MINOR 1
 #define NH_VERSION_PATCH 0
@@ -123,11 +142,11 @@ void nh_shutdown(void);
  * =========================================================================================== */
 
 /* An object the collector scans conservatively (every aligned word may be a pointer). Zeroed. */
-void *nh_alloc(size_t size);
+NH_WUR NH_ALLOC_SIZE(1) void *nh_alloc(size_t size);
 /* An object that holds no heap pointers: never scanned, not zeroed (as malloc). With the
  * collector on, objects of up to 5 bytes share 16-byte blocks (the tiny allocator), aligned
  * as their size requires; nh_free of one is accepted and left to the collector. */
-void *nh_alloc_noscan(size_t size);
+NH_WUR NH_ALLOC_SIZE(1) void *nh_alloc_noscan(size_t size);
 /* Precise objects: a type names the offsets of the pointer fields of a struct of `size`
  * bytes (8-byte aligned offsets); nh_alloc_typed(size, type) allocates size bytes (a multiple
  * of the type's size: an array of it), zeroed, and the collector follows only those fields.
@@ -137,20 +156,20 @@ void *nh_alloc_noscan(size_t size);
  * that room to smaller types. Thread-safe. */
 typedef struct nh_type nh_type;
 const nh_type *nh_type_new(size_t size, const size_t *ptr_offsets, size_t n);
-void *nh_alloc_typed(size_t size, const nh_type *type);
+NH_WUR NH_ALLOC_SIZE(1) void *nh_alloc_typed(size_t size, const nh_type *type);
 /* An object as nh_alloc whose memory lies on NUMA node `node` (0 .. nh_stats' numa_nodes - 1),
  * whichever CPU asks: for data another node's threads will use. From another node's CPU it
  * takes that node's shared cache under a lock (slower than nh_alloc). NULL/EINVAL for a node
  * that does not exist. With numa_policy = interleave the node's arenas are interleaved too. */
-void *nh_alloc_onnode(size_t size, int node);
+NH_WUR NH_ALLOC_SIZE(1) void *nh_alloc_onnode(size_t size, int node);
 /* n * size bytes, zeroed, scanned as nh_alloc; NULL/ENOMEM if n * size overflows. */
-void *nh_calloc(size_t n, size_t size);
+NH_WUR NH_ALLOC_SIZE2(1, 2) void *nh_calloc(size_t n, size_t size);
 /* Resizes p (NULL: allocates; size 0: frees and returns NULL), keeping its kind and contents.
  * On failure p is untouched and NULL is returned. */
-void *nh_realloc(void *p, size_t size);
+NH_WUR NH_ALLOC_SIZE(2) void *nh_realloc(void *p, size_t size);
 /* size bytes at a multiple of align (a power of two), zeroed, scanned as nh_alloc;
  * NULL/EINVAL for a bad alignment. */
-void *nh_aligned_alloc(size_t align, size_t size);
+NH_WUR NH_ALLOC_SIZE(2) NH_ALLOC_ALIGN(1) void *nh_aligned_alloc(size_t align, size_t size);
 /* Frees p now (optional when the collector runs). NULL is ignored. A pointer nheap did not
  * return, an interior pointer, or an object the program does not own (a double free, whatever
  * the object's bytes hold since) is reported through the funnel and ignored. */

@@ -63,6 +63,11 @@ static inline void nh_gc_compat_init(void) {
     abort();                  /* bdwgc's GC_INIT cannot fail either; nheap said why */
 }
 
+/* bdwgc's allocators may be called for their effect alone (a program that churns the heap):
+ * no warn_unused_result here, as in bdwgc's gc.h. */
+static inline NH_ALLOC_SIZE(1) void *nh_gc_compat_malloc(size_t n) { return nh_alloc(n); }
+static inline NH_ALLOC_SIZE(1) void *nh_gc_compat_malloc_atomic(size_t n) { return nh_alloc_noscan(n); }
+
 static inline void *nh_gc_compat_uncollectable(size_t n) {
   void *p = nh_alloc(n);
   if (p && nh_root_add(p, nh_usable_size(p)) != 0) {
@@ -121,8 +126,8 @@ static inline int nh_gc_compat_pthread_create(pthread_t *t, const pthread_attr_t
 }
 
 #define GC_INIT() nh_gc_compat_init()
-#define GC_MALLOC(n) nh_alloc(n)
-#define GC_MALLOC_ATOMIC(n) nh_alloc_noscan(n)
+#define GC_MALLOC(n) nh_gc_compat_malloc(n)
+#define GC_MALLOC_ATOMIC(n) nh_gc_compat_malloc_atomic(n)
 #define GC_MALLOC_UNCOLLECTABLE(n) nh_gc_compat_uncollectable(n)
 #define GC_REALLOC(p, n) nh_realloc((p), (n))
 #define GC_FREE(p) nh_gc_compat_free(p)

@@ -4,6 +4,14 @@
  * spans going back to the page heap, and bad input (foreign, interior and double frees,
  * overflowing sizes, calls before nh_init), each reported and harmless.
  */
+/* Requests past what any object can be, and bad alignments, are made on purpose (they must
+ * fail cleanly): the compilers see them through nheap.h's alloc_size and alloc_align. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wnon-power-of-two-alignment"   /* bad alignments, on purpose too */
+#pragma clang diagnostic ignored "-Wbuiltin-assume-aligned-alignment"
+#elif defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Walloc-size-larger-than="
+#endif
 #include <errno.h>
 #include <sched.h>
 #include <sys/mman.h>
