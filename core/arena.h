@@ -41,6 +41,14 @@ typedef struct nh_arena {
   uint8_t *live[NH_ARENA_BYTES >> NH_PAGE_SHIFT];
 } nh_arena_t;
 
+/* The page-info word (nh_arena_t.pageinfo): made by the page heap, decoded by nh_free. */
+static inline uint32_t pageinfo_make(unsigned allocclass, unsigned sizeclass, size_t page_in_span) {
+  return (uint32_t)allocclass | (uint32_t)page_in_span << 8 | (uint32_t)sizeclass << 16;
+}
+static inline unsigned pageinfo_allocclass(uint32_t info) { return info & 0xff; }
+static inline unsigned pageinfo_page(uint32_t info) { return (info >> 8) & 0xff; }
+static inline unsigned pageinfo_sizeclass(uint32_t info) { return info >> 16; }
+
 /* Placement: how many nodes exist and whether to bind memory to them. */
 typedef struct nh_arena_placement {
   int nnodes;                   /* real nodes (numa_max_node()+1); 1 when unknown */

@@ -620,8 +620,8 @@ NH_API void nh_free(void *p) {
   size_t pg = ((uintptr_t)p & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT;
   uint32_t info = a ? __atomic_load_n(&a->pageinfo[pg], __ATOMIC_ACQUIRE) : 0;
   if (nh_likely(info)) {
-    unsigned sc = info >> 16;
-    uint32_t off = (uint32_t)((uintptr_t)p & (NH_PAGE_SIZE - 1)) + ((info >> 8) & 0xff) * NH_PAGE_SIZE;
+    unsigned sc = pageinfo_sizeclass(info);
+    uint32_t off = (uint32_t)((uintptr_t)p & (NH_PAGE_SIZE - 1)) + pageinfo_page(info) * NH_PAGE_SIZE;
     uint32_t magic = nh_class_to_divmagic[sc];
     if (nh_likely(off < nh_class_to_limit[sc] && (uint32_t)(off * magic) < magic &&
                   (nh_rt.free_plain || (nh_rt.free_local && a->node == heap_current_node())) &&
@@ -632,7 +632,7 @@ NH_API void nh_free(void *p) {
       uint8_t *live = page + ((uint64_t)((uintptr_t)p & (NH_PAGE_SIZE - 1)) * magic >> 32);
       if (nh_likely(page != NULL) && nh_likely(__atomic_load_n(live, __ATOMIC_RELAXED))) {   /* the object is not touched */
         __atomic_store_n(live, 0, __ATOMIC_RELAXED);
-        mcache_free(&nh_rt.caches, info & 0xff, p);
+        mcache_free(&nh_rt.caches, pageinfo_allocclass(info), p);
         return;
       }
     }

@@ -556,8 +556,7 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
    * through their header's end, not their start: no page info (nh_free's fast path would take
    * the header's address for an object), but ownership bytes for the allocation fast path. */
   bool small = span && !span_is_large(span) && span->allocclass != NH_AC_TINY;
-  uint32_t info = small && span->kind != NH_KIND_TYPED
-                      ? span->allocclass | (uint32_t)spanclass_sizeclass(span->spanclass) << 16 : 0;
+  bool info = small && span->kind != NH_KIND_TYPED;
   uintptr_t addr = base;
   for (size_t left = npages, i = 0; left;) {
     nh_arena_t *a = arena_of(arenas, (void *)addr);
@@ -575,7 +574,8 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
         __atomic_store_n(&a->live[p], span->live + (i * NH_PAGE_SIZE + span->elemsize - 1) / span->elemsize,
                          __ATOMIC_RELAXED);
       if (info)
-        __atomic_store_n(&a->pageinfo[p], info | (uint32_t)i << 8, __ATOMIC_RELEASE);
+        __atomic_store_n(&a->pageinfo[p], pageinfo_make(span->allocclass, spanclass_sizeclass(span->spanclass), i),
+                         __ATOMIC_RELEASE);
     }
     addr += n * NH_PAGE_SIZE;
     left -= n;
