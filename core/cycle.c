@@ -296,7 +296,7 @@ int dirty_track_arenas(nh_gc_t *g) {
   for (nh_arena_t *a = set->first; a && rc == 0; a = a->next)
     rc = dirty_register(&g->dirty, (void *)a->base, NH_ARENA_BYTES);
   if (rc == 0)
-    set->dirty = &g->dirty;
+    __atomic_store_n(&set->dirty, &g->dirty, __ATOMIC_RELEASE);   /* the scavenger reads it unlocked */
   nh_mutex_unlock(&set->lock);
   return rc;
 }
@@ -304,7 +304,7 @@ int dirty_track_arenas(nh_gc_t *g) {
 /* No more tracking (shutdown, a fork's child, a failure at start-up). */
 void dirty_stop(nh_gc_t *g) {
   nh_mutex_lock(&nh_rt.arenas.lock);
-  nh_rt.arenas.dirty = NULL;
+  __atomic_store_n(&nh_rt.arenas.dirty, NULL, __ATOMIC_RELEASE);
   nh_mutex_unlock(&nh_rt.arenas.lock);
   if (g->dirty.uffd >= 0)
     dirty_close(&g->dirty);
