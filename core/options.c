@@ -59,7 +59,7 @@ static const nh_option_desc table[] = {
   {"gc", OPT_ENUM, "concurrent", 0, 0, gc_choices, NULL, CFG(gc), 0, OPT(gc),
    "collector: concurrent (nh_store barrier), concurrent-nobarrier (kernel dirty tracking), stw, off"},
   {"gc_percent", OPT_INT, "100", -1, NH_GC_PERCENT_MAX, NULL, NULL, CFG(gc_percent), 0, OPT(gc_percent),
-   "GOGC: next heap goal = live heap * (1 + gc_percent/100); -1 turns the pacer off"},
+   "GOGC: next heap goal = live + (live + roots) * gc_percent/100; -1 turns the pacer off"},
   {"memory_limit", OPT_SIZE, "0", 0, INT64_MAX, NULL, NULL, CFG(memory_limit), 0, OPT(memory_limit),
    "GOMEMLIMIT: soft limit on mapped, unreleased memory; 0 = none"},
   {"hugepages", OPT_ENUM, "auto", 0, 0, hugepages_choices, NULL, CFG(hugepages), 0, OPT(hugepages),

@@ -24,35 +24,10 @@
 #include <sys/rseq.h>
 
 #include "core/internal.h"
-
-#define NH_RSEQ_SIG 0x53053053   /* glibc's registration signature on x86 */
+#include "nheap_rseq.h"   /* the prologue and abort handler, shared with nh_store */
 
 #if defined(__x86_64__)
 #define NH_HAVE_RSEQ_ASM 1
-
-/* The rseq_cs descriptor (label 3) for a sequence from label 1 to label 2 with abort label 4,
- * and the store that arms it. */
-#define NH_RSEQ_PROLOGUE                                                                          \
-  ".pushsection __rseq_cs, \"aw\"\n\t"                                                          \
-  ".balign 32\n\t"                                                                              \
-  "3:\n\t"                                                                                      \
-  ".long 0x0, 0x0\n\t"                                                                          \
-  ".quad 1f, (2f - 1f), 4f\n\t"                                                                 \
-  ".popsection\n\t"                                                                             \
-  ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                                                \
-  ".quad 3b\n\t"                                                                                \
-  ".popsection\n\t"                                                                             \
-  "leaq 3b(%%rip), %%rax\n\t"                                                                   \
-  "movq %%rax, %%fs:8(%[rs])\n\t"
-
-/* The abort handler: the signature the kernel checks (hidden in a ud1), then back to C. */
-#define NH_RSEQ_EPILOGUE(abort_label)                                                             \
-  ".pushsection __rseq_failure, \"ax\"\n\t"                                                     \
-  ".byte 0x0f, 0xb9, 0x3d\n\t"                                                                  \
-  ".long 0x53053053\n\t"                                                                        \
-  "4:\n\t"                                                                                      \
-  "jmp %l[" #abort_label "]\n\t"                                                                \
-  ".popsection\n\t"
 
 /* The common head: rcx = (char *)caches[cpu] + fs_off, or jump to slow (cpu out of range, or
  * the cache stopped). */

@@ -202,16 +202,17 @@ size_t nh_gc_pauses(uint64_t *ns, size_t max);
  * pause overwrites before the count moves), then it again (and retries if it moved).
  * Thread-safe; 0 before nh_init. */
 uint64_t nh_gc_pause_count(void);
-/* GOGC: the next cycle starts when the heap reaches live * (1 + percent/100); < 0 turns
- * paced collection off (the memory limit still applies). Returns the previous value. A percent
- * above 1000000 (the gc_percent option's limit) is reported (EINVAL) and changes nothing. */
+/* GOGC: the heap goal is live + (live + roots) * percent/100, where the next cycle's mark
+ * should end (it starts earlier, by the runway the pacer measures it needs); < 0 turns paced
+ * collection off (the memory limit still applies). Waits for a cycle in progress to finish.
+ * Returns the previous value. A percent above 1000000 (the gc_percent option's limit) is
+ * reported (EINVAL) and changes nothing. */
 int nh_set_gc_percent(int percent);
 /* GOMEMLIMIT in bytes (0 = none; < 0 only reads it): the pacer keeps the heap under it, and
  * an allocation that cannot fit under it even after a full collection returns NULL (ENOMEM,
- * reported). While collections already take half the CPU, an allocation may pass it by up to
- * an eighth instead of collecting again (Go's soft limit), as long as the last cycle's live
- * heap fits. Returns
- * the previous value. */
+ * reported). While collections already take half the CPU (the CPU limiter), an allocation may
+ * pass it by up to an eighth instead of collecting again (Go's soft limit), as long as the last
+ * cycle's live heap fits. Waits for a cycle in progress to finish. Returns the previous value. */
 int64_t nh_set_memory_limit(int64_t bytes);
 /* Registers [addr, addr + len) as a root (scanned conservatively every cycle) / removes the
  * range registered at addr. A range inside an nheap object keeps that object alive as well
@@ -267,32 +268,18 @@ void nh_memmove_ptrs(void *dst, const void *src, size_t n);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <sys/rseq.h>
+#include "nheap_rseq.h"
 static inline void nh_store(void **slot, void *value) {
   const long rs = (long)__rseq_offset;
   for (;;) {
     __asm__ goto(
-        ".pushsection __rseq_cs, \"aw\"\n\t"
-        ".balign 32\n\t"
-        "3:\n\t"
-        ".long 0x0, 0x0\n\t"
-        ".quad 1f, (2f - 1f), 4f\n\t"
-        ".popsection\n\t"
-        ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"
-        ".quad 3b\n\t"
-        ".popsection\n\t"
-        "leaq 3b(%%rip), %%rax\n\t"
-        "movq %%rax, %%fs:8(%[rs])\n\t"
+        NH_RSEQ_PROLOGUE
         "1:\n\t"
         "cmpl $0, (%[marking])\n\t"
         "jne %l[marking_on]\n\t"
         "movq %[value], (%[slot])\n\t"   /* commit */
         "2:\n\t"
-        ".pushsection __rseq_failure, \"ax\"\n\t"
-        ".byte 0x0f, 0xb9, 0x3d\n\t"
-        ".long 0x53053053\n\t"
-        "4:\n\t"
-        "jmp %l[aborted]\n\t"
-        ".popsection\n\t"
+        NH_RSEQ_EPILOGUE(aborted)
         :
         : [rs] "r"(rs), [marking] "r"(&nh__marking), [slot] "r"(slot), [value] "r"(value)
         : "rax", "memory", "cc"

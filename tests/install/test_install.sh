@@ -14,7 +14,7 @@ for f in include/nheap.h $libdir/libnheap.a $libdir/pkgconfig/nheap.pc $libdir/c
 done
 ls "$prefix/$libdir"/libnheap.so.* "$prefix/$libdir"/libnheap_malloc.so >/dev/null
 # Only the public headers are installed.
-[ "$(ls "$prefix/include" | tr '\n' ' ')" = "nheap.h nheap_gc_compat.h " ] || { echo "install: unexpected headers" >&2; exit 1; }
+[ "$(ls "$prefix/include" | tr '\n' ' ')" = "nheap.h nheap_gc_compat.h nheap_rseq.h " ] || { echo "install: unexpected headers" >&2; exit 1; }
 
 "$cmake" -S "$consumer" -B "$work/cm" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 "$cmake" --build "$work/cm" >/dev/null
