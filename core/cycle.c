@@ -130,6 +130,7 @@ static void finish_cycle(nh_gc_t *g, nh_pacer_cycle_t *c) {
   c->roots_scan = g->roots.bytes;
   c->heap_scan = g->marker.scanned_bytes > c->roots_scan ? g->marker.scanned_bytes - c->roots_scan : 0;
   c->procs = ncpus();
+  g->pacer.stw = g->mode == NH_GC_STW;   /* the mode may have fallen back since the last cycle */
   pacer_set_non_heap(&g->pacer, nh_stat_get(&nh_rt.mem.stats.metadata));
   pacer_mark_done(&g->pacer, c);
   pace_publish(&g->pace, &g->pacer, true);

@@ -119,7 +119,8 @@ NH_API int64_t nh_set_memory_limit(int64_t bytes) {
  *        min trigger = marked + 45/64 of (goal - marked)  (~0.7);
  *        max trigger = marked + 61/64 of (goal - marked)  (~0.95), or goal - 4 MiB when that is
  *                      higher (big heaps: 4 MiB is the runway of a mark with nothing to scan);
- *        trigger = goal when marked >= goal.
+ *        trigger = goal when marked >= goal, and when marks stop the world (stw: the heap
+ *        cannot grow during one, so it needs no runway).
  * During a mark (pacer_assist, Go's revise) the assist ratio is the scan work left over the heap
  * left before the goal, so that assists make the mark end at the goal whatever the estimate was:
  *   - past the expected work (the heap grew), the goal is pushed out in proportion to the worst
@@ -204,7 +205,7 @@ static void pacer_commit(nh_pacer_t *p) {
   p->goal = p->goal_limit < p->goal_percent ? p->goal_limit : p->goal_percent;
   double u = NH_PACER_UTILIZATION;
   p->runway = sat_u64(p->cons_mark * (1 - u) / u * (double)(p->last_heap_scan + p->last_roots_scan));
-  p->trigger = trigger_for(p, p->goal);
+  p->trigger = p->stw ? p->goal : trigger_for(p, p->goal);
 }
 
 void pacer_init(nh_pacer_t *p, int64_t gc_percent, uint64_t memory_limit) {

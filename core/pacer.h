@@ -26,6 +26,7 @@ typedef struct nh_pacer {
   uint64_t memory_limit;       /* bytes; 0: none */
   uint64_t non_heap;           /* what the limit counts besides heap objects (pacer_set_non_heap) */
   uint64_t heap_minimum;       /* NH_PACER_HEAP_MINIMUM * gc_percent / 100 */
+  bool stw;                    /* marks stop the world: no runway, the trigger is the goal */
   /* The last mark's measurements (pacer_mark_done). */
   uint64_t heap_marked;        /* live heap found */
   uint64_t last_heap_scan;     /* heap scan work (bytes scanned) */

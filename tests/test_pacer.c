@@ -304,6 +304,12 @@ static void test_trigger_bounds(void **state) {
   pacer_mark_done(&p, &m);   /* no cons/mark yet: no runway, the highest trigger */
   assert_int_equal(p.goal, 200 * MIB);
   assert_int_equal(p.trigger, 196 * MIB);   /* goal - 4 MiB is above 61/64 of the way */
+  p.stw = true;   /* marks that stop the world need no runway */
+  pacer_set_gc_percent(&p, 100);
+  assert_int_equal(p.trigger, p.goal);
+  p.stw = false;
+  pacer_set_gc_percent(&p, 100);
+  assert_int_equal(p.trigger, 196 * MIB);
   /* An allocation-heavy mark: a cons/mark past what the runway can give, the lowest trigger. */
   m.heap_allocated = 400 * MIB;
   m.wall_ns = 100000000;
