@@ -51,7 +51,8 @@
  * Output in --out (build/report): results.json (every run, failed ones too, the medians, the
  * environment), report.md (a table per workload, the goals with what this run measured),
  * data/ (timelines, pauses, latency curves of the last round, each program's stdout and
- * stderr), plots.gp and the PNGs it makes: pauses-*.png (pause distribution per system),
+ * stderr), plots.gp (which loads the scripts of bench/plots, copied to plots/, one per kind of
+ * plot) and the PNGs it makes: pauses-*.png (pause distribution per system),
  * heap-*.png (heap in use over time, GC cycles marked), latency.png (kvserver percentiles),
  * bars-*.png (time and peak RSS per system).
  *
@@ -1431,29 +1432,91 @@ static bool write_pause_cdf(const workload *w, const sysrun *s) {
   return o != NULL;
 }
 
-/* Writes plots.gp and runs gnuplot; returns NULL, or why there are no plots. */
+/* A gnuplot string: single quotes, in which only a quote is special (written twice). */
+static void gp_quoted(FILE *g, const char *v) {
+  fputc('\'', g);
+  for (; *v; v++) {
+    if (*v == '\'')
+      fputc('\'', g);
+    fputc(*v, g);
+  }
+  fputc('\'', g);
+}
+
+/* The systems one plot draws, as the scripts in bench/plots expect them: the arrays slugs
+ * (which name each system's data files) and names (the key), in the table's order. */
+static void gp_systems(FILE *g, const sysrun *const *s, int n) {
+  for (int k = 0; k < 2; k++) {
+    fprintf(g, "array %s[%d] = [", k ? "names" : "slugs", n);
+    for (int j = 0; j < n; j++) {
+      fputs(j ? ", " : "", g);
+      gp_quoted(g, k ? s[j]->name : s[j]->slug);
+    }
+    fputs("]\n", g);
+  }
+}
+
+/* The workload a script draws: the variables workload and wtitle. */
+static void gp_workload(FILE *g, const char *name, const char *title) {
+  fputs("workload = ", g);
+  gp_quoted(g, name);
+  fputs("\nwtitle = ", g);
+  gp_quoted(g, title);
+  fputc('\n', g);
+}
+
+/* The plotting scripts (bench/plots), copied into out/plots beside the plots.gp that loads
+ * them: the report's folder redraws its plots on its own, with the scripts that drew them. */
+static const char *const plot_scripts[] = {"common.gp", "bars.gp", "pauses.gp", "heap.gp", "latency.gp"};
+
+static bool copy_plot_scripts(void) {
+  char dir[600];
+  snprintf(dir, sizeof dir, "%s/plots", out);
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    return false;
+  bool ok = true;
+  for (size_t i = 0; ok && i < sizeof plot_scripts / sizeof plot_scripts[0]; i++) {
+    char from[600], to[700], buf[4096];
+    snprintf(from, sizeof from, "%s/bench/plots/%s", NH_SOURCE_DIR, plot_scripts[i]);
+    snprintf(to, sizeof to, "%s/%s", dir, plot_scripts[i]);
+    FILE *in = fopen(from, "r"), *o = in ? fopen(to, "w") : NULL;
+    for (size_t n; o && (n = fread(buf, 1, sizeof buf, in)) > 0;)
+      ok &= fwrite(buf, 1, n, o) == n;
+    ok &= in && !ferror(in) && o;
+    if (in)
+      fclose(in);
+    if (o)
+      ok &= fclose(o) == 0;
+  }
+  return ok;
+}
+
+/* Writes plots.gp and runs gnuplot; returns NULL, or why there are no plots. plots.gp only
+ * names what each plot draws (a workload, its systems) and loads the script in plots/ that
+ * draws it; the scripts run in one gnuplot session, in this order. */
 static const char *write_plots(void) {
   if (!have_program("gnuplot"))
     return "gnuplot is not installed; scripts/deps.sh installs gnuplot-nox)";
+  if (!copy_plot_scripts())
+    return "cannot copy the scripts of " NH_SOURCE_DIR "/bench/plots)";
   char path[512];
   snprintf(path, sizeof path, "%s/plots.gp", out);
   FILE *g = fopen(path, "w");
   if (!g)
     return "cannot write plots.gp)";
   fprintf(g, "# Made by nheap-report; run from this directory: gnuplot plots.gp\n"
-             "set terminal pngcairo size 900,540 font ',10' noenhanced\nset grid\nset key outside right\n");
+             "# The scripts in plots/ (bench/plots in the source) draw; each header says what it expects.\n"
+             "load 'plots/common.gp'\n");
   for (int i = 0; i < nworkloads; i++) {
     const workload *w = &suite[i];
-    char list[4096] = "";
+    const sysrun *drawn[MAX_SYSTEMS];
+    int n = 0;
     bool any = false;
     for (int j = 0; j < w->nsys; j++)
       any |= ran(&w->sys[j]);
     if (!any)
       continue;
     /* time and RSS bars */
-    fprintf(g, "\nset output 'bars-%s.png'\nset multiplot layout 1,2 title '%s'\nset style data histograms\n"
-               "set style fill solid 0.8\nset boxwidth 0.8\nset xtics rotate by -30\nunset key\n",
-            w->name, w->title);
     char dat[512];
     snprintf(dat, sizeof dat, "%s/data/%s.bars", out, w->name);
     FILE *b = fopen(dat, "w");
@@ -1467,66 +1530,56 @@ static const char *write_plots(void) {
     }
     if (b)
       fclose(b);
-    fprintf(g, "set title 'time (s)'\nplot 'data/%s.bars' using 2:xtic(1) lc rgb '#4472c4'\n"
-               "set title 'peak RSS (MiB)'\nplot 'data/%s.bars' using 3:xtic(1) lc rgb '#ed7d31'\n"
-               "unset multiplot\nset xtics norotate\nset key outside right\nset style data lines\n",
-            w->name, w->name);
+    fputc('\n', g);
+    gp_workload(g, w->name, w->title);
+    fprintf(g, "load 'plots/bars.gp'\n");
     if (!w->timeline)
       continue;
     /* pause distribution */
-    list[0] = 0;
-    for (int j = 0; j < w->nsys; j++) {
-      const sysrun *s = &w->sys[j];
-      if (!ran(s) || !write_pause_cdf(w, s))
-        continue;
-      size_t len = strlen(list);
-      snprintf(list + len, sizeof list - len, "%s'data/%s-%s.cdf' using 1:2 with steps lw 2 title '%s'",
-               len ? ", " : "", w->name, s->slug, s->name);
+    for (int j = 0; j < w->nsys; j++)
+      if (ran(&w->sys[j]) && write_pause_cdf(w, &w->sys[j]))
+        drawn[n++] = &w->sys[j];
+    if (n) {
+      gp_systems(g, drawn, n);
+      fprintf(g, "load 'plots/pauses.gp'\n");
     }
-    if (list[0])
-      fprintf(g, "\nset output 'pauses-%s.png'\nset title '%s: stop-the-world pauses'\nset logscale x\n"
-                 "set xlabel 'pause (ms)'\nset ylabel 'fraction of pauses <= x'\nplot %s\nunset logscale x\n",
-              w->name, w->title, list);
     /* heap over time, cycles marked */
-    list[0] = 0;
-    for (int j = 0, color = 1; j < w->nsys; j++) {
+    bool marked[MAX_SYSTEMS];
+    n = 0;
+    for (int j = 0; j < w->nsys; j++) {
       const sysrun *s = &w->sys[j];
       char tl[512];
       data_path(tl, sizeof tl, w, s, "timeline");
       if (!ran(s) || !exists(tl))
         continue;
-      size_t len = strlen(list);
-      snprintf(list + len, sizeof list - len, "%s'data/%s-%s.timeline' using 1:2 with lines lw 1.5 lc %d title '%s'",
-               len ? ", " : "", w->name, s->slug, color, s->name);
-      if (write_cycle_marks(w, s)) {
-        len = strlen(list);
-        snprintf(list + len, sizeof list - len, ", 'data/%s-%s.cycles' using 1:2 with points pt 7 ps 0.6 lc %d notitle",
-                 w->name, s->slug, color);
-      }
-      color++;
+      marked[n] = write_cycle_marks(w, s);
+      drawn[n++] = s;
     }
-    if (list[0])
-      fprintf(g, "\nset output 'heap-%s.png'\nset title '%s: heap in use (dots: a GC cycle ended)'\n"
-                 "set xlabel 'seconds into the measured part'\nset ylabel 'MiB'\nplot %s\n",
-              w->name, w->title, list);
+    if (n) {
+      gp_systems(g, drawn, n);
+      fprintf(g, "array marks[%d] = [", n);
+      for (int j = 0; j < n; j++)
+        fprintf(g, "%s%d", j ? ", " : "", marked[j]);
+      fprintf(g, "]\nload 'plots/heap.gp'\n");
+    }
   }
   const workload *kv = find_workload("kvserver");
   if (kv) {
-    char list[4096] = "";
+    const sysrun *drawn[MAX_SYSTEMS];
+    int n = 0;
     for (int j = 0; j < kv->nsys; j++) {
-      const sysrun *s = &kv->sys[j];
       char la[512];
-      data_path(la, sizeof la, kv, s, "latency");
-      if (!ran(s) || !exists(la))
-        continue;
-      size_t len = strlen(list);
-      snprintf(list + len, sizeof list - len, "%s'data/kvserver-%s.latency' using 0:2:xtic(1) with linespoints lw 2 "
-               "title '%s'", len ? ", " : "", s->slug, s->name);
+      data_path(la, sizeof la, kv, &kv->sys[j], "latency");
+      if (ran(&kv->sys[j]) && exists(la))
+        drawn[n++] = &kv->sys[j];
     }
-    if (list[0])
-      fprintf(g, "\nset output 'latency.png'\nset title 'kvserver: request latency by percentile'\n"
-                 "set logscale y\nset xlabel 'percentile (100 = max)'\nset ylabel 'microseconds'\nplot %s\n"
-                 "unset logscale y\n", list);
+    if (n) {
+      fputs("\nworkload = ", g);
+      gp_quoted(g, kv->name);
+      fputc('\n', g);
+      gp_systems(g, drawn, n);
+      fprintf(g, "load 'plots/latency.gp'\n");
+    }
   }
   fclose(g);
   char cmd[1024];
