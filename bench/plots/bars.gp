@@ -10,6 +10,8 @@ set style fill solid 0.8
 set boxwidth 0.8
 set xtics rotate by -30
 unset key
+unset xlabel   # the previous workload's curves left theirs
+unset ylabel
 bars = sprintf('data/%s.bars', workload)
 set title 'time (s)'
 plot bars using 2:xtic(1) lc rgb '#4472c4'
