@@ -593,10 +593,20 @@ static atomic_int fin_bad;         /* finalizer calls that saw wrong contents, a
 static void *volatile resurrected[FIN];
 static nh_weak_t *fin_weak[FIN];
 
+/* An object a stale word pinned may be finalized late: after its round's handles were freed,
+ * or replaced by the next round's (make_finalizable). So each finalizer knows its round (arg:
+ * round * FIN + i), and checks its weak handle only while that round's handles are there,
+ * under fin_mu. */
+static pthread_mutex_t fin_mu = PTHREAD_MUTEX_INITIALIZER;
+static int fin_round;   /* under fin_mu: the round fin_weak holds; -1: none */
+
 static void finalize(void *obj, void *arg) {
   void **o = obj;
-  uintptr_t i = (uintptr_t)arg;
-  bool ok = i < FIN && (uintptr_t)o[1] == 0x1234 + i && nh_weak_get(fin_weak[i]) == NULL;
+  uintptr_t i = (uintptr_t)arg % FIN, round = (uintptr_t)arg / FIN;
+  pthread_mutex_lock(&fin_mu);
+  bool ok = (uintptr_t)o[1] == 0x1234 + i &&
+            ((int)round != fin_round || nh_weak_get(fin_weak[i]) == NULL);
+  pthread_mutex_unlock(&fin_mu);
   const uintptr_t *child = o[0];
   for (size_t w = 0; ok && w < 96 / 8; w++)
     ok = child[w] == (31 + i) * 0x9e3779b97f4a7c15u + w;
@@ -607,15 +617,31 @@ static void finalize(void *obj, void *arg) {
   atomic_fetch_add(&fin_runs, 1);
 }
 
-static __attribute__((noinline)) void make_finalizable(void) {
+static __attribute__((noinline)) void make_finalizable(int round) {
+  pthread_mutex_lock(&fin_mu);
+  fin_round = round;
+  pthread_mutex_unlock(&fin_mu);
   for (uintptr_t i = 0; i < FIN; i++) {
     void **o = nh_alloc(64);
     o[0] = filled(96, 31 + i);
     o[1] = (void *)(0x1234 + i);
-    fin_weak[i] = nh_weak_new(o);
-    assert_non_null(nh_weak_get(fin_weak[i]));
-    assert_int_equal(nh_set_finalizer(o, finalize, (void *)i), 0);
+    nh_weak_t *w = nh_weak_new(o);
+    pthread_mutex_lock(&fin_mu);
+    fin_weak[i] = w;
+    pthread_mutex_unlock(&fin_mu);
+    assert_non_null(nh_weak_get(w));
+    assert_int_equal(nh_set_finalizer(o, finalize, (void *)(round * FIN + i)), 0);
   }
+}
+
+static void free_fin_weak(void) {
+  pthread_mutex_lock(&fin_mu);
+  fin_round = -1;
+  for (int i = 0; i < FIN; i++) {
+    nh_weak_free(fin_weak[i]);
+    fin_weak[i] = NULL;
+  }
+  pthread_mutex_unlock(&fin_mu);
 }
 
 /* Up to a minute: a guard against a hang, not a time the finalizer thread is promised (it
@@ -650,7 +676,7 @@ static void test_finalizer_and_weak(void **state) {
   (void)state;
   atomic_store(&fin_runs, 0);
   atomic_store(&fin_bad, 0);
-  make_finalizable();
+  make_finalizable(0);
   nh_gc();
   wait_finalizers(FIN_MIN);
   int runs = atomic_load(&fin_runs);
@@ -671,10 +697,9 @@ static void test_finalizer_and_weak(void **state) {
    * round of finalizers overwrites most of that.) */
   nh_weak_t *w[FIN];
   weak_to_resurrected_then_drop(w);
-  for (int i = 0; i < FIN; i++)
-    nh_weak_free(fin_weak[i]);
+  free_fin_weak();
   atomic_store(&fin_runs, 0);
-  make_finalizable();
+  make_finalizable(1);
   nh_gc();
   wait_finalizers(FIN_MIN);
   for (int i = 0; i < FIN; i++)
@@ -689,8 +714,7 @@ static void test_finalizer_and_weak(void **state) {
     nh_weak_free(w[i]);
   }
   assert_true(cleared >= had - 2);
-  for (int i = 0; i < FIN; i++)
-    nh_weak_free(fin_weak[i]);
+  free_fin_weak();
   assert_int_equal(atomic_load(&fin_bad), 0);
 }
 
