@@ -222,6 +222,12 @@ static nh_noinline void assist(void *p, size_t bytes) {
   (void)keep;
 }
 
+/* What the refill just made black (mcache.c's slot_take), counted as marked. */
+static nh_noinline void counted_black(void) {
+  mark_new_counted(&nh_rt.gc.work, nh_black_bytes, nh_black_objects);
+  nh_black_bytes = nh_black_objects = 0;
+}
+
 /* The cache could not serve: refill (under locks, a no-stop region), collect once and retry
  * if the memory limit refused a span, and run a paced cycle if this refill reached the goal.
  * ac is a small allocation class, or NH_AC_TINY for a tiny object of size bytes (alignment
@@ -235,6 +241,8 @@ static void *refill_and_alloc(unsigned ac, size_t size, size_t amask, bool zero,
               : node < 0       ? mcache_alloc_slow(caches, ac)
                                : mcache_alloc_node(caches, ac, node);
     nh_limit_pass = false;
+    if (nh_black_objects)
+      counted_black();
     if (!p && pass == 0 && nh_limit_refused && gc_limit_reached((size_t)nh_class_to_npages[sizeclass] * NH_PAGE_SIZE))
       continue;
     if (!p)

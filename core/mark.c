@@ -650,6 +650,11 @@ void mark_new_object(nh_markwork_t *w, uintptr_t p) {
     count_marked(w, s);
 }
 
+void mark_new_counted(nh_markwork_t *w, size_t bytes, size_t objects) {
+  __atomic_add_fetch(&w->marked_bytes, bytes, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&w->marked_objects, objects, __ATOMIC_RELAXED);
+}
+
 void mark_flush_wbufs(nh_markwork_t *w, nh_threads_t *ts) {
   for (nh_thread_t *t = ts->first; t; t = t->next) {
     mark_shade_batch(w, t->wbuf, t->wbn);

@@ -103,7 +103,8 @@ void roots_rescan(nh_marker_t *m, nh_roots_t *r, nh_threads_t *ts, bool globals)
  *                      allocation marked to m's counts and detaches m from w;
  *   mark_shade_batch   marks the objects holding v[0..n) and shares the new grey ones (v is
  *                      overwritten);
- *   mark_new_object    black allocation: marks the object (or tiny block) at p;
+ *   mark_new_object    black allocation: marks the object (or tiny block) at p (a test
+ *                      only, when its refill marked it already);
  *   mark_flush_wbufs   world stopped: every thread's barrier buffer, shaded;
  *   mark_work_left     whether a shared block waits or a marker is draining;
  *   mark_thread_leaving a detaching thread's buffer, shaded (threads lock held). */
@@ -136,6 +137,8 @@ void mark_finish(nh_marker_t *m);
 void mark_validate_done(const nh_marker_t *m, nh_markwork_t *w);
 void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n);
 void mark_new_object(nh_markwork_t *w, uintptr_t p);
+/* Black allocation in bulk (mcache.c marks a refill's objects): adds them to w's counts. */
+void mark_new_counted(nh_markwork_t *w, size_t bytes, size_t objects);
 void mark_flush_wbufs(nh_markwork_t *w, nh_threads_t *ts);
 bool mark_work_left(nh_markwork_t *w);
 void mark_thread_leaving(nh_thread_t *t);

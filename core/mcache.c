@@ -135,11 +135,29 @@ static bool slot_refill(nh_mcache_t *mc, unsigned ac) {
   return true;
 }
 
+__thread size_t nh_black_bytes __attribute__((tls_model("initial-exec")));
+__thread size_t nh_black_objects __attribute__((tls_model("initial-exec")));
+
+/* Black allocation in bulk: while a concurrent mark runs, the objects taken from the slot's
+ * word are marked as they leave it, one OR for up to 64 of them, so that allocating one later
+ * finds its bit set and marks nothing (malloc.c's born: a test, no read-modify-write, no
+ * shared counter). An object taken but not allocated before the mark ends goes back to its
+ * span when the caches are flushed, and the span's rebuild clears the mark of every freed
+ * object (mcentral.c), so none comes back as allocated. The caller is in a no-stop region,
+ * so the mark cannot begin or end between the flag's read and the OR. */
+static void blacken(nh_span_t *s, uint64_t taken) {
+  uint64_t *word = &s->gcmark_bits[s->freeindex / 64u];
+  uint64_t fresh = taken & ~__atomic_fetch_or(word, taken, __ATOMIC_RELAXED);
+  nh_black_objects += (size_t)__builtin_popcountll(fresh);
+  nh_black_bytes += (size_t)__builtin_popcountll(fresh) * s->elemsize;
+}
+
 /* Up to n objects from the slot into out; fewer only when the OS refuses memory. */
 static size_t slot_take(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
   nh_mutex_assert_held(&mc->lock);
   nh_mcache_slot *sl = &mc->slot[ac];
   size_t got = 0;
+  bool black = __atomic_load_n(&nh__marking, __ATOMIC_RELAXED);
   while (got < n) {
     if (!sl->cache && !slot_refill(mc, ac))
       break;
@@ -154,6 +172,8 @@ static size_t slot_take(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
         __atomic_store_n(&live[i], 0, __ATOMIC_RELAXED);
       out[got++] = (void *)(sl->word_base + (uintptr_t)i * size);
     }
+    if (black)
+      blacken(sl->span, sl->cache & ~c);
     sl->cache = c;
   }
   return got;

@@ -63,8 +63,12 @@ static inline size_t mcache_freed_offset(unsigned ac) { return offsetof(nh_mcach
 uint32_t mcache_stack_cap(unsigned ac);
 
 void *mcache_alloc_slow(nh_mcaches_t *all, unsigned ac);
-/* Bytes of objects the calling thread's refills have taken for caches (mark assists). */
+/* Bytes of objects the calling thread's refills have taken for caches (mark assists), and
+ * of those the refills marked black (while nh__marking: see slot_take), with their count;
+ * the caller hands both to the collector and zeroes them. */
 extern __thread size_t nh_refill_bytes __attribute__((tls_model("initial-exec")));
+extern __thread size_t nh_black_bytes __attribute__((tls_model("initial-exec")));
+extern __thread size_t nh_black_objects __attribute__((tls_model("initial-exec")));
 void mcache_free_slow(nh_mcaches_t *all, unsigned ac, void *p);
 /* An object of class ac from node's own cache (nh_alloc_onnode), under its lock. */
 void *mcache_alloc_node(nh_mcaches_t *all, unsigned ac, int node);
