@@ -304,9 +304,14 @@ static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
   void *batch[REFILL_MAX];
   nh_mutex_lock(&mc->lock);   /* also waits out a remote operation on this cache */
   size_t got = refill(all, mc, ac, batch, want ? want : 1, true);
-  size_t kept = got ? got - 1 : 0;
-  while (kept > 0 && percpu_push((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), batch[kept - 1]))
-    kept--;
+  size_t kept = got ? got - 1 : 0, pushed = 0;
+  /* One sequence pushes the batch, its first object last so that it is popped first (the
+   * objects go out in address order). */
+  void *order[REFILL_MAX];
+  for (size_t i = 0; i < kept; i++)
+    order[i] = batch[kept - 1 - i];
+  if (kept > 0 && percpu_push_n((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), order, kept, &pushed))
+    kept -= pushed;
   if (kept > 0)   /* the stack filled up (or the thread has no rseq): back to the spans */
     return_objects(mc->arenas, batch, kept);
   nh_mutex_unlock(&mc->lock);

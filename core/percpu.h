@@ -102,6 +102,50 @@ percpu_push(void *const *caches, uint32_t ncpus, size_t fs_off, void *p) {
   }
 }
 
+/* Pushes up to n of items[0..n) on the current CPU's stack in one sequence, items[0] first
+ * (items[n - 1] ends on top): as many as there is room for, copied above the top and committed
+ * with one store of the new top. Stores the count pushed in *pushed (0: full) and returns 1;
+ * 0 if stopped or no rseq. n > 0. */
+static inline __attribute__((always_inline)) int
+percpu_push_n(void *const *caches, uint32_t ncpus, size_t fs_off, void *const *items, size_t n, size_t *pushed) {
+  const long rs = (long)__rseq_offset;
+  for (;;) {
+    __asm__ goto(
+        NH_RSEQ_PROLOGUE
+        NH_RSEQ_FIND_STACK
+        "movl 4(%%rcx), %%edx\n\t"
+        "subl %%eax, %%edx\n\t"            /* room = cap - top (zero-extended) */
+        "cmpq %[n], %%rdx\n\t"
+        "cmovaq %[n], %%rdx\n\t"           /* k = min(room, n) */
+        "movq 8(%%rcx), %%r8\n\t"
+        "leaq (%%r8, %%rax, 8), %%r8\n\t"  /* items + top */
+        "xorl %%r9d, %%r9d\n\t"
+        "jmp 6f\n\t"
+        "5:\n\t"
+        "movq (%[items], %%r9, 8), %%r10\n\t"
+        "movq %%r10, (%%r8, %%r9, 8)\n\t"
+        "addq $1, %%r9\n\t"
+        "6:\n\t"
+        "cmpq %%rdx, %%r9\n\t"
+        "jb 5b\n\t"
+        "movq %%rdx, (%[pushed])\n\t"
+        "addl %%edx, %%eax\n\t"
+        "movl %%eax, (%%rcx)\n\t"   /* commit */
+        "2:\n\t"
+        NH_RSEQ_EPILOGUE(abort)
+        :
+        : [rs] "r"(rs), [ncpus] "r"(ncpus), [caches] "r"(caches), [fs_off] "r"(fs_off),
+          [items] "r"(items), [n] "r"(n), [pushed] "r"(pushed)
+        : "rax", "rcx", "rdx", "r8", "r9", "r10", "memory", "cc"
+        : slow, abort);
+    return 1;
+  abort:
+    continue;
+  slow:
+    return 0;
+  }
+}
+
 /* Bump allocation in the current CPU's tiny block (mcache.h): the word at fs_off is the next
  * free byte of a 16-byte block, just past its last object (0: none). Places size bytes at the
  * next multiple of amask + 1 if they fit before the block ends, stores the address in *out and
@@ -146,6 +190,8 @@ percpu_bump(void *const *caches, uint32_t ncpus, size_t fs_off, size_t size, siz
 #define NH_HAVE_RSEQ_ASM 0
 static inline int percpu_pop(void *const *caches, uint32_t ncpus, size_t fs_off, void **out) { return 0; }
 static inline int percpu_push(void *const *caches, uint32_t ncpus, size_t fs_off, void *p) { return 0; }
+static inline int percpu_push_n(void *const *caches, uint32_t ncpus, size_t fs_off, void *const *items, size_t n,
+                                size_t *pushed) { return 0; }
 static inline int percpu_bump(void *const *caches, uint32_t ncpus, size_t fs_off, size_t size, size_t amask, void **out) { return 0; }
 #endif
 

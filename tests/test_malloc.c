@@ -636,6 +636,57 @@ static void test_percpu_mode(void **state) {
   assert_int_equal(stats().percpu_mode, want);
 }
 
+/* The sequences themselves (percpu.h) on a cache of our own that every CPU maps to: pop,
+ * push, and the batch push, which pushes what fits, in order, and refuses a stopped cache. */
+static void test_percpu_sequences(void **state) {
+  (void)state;
+  if (!percpu_rseq_available()) {
+    print_message("no rseq here: the sequences are not used\n");
+    return;
+  }
+  struct {
+    uint32_t stopped;
+    nh_freestack fs;
+  } cache = {0};
+  void *items[8], *in[5], *out = NULL;
+  cache.fs = (nh_freestack){.top = 0, .cap = 8, .items = items};
+  enum { MAXCPU = 1024 };
+  static void *cpus[MAXCPU];
+  uint32_t ncpus = (uint32_t)sysconf(_SC_NPROCESSORS_CONF);
+  assert_true(ncpus <= MAXCPU);
+  for (uint32_t c = 0; c < ncpus; c++)
+    cpus[c] = &cache;
+  size_t off = offsetof(__typeof__(cache), fs), pushed = 99;
+  for (int i = 0; i < 5; i++)
+    in[i] = (void *)(uintptr_t)(0x1000 * (i + 1));
+  assert_int_equal(percpu_push(cpus, ncpus, off, (void *)0x10), 1);
+  assert_int_equal(percpu_push(cpus, ncpus, off, (void *)0x20), 1);
+  assert_int_equal(percpu_push(cpus, ncpus, off, (void *)0x30), 1);
+  assert_int_equal(percpu_push_n(cpus, ncpus, off, in, 5, &pushed), 1);   /* exactly full */
+  assert_int_equal(pushed, 5);
+  assert_int_equal(cache.fs.top, 8);
+  for (int i = 0; i < 5; i++)
+    assert_ptr_equal(items[3 + i], in[i]);
+  assert_int_equal(percpu_push_n(cpus, ncpus, off, in, 5, &pushed), 1);   /* no room */
+  assert_int_equal(pushed, 0);
+  assert_int_equal(percpu_pop(cpus, ncpus, off, &out), 1);
+  assert_ptr_equal(out, in[4]);
+  assert_int_equal(percpu_pop(cpus, ncpus, off, &out), 1);
+  assert_int_equal(percpu_push_n(cpus, ncpus, off, in, 5, &pushed), 1);   /* room for two */
+  assert_int_equal(pushed, 2);
+  assert_ptr_equal(items[6], in[0]);
+  assert_ptr_equal(items[7], in[1]);
+  assert_int_equal(cache.fs.top, 8);
+  cache.stopped = 1;   /* a remote operation owns it: the slow path */
+  assert_int_equal(percpu_push_n(cpus, ncpus, off, in, 1, &pushed), 0);
+  assert_int_equal(percpu_pop(cpus, ncpus, off, &out), 0);
+  cache.stopped = 0;
+  while (percpu_pop(cpus, ncpus, off, &out))
+    ;
+  assert_int_equal(cache.fs.top, 0);
+  assert_ptr_equal(out, (void *)0x10);
+}
+
 static void test_before_init(void **state) {
   nh_shutdown();
   errno = 0;
@@ -680,6 +731,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_alloc_onnode_and_remote_frees, setup, teardown),
     cmocka_unit_test_setup_teardown(test_class_stats, setup, teardown),
     cmocka_unit_test_setup_teardown(test_percpu_mode, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_percpu_sequences, setup, teardown),
     cmocka_unit_test_setup_teardown(test_before_init, setup, teardown),
   };
   return cmocka_run_group_tests_name("malloc", tests, NULL, NULL);
