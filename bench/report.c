@@ -48,6 +48,10 @@
  * system's median from the same run (with the range of the per-round ratios), never figures
  * from different runs.
  *
+ * Besides the workloads: the allocators' micro-benchmarks (--only malloc), the mark rate of one
+ * core against this machine's pointer-chasing limit (bench/mark_rate.c; --only mark-rate) and
+ * the NUMA scaling in QEMU guests (--only numa).
+ *
  * Output in --out (build/report): results.json (every run, failed ones too, the medians, the
  * environment), report.md (a table per workload, the goals with what this run measured),
  * data/ (timelines, pauses, latency curves of the last round, each program's stdout and
@@ -887,6 +891,74 @@ static void write_numa(FILE *f) {
   fprintf(f, "\n");
 }
 
+/* The mark rate (bench/mark_rate.c): one stop-the-world marking core on a random-order heap
+ * of 64-byte objects, beside this machine's pointer-chasing speed on a buffer of the same size.
+ * Runs `reps` times; the medians go to the report. */
+static metrics markrate;
+static bool markrate_ran;
+
+static void run_mark_rate(void) {
+  char path[512], cmd[1024];
+  snprintf(path, sizeof path, "%s/bench/nheap-mark-rate", bin);
+  if (!exists(path))
+    return;
+  int mib = smoke ? 32 : full ? 1024 : 256;
+  fprintf(stderr, "[mark-rate] %d MiB of 64-byte objects, %d run(s)\n", mib, reps);
+  double v[8][16];
+  static const char *const keys[] = {"probe_dependent_ns", "probe_8chain_ns", "limit_gbs", "mark_gbs",
+                                     "mark_ns_per_object", "mark_ns_per_word", "check", "objects"};
+  int n = 0;
+  for (int r = 0; r < reps && r < 16; r++) {
+    snprintf(cmd, sizeof cmd, "%s %d %d 2>%s/data/mark-rate.err", path, mib, mib, out);
+    FILE *p = popen(cmd, "r");
+    char line[2048];
+    metrics m = {0};
+    bool got = false;
+    while (p && fgets(line, sizeof line, p))
+      if (strncmp(line, "RESULT ", 7) == 0) {
+        parse_result(line, &m);
+        got = true;
+      }
+    int st = p ? pclose(p) : -1;
+    double check, objects;
+    if (!got || st != 0 || !get(&m, "check", &check) || !get(&m, "objects", &objects) || check != objects) {
+      fprintf(stderr, "nheap-report: mark-rate run %d failed (%s/data/mark-rate.err)\n", r, out);
+      failures++;
+      continue;
+    }
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+      v[k][n] = getd(&m, keys[k]);
+    n++;
+  }
+  if (!n)
+    return;
+  for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+    put(&markrate, keys[k], median(v[k], n));
+  put(&markrate, "heap_mib", mib);
+  put(&markrate, "runs", n);
+  markrate_ran = true;
+}
+
+static void write_mark_rate(FILE *f) {
+  if (!markrate_ran)
+    return;
+  fprintf(f, "### Mark rate (bench/mark_rate.c)\n\n"
+             "One core marks (gc = stw, the world stopped) a %.0f MiB heap of 64-byte objects: a complete binary "
+             "tree placed in random order, two pointer words and six small integers per object, scanned "
+             "conservatively. Beside it, this machine following pointers through a buffer of the same size "
+             "(64-byte lines in one random cycle, transparent huge pages): one dependent chain, and eight "
+             "chains at once; *limit* is 64 bytes per eight-chain load, what a marker touching one new line per "
+             "object with eight misses in flight would reach. Medians of %.0f run(s).\n\n",
+          getd(&markrate, "heap_mib"), getd(&markrate, "runs"));
+  fprintf(f, "| dependent load | 8 chains, per load | limit | nheap mark rate per core | of the limit | per object | per scanned word |\n"
+             "|---|---|---|---|---|---|---|\n");
+  double limit = getd(&markrate, "limit_gbs"), rate = getd(&markrate, "mark_gbs");
+  fprintf(f, "| %.0f ns | %.1f ns | %.2f GB/s | %.2f GB/s | %.0f%% | %.1f ns | %.2f ns |\n\n",
+          getd(&markrate, "probe_dependent_ns"), getd(&markrate, "probe_8chain_ns"), limit, rate,
+          limit > 0 ? 100 * rate / limit : 0, getd(&markrate, "mark_ns_per_object"),
+          getd(&markrate, "mark_ns_per_word"));
+}
+
 static double micro_ns(const char *kind, const char *alloc, const char *size) {
   char name[64];
   snprintf(name, sizeof name, "%s/%s/%s", kind, alloc, size);
@@ -1042,6 +1114,10 @@ static void write_json(const char *when, const char *mach) {
   for (int i = 0; i < nmicro; i++)
     fprintf(f, "%s\"%s\": %.3f", i ? ", " : "", micro[i].name, micro[i].ns);
   fprintf(f, "}");
+  if (markrate_ran) {
+    fprintf(f, ",\n  \"mark_rate\": ");
+    json_metrics(f, &markrate, true);
+  }
   if (numa_state == NUMA_RAN) {
     fprintf(f, ",\n  \"numa_scale\": ");
     copy_numa(f, "numa-scale.json");
@@ -1282,6 +1358,11 @@ static void write_goals(FILE *f) {
   if (gb && measured(f, "GCBench vs bdwgc", gb, (const char *[]){"nheap", "bdwgc"}, s, 2))
     fprintf(f, "- GCBench: nheap takes %.2fx bdwgc's time (goal: 0.5x).\n",
             getd(&s[0]->median, "time_s") / getd(&s[1]->median, "time_s"));
+  if (markrate_ran)
+    fprintf(f, "- mark rate: one core marks %.2f GB/s of a %.0f MiB random-order heap, %.0f%% of this machine's "
+               "eight-chain limit of %.2f GB/s (goal: at least 1 GB/s).\n",
+            getd(&markrate, "mark_gbs"), getd(&markrate, "heap_mib"),
+            100 * getd(&markrate, "mark_gbs") / getd(&markrate, "limit_gbs"), getd(&markrate, "limit_gbs"));
   const workload *gp = find_workload("gc-pause");
   if (gp && measured(f, "pauses", gp, (const char *[]){"nheap-concurrent", "go"}, s, 2))
     fprintf(f, "- gc-pause: nheap (concurrent)'s longest pause %.2f ms, Go's %.2f ms (goal: under 1 ms).\n",
@@ -1377,6 +1458,7 @@ static void write_markdown(const char *when, const char *mach, const char *no_pl
   if (find_workload("kvserver"))
     fprintf(f, "![kvserver latency](latency.png)\n\n");
   write_micro(f);
+  write_mark_rate(f);
   write_numa(f);
   fclose(f);
 }
@@ -1650,7 +1732,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nworkloads; i++)
       if (strcmp(suite[i].name, only) == 0)
         suite[k++] = suite[i];
-    if (k == 0 && strcmp(only, "malloc") != 0 && strcmp(only, "numa") != 0)
+    if (k == 0 && strcmp(only, "malloc") != 0 && strcmp(only, "numa") != 0 && strcmp(only, "mark-rate") != 0)
       die("no workload named %s", only);
     nworkloads = k;
   }
@@ -1667,6 +1749,8 @@ int main(int argc, char **argv) {
     run_workload(&suite[i], &done, total);
   if (!only[0] || strcmp(only, "malloc") == 0)
     run_micro();
+  if (!only[0] || strcmp(only, "mark-rate") == 0)
+    run_mark_rate();
   if ((!only[0] && !smoke) || strcmp(only, "numa") == 0)
     run_numa();
 

@@ -3,6 +3,7 @@
 #   1. every workload, peer and plot runs (a peer that is not installed is skipped and said so;
 #      any run that fails fails this), and every row that ran states the mode its program ran,
 #      what backed its memory, and a checked output (the check the sizes imply, every run);
+#      the mark rate stands beside the machine's measured limit;
 #   2. a deliberately wrong output (NH_BENCH_WRONG_CHECK=1: every program adds one to its
 #      check) fails the run loudly: a FAILED row saying WRONG OUTPUT, and a non-zero exit.
 set -u
@@ -33,6 +34,10 @@ $(grep '^      {"name": ' "$json")
 ROWS
 [ "$rows" -ge 10 ] || fail "only $rows rows ran"
 grep -q '"name": "kvserver".*"rate_per_s": [1-9]' "$json" || fail "kvserver ran at no rate"
+# The mark rate, beside the machine's limit, from a run that marked the whole tree.
+grep -q '"mark_rate": .*"limit_gbs": [0-9]*\.*[0-9]*[1-9].*"mark_gbs": [0-9]*\.*[0-9]*[1-9]' "$json" ||
+  fail "no mark rate beside the machine's limit"
+grep -q '^- mark rate: one core marks' "$out/smoke/report.md" || fail "no mark-rate goal line"
 echo "report_check: $rows rows, each with its mode, backing and checked output"
 
 if NH_BENCH_WRONG_CHECK=1 "$report" --smoke --only gcbench --out "$out/wrong" >"$out/wrong.log" 2>&1; then
