@@ -152,6 +152,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
 
   uint64_t stopped = now_ns();   /* the pause starts with the stop request */
   world_stop(&g->threads);
+  uint64_t stop = now_ns() - stopped;
   perf_threads(g, NH_PHASE_PROGRAM);
   sweep_all();                          /* sweep termination */
   validate_caches();
@@ -161,7 +162,9 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   uint64_t mark0 = now_ns();
   vg_quiet(true);   /* the conservative scan reads what memcheck calls undefined */
   mark_begin(&g->marker, NULL);
+  uint64_t roots0 = now_ns();
   roots_scan(&g->marker, &g->roots, &g->threads);
+  uint64_t roots = now_ns() - roots0;
   mark_specials(&g->marker, &g->specials);
   mark_drain_all(&g->marker);
   if (nh_config_debug >= 2)
@@ -181,7 +184,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   sweep_request(g);
   /* The one pause (the sweep before it took this thread's CPU), then the cycle's end. */
   gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_SETUP, .end = end, .stopped_ns = end - stopped,
-                            .cpu_ns = stopped - start});
+                            .stop_ns = stop, .roots_ns = roots, .cpu_ns = stopped - start});
   nh_gc_cycle_rec rec = {.why = why, .start = start, .before = before, .marked_before = marked_before,
                          .pause1 = end - stopped, .mark_ns = mark};
   gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = end, .cycle = &rec});
@@ -343,6 +346,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
 
   uint64_t t1 = now_ns();
   world_stop(&g->threads);
+  uint64_t stop1 = now_ns() - t1;
   perf_threads(g, NH_PHASE_PROGRAM);
   sweep_all();
   validate_caches();
@@ -361,7 +365,9 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     nh_stat_add(&g->limited, 1);
   bool check = nh_rt.cfg.dbg.checkmark && mark_check_setup(&g->marker, &g->roots, &g->threads);
   mark_begin(&g->marker, &g->work);   /* the roots greyed into shared work */
+  uint64_t roots0 = now_ns();
   roots_scan(&g->marker, &g->roots, &g->threads);
+  uint64_t roots1 = now_ns() - roots0;
   mark_specials(&g->marker, &g->specials);
   mark_publish(&g->marker);
   g->mark_pacer = g->pacer;   /* the assists' copy, read without the lock until the next setup */
@@ -372,9 +378,9 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   perf_pause(g, me, NH_PHASE_PAUSE_SETUP);
   uint64_t pause1 = world_start(&g->threads) - t1;
   gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_SETUP, .end = t1 + pause1, .stopped_ns = pause1,
-                            .cpu_ns = t1 - start});
+                            .stop_ns = stop1, .roots_ns = roots1, .cpu_ns = t1 - start});
 
-  uint64_t mark0 = now_ns(), pause2 = 0, t2;
+  uint64_t mark0 = now_ns(), pause2 = 0, t2, stop2 = 0, roots2 = 0;
   int tries = 1;
   for (;; tries++) {
     mark_until_idle(g);
@@ -390,10 +396,13 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
       roots_collect_data(&g->roots);   /* libraries loaded meanwhile (the loader lock: not in a pause) */
     t2 = now_ns();
     world_stop(&g->threads);
+    stop2 = now_ns() - t2;
     perf_threads(g, NH_PHASE_PROGRAM);
     mark_flush_wbufs(&g->work, &g->threads);
     mcache_flush_all(&nh_rt.caches);
+    roots0 = now_ns();
     roots_rescan(&g->marker, &g->roots, &g->threads, nobarrier);
+    roots2 = now_ns() - roots0;
     if (nobarrier)
       dirty_rescan(g, &g->marker);
     mark_give_back(&g->marker);
@@ -402,7 +411,8 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
       break;   /* else new grey work: drain it with the world running */
     perf_pause(g, me, NH_PHASE_PAUSE_TERM);
     pause2 = world_start(&g->threads) - t2;
-    gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = t2 + pause2, .stopped_ns = pause2});
+    gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = t2 + pause2, .stopped_ns = pause2,
+                              .stop_ns = stop2, .roots_ns = roots2});
   }
   mark_until_idle(g);   /* in the pause: what the buffers and the stacks greyed (usually nothing) */
   set_phase_mark(g, false);
@@ -440,7 +450,8 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_MARK, .end = t2, .cpu_ns = mark_cpu});
   nh_gc_cycle_rec rec = {.why = why, .concurrent = true, .start = start, .before = before,
                          .marked_before = marked_before, .pause1 = pause1, .pause2 = pause2, .mark_ns = mark};
-  gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = end, .stopped_ns = pause2, .cycle = &rec});
+  gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = end, .stopped_ns = pause2,
+                            .stop_ns = stop2, .roots_ns = roots2, .cycle = &rec});
 }
 
 /* The collector thread: runs the cycles requested (gc_request), one after another. */

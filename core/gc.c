@@ -205,19 +205,3 @@ NH_API size_t nh_gc_pauses(uint64_t *ns, size_t max) {
 }
 
 NH_API uint64_t nh_gc_pause_count(void) { return __atomic_load_n(&nh_rt.gc.npauses, __ATOMIC_ACQUIRE); }
-
-uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct) {
-  uint64_t v[NH_PAUSE_RING];
-  size_t n = g->npauses < NH_PAUSE_RING ? g->npauses : NH_PAUSE_RING;
-  if (n == 0)
-    return 0;
-  memcpy(v, g->pauses, n * sizeof *v);
-  for (size_t i = 1; i < n; i++)   /* insertion sort: at most 256 values */
-    for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
-      uint64_t t = v[j];
-      v[j] = v[j - 1];
-      v[j - 1] = t;
-    }
-  size_t i = (n * pct + 99) / 100;
-  return v[i ? i - 1 : 0];
-}

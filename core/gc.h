@@ -18,6 +18,7 @@
 #include "core/pacer.h"
 #include "core/special.h"
 #include "core/thread.h"
+#include "core/timehist.h"
 #include "numa/topology.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -74,10 +75,13 @@ typedef struct nh_gc {
   uint64_t cycle_cpu_ns;           /* guarded by lock: the last cycle's collection CPU (limiter) */
   uint64_t cycle_cost;             /* guarded by lock: the cycle in progress's, so far */
   uint64_t cycles, forced;
-  /* Pauses and CPU (guarded by lock). */
+  /* Pauses and CPU (written under lock, except sweep_ns; read lock-free by nh_stats_read). */
   uint64_t pause_total_ns, pause_max_ns, mark_ns, sweep_ns, traced_sweep_ns;
   uint64_t pauses[NH_PAUSE_RING];
   uint64_t npauses;
+  nh_timehist_t pause_hist[NH_PAUSE_HISTS]; /* every pause since nh_init (gcevents.c) */
+  uint64_t phase_cpu_ns[NH_GC_PHASE_SWEEP + 1]; /* collection CPU besides the pauses, by the
+                                                   phase it ran in (nh_gc_event.cpu_ns) */
   uint64_t start_ns;               /* nh_init time, for gctrace */
   uint64_t limited;                /* times the CPU limiter held the collector back */
   /* Background sweeper. */
@@ -111,8 +115,6 @@ void gc_collect(const char *why, bool sweep);
  * the CPU limiter is on and the pass is small, let this thread pass the limit once. False when
  * the allocation must fail (no collector). */
 bool gc_limit_reached(size_t bytes);
-/* The pct-th percentile of the recent pauses (ns); caller holds g->lock. */
-uint64_t gc_pause_percentile(nh_gc_t *g, unsigned pct);
 /* The collector thread (cycle.c), which runs the concurrent cycles requested: started on cpus
  * (pinned when pin), stopped after the cycle in progress. */
 int collector_start(nh_gc_t *g, const cpu_set_t *cpus, bool pin);

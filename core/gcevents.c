@@ -2,8 +2,11 @@
  * gcevents.c — what the cycle reports, as subscribers to its phase events (gcevents.h). The
  * cycle (cycle.c) says when each phase ended, how long it stopped the world and what collection
  * CPU it took; here, apart from the cycle's code:
- *   counters   every pause recorded (nh_gc_pauses, percentiles, total and max), mark and sweep
- *              time (nh_stats);
+ *   counters   every pause recorded: the ring of the last 256 (nh_gc_pauses), total and max,
+ *              and the histograms (timehist.h) of every pause, by kind (setup, termination)
+ *              and by the parts the cycle timed (stop, roots), from which nh_stats_read takes
+ *              its percentiles without a lock; mark and sweep time, and collection CPU by
+ *              phase (nh_stats, nh_stats_write);
  *   limiter    the CPU limiter fed each phase's collection CPU (a pause counts on every CPU),
  *              and the cost of the last whole cycle kept for its gate (pacer.h);
  *   perf       the cycle's record of the hardware counters (perf/counters.c) at its end;
@@ -23,7 +26,14 @@
 
 static unsigned ncpus(void) { return nh_rt.topo.ncpus > 0 ? (unsigned)nh_rt.topo.ncpus : 1; }
 
-static void record_pause(nh_gc_t *g, uint64_t ns) {
+static void record_pause(nh_gc_t *g, const nh_gc_event *e) {
+  uint64_t ns = e->stopped_ns;
+  timehist_record(&g->pause_hist[NH_PAUSES_ALL], ns);
+  timehist_record(&g->pause_hist[e->phase == NH_GC_PHASE_SETUP ? NH_PAUSES_SETUP : NH_PAUSES_TERMINATION], ns);
+  if (e->stop_ns)
+    timehist_record(&g->pause_hist[NH_PAUSES_PART_STOP], e->stop_ns);
+  if (e->roots_ns)
+    timehist_record(&g->pause_hist[NH_PAUSES_PART_ROOTS], e->roots_ns);
   __atomic_store_n(&g->pauses[g->npauses % NH_PAUSE_RING], ns, __ATOMIC_RELAXED);
   __atomic_store_n(&g->npauses, g->npauses + 1, __ATOMIC_RELEASE);
   nh_stat_add(&g->pause_total_ns, ns);
@@ -92,7 +102,8 @@ static void trace(nh_gc_t *g, const nh_gc_cycle_rec *c) {
 
 static void counters(nh_gc_t *g, const nh_gc_event *e) {
   if (e->stopped_ns)
-    record_pause(g, e->stopped_ns);
+    record_pause(g, e);
+  nh_stat_add(&g->phase_cpu_ns[e->phase], (int64_t)e->cpu_ns);
   if (e->phase == NH_GC_PHASE_SWEEP)
     nh_stat_add(&g->sweep_ns, e->cpu_ns);
   if (e->cycle)

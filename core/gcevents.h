@@ -8,6 +8,10 @@
  * ended by the last stop), then the last TERMINATION (a pause) with the cycle's record. A
  * stop-the-world cycle: SETUP (its one pause, the mark inside), then TERMINATION with the
  * record and no pause of its own. SWEEP: a background sweep or nh_gc's full sweep finished.
+ *
+ * A pause event may carry the parts of its pause the cycle timed (stop_ns, roots_ns; 0 where
+ * it did not): the counters subscriber puts each in its histogram (NH_PAUSES_PART_*), so a
+ * new part is a field here, a kind below and one line where the cycle times it.
  */
 #ifndef NH_GCEVENTS_H
 #define NH_GCEVENTS_H
@@ -33,10 +37,22 @@ typedef struct nh_gc_cycle_rec {
   uint64_t mark_ns;            /* the mark's wall time */
 } nh_gc_cycle_rec;
 
+/* The pause histograms (nh_gc_t.pause_hist): every pause, by kind, and the timed parts. */
+typedef enum nh_pause_hist {
+  NH_PAUSES_ALL,
+  NH_PAUSES_SETUP,             /* sweep termination + mark setup (stw: the cycle's one pause) */
+  NH_PAUSES_TERMINATION,       /* each mark termination attempt that stopped the world */
+  NH_PAUSES_PART_STOP,         /* part: from the stop request until every thread stopped */
+  NH_PAUSES_PART_ROOTS,        /* part: the roots scanned (setup, stw), stacks and barrier
+                                  buffers rescanned (termination) */
+  NH_PAUSE_HISTS,
+} nh_pause_hist;
+
 typedef struct nh_gc_event {
   nh_gc_phase phase;
   uint64_t end;                /* ns: when the phase ended */
   uint64_t stopped_ns;         /* the world was stopped this long in it (a pause); 0: none */
+  uint64_t stop_ns, roots_ns;  /* parts of that pause (NH_PAUSES_PART_*); 0: not timed */
   uint64_t cpu_ns;             /* collection CPU in it besides the pause (marking, sweeping) */
   const nh_gc_cycle_rec *cycle; /* on a cycle's last TERMINATION: the whole cycle; else NULL */
 } nh_gc_event;

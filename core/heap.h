@@ -44,6 +44,9 @@ typedef struct nh_heap {
 } nh_heap_t;
 
 extern nh_heap_t nh_rt;
+/* Guards nh_rt's lifetime: nh_init and nh_shutdown, and the statistics' readers (stats.c),
+ * which take it for a few loads; nothing holds it through a collection. */
+extern nh_mutex_t heap_init_lock;
 
 #define NH_TYPES_BYTES ((size_t)64 << 20)
 

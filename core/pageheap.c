@@ -51,6 +51,10 @@
  *
  * Locking: ph->lock (LOCK_RANK_PAGEHEAP) guards the bitmaps, summaries, by_addr and search.
  * spans[] entries are written under it with release stores and read lock-free (span_of).
+ * The page counts that nh_stats_read adds up (total, in use, released) change under it too,
+ * inside pageheap_stat_begin/end: a seqlock, so that a reader on another thread takes all three
+ * from one moment (pageheap_counts) and in use + free + released = mapped holds in every
+ * snapshot; the writer pays two stores.
  */
 #include <errno.h>
 #include <string.h>
@@ -219,8 +223,10 @@ static bool adopt(nh_pageheap_t *ph, nh_arena_t *first, size_t count) {
     ph->narenas++;
     if (at < ph->search)
       ph->search = at;
+    pageheap_stat_begin(ph);
     nh_stat_add(&ph->total_pages, NH_PAGES_PER_ARENA);
     nh_stat_add(&ph->released_pages, NH_PAGES_PER_ARENA);
+    pageheap_stat_end(ph);
   }
   return true;
 }
@@ -369,8 +375,10 @@ uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero) {
   /* Advance the search pointer past arenas that are now full. */
   while (ph->search < ph->narenas && unpack_arena(ph->by_addr[ph->search]->pages->sum).max == 0)
     ph->search++;
+  pageheap_stat_begin(ph);
   nh_stat_add(&ph->released_pages, -(int64_t)released);   /* this order keeps idle >= 0 for */
   nh_stat_add(&ph->inuse_pages, (int64_t)npages);         /* lock-free readers (scavenger) */
+  pageheap_stat_end(ph);
   nh_mutex_unlock(&ph->lock);
   if (nh_config_debug >= 2)
     pageheap_validate(ph);
@@ -394,7 +402,9 @@ void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
   }
   if (lowest < ph->search)
     ph->search = lowest;
+  pageheap_stat_begin(ph);
   nh_stat_add(&ph->inuse_pages, -(int64_t)npages);
+  pageheap_stat_end(ph);
   nh_mutex_unlock(&ph->lock);
   if (nh_config_debug >= 2)
     pageheap_validate(ph);
@@ -658,7 +668,9 @@ size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *r
         set_bits(ap->scav, first, gone, true);
       update_summaries(ap, first, pages);
       nh_stat_add(&ph->scavenging_pages, -(int64_t)pages);
+      pageheap_stat_begin(ph);
       nh_stat_add(&ph->released_pages, (int64_t)gone);
+      pageheap_stat_end(ph);
       nh_stat_add(&ph->scavenged_pages, (int64_t)gone);
       lowest = idx < lowest ? idx : lowest;
     }

@@ -36,7 +36,9 @@ typedef struct nh_pageheap {
                                      that a reused struct outgrew, for reuse */
   nh_span_t *recent[NH_RECENT_SPANS]; /* guarded by lock: freed spans kept whole for reuse */
   uint32_t nrecent;               /* guarded by lock */
-  /* Relaxed counters, in pages. */
+  /* Relaxed counters, in pages. The first three move under lock and stat_seq (a seqlock:
+   * odd while they change), so that a reader takes them as one (pageheap_counts). */
+  uint32_t stat_seq;
   uint64_t inuse_pages;           /* in spans */
   uint64_t released_pages;        /* free and released to the OS */
   uint64_t total_pages;           /* in this heap's arenas */
@@ -59,6 +61,45 @@ static inline int64_t pageheap_live_pages(const nh_pageheap_t *ph) {
   int64_t recent = (int64_t)__atomic_load_n(&ph->recent_pages, __ATOMIC_ACQUIRE);
   int64_t inuse = (int64_t)__atomic_load_n(&ph->inuse_pages, __ATOMIC_ACQUIRE);
   return inuse - recent - kept;
+}
+
+/* The writer's side of stat_seq, under ph->lock (one writer): begin before the first change of
+ * inuse_pages, released_pages or total_pages, end after the last. Two plain stores on x86. */
+static inline void pageheap_stat_begin(nh_pageheap_t *ph) {
+  __atomic_store_n(&ph->stat_seq, ph->stat_seq + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+static inline void pageheap_stat_end(nh_pageheap_t *ph) {
+  __atomic_store_n(&ph->stat_seq, ph->stat_seq + 1, __ATOMIC_RELEASE);
+}
+
+/* One point of the page heap's accounting, in pages, read without its lock: total = live +
+ * free + released, each >= 0 (free counts the idle spans and the pages being scavenged). */
+typedef struct nh_pageheap_counts {
+  uint64_t total, live, free, released;
+} nh_pageheap_counts;
+
+/* The idle counts first (the order of pageheap_live_pages), then the three under stat_seq:
+ * retried while a writer is inside, so the identity holds exactly. */
+static inline nh_pageheap_counts pageheap_counts(const nh_pageheap_t *ph) {
+  uint64_t kept = __atomic_load_n(&ph->kept_pages, __ATOMIC_ACQUIRE);
+  uint64_t recent = __atomic_load_n(&ph->recent_pages, __ATOMIC_ACQUIRE);
+  uint64_t inuse, released, total;
+  uint32_t seq;
+  for (;;) {
+    seq = __atomic_load_n(&ph->stat_seq, __ATOMIC_ACQUIRE);
+    inuse = __atomic_load_n(&ph->inuse_pages, __ATOMIC_RELAXED);
+    released = __atomic_load_n(&ph->released_pages, __ATOMIC_RELAXED);
+    total = __atomic_load_n(&ph->total_pages, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (!(seq & 1) && __atomic_load_n(&ph->stat_seq, __ATOMIC_RELAXED) == seq)
+      break;
+    __builtin_ia32_pause();
+  }
+  int64_t live = (int64_t)(inuse - recent - kept);
+  nh_pageheap_counts c = {.total = total, .live = live > 0 ? (uint64_t)live : 0, .released = released};
+  c.free = total - released - c.live;   /* >= inuse - live >= 0: inuse + released <= total */
+  return c;
 }
 
 /* An idle span of npages has been counted where it went (recent_pages, or off inuse_pages):

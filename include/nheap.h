@@ -392,8 +392,9 @@ typedef struct nh_stats {
   uint64_t gc_limited;           /* times the CPU limiter held the collector back: cycles marked
                                     without assists, stop-the-world cycles put off, allocations let
                                     past the memory limit */
-  uint64_t pause_p50_ns;         /* median of the last 256 pauses */
-  uint64_t pause_p99_ns;         /* 99th percentile of the last 256 pauses */
+  uint64_t pause_p50_ns;         /* median of every pause, from the pause histogram: the upper
+                                    bound of its bucket (at most 25% over), capped at the max */
+  uint64_t pause_p99_ns;         /* 99th percentile of every pause, the same way */
   uint64_t gc_mark_ns;           /* time spent marking, all cycles */
   uint64_t gc_sweep_ns;          /* time the background sweeper and nh_gc spent sweeping */
   uint64_t heap_live_bytes;      /* pacer: marked by the last cycle + allocated since (0 with gc = off) */
@@ -445,9 +446,31 @@ typedef struct nh_stats {
 } nh_stats_t;
 
 /* Fills *out (out->size must be set; a smaller struct gets its prefix). Returns 0, -EINVAL
- * for a bad size, -ENODEV before nh_init. Thread-safe; the counters are read individually,
- * not as one snapshot. */
+ * for a bad size, -ENODEV before nh_init. Thread-safe, from any thread at any rate: it takes
+ * no lock the allocator or the collector holds through its work, costs well under a
+ * microsecond whatever the number of cycles, and computes the pause percentiles from the
+ * histogram. The page figures come from one moment (per NUMA node, under the page heap's
+ * seqlock): heap_inuse + heap_free + heap_released = heap_mapped in every snapshot, exactly.
+ * Each other counter is exact and read at about the same moment. */
 int nh_stats_read(nh_stats_t *out);
+
+/* Single counters, for a caller that polls one (bdwgc's GC_get_heap_size): the same value as
+ * the field of nh_stats_t named beside it, in a few nanoseconds. */
+typedef enum nh_stat_id {
+  NH_STAT_HEAP_MAPPED = 0,   /* heap_mapped_bytes */
+  NH_STAT_HEAP_INUSE = 1,    /* heap_inuse_bytes */
+  NH_STAT_HEAP_LIVE = 2,     /* heap_live_bytes */
+  NH_STAT_HEAP_GOAL = 3,     /* heap_goal_bytes */
+  NH_STAT_GC_CYCLES = 4,     /* gc_cycles */
+  NH_STAT_GC_PAUSES = 5,     /* gc_pauses */
+  NH_STAT_PAUSE_TOTAL_NS = 6, /* pause_total_ns */
+  NH_STAT_METADATA = 7,      /* metadata_bytes */
+  NH_STAT_IDS = 8,
+} nh_stat_id;
+
+/* The counter id, or 0 before nh_init and for an unknown id (reported through the error
+ * funnel). Thread-safe, lock-free with respect to the allocator and the collector. */
+uint64_t nh_stat(nh_stat_id id);
 
 typedef struct nh_arena_stat {
   uintptr_t base;           /* 64 MiB-aligned start */
@@ -489,7 +512,24 @@ typedef struct nh_class_stat {
  * size classes there are (67), or -ENODEV before nh_init. Thread-safe. */
 long nh_stats_classes(nh_class_stat_t *out, size_t n);
 
-/* Writes the statistics and the arena table as text to fd (2 = stderr). Thread-safe. */
+/* Output formats of nh_stats_write. */
+typedef enum nh_stats_format {
+  NH_STATS_TEXT = 0,         /* lines for people: what nh_stats_print writes */
+  NH_STATS_JSON = 1,         /* one JSON object (README, "Statistics as JSON") */
+  NH_STATS_OPENMETRICS = 2,  /* the OpenMetrics text exposition (Prometheus), ending "# EOF":
+                                the metrics the README lists, nheap_ prefix, base units */
+} nh_stats_format;
+
+/* Writes one snapshot of the statistics (nh_stats_read's, with the pause histograms, the
+ * size classes, the NUMA nodes, the arenas, the pacer and the collector's CPU) to fd in fmt.
+ * Allocates nothing (a 4 KiB buffer on the caller's stack, about 16 KiB of stack in all,
+ * flushed with write(2), retried on EINTR and short writes) and holds no lock while writing,
+ * so a slow reader of fd holds up nothing but the caller. Returns 0; -EINVAL for an unknown
+ * fmt (reported through the error funnel), -ENODEV before nh_init, or -errno of a failed
+ * write. Thread-safe, from any thread. */
+int nh_stats_write(int fd, nh_stats_format fmt);
+
+/* nh_stats_write(fd, NH_STATS_TEXT): the statistics and the arena table, as text (2 = stderr). */
 int nh_stats_print(int fd);
 
 /* The name of a backing ("4k", "thp", "hugetlb"). */

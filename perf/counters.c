@@ -94,6 +94,8 @@ static __thread nh_perf_thread_t self __attribute__((tls_model("initial-exec")))
 static const char *const phase_names[NH_PERF_PHASES] = {"alloc", "mark", "sweep", "pause_setup", "pause_term",
                                                         "scavenge"};
 
+const char *perf_phase_name(nh_perf_phase p) { return (unsigned)p < NH_PERF_PHASES ? phase_names[p] : "?"; }
+
 static uint64_t now_ns(void) { return os_linux.now_ns(); }
 
 static int event_open(struct perf_event_attr *a, int group) {

@@ -65,6 +65,8 @@ void perf_cycle_end(uint64_t cycle, uint64_t allocated, uint64_t objects_marked,
 /* Reads so far: through rdpmc (the calling thread's own hardware counters) and read(). */
 void perf_reads(uint64_t *rdpmc, uint64_t *syscalls);
 
+/* A phase's name in the report, gctrace and the statistics ("alloc", ..., "scavenge"). */
+const char *perf_phase_name(nh_perf_phase p);
 /* Copies the totals into the stats. */
 void perf_stats(nh_stats_t *s);
 

@@ -18,6 +18,7 @@ packages=(
   gnuplot-nox                         # the report's plots (make run)
   qemu-system-x86 busybox-static cpio # the multi-node NUMA guest (tests/numa-vm)
   python3 sqlite3                     # programs the malloc replacement is tested under
+  python3-prometheus-client           # the OpenMetrics parser the statistics tests use (tests/stats)
   valgrind                            # memcheck runs (tests/valgrind) and its client-request headers
   clang libclang-rt-14-dev            # the sanitizer builds of make test, and make fuzz (libFuzzer)
 )
