@@ -113,6 +113,8 @@ static inline size_t peer_pauses(double *ms, size_t max) {
   return n;
 }
 static inline void peer_result_extra(void) {}
+static const bool peer_has_metrics = false;
+static inline int peer_metrics(int fd, bool openmetrics) { (void)fd, (void)openmetrics; return -1; }
 
 #elif defined(USE_MALLOC)
 #define ALLOC(n) calloc(1, n)
@@ -132,6 +134,8 @@ static inline double peer_gc_ms(void) { return 0; }
 static inline void peer_pauses_mark(void) {}
 static inline size_t peer_pauses(double *ms, size_t max) { (void)ms, (void)max; return 0; }
 static inline void peer_result_extra(void) {}
+static const bool peer_has_metrics = false;
+static inline int peer_metrics(int fd, bool openmetrics) { (void)fd, (void)openmetrics; return -1; }
 
 #else
 #include <nheap.h>
@@ -237,6 +241,17 @@ static inline size_t peer_pauses(double *ms, size_t max) {   /* since the mark, 
   size_t n = peer_npauses < max ? peer_npauses : max;
   memcpy(ms, peer_pause_ms, n * sizeof *ms);
   return n;
+}
+/* The memory manager's statistics on fd (kvserver's GET /metrics and /stats): OpenMetrics, or
+ * one line of nh_stats_read's figures that a test compares with a scrape. 0, or -1 on failure. */
+static const bool peer_has_metrics = true;
+static inline int peer_metrics(int fd, bool openmetrics) {
+  if (openmetrics)
+    return nh_stats_write(fd, NH_STATS_OPENMETRICS);
+  nh_stats_t s = peer_stats();
+  return dprintf(fd, "gc_cycles=%llu gc_pauses=%llu heap_mapped_bytes=%llu heap_inuse_bytes=%llu\n",
+                 (unsigned long long)s.gc_cycles, (unsigned long long)s.gc_pauses,
+                 (unsigned long long)s.heap_mapped_bytes, (unsigned long long)s.heap_inuse_bytes) < 0 ? -1 : 0;
 }
 static inline void peer_result_extra(void) {
   static const char *const phase[NH_PERF_PHASES] = {"alloc", "mark", "sweep", "pause_setup", "pause_term", "scavenge"};

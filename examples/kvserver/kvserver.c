@@ -54,6 +54,12 @@
  * reply u32 0; 'B' begin the measured part (report_begin; only the first counts), reply u32 0;
  * 'P' pause: hold every lock for key milliseconds, reply u32 0; 'Q' quit (no reply; any other
  * op too).
+ *
+ * Metrics, on the same port: a connection that opens with "GET /" (op 'G' with the key "ET /",
+ * far above any key) is an HTTP/1.0 request. GET /metrics answers the memory manager's
+ * statistics in the OpenMetrics text format (nh_stats_write; nheap builds only), GET /stats one
+ * line of nh_stats_read's figures (gc_cycles, gc_pauses, heap_mapped_bytes, heap_inuse_bytes),
+ * for a test to set against a scrape (tests/kvserver_metrics.py); then the connection closes.
  */
 #define _GNU_SOURCE   /* accept4 */
 #include <arpa/inet.h>
@@ -229,8 +235,40 @@ static unsigned long long walk(uint32_t keys, unsigned long long *damaged) {
   return n;
 }
 
+/* An HTTP request whose first five bytes ("GET /") were read: the rest of its head (up to a
+ * blank line, at most 4 KiB), then the answer; the caller closes the connection. */
+static void serve_http(int fd) {
+  char req[4096] = "GET /";
+  size_t n = 5;
+  while (n < sizeof req - 1 && !(n >= 4 && !memcmp(req + n - 4, "\r\n\r\n", 4)) &&
+         !(n >= 2 && !memcmp(req + n - 2, "\n\n", 2)))
+    if (read_full(fd, req + n++, 1))
+      return;
+  req[n] = 0;
+  size_t path = strcspn(req + 4, " \r\n");
+  bool metrics = path == 8 && !memcmp(req + 4, "/metrics", 8), stats = path == 6 && !memcmp(req + 4, "/stats", 6);
+  const char *head = metrics ? "HTTP/1.0 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; "
+                               "charset=utf-8\r\nConnection: close\r\n\r\n"
+                     : stats ? "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                             : NULL;
+  static const char not_found[] = "HTTP/1.0 404 Not Found\r\nConnection: close\r\n\r\n";
+  if (!head || !peer_has_metrics) {
+    write_full(fd, not_found, sizeof not_found - 1);
+    return;
+  }
+  if (write_full(fd, head, strlen(head)) == 0 && peer_metrics(fd, metrics) != 0)
+    fprintf(stderr, "kvserver: no metrics to serve\n");
+}
+
+/* Connection threads, at most MAX_CONNECTIONS at once: a slot whose thread has finished (done)
+ * is joined and reused, so that scrapers, one connection each, never run the server out. */
+enum { MAX_CONNECTIONS = 256 };
+static pthread_t conn_threads[MAX_CONNECTIONS];
+static atomic_int conn_done[MAX_CONNECTIONS];   /* 0: free, 1: serving, 2: finished */
+static int conn_fd[MAX_CONNECTIONS];
+
 static void *serve_connection(void *arg) {
-  int fd = (int)(intptr_t)arg;
+  int slot = (int)(intptr_t)arg, fd = conn_fd[slot];
   char buf[MAX_VALUE + 4];
   const uint32_t ok = 0;
   for (;;) {
@@ -238,6 +276,10 @@ static void *serve_connection(void *arg) {
     uint32_t key, len;
     if (read_full(fd, &op, 1) || read_full(fd, &key, 4))
       break;
+    if (op == 'G' && !memcmp(&key, "ET /", 4)) {
+      serve_http(fd);
+      break;
+    }
     if (op == 'G') {
       len = get(key, buf + 4);
       memcpy(buf, &len, 4);
@@ -266,7 +308,20 @@ static void *serve_connection(void *arg) {
     }
   }
   close(fd);
+  atomic_store(&conn_done[slot], 2);
   return NULL;
+}
+
+/* A free slot (joining a finished thread's), or -1. */
+static int conn_slot(void) {
+  for (int i = 0; i < MAX_CONNECTIONS; i++) {
+    int st = atomic_load(&conn_done[i]);
+    if (st == 2)
+      peer_thread_join(conn_threads[i]);
+    if (st != 1)
+      return i;
+  }
+  return -1;
 }
 
 static int serve(const char *mode, uint32_t keys) {
@@ -299,8 +354,6 @@ static int serve(const char *mode, uint32_t keys) {
    * warm-up. */
   printf("PORT %d\n", ntohs(a.sin_port));
   fflush(stdout);
-  pthread_t threads[256];
-  int n = 0;
   while (!atomic_load(&quitting)) {
     int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
@@ -310,14 +363,21 @@ static int serve(const char *mode, uint32_t keys) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (n == 256 || peer_thread_start(&threads[n], serve_connection, (void *)(intptr_t)fd) != 0) {
+    int slot = conn_slot();
+    if (slot < 0) {
       close(fd);
       continue;
     }
-    n++;
+    conn_fd[slot] = fd;
+    atomic_store(&conn_done[slot], 1);
+    if (peer_thread_start(&conn_threads[slot], serve_connection, (void *)(intptr_t)slot) != 0) {
+      atomic_store(&conn_done[slot], 0);
+      close(fd);
+    }
   }
-  for (int i = 0; i < n; i++)
-    peer_thread_join(threads[i]);
+  for (int i = 0; i < MAX_CONNECTIONS; i++)
+    if (atomic_load(&conn_done[i]))
+      peer_thread_join(conn_threads[i]);
   unsigned long long damaged, check = walk(keys, &damaged);
   report_end(system, check, "keys=%u", keys);
   if (damaged) {
