@@ -16,6 +16,8 @@
  *   malloc           the allocator micro-benchmarks (nheap-bench-malloc): medians of its own
  *                    repetitions, randomly interleaved, nheap beside glibc, jemalloc, mimalloc
  *                    and tcmalloc
+ *   stats            what reading nheap's statistics costs after 1,000 cycles
+ *                    (nheap-stats-read): nh_stats_read, each nh_stat, a whole scrape
  * A system whose program or library is not installed is skipped and said so.
  *
  * Like for like, because every goal of the performance issues is read off this report:
@@ -794,6 +796,33 @@ static int nmicro;
 static bool micro_ran;
 static const char *const micro_allocators[] = {"nheap", "glibc", "jemalloc", "mimalloc", "tcmalloc"};
 
+/* Google Benchmark's CSV (--benchmark_report_aggregates_only): the medians, as ns per
+ * iteration, into out[max]; returns how many. */
+static int read_medians(FILE *p, struct micro *into, int max) {
+  char line[1024];
+  int n = 0;
+  while (fgets(line, sizeof line, p) && n < max) {
+    /* name,iterations,real_time,cpu_time,time_unit,... ; medians end in _median. Times are per
+     * object; pair and batch are one thread's CPU time, xthread (two threads) wall time. */
+    char *name = line[0] == '"' ? line + 1 : line;
+    char *end = strstr(name, "_median");
+    if (!end)
+      continue;
+    *end = 0;
+    char *f = strchr(end + 1, ','), *suffix = strstr(name, "/process_time/real_time");
+    double real = 0, cpu = 0;
+    char unit[8] = "";
+    if (!f || sscanf(f + 1, "%*[^,],%lf,%lf,%7[^,]", &real, &cpu, unit) != 3)
+      continue;
+    if (suffix)
+      *suffix = 0;
+    double scale = strcmp(unit, "us") == 0 ? 1e3 : strcmp(unit, "ms") == 0 ? 1e6 : 1;
+    snprintf(into[n].name, sizeof into[0].name, "%.63s", name);
+    into[n++].ns = (suffix ? real : cpu) * scale;
+  }
+  return n;
+}
+
 static void run_micro(void) {
   char cmd[1024], path[512];
   snprintf(path, sizeof path, "%s/bench/nheap-bench-malloc", bin);
@@ -814,27 +843,45 @@ static void run_micro(void) {
   FILE *p = popen(cmd, "r");
   if (!p)
     return;
-  char line[1024];
-  while (fgets(line, sizeof line, p) && nmicro < MAX_MICRO) {
-    /* name,iterations,real_time,cpu_time,time_unit,... ; medians end in _median. Times are per
-     * object; pair and batch are one thread's CPU time, xthread (two threads) wall time. */
-    char *name = line[0] == '"' ? line + 1 : line;
-    char *end = strstr(name, "_median");
-    if (!end)
-      continue;
-    *end = 0;
-    char *f = strchr(end + 1, ','), *suffix = strstr(name, "/process_time/real_time");
-    double real = 0, cpu = 0;
-    char unit[8] = "";
-    if (!f || sscanf(f + 1, "%*[^,],%lf,%lf,%7[^,]", &real, &cpu, unit) != 3)
-      continue;
-    if (suffix)
-      *suffix = 0;
-    double scale = strcmp(unit, "us") == 0 ? 1e3 : strcmp(unit, "ms") == 0 ? 1e6 : 1;
-    snprintf(micro[nmicro].name, sizeof micro[0].name, "%.63s", name);
-    micro[nmicro++].ns = (suffix ? real : cpu) * scale;
-  }
+  nmicro = read_medians(p, micro, MAX_MICRO);
   micro_ran = pclose(p) == 0 && nmicro > 0;
+}
+
+/* What reading nheap's statistics costs after 1,000 cycles (bench/stats_read.c): ns per call of
+ * the snapshot (nh_stats_read), of each single counter (nh_stat) and of a whole OpenMetrics
+ * scrape, medians of its repetitions; the goal is at most 1 µs per read (issue 24). */
+static struct micro stats_read[MAX_MICRO];
+static int nstats_read;
+static char stats_read_note[160];
+
+static void run_stats_read(void) {
+  char cmd[1024], path[512];
+  snprintf(path, sizeof path, "%s/bench/nheap-stats-read", bin);
+  if (!exists(path))
+    return;
+  fprintf(stderr, "[stats] reading the statistics after 1000 cycles (nheap-stats-read)\n");
+  snprintf(cmd, sizeof cmd,
+           "%s --cycles=1000 --benchmark_repetitions=%d --benchmark_report_aggregates_only=true "
+           "--benchmark_min_time=%s --benchmark_format=csv 2>%s/data/stats-read.err",
+           path, smoke ? 2 : 5, smoke ? "0.01" : "0.1", out);
+  FILE *p = popen(cmd, "r");
+  if (!p)
+    return;
+  nstats_read = read_medians(p, stats_read, MAX_MICRO);
+  if (pclose(p) != 0 || nstats_read == 0) {
+    nstats_read = 0;
+    failures++;
+    snprintf(stats_read_note, sizeof stats_read_note, "nheap-stats-read failed (%s/data/stats-read.err)", out);
+    return;
+  }
+  char errp[600];
+  snprintf(errp, sizeof errp, "%s/data/stats-read.err", out);
+  FILE *e = fopen(errp, "r");
+  if (!e || !fgets(stats_read_note, sizeof stats_read_note, e))
+    stats_read_note[0] = 0;
+  stats_read_note[strcspn(stats_read_note, "\n")] = 0;
+  if (e)
+    fclose(e);
 }
 
 /* The NUMA scaling benchmark, in tests/numa-vm's QEMU guest (bench/numa_scale.sh): 1 and 2
@@ -1113,6 +1160,9 @@ static void write_json(const char *when, const char *mach) {
   fprintf(f, "  ],\n  \"malloc_micro_ns\": {");
   for (int i = 0; i < nmicro; i++)
     fprintf(f, "%s\"%s\": %.3f", i ? ", " : "", micro[i].name, micro[i].ns);
+  fprintf(f, "},\n  \"stats_read_ns\": {");
+  for (int i = 0; i < nstats_read; i++)
+    fprintf(f, "%s\"%s\": %.3f", i ? ", " : "", stats_read[i].name, stats_read[i].ns);
   fprintf(f, "}");
   if (markrate_ran) {
     fprintf(f, ",\n  \"mark_rate\": ");
@@ -1411,6 +1461,26 @@ static void write_micro(FILE *f) {
              "(Debian's libtcmalloc-minimal4), not google/tcmalloc.\n\n");
 }
 
+static void write_stats_read(FILE *f) {
+  if (!nstats_read && !stats_read_note[0])
+    return;
+  fprintf(f, "### Reading the statistics (nheap-stats-read; nanoseconds per call, median)\n\n");
+  if (!nstats_read) {
+    fprintf(f, "Not measured: %s.\n\n", stats_read_note);
+    return;
+  }
+  fprintf(f, "%s. Goal (issue 24): a snapshot and each single counter at most 1 µs per read.\n\n"
+             "| read | ns | goal |\n|---|---:|---|\n", stats_read_note);
+  for (int i = 0; i < nstats_read; i++) {
+    bool scrape = strstr(stats_read[i].name, "write") != NULL;   /* formatting included: no goal */
+    fprintf(f, "| %s | %.1f | %s |\n", stats_read[i].name, stats_read[i].ns,
+            scrape ? "—" : stats_read[i].ns <= 1000 ? "met" : "**not met**");
+  }
+  fprintf(f, "\nstats/read is nh_stats_read (the whole snapshot: page heaps under their seqlocks, pause "
+             "percentiles from the histogram); stats/stat/* is nh_stat of one counter; "
+             "stats/write_openmetrics a whole scrape written to /dev/null (CPU time of the calling thread).\n\n");
+}
+
 static void write_markdown(const char *when, const char *mach, const char *no_plots) {
   char path[512];
   snprintf(path, sizeof path, "%s/report.md", out);
@@ -1459,6 +1529,7 @@ static void write_markdown(const char *when, const char *mach, const char *no_pl
     fprintf(f, "![kvserver latency](latency.png)\n\n");
   write_micro(f);
   write_mark_rate(f);
+  write_stats_read(f);
   write_numa(f);
   fclose(f);
 }
@@ -1732,7 +1803,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nworkloads; i++)
       if (strcmp(suite[i].name, only) == 0)
         suite[k++] = suite[i];
-    if (k == 0 && strcmp(only, "malloc") != 0 && strcmp(only, "numa") != 0 && strcmp(only, "mark-rate") != 0)
+    if (k == 0 && strcmp(only, "malloc") != 0 && strcmp(only, "numa") != 0 && strcmp(only, "mark-rate") != 0 &&
+        strcmp(only, "stats") != 0)
       die("no workload named %s", only);
     nworkloads = k;
   }
@@ -1751,6 +1823,8 @@ int main(int argc, char **argv) {
     run_micro();
   if (!only[0] || strcmp(only, "mark-rate") == 0)
     run_mark_rate();
+  if (!only[0] || strcmp(only, "stats") == 0)
+    run_stats_read();
   if ((!only[0] && !smoke) || strcmp(only, "numa") == 0)
     run_numa();
 

@@ -386,8 +386,12 @@ void perf_reads(uint64_t *rdpmc_reads, uint64_t *syscalls) {
 
 void perf_stats(nh_stats_t *s) {
   s->perf_events = (uint64_t)P.n;
-  for (int i = 0; i < NH_PERF_MAX_EVENTS; i++)
-    snprintf(s->perf_event_names[i], sizeof s->perf_event_names[i], "%s", i < P.n ? P.name[i] : "");
+  /* Both arrays are 32 bytes a name, NUL-terminated (perf_setup's snprintf): a plain copy, as
+   * nh_stats_read is held to well under a microsecond. */
+  _Static_assert(sizeof s->perf_event_names == sizeof P.name, "the names' arrays differ");
+  memcpy(s->perf_event_names, P.name, sizeof P.name);
+  for (int i = P.n; i < NH_PERF_MAX_EVENTS; i++)
+    s->perf_event_names[i][0] = 0;
   for (int p = 0; p < NH_PERF_PHASES; p++) {
     for (int i = 0; i < NH_PERF_MAX_EVENTS; i++)
       s->perf_counts[p][i] = i < P.n ? __atomic_load_n(&P.total[p][i], __ATOMIC_RELAXED) : 0;
