@@ -7,7 +7,7 @@
  *   stats/read              nh_stats_read: the whole snapshot (page heaps under their seqlocks,
  *                           the pause percentiles from the histogram)
  *   stats/stat/<name>       nh_stat of one counter (heap_mapped, heap_inuse, heap_live,
- *                           heap_goal, gc_cycles, gc_pauses, pause_total, metadata)
+ *                           heap_goal, gc_cycles, gc_pauses, pause_total, metadata, heap_backed)
  *   stats/write_openmetrics nh_stats_write(NH_STATS_OPENMETRICS) to /dev/null: a scrape's
  *                           whole cost, formatting included (not held to the 1 µs)
  *
@@ -26,7 +26,8 @@
 #include "bench/bench_shim.h"
 
 static const char *const stat_names[NH_STAT_IDS] = {"heap_mapped", "heap_inuse", "heap_live", "heap_goal",
-                                                     "gc_cycles",   "gc_pauses",  "pause_total", "metadata"};
+                                                     "gc_cycles",   "gc_pauses",  "pause_total", "metadata",
+                                                     "heap_backed"};
 
 static void bm_read(bench_state *st, int64_t arg) {
   (void)arg;

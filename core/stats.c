@@ -214,9 +214,11 @@ static uint64_t stat_one(nh_stat_id id) {
   switch (id) {
   case NH_STAT_HEAP_MAPPED:
   case NH_STAT_HEAP_INUSE:
+  case NH_STAT_HEAP_BACKED:
     for (int n = 0; n < nh_rt.topo.nnodes; n++) {
       nh_pageheap_counts c = pageheap_counts(&nh_rt.nodes[n].ph);
-      v += (id == NH_STAT_HEAP_MAPPED ? c.total : c.live) * NH_PAGE_SIZE;
+      v += (id == NH_STAT_HEAP_MAPPED ? c.total : id == NH_STAT_HEAP_INUSE ? c.live : c.total - c.released) *
+           NH_PAGE_SIZE;
     }
     return v;
   case NH_STAT_HEAP_LIVE:

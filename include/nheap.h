@@ -465,7 +465,9 @@ typedef enum nh_stat_id {
   NH_STAT_GC_PAUSES = 5,     /* gc_pauses */
   NH_STAT_PAUSE_TOTAL_NS = 6, /* pause_total_ns */
   NH_STAT_METADATA = 7,      /* metadata_bytes */
-  NH_STAT_IDS = 8,
+  NH_STAT_HEAP_BACKED = 8,   /* heap_mapped_bytes - heap_released_bytes (in use + free), both
+                                from one moment: bdwgc's GC_get_heap_size */
+  NH_STAT_IDS = 9,
 } nh_stat_id;
 
 /* The counter id, or 0 before nh_init and for an unknown id (reported through the error

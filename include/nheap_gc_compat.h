@@ -20,8 +20,9 @@
  *   GC_gcollect()                 nh_gc: returns with the heap marked and swept
  *   GC_register_finalizer(o, fn, cd, ofn, ocd)   nh_set_finalizer (bdwgc's ordering: an
  *                                 object reachable from another finalizable one waits for it)
- *   GC_get_heap_size()            heap_mapped_bytes - heap_released_bytes
- *   GC_get_gc_no()                gc_cycles
+ *   GC_get_heap_size()            nh_stat(NH_STAT_HEAP_BACKED): heap_mapped_bytes -
+ *                                 heap_released_bytes
+ *   GC_get_gc_no()                nh_stat(NH_STAT_GC_CYCLES): gc_cycles
  *   GC_add_roots(lo, hi)          nh_root_add
  *   GC_register_my_thread(sb)     nh_thread_attach (the stack base is found, not taken)
  *   GC_unregister_my_thread()     nh_thread_detach
@@ -95,12 +96,9 @@ static inline void nh_gc_compat_register_finalizer(void *obj, GC_finalization_pr
   nh_set_finalizer(obj, (nh_finalizer_fn)fn, cd);
 }
 
+/* One counter, in nanoseconds (programs poll these: bdwgc's cost two loads). */
 static inline size_t nh_gc_compat_stat(int which) {
-  nh_stats_t s;
-  s.size = sizeof s;
-  if (nh_stats_read(&s) != 0)
-    return 0;
-  return which == 0 ? (size_t)(s.heap_mapped_bytes - s.heap_released_bytes) : (size_t)s.gc_cycles;
+  return (size_t)nh_stat(which == 0 ? NH_STAT_HEAP_BACKED : NH_STAT_GC_CYCLES);
 }
 
 typedef struct nh_gc_compat_start { void *(*fn)(void *); void *arg; } nh_gc_compat_start;

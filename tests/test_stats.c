@@ -191,6 +191,7 @@ static void test_pause_percentiles_and_single_counters(void **state) {
   assert_int_equal(nh_stat(NH_STAT_HEAP_INUSE), s.heap_inuse_bytes);
   assert_int_equal(nh_stat(NH_STAT_HEAP_GOAL), s.heap_goal_bytes);
   assert_int_equal(nh_stat(NH_STAT_METADATA), s.metadata_bytes);
+  assert_int_equal(nh_stat(NH_STAT_HEAP_BACKED), s.heap_mapped_bytes - s.heap_released_bytes);
   assert_int_equal(errors.count, 0);
   assert_int_equal(nh_stat(NH_STAT_IDS), 0);
   assert_int_equal(errors.count, 1);
