@@ -22,6 +22,7 @@
  *                of ns (their exact edges: four of timehist.h's buckets each); the JSON has all.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -216,7 +217,8 @@ static void write_json(nh_out_t *o, const nh_stats_snapshot_t *x) {
           "    \"limiter\": {\"limiting\": %s, \"fill_cpu_ns\": %llu, \"capacity_cpu_ns\": %llu, "
           "\"overflow_cpu_ns\": %llu, \"times_limited\": %llu}},\n",
           (long long)s->gc_percent, U(s->memory_limit), U(s->heap_goal_bytes), U(s->heap_trigger_bytes),
-          U(s->heap_live_bytes), U(s->heap_marked_bytes), x->cons_mark, U(s->limit_refusals),
+          U(s->heap_live_bytes), U(s->heap_marked_bytes), isfinite(x->cons_mark) ? x->cons_mark : 0.0,
+          U(s->limit_refusals),
           x->limiting ? "true" : "false", U(x->limiter_fill_ns), U(x->limiter_capacity_ns),
           U(x->limiter_overflow_ns), U(s->gc_limited));
   out_put(o, "  \"gc\": {\"mode\": \"%s\", \"cycles\": %llu, \"forced\": %llu, \"pauses\": %llu, "

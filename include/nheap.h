@@ -524,7 +524,7 @@ typedef enum nh_stats_format {
 
 /* Writes one snapshot of the statistics (nh_stats_read's, with the pause histograms, the
  * size classes, the NUMA nodes, the arenas, the pacer and the collector's CPU) to fd in fmt.
- * Allocates nothing (a 4 KiB buffer on the caller's stack, about 16 KiB of stack in all,
+ * Allocates nothing (a 4 KiB buffer on the caller's stack, about 20 KiB of stack in all,
  * flushed with write(2), retried on EINTR and short writes) and holds no lock while writing,
  * so a slow reader of fd holds up nothing but the caller. Returns 0; -EINVAL for an unknown
  * fmt (reported through the error funnel), -ENODEV before nh_init, or -errno of a failed
