@@ -35,8 +35,10 @@
  *                       incremental mode (whose steps raise no such events); thp_mib and
  *                       hugetlb_mib: the process's transparent and hugetlb huge pages when the
  *                       measured part ends (/proc/self/smaps_rollup), what backed it; nheap adds
- *                       how its arenas are backed and, with NHEAP_PERF_EVENTS, every phase's
- *                       counts (perf_<phase>_ms, perf_<phase>_<event>: the whole run).
+ *                       how its arenas are backed. With NH_BENCH_STATS=path, nheap also writes
+ *                       its statistics there as nh_stats_write's JSON, the same document a
+ *                       server scrapes: the report reads every phase's counters
+ *                       (NHEAP_PERF_EVENTS) from it, not from a format of its own.
  */
 #ifndef NH_BENCH_GC_PEER_H
 #define NH_BENCH_GC_PEER_H
@@ -113,6 +115,7 @@ static inline size_t peer_pauses(double *ms, size_t max) {
   return n;
 }
 static inline void peer_result_extra(void) {}
+static inline void peer_stats_json(const char *path) { (void)path; }
 static const bool peer_has_metrics = false;
 static inline int peer_metrics(int fd, bool openmetrics) { (void)fd, (void)openmetrics; return -1; }
 
@@ -134,6 +137,7 @@ static inline double peer_gc_ms(void) { return 0; }
 static inline void peer_pauses_mark(void) {}
 static inline size_t peer_pauses(double *ms, size_t max) { (void)ms, (void)max; return 0; }
 static inline void peer_result_extra(void) {}
+static inline void peer_stats_json(const char *path) { (void)path; }
 static const bool peer_has_metrics = false;
 static inline int peer_metrics(int fd, bool openmetrics) { (void)fd, (void)openmetrics; return -1; }
 
@@ -253,18 +257,20 @@ static inline int peer_metrics(int fd, bool openmetrics) {
                  (unsigned long long)s.gc_cycles, (unsigned long long)s.gc_pauses,
                  (unsigned long long)s.heap_mapped_bytes, (unsigned long long)s.heap_inuse_bytes) < 0 ? -1 : 0;
 }
+/* nh_stats_write's JSON into path (the report's NH_BENCH_STATS). */
+static inline void peer_stats_json(const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f || nh_stats_write(fileno(f), NH_STATS_JSON) != 0)
+    fprintf(stderr, "peer: cannot write the statistics to %s\n", path);
+  if (f)
+    fclose(f);
+}
 static inline void peer_result_extra(void) {
-  static const char *const phase[NH_PERF_PHASES] = {"alloc", "mark", "sweep", "pause_setup", "pause_term", "scavenge"};
   nh_stats_t s = peer_stats();
   printf(" arenas_hugetlb=%llu arenas_thp=%llu arenas_4k=%llu pauses_lost=%llu", (unsigned long long)s.arenas_hugetlb,
          (unsigned long long)s.arenas_thp, (unsigned long long)s.arenas_small, (unsigned long long)peer_pauses_lost);
   if (s.gc_mode == NH_GC_CONCURRENT_NOBARRIER && s.gc_cycles)   /* written pages rescanned per cycle */
     printf(" dirty_mib_per_cycle=%.2f", (double)s.gc_dirty_bytes / (double)s.gc_cycles / (1 << 20));
-  for (int p = 0; p < NH_PERF_PHASES && s.perf_events; p++) {
-    printf(" perf_%s_ms=%.3f", phase[p], (double)s.perf_phase_ns[p] / 1e6);
-    for (uint64_t e = 0; e < s.perf_events; e++)
-      printf(" perf_%s_%s=%llu", phase[p], s.perf_event_names[e], (unsigned long long)s.perf_counts[p][e]);
-  }
 }
 #endif
 
@@ -359,6 +365,9 @@ static inline void report_end(const char *system, unsigned long long check, cons
   vprintf(fmt, ap);
   va_end(ap);
   peer_result_extra();
+  const char *stats = getenv("NH_BENCH_STATS");
+  if (stats && *stats)
+    peer_stats_json(stats);
   putchar('\n');
   fflush(stdout);
 }

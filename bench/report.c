@@ -563,6 +563,35 @@ static void *watcher(void *arg) {
   return NULL;
 }
 
+/* nheap's statistics as nh_stats_write's JSON (NH_BENCH_STATS, gc_peer.h: the document a server
+ * scrapes), into m: each phase's time and counters from its "perf" object, as perf_<phase>_ms and
+ * perf_<phase>_<event>. Read by the layout nh_stats_write gives it: one phase a line. Nothing
+ * when the run wrote none (a peer) or counted nothing. */
+static void stats_perf(const char *path, metrics *m) {
+  static char text[1 << 20];
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return;
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  char *p = strstr(text, "\n  \"perf\": {\"events\": [");
+  p = p ? strstr(p, "\"phases\": {") : NULL;
+  while (p && (p = strstr(p, "\n    \""))) {
+    char phase[32], key[48], event[48];
+    double ns, v;
+    int used;
+    if (sscanf(p, "\n    \"%31[^\"]\": {\"ns\": %lf, \"counts\": {%n", phase, &ns, &used) != 2)
+      break;
+    snprintf(key, sizeof key, "perf_%s_ms", phase);
+    put(m, key, ns / 1e6);
+    for (p += used; sscanf(p, "\"%47[^\"]\": %lf%n", event, &v, &used) == 2; p += used + (p[used] == ',' ? 2 : 0)) {
+      snprintf(key, sizeof key, "perf_%.14s_%.27s", phase, event);
+      put(m, key, v);
+    }
+  }
+}
+
 /* The RESULT line's fields into m: numbers as numbers, words (system=go) as words. */
 static void parse_result(char *line, metrics *m) {
   for (char *save = NULL, *tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
@@ -599,13 +628,14 @@ static void pause_totals(const char *path, metrics *m) {
  * failed: it did not exit 0, printed no RESULT, ran past the timeout, or reported a check
  * other than the workload's. m->why says which. */
 static bool run_once(const workload *w, sysrun *s, metrics *m, char *const *argv) {
-  char tl[512], pa[512], la[512], log[512], err[512];
+  char tl[512], pa[512], la[512], log[512], err[512], st[512];
   data_path(tl, sizeof tl, w, s, "timeline");
+  data_path(st, sizeof st, w, s, "stats.json");
   data_path(pa, sizeof pa, w, s, "pauses");
   data_path(la, sizeof la, w, s, "latency");
   data_path(log, sizeof log, w, s, "out");
   data_path(err, sizeof err, w, s, "err");
-  unlink(tl), unlink(pa), unlink(la);   /* nothing stale from an earlier run */
+  unlink(tl), unlink(pa), unlink(la), unlink(st);   /* nothing stale from an earlier run */
   int pipefd[2];
   if (pipe(pipefd) != 0)
     die("pipe: %s", strerror(errno));
@@ -627,6 +657,7 @@ static bool run_once(const workload *w, sysrun *s, metrics *m, char *const *argv
     setenv("NH_BENCH_TIMELINE", tl, 1);
     setenv("NH_BENCH_PAUSES", pa, 1);
     setenv("NH_BENCH_LATENCY", la, 1);
+    setenv("NH_BENCH_STATS", st, 1);
     if (s->preload[0])
       setenv("LD_PRELOAD", s->preload, 1);
     for (int i = 0; i < s->nenv; i++)
@@ -698,6 +729,7 @@ static bool run_once(const workload *w, sysrun *s, metrics *m, char *const *argv
   put(m, "thp_peak_mib", fmax((double)wt.thp_kib / 1024, getd(m, "thp_mib")));
   put(m, "faults", (double)(ru.ru_minflt + ru.ru_majflt));
   pause_totals(pa, m);
+  stats_perf(st, m);
   return true;
 }
 
