@@ -269,7 +269,7 @@ NH_API void nh_shutdown(void) {
     __atomic_store_n(&nh_rt.ready, false, __ATOMIC_RELEASE);
     gc_shutdown(&nh_rt.gc);
     scavenger_stop(&nh_rt.scavenger);
-    perf_shutdown();
+    perf_shutdown(true);
     arena_set_destroy(&nh_rt.arenas);
     mem_destroy(&nh_rt.mem);
     release_types();

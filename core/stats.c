@@ -30,6 +30,24 @@
 #include "core/stats.h"
 #include "perf/events.h"
 
+/* The init lock, for a reader that does not hold it already (held: nh_shutdown's perf report,
+ * which writes the statistics of a heap it has not torn down yet). False, with the lock not
+ * kept, when the heap is not there to read. */
+static bool stats_enter(bool held) {
+  if (held)
+    return true;
+  nh_mutex_lock(&heap_init_lock);
+  if (nh_rt.ready)
+    return true;
+  nh_mutex_unlock(&heap_init_lock);
+  return false;
+}
+
+static void stats_leave(bool held) {
+  if (!held)
+    nh_mutex_unlock(&heap_init_lock);
+}
+
 static void fill_stats(nh_stats_t *s, nh_pageheap_counts *nodes) {
   const nh_mem_stats *m = &nh_rt.mem.stats;
   const nh_arena_set_t *a = &nh_rt.arenas;
@@ -128,7 +146,7 @@ NH_API int nh_stats_read(nh_stats_t *out) {
   return 0;
 }
 
-NH_API long nh_stats_arenas(nh_arena_stat_t *out, size_t n) { return stats_arenas_from(out, n, 0); }
+NH_API long nh_stats_arenas(nh_arena_stat_t *out, size_t n) { return stats_arenas_from(out, n, 0, false); }
 
 /* Where pages[0..n) lie (move_pages, query mode), counted into r. */
 static void ask_where(void **pages, size_t n, nh_node_stat_t *r) {
@@ -184,27 +202,28 @@ NH_API long nh_stats_nodes(nh_node_stat_t *out, size_t n, size_t sample) {
   return count;
 }
 
-NH_API long nh_stats_classes(nh_class_stat_t *out, size_t n) {
-  nh_mutex_lock(&heap_init_lock);
-  long count = -ENODEV;
-  if (nh_rt.ready) {
-    count = NH_NUM_SIZE_CLASSES - 1;
-    for (unsigned c = 1; c < NH_NUM_SIZE_CLASSES && c - 1 < n; c++) {
-      nh_class_stat_t *cs = &out[c - 1];
-      cs->size = nh_class_to_size[c];
-      cs->span_bytes = nh_class_to_npages[c] * NH_PAGE_SIZE;
-      cs->objects_per_span = cs->span_bytes / cs->size;
-      cs->spans = 0;
+static void fill_classes(nh_class_stat_t *out, size_t n) {
+  for (unsigned c = 1; c < NH_NUM_SIZE_CLASSES && c - 1 < n; c++) {
+    nh_class_stat_t *cs = &out[c - 1];
+    cs->size = nh_class_to_size[c];
+    cs->span_bytes = nh_class_to_npages[c] * NH_PAGE_SIZE;
+    cs->objects_per_span = cs->span_bytes / cs->size;
+    cs->spans = 0;
+    for (int node = 0; node < nh_rt.topo.nnodes; node++)
+      for (unsigned k = 0; k < NH_NUM_KINDS; k++)
+        cs->spans += nh_stat_get(&nh_rt.nodes[node].central[allocclass_make(c, (nh_obj_kind)k)].nspans);
+    if (c == NH_TINY_SIZECLASS)
       for (int node = 0; node < nh_rt.topo.nnodes; node++)
-        for (unsigned k = 0; k < NH_NUM_KINDS; k++)
-          cs->spans += nh_stat_get(&nh_rt.nodes[node].central[allocclass_make(c, (nh_obj_kind)k)].nspans);
-      if (c == NH_TINY_SIZECLASS)
-        for (int node = 0; node < nh_rt.topo.nnodes; node++)
-          cs->spans += nh_stat_get(&nh_rt.nodes[node].central[NH_AC_TINY].nspans);
-    }
+        cs->spans += nh_stat_get(&nh_rt.nodes[node].central[NH_AC_TINY].nspans);
   }
-  nh_mutex_unlock(&heap_init_lock);
-  return count;
+}
+
+NH_API long nh_stats_classes(nh_class_stat_t *out, size_t n) {
+  if (!stats_enter(false))
+    return -ENODEV;
+  fill_classes(out, n);
+  stats_leave(false);
+  return NH_NUM_SIZE_CLASSES - 1;
 }
 
 /* One counter of the snapshot, without the rest. */
@@ -249,14 +268,11 @@ NH_API uint64_t nh_stat(nh_stat_id id) {
   return v;
 }
 
-int stats_snapshot(nh_stats_snapshot_t *out) {
+int stats_snapshot(nh_stats_snapshot_t *out, bool held) {
   memset(out, 0, sizeof *out);
-  long nc = nh_stats_classes(out->classes, NH_ARRAY_LEN(out->classes));
-  nh_mutex_lock(&heap_init_lock);
-  if (!nh_rt.ready || nc < 0) {
-    nh_mutex_unlock(&heap_init_lock);
+  if (!stats_enter(held))
     return -ENODEV;
-  }
+  fill_classes(out->classes, NH_ARRAY_LEN(out->classes));
   perf_attribute(perf_self_opened(), NH_PHASE_PROGRAM);
   fill_stats(&out->s, out->node);
   nh_gc_t *g = &nh_rt.gc;
@@ -278,23 +294,21 @@ int stats_snapshot(nh_stats_snapshot_t *out) {
   out->limiter_fill_ns = __atomic_load_n(&g->limiter.fill, __ATOMIC_RELAXED);
   out->limiter_capacity_ns = __atomic_load_n(&g->limiter.capacity, __ATOMIC_RELAXED);
   out->limiter_overflow_ns = __atomic_load_n(&g->limiter.overflow, __ATOMIC_RELAXED);
-  nh_mutex_unlock(&heap_init_lock);
+  stats_leave(held);
   return 0;
 }
 
-long stats_arenas_from(nh_arena_stat_t *out, size_t n, size_t start) {
-  nh_mutex_lock(&heap_init_lock);
-  long count = -ENODEV;
-  if (nh_rt.ready) {
-    region_enter();
-    nh_mutex_lock(&nh_rt.arenas.lock);
-    count = 0;
-    for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next, count++)
-      if ((size_t)count >= start && (size_t)count - start < n)
-        out[count - start] = (nh_arena_stat_t){a->base, NH_ARENA_BYTES, a->node, a->backing, a->wanted};
-    nh_mutex_unlock(&nh_rt.arenas.lock);
-    region_exit();
-  }
-  nh_mutex_unlock(&heap_init_lock);
+long stats_arenas_from(nh_arena_stat_t *out, size_t n, size_t start, bool held) {
+  if (!stats_enter(held))
+    return -ENODEV;
+  region_enter();
+  nh_mutex_lock(&nh_rt.arenas.lock);
+  long count = 0;
+  for (nh_arena_t *a = nh_rt.arenas.first; a; a = a->next, count++)
+    if ((size_t)count >= start && (size_t)count - start < n)
+      out[count - start] = (nh_arena_stat_t){a->base, NH_ARENA_BYTES, a->node, a->backing, a->wanted};
+  nh_mutex_unlock(&nh_rt.arenas.lock);
+  region_exit();
+  stats_leave(held);
   return count;
 }

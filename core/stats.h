@@ -27,10 +27,14 @@ typedef struct nh_stats_snapshot {
   uint64_t scavenging_bytes;                       /* free pages being released right now */
 } nh_stats_snapshot_t;
 
-/* Fills *out; -ENODEV before nh_init. Thread-safe; holds the init lock for a few microseconds. */
-int stats_snapshot(nh_stats_snapshot_t *out);
+/* held: the caller holds heap_init_lock and the heap is still built (nh_shutdown's perf report);
+ * else these take the lock, and fail with -ENODEV before nh_init. */
+/* Fills *out; thread-safe; holds the init lock for a few microseconds. */
+int stats_snapshot(nh_stats_snapshot_t *out, bool held);
 /* The arena records start .. start + n - 1 (creation order) into out; returns how many arenas
  * there are (nh_stats_arenas: start 0), or -ENODEV. */
-long stats_arenas_from(nh_arena_stat_t *out, size_t n, size_t start);
+long stats_arenas_from(nh_arena_stat_t *out, size_t n, size_t start, bool held);
+/* nh_stats_write, for a caller that may hold the init lock already (held). */
+int stats_write(int fd, nh_stats_format fmt, bool held);
 
 #endif

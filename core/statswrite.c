@@ -37,6 +37,7 @@
 
 typedef struct nh_out {
   int fd;
+  bool held;               /* the caller holds the init lock (stats_write) */
   int err;                 /* the first write's failure (-errno); later output is dropped */
   size_t n;
   char buf[4096];
@@ -150,7 +151,7 @@ static void write_text(nh_out_t *o, const nh_stats_snapshot_t *x) {
           s.heap_goal_bytes ? human(s.heap_goal_bytes, b[9], 32) : "none", (long long)s.gc_percent,
           s.memory_limit ? human(s.memory_limit, b[10], 32) : "none");
   nh_arena_stat_t a[16];
-  long n = stats_arenas_from(a, NH_ARRAY_LEN(a), 0);
+  long n = stats_arenas_from(a, NH_ARRAY_LEN(a), 0, o->held);
   out_put(o, "nheap: arena   base                node  backing  wanted\n");
   for (long i = 0; i < n && i < (long)NH_ARRAY_LEN(a); i++)
     out_put(o, "nheap: %-7ld %#-18lx  %-4d  %-7s  %s\n", i, (unsigned long)a[i].base, a[i].node,
@@ -202,7 +203,7 @@ static void write_json(nh_out_t *o, const nh_stats_snapshot_t *x) {
   nh_arena_stat_t a[64];
   long total = 0;
   for (size_t start = 0;; start += NH_ARRAY_LEN(a)) {
-    total = stats_arenas_from(a, NH_ARRAY_LEN(a), start);
+    total = stats_arenas_from(a, NH_ARRAY_LEN(a), start, o->held);
     for (size_t i = 0; start + i < (size_t)(total > 0 ? total : 0) && i < NH_ARRAY_LEN(a); i++)
       out_put(o, "%s\n    {\"base\": \"%#lx\", \"node\": %d, \"backing\": \"%s\", \"wanted\": \"%s\"}",
               start + i ? "," : "", (unsigned long)a[i].base, a[i].node, nh_backing_name(a[i].backing),
@@ -444,16 +445,16 @@ static void write_openmetrics(nh_out_t *o, const nh_stats_snapshot_t *x) {
  * The calls.
  * ------------------------------------------------------------------------------------------- */
 
-NH_API int nh_stats_write(int fd, nh_stats_format fmt) {
+int stats_write(int fd, nh_stats_format fmt, bool held) {
   if ((unsigned)fmt > NH_STATS_OPENMETRICS) {
     nh_error(-EINVAL, "nh_stats_write: no format %d (NH_STATS_TEXT, NH_STATS_JSON, NH_STATS_OPENMETRICS)", (int)fmt);
     return -EINVAL;
   }
   nh_stats_snapshot_t x;
-  int rc = stats_snapshot(&x);
+  int rc = stats_snapshot(&x, held);
   if (rc != 0)
     return rc;
-  nh_out_t o = {.fd = fd};
+  nh_out_t o = {.fd = fd, .held = held};
   if (fmt == NH_STATS_TEXT)
     write_text(&o, &x);
   else if (fmt == NH_STATS_JSON)
@@ -463,5 +464,7 @@ NH_API int nh_stats_write(int fd, nh_stats_format fmt) {
   out_flush(&o);
   return o.err;
 }
+
+NH_API int nh_stats_write(int fd, nh_stats_format fmt) { return stats_write(fd, fmt, false); }
 
 NH_API int nh_stats_print(int fd) { return nh_stats_write(fd, NH_STATS_TEXT); }

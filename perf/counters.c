@@ -38,8 +38,9 @@
  * thread while counting is on. The machines nheap is developed on have no PMU, so the rdpmc
  * path has not run on them (perf_reads counts which path ran).
  *
- * Report. With perf.report = path, perf_shutdown (nh_shutdown, or exit) writes JSON: the
- * events, per-phase totals and time, the work done (bytes allocated, objects marked, bytes
+ * Report. With perf.report = path, perf_shutdown (nh_shutdown, or exit) writes JSON: the heap's
+ * statistics as nh_stats_write gives them (with the events and the per-phase totals and time:
+ * one format for a scrape, the benchmark report and this), the work done (bytes allocated, objects marked, bytes
  * scanned, spans swept), ratios (per KiB allocated, per object marked, per span swept, per GiB
  * scanned), the cycle records and how many reads went through rdpmc and read(); nheap-perf
  * (perf/nheap_perf.c) prints it as a table.
@@ -59,6 +60,7 @@
 #include "core/error.h"
 #include "core/mem.h"
 #include "core/options.h"
+#include "core/stats.h"
 #include "perf/counters.h"
 
 enum { NH_PERF_CYCLES = 4096 };
@@ -270,7 +272,7 @@ static bool encode(const char *name, struct perf_event_attr *a) {
   return true;
 }
 
-static void perf_exit_hook(void) { perf_shutdown(); }
+static void perf_exit_hook(void) { perf_shutdown(false); }
 
 bool perf_setup(const nh_config_t *cfg) {
   static uint32_t generation;
@@ -424,33 +426,36 @@ static void json_ratios(FILE *f, int p, const uint64_t *v) {
   (void)first;
 }
 
-static void write_report(const char *path) {
+/* The report: nh_stats_write's JSON (whose "perf" object holds the events and each phase's time
+ * and counts: the document a server scrapes and the benchmark report reads), then what only
+ * this report has: the events this machine could not count, how reads went, the work done, the
+ * ratios and the cycle records. held: the caller holds the init lock (nh_shutdown). */
+static void write_report(const char *path, bool held) {
   FILE *f = fopen(path, "w");
   if (!f) {
     nh_error(-errno, "perf: cannot write the report %s: %s", path, strerror(errno));
     return;
   }
-  fprintf(f, "{\n\"events\": [");
-  for (int i = 0; i < P.n; i++)
-    fprintf(f, "%s\"%s\"", i ? ", " : "", P.name[i]);
-  fprintf(f, "],\n\"unavailable\": \"%s\",\n", P.unavailable);
+  fprintf(f, "{\n\"stats\": ");
+  fflush(f);
+  int rc = stats_write(fileno(f), NH_STATS_JSON, held);
+  if (rc != 0)
+    fprintf(f, "{}");
+  fprintf(f, ",\n\"unavailable\": \"%s\",\n", P.unavailable);
   fprintf(f, "\"reads\": {\"rdpmc\": %llu, \"read\": %llu},\n", (unsigned long long)P.rdpmc_reads,
           (unsigned long long)P.syscall_reads);
   fprintf(f, "\"work\": {\"allocated_bytes\": %llu, \"objects_marked\": %llu, \"bytes_scanned\": %llu, "
              "\"spans_swept\": %llu, \"cycles\": %llu},\n",
           (unsigned long long)P.allocated, (unsigned long long)P.objects, (unsigned long long)P.scanned,
           (unsigned long long)P.spans, (unsigned long long)P.ncycles);
-  fprintf(f, "\"phases\": {\n");
+  fprintf(f, "\"ratios\": {\n");
   for (int p = 0; p < NH_PERF_PHASES; p++) {
     uint64_t v[NH_PERF_MAX_EVENTS];
     for (int i = 0; i < P.n; i++)
       v[i] = __atomic_load_n(&P.total[p][i], __ATOMIC_RELAXED);
-    fprintf(f, "  \"%s\": {\"ns\": %llu, \"counts\": ", phase_names[p],
-            (unsigned long long)__atomic_load_n(&P.ns[p], __ATOMIC_RELAXED));
-    json_counts(f, v);
-    fprintf(f, ", \"ratios\": ");
+    fprintf(f, "  \"%s\": ", phase_names[p]);
     json_ratios(f, p, v);
-    fprintf(f, "}%s\n", p + 1 < NH_PERF_PHASES ? "," : "");
+    fprintf(f, "%s\n", p + 1 < NH_PERF_PHASES ? "," : "");
   }
   fprintf(f, "},\n\"cycles\": [\n");
   uint64_t first = P.ncycles > NH_PERF_CYCLES ? P.ncycles - NH_PERF_CYCLES : 0;
@@ -471,12 +476,12 @@ static void write_report(const char *path) {
   fclose(f);
 }
 
-void perf_shutdown(void) {
+void perf_shutdown(bool init_held) {
   if (!P.gen)
     return;
   attribute(&self, NH_PHASE_PROGRAM);   /* the calling thread: a program thread */
   if (P.report[0]) {
-    write_report(P.report);
+    write_report(P.report, init_held);
     P.report[0] = 0;   /* once: nh_shutdown, or exit */
   }
   __atomic_store_n(&P.on, false, __ATOMIC_RELEASE);

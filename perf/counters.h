@@ -36,8 +36,9 @@ typedef struct nh_perf_read {
  * countable, perf stays off. Returns true if counting is on. */
 bool perf_setup(const struct nh_config *cfg);
 /* Writes the report (cfg perf.report) if one was asked for, closes the calling thread's group
- * and turns counting off. */
-void perf_shutdown(void);
+ * and turns counting off. init_held: the caller holds the init lock (nh_shutdown; the report
+ * carries the heap's statistics, taken without it then). */
+void perf_shutdown(bool init_held);
 void perf_after_fork_child(void);
 bool perf_on(void);
 

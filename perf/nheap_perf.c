@@ -54,7 +54,7 @@ static char *slurp(const char *path) {
 }
 
 static double number_after(const char *text, const char *key) {
-  const char *p = strstr(text, key);
+  const char *p = text ? strstr(text, key) : NULL;
   return p ? strtod(p + strlen(key), NULL) : 0;
 }
 
@@ -65,13 +65,17 @@ static int parse(const char *path, report *r) {
     fprintf(stderr, "nheap-perf: cannot read %s: %s\n", path, strerror(errno));
     return -1;
   }
-  const char *p = strstr(text, "\"events\": [");
-  if (!p) {
+  /* The events and each phase's time and counts: the statistics' "perf" object (nh_stats_write's
+   * JSON, one phase a line); the rest: this report's own sections after it. */
+  const char *stats = strstr(text, "\"stats\": {");
+  const char *p = stats ? strstr(stats, "\n  \"perf\": {\"events\": [") : NULL;
+  const char *own = p ? strstr(p, "\n\"unavailable\": ") : NULL;
+  if (!own) {
     fprintf(stderr, "nheap-perf: %s is not an nheap perf report\n", path);
     free(text);
     return -1;
   }
-  for (p += 11; *p && *p != ']' && r->nevents < MAX_EVENTS;) {
+  for (p = strchr(p, '[') + 1; *p && *p != ']' && r->nevents < MAX_EVENTS;) {
     const char *q = strchr(p, '"');
     if (!q || q > strchr(p, ']'))
       break;
@@ -79,32 +83,27 @@ static int parse(const char *path, report *r) {
     snprintf(r->event[r->nevents++], sizeof r->event[0], "%.*s", (int)(e - q - 1), q + 1);
     p = e + 1;
   }
-  const char *u = strstr(text, "\"unavailable\": \"");
-  if (u)
-    sscanf(u + 16, "%255[^\"]", r->unavailable);
-  r->allocated = number_after(text, "\"allocated_bytes\": ");
-  r->objects = number_after(text, "\"objects_marked\": ");
-  r->scanned = number_after(text, "\"bytes_scanned\": ");
-  r->spans = number_after(text, "\"spans_swept\": ");
-  r->cycles = number_after(text, "\"cycles\": ");
-  r->rdpmc_reads = number_after(text, "\"rdpmc\": ");
-  r->syscall_reads = number_after(text, "\"read\": ");
-  const char *totals = strstr(text, "\"phases\": {");
-  for (int ph = 0; totals && ph < PHASES; ph++) {
+  sscanf(own + 17, "%255[^\"]", r->unavailable);
+  const char *work = strstr(own, "\"work\": {");
+  r->allocated = number_after(work, "\"allocated_bytes\": ");
+  r->objects = number_after(work, "\"objects_marked\": ");
+  r->scanned = number_after(work, "\"bytes_scanned\": ");
+  r->spans = number_after(work, "\"spans_swept\": ");
+  r->cycles = number_after(work, "\"cycles\": ");
+  r->rdpmc_reads = number_after(own, "\"rdpmc\": ");
+  r->syscall_reads = number_after(own, "\"read\": ");
+  const char *totals = strstr(p, "\"phases\": {");
+  for (int ph = 0; totals && totals < own && ph < PHASES; ph++) {
     char key[48];
-    snprintf(key, sizeof key, "\"%s\": {\"ns\": ", phases[ph]);
+    snprintf(key, sizeof key, "\n    \"%s\": {\"ns\": ", phases[ph]);
     const char *s = strstr(totals, key);
-    if (!s)
+    if (!s || s > own)
       continue;
     r->ns[ph] = strtod(s + strlen(key), NULL);
-    const char *c = strstr(s, "\"counts\": [");
-    for (int i = 0; c && i < r->nevents; i++) {
-      char *end;
-      c += i ? 1 : 11;
-      r->count[ph][i] = strtod(c, &end);
-      c = end;
-      while (*c == ' ')
-        c++;
+    for (int i = 0; i < r->nevents; i++) {   /* "counts": {"event": n, ...} */
+      snprintf(key, sizeof key, "\"%.40s\": ", r->event[i]);
+      const char *c = strstr(s, key);
+      r->count[ph][i] = c && c < own ? strtod(c + strlen(key), NULL) : 0;
     }
   }
   free(text);

@@ -129,11 +129,13 @@ static void attribution(int gc) {
 
   FILE *f = fopen(report, "r");
   assert_non_null(f);
-  char text[8192] = "";
+  static char text[1 << 20];
   size_t n = fread(text, 1, sizeof text - 1, f);
   fclose(f);
   text[n] = 0;
-  assert_non_null(strstr(text, "\"events\": [\"page-faults\", \"task-clock\"]"));
+  /* The heap's statistics as nh_stats_write writes them, the events and phases in them. */
+  assert_non_null(strstr(text, "{\n\"stats\": {\n  \"heap\": "));
+  assert_non_null(strstr(text, "\"perf\": {\"events\": [\"page-faults\", \"task-clock\"]"));
   assert_non_null(strstr(text, "\"alloc\": {\"ns\": "));
   assert_non_null(strstr(text, "\"objects_marked\": "));
   assert_non_null(strstr(text, "\"cycles\": ["));
