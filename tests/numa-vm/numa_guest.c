@@ -15,6 +15,9 @@
  * checks that layout on fake nodes): each node's marker is pinned to its CPU; nh_alloc_onnode places
  * objects on the node asked from another node's CPU; freeing them there counts as remote
  * frees; and marking a heap built on every node scans mostly memory local to the marker.
+ * Last, the statistics of a heap on every node, as nh_stats_write's JSON and OpenMetrics, one
+ * console line each prefixed "NHSTATS-JSON: " / "NHSTATS-OM: ", for the host's parsers
+ * (tests/stats/numa_vm_stats.sh).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -216,6 +219,48 @@ static void concurrent_checks(int nodes) {
   nh_shutdown();
 }
 
+/* A heap with objects on every node, concurrent collector and perf counters: its statistics
+ * in both formats, line by line on the console. */
+static void print_file(const char *path, const char *prefix) {
+  FILE *f = fopen(path, "r");
+  char line[4096];
+  while (f && fgets(line, sizeof line, f))
+    printf("%s%s", prefix, line);
+  if (f)
+    fclose(f);
+}
+
+static void stats_dump(int nodes) {
+  nh_options o;
+  nh_options_init(&o);
+  o.gc = NH_GC_CONCURRENT;
+  o.perf_events = "task-clock,page-faults";
+  if (nh_init(&o) != 0) {
+    check(0, "nh_init for the statistics");
+    return;
+  }
+  static void *keep[4096];
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 4096; i++)
+      keep[i] = nh_alloc_onnode(i % 512 == 0 ? 100000 : 16 + (size_t)(i % 1000), i % nodes);
+    nh_gc();
+  }
+  check(keep[0] && keep[4095], "a heap on every node for the statistics");
+  const char *const paths[2] = {"/stats.json", "/stats.om"};
+  const nh_stats_format fmts[2] = {NH_STATS_JSON, NH_STATS_OPENMETRICS};
+  for (int k = 0; k < 2; k++) {
+    FILE *f = fopen(paths[k], "w");
+    check(f && nh_stats_write(fileno(f), fmts[k]) == 0, k ? "nh_stats_write, OpenMetrics" : "nh_stats_write, JSON");
+    if (f)
+      fclose(f);
+  }
+  nh_shutdown();
+  fflush(stdout);
+  print_file(paths[0], "NHSTATS-JSON: ");
+  print_file(paths[1], "NHSTATS-OM: ");
+  fflush(stdout);
+}
+
 int main(void) {
   int nodes = numa_available() < 0 ? 1 : numa_max_node() + 1;
   nh_options o;
@@ -297,6 +342,7 @@ int main(void) {
   }
   nh_shutdown();
   concurrent_checks(nodes < 8 ? nodes : 8);
+  stats_dump(nodes);
   printf("NHEAP-NUMA: %s\n", failures ? "FAIL" : "PASS");
   return failures != 0;
 }
