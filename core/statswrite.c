@@ -2,24 +2,25 @@
  * statswrite.c — nh_stats_write: one snapshot of the statistics as text, JSON or OpenMetrics.
  *
  * Steps:
- *   1. take the snapshot (stats.c: stats_snapshot), the only moment a lock is held: the init
- *      lock, for a few microseconds; the arenas come later, 64 records at a time, each batch
- *      under the arena lock for a walk of the list;
+ *   1. take the snapshot (stats.c: stats_snapshot) under the init lock, for a few microseconds;
+ *      the arena list comes later, 64 records at a time, each batch under the init and arena
+ *      locks for one walk of the list;
  *   2. format it into a 4 KiB buffer on the caller's stack (out_put: vsnprintf, which allocates
- *      nothing for these conversions), flushed to the fd with write(2) whenever the next line
+ *      nothing for these conversions), flushed to the fd with write(2) whenever the next piece
  *      does not fit, retried on EINTR and short writes. No memory comes from the heap and no
  *      lock is held while writing, so a slow reader (a scraper on a socket) holds up only the
  *      thread that writes to it.
- * The formats say the same things in the same units:
+ * The formats:
  *   text         what nh_stats_print always printed, for people;
- *   JSON         one object (README, "Statistics as JSON"), counts in bytes and ns;
- *   OpenMetrics  the text exposition format 1.0.0 (README, "Metrics"): the nheap_ prefix, base
- *                units (bytes, seconds), counters ending in _total, histograms with cumulative
- *                _bucket{le}, _count and _sum, labels for state, class, node, phase, kind,
- *                "# EOF" last. Names follow Go's runtime/metrics where the concept is Go's
- *                (nheap_gc_heap_goal_bytes is /gc/heap/goal:bytes, nheap_gc_pauses_seconds
- *                /gc/pauses:seconds). The pause histograms give one bucket per power of two
- *                of ns (their exact edges: four of timehist.h's buckets each); the JSON has all.
+ *   JSON         one object (README, "Statistics for servers"), in bytes and ns, everything;
+ *   OpenMetrics  the text exposition format 1.0.0 (README: the table of metrics): the nheap_
+ *                prefix, base units (bytes, seconds), counters ending in _total, histograms
+ *                with cumulative _bucket{le}, _count and _sum, labels for state, class, node,
+ *                phase, kind, "# EOF" last. Names follow Go's runtime/metrics where the concept
+ *                is Go's (nheap_gc_heap_goal_bytes is /gc/heap/goal:bytes,
+ *                nheap_gc_pauses_seconds /gc/pauses:seconds). The pause histograms give one
+ *                bucket per power of two of ns (their exact edges: every fourth of timehist.h's
+ *                buckets); the JSON has them all.
  */
 #include <errno.h>
 #include <math.h>

@@ -517,7 +517,7 @@ long nh_stats_classes(nh_class_stat_t *out, size_t n);
 /* Output formats of nh_stats_write. */
 typedef enum nh_stats_format {
   NH_STATS_TEXT = 0,         /* lines for people: what nh_stats_print writes */
-  NH_STATS_JSON = 1,         /* one JSON object (README, "Statistics as JSON") */
+  NH_STATS_JSON = 1,         /* one JSON object (README, "Statistics for servers") */
   NH_STATS_OPENMETRICS = 2,  /* the OpenMetrics text exposition (Prometheus), ending "# EOF":
                                 the metrics the README lists, nheap_ prefix, base units */
 } nh_stats_format;
