@@ -64,7 +64,7 @@ static inline uint64_t timehist_read(const nh_timehist_t *h, nh_timehist_t *out)
 
 /* The pct-th percentile (0 < pct <= 100) of the durations in h: the upper bound of the bucket
  * that holds it, capped at max (the largest recorded: the overflow bucket's answer, and never
- * above the truth for the top bucket). 0 when h is empty. One pass over the buckets. */
+ * above the truth for the top bucket). 0 when h is empty. Two passes over the buckets. */
 static inline uint64_t timehist_percentile(const nh_timehist_t *h, unsigned pct, uint64_t max) {
   uint64_t total = 0, seen = 0;
   for (unsigned i = 0; i < NH_HIST_BUCKETS; i++)
