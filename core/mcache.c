@@ -144,7 +144,13 @@ __thread size_t nh_black_objects __attribute__((tls_model("initial-exec")));
  * shared counter). An object taken but not allocated before the mark ends goes back to its
  * span when the caches are flushed, and the span's rebuild clears the mark of every freed
  * object (mcentral.c), so none comes back as allocated. The caller is in a no-stop region,
- * so the mark cannot begin or end between the flag's read and the OR. */
+ * so the mark cannot begin or end between the flag's read and the OR.
+ * A black object is never scanned, so the words of its previous life must not be there for
+ * anyone to follow: a scanned object whose span may hold old data is zeroed as it is taken
+ * (slot_take), not only when it is handed out. Otherwise a thread stopped at termination
+ * between taking the object and zeroing it holds a black object full of stale words, which
+ * the stack rescan would no longer scan (it was marked already) and the checkmark traversal
+ * would follow to garbage (a false "doubtful" object; the old words are never the program's). */
 static void blacken(nh_span_t *s, uint64_t taken) {
   uint64_t *word = &s->gcmark_bits[s->freeindex / 64u];
   uint64_t fresh = taken & ~__atomic_fetch_or(word, taken, __ATOMIC_RELAXED);
@@ -166,11 +172,17 @@ static size_t slot_take(nh_mcache_t *mc, unsigned ac, void **out, size_t n) {
     /* Objects free in their span may still say owned (span.h: the sweep leaves a dead object's
      * byte as it was): cleared as they go back into circulation. */
     uint8_t *live = sl->span->live ? sl->span->live + sl->span->freeindex : NULL;
+    bool wipe = black && sl->span->needzero && sl->span->kind != NH_KIND_NOSCAN;
     for (; c && got < n; c &= c - 1) {
       unsigned i = (unsigned)__builtin_ctzll(c);
       if (live)
         __atomic_store_n(&live[i], 0, __ATOMIC_RELAXED);
-      out[got++] = (void *)(sl->word_base + (uintptr_t)i * size);
+      void *obj = (void *)(sl->word_base + (uintptr_t)i * size);
+      if (wipe) {
+        vg_reuse(obj, size);
+        memset(obj, 0, size);
+      }
+      out[got++] = obj;
     }
     if (black)
       blacken(sl->span, sl->cache & ~c);
