@@ -61,7 +61,7 @@ static void *sweeper_main(void *arg) {
     perf_skip(counted);
     uint64_t t0 = now_ns();
     for (int n = 0; n < nh_rt.topo.nnodes; n++)
-      if (!g->node_swept_by_worker[n])
+      if (!__atomic_load_n(&g->node_swept_by_worker[n], __ATOMIC_RELAXED))
         sweep_node(n);
     uint64_t t1 = now_ns();
     gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_SWEEP, .end = t1, .cpu_ns = t1 - t0});

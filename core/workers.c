@@ -225,7 +225,8 @@ void workers_stop(nh_gc_t *g) {
   for (unsigned i = 0; i < g->nworkers; i++)
     pthread_join(g->workers[i].thread, NULL);
   g->nworkers = 0;
-  memset(g->node_swept_by_worker, 0, sizeof g->node_swept_by_worker);
+  for (int n = 0; n < NH_MAX_NODES; n++)   /* the sweeper thread may be reading them */
+    __atomic_store_n(&g->node_swept_by_worker[n], false, __ATOMIC_RELAXED);
 }
 
 /* One thread of the collector's, pinned to cpus when pin. */
@@ -283,7 +284,8 @@ int workers_start(nh_gc_t *g, const nh_config_t *cfg, cpu_set_t *cpus, bool *pin
       w->sweeps = p->nnodes > 1 && !g->node_swept_by_worker[n];
       w->share.permille = i == p->dedicated[n] ? p->permille[n] : 0;
       if ((rc = gc_thread_spawn(&w->thread, worker_main, w, &p->cpus[n], p->pin, name)) == 0) {
-        g->node_swept_by_worker[n] |= w->sweeps;
+        if (w->sweeps)   /* read by the sweeper thread */
+          __atomic_store_n(&g->node_swept_by_worker[n], true, __ATOMIC_RELAXED);
         g->nworkers++;
       }
     }
