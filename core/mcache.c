@@ -153,9 +153,9 @@ __thread size_t nh_black_objects __attribute__((tls_model("initial-exec")));
  * would follow to garbage (a false "doubtful" object; the old words are never the program's). */
 static void blacken(nh_span_t *s, uint64_t taken) {
   uint64_t *word = &s->gcmark_bits[s->freeindex / 64u];
-  uint64_t fresh = taken & ~__atomic_fetch_or(word, taken, __ATOMIC_RELAXED);
-  nh_black_objects += (size_t)__builtin_popcountll(fresh);
-  nh_black_bytes += (size_t)__builtin_popcountll(fresh) * s->elemsize;
+  size_t fresh = (size_t)__builtin_popcountll(taken & ~__atomic_fetch_or(word, taken, __ATOMIC_RELAXED));
+  nh_black_objects += fresh;
+  nh_black_bytes += fresh * s->elemsize;
 }
 
 /* Up to n objects from the slot into out; fewer only when the OS refuses memory. */
@@ -317,15 +317,12 @@ static void *alloc_slow(nh_mcaches_t *all, unsigned ac) {
   nh_mutex_lock(&mc->lock);   /* also waits out a remote operation on this cache */
   size_t got = refill(all, mc, ac, batch, want ? want : 1, true);
   size_t kept = got ? got - 1 : 0, pushed = 0;
-  /* One sequence pushes the batch, its first object last so that it is popped first (the
-   * objects go out in address order). */
-  void *order[REFILL_MAX];
-  for (size_t i = 0; i < kept; i++)
-    order[i] = batch[kept - 1 - i];
-  if (kept > 0 && percpu_push_n((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), order, kept, &pushed))
-    kept -= pushed;
-  if (kept > 0)   /* the stack filled up (or the thread has no rseq): back to the spans */
-    return_objects(mc->arenas, batch, kept);
+  /* One sequence pushes the rest of the batch as it is: the objects go out from the highest
+   * address down, after batch[got - 1], as in lock mode. */
+  if (kept > 0)
+    percpu_push_n((void *const *)all->cpu, all->ncpus, mcache_stack_offset(ac), batch, kept, &pushed);
+  if (pushed < kept)   /* the stack filled up (or the thread has no rseq): back to the spans */
+    return_objects(mc->arenas, batch + pushed, kept - pushed);
   nh_mutex_unlock(&mc->lock);
   return got ? batch[got - 1] : NULL;
 }
