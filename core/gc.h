@@ -96,6 +96,7 @@ typedef struct nh_gc {
   nh_dirty_t dirty;
   uint64_t dirty_bytes, dirty_last; /* written bytes rescanned: all cycles / the last one */
   unsigned dirty_rounds;           /* the last cycle's concurrent rescans before termination */
+  bool dirty_lost;                 /* a scan failed this cycle: its writes are unknown (cycle.c) */
   uint64_t perf_spans;             /* swept_spans at the last cycle's end (perf records) */
 } nh_gc_t;
 

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -454,6 +456,52 @@ static void test_nobarrier_falls_back(void **state) {
   /* stw only where the kernel lacks the tracking, and then said so */
   assert_true(mode == NH_GC_CONCURRENT_NOBARRIER || (mode == NH_GC_STW && errors_contain("stops the world instead")));
   nh_shutdown();
+}
+
+/* The kernel's tracking lost mid-run (an arena's range unregistered from the userfaultfd, the
+ * state a refused PAGEMAP_SCAN reports): the mark it hits ends by rescanning the whole heap with
+ * the world stopped (or, lost between marks, the next cycle stops the world), every later cycle
+ * stops the world, it is said once, and the mutators' plain stores lose nothing. checkmark
+ * checks each mark. */
+static void *unregister_while_marking(void *arg) {
+  uintptr_t base = (uintptr_t)arg & ~(uintptr_t)(NH_ARENA_BYTES - 1);
+  while (!__atomic_load_n(&nh__marking, __ATOMIC_ACQUIRE))
+    sched_yield();
+  struct uffdio_range r = {base, NH_ARENA_BYTES};
+  int fd = __atomic_load_n(&nh_rt.gc.dirty.uffd, __ATOMIC_RELAXED);
+  return (void *)(intptr_t)(fd >= 0 && ioctl(fd, UFFDIO_UNREGISTER, &r) == 0);
+}
+
+static void test_nobarrier_tracking_lost(void **state) {
+  (void)state;
+  nh_options o;
+  concurrent_options(&o);
+  o.gc = NH_GC_CONCURRENT_NOBARRIER;
+  o.debug = "checkmark=1";
+  assert_int_equal(nh_init(&o), 0);
+  if (stats().gc_mode != NH_GC_CONCURRENT_NOBARRIER)
+    skip();   /* no tracking to lose here */
+  bool was_plain = plain_stores;
+  plain_stores = true;
+  node *volatile kept = grow(8, 1);
+  pthread_t u;
+  assert_int_equal(pthread_create(&u, NULL, unregister_while_marking, (void *)kept), 0);
+  run_with_cycles(mutator, 2, 20);
+  void *unregistered;
+  pthread_join(u, &unregistered);
+  assert_true(unregistered);
+  nh_gc();   /* one cycle at least after the loss */
+  nh_stats_t s = stats();
+  print_message("tracking lost %s; %llu cycles\n",
+                errors_contain("PAGEMAP_SCAN") ? "during a mark (whole heap rescanned)" : "between marks",
+                (unsigned long long)s.gc_cycles);
+  assert_int_equal(s.gc_mode, NH_GC_STW);
+  assert_int_equal(errors.count, 1);
+  assert_true(errors_contain("(gc = stw)"));
+  run_with_cycles(mutator, 2, 30);   /* the collector thread, stopping the world now */
+  assert_int_equal(check_tree(kept, 0), 511);
+  assert_int_equal(errors.count, 1);
+  plain_stores = was_plain;
 }
 
 /* Objects born during a mark, copies with nh_memmove_ptrs, weak references read during a
@@ -1041,6 +1089,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_region_stop_blocks_signals, setup, teardown),
     cmocka_unit_test_setup_teardown(test_gone_thread_not_scanned, setup, teardown),
     cmocka_unit_test_setup_teardown(test_nobarrier_falls_back, fresh_heap, shut_heap),
+    cmocka_unit_test_setup_teardown(test_nobarrier_tracking_lost, fresh_heap, shut_heap),
     cmocka_unit_test_setup_teardown(test_marker_layout, fresh_heap, shut_heap),
     cmocka_unit_test_setup_teardown(test_marker_plan, fresh_heap, shut_heap),
     cmocka_unit_test_setup_teardown(test_mark_cpus_place_the_markers, fresh_heap, shut_heap),
