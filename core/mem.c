@@ -29,6 +29,9 @@
  *                                        against the caller's node count first (libnuma would
  *                                        print and silently fall back).
  *   mem_use        Prepared -> Ready     accounting only on Linux: first touch faults the pages in.
+ *   mem_populate   (Ready)               madvise(MADV_POPULATE_WRITE): faults the pages in now, off
+ *                                        the thread that will write them (pageheap_prefault); a
+ *                                        write to each page on kernels before 5.14.
  *   mem_release    Ready -> Prepared     madvise(MADV_DONTNEED): RSS drops now, the range stays
  *                                        mapped. On hugetlb the range goes to Reserved instead (a
  *                                        PROT_NONE remap): a hugetlb page given back by DONTNEED
@@ -244,6 +247,21 @@ int mem_bind(nh_mem_t *m, void *p, size_t len, int node, int nnodes, bool interl
 void mem_use(nh_mem_t *m, void *p, size_t len) {
   check_range(p, len, NH_OS_PAGE);
   nh_stat_add(&m->stats.ready, (int64_t)len);
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+int mem_populate(nh_mem_t *m, void *p, size_t len) {
+  check_range(p, len, NH_OS_PAGE);
+  if (m->os->advise(p, len, MADV_POPULATE_WRITE) == 0)
+    return 0;
+  if (errno != EINVAL)
+    return -errno;
+  for (volatile char *c = p; c < (char *)p + len; c += NH_OS_PAGE)   /* before Linux 5.14 */
+    *c = 0;
+  return 0;
 }
 
 int mem_release(nh_mem_t *m, void *p, size_t len, nh_backing b) {

@@ -67,6 +67,7 @@ int mem_commit(nh_mem_t *m, void *p, size_t len, nh_backing b);                 
 int mem_hugify(nh_mem_t *m, void *p, size_t len, bool huge);                    /* Prepared: THP advice */
 int mem_bind(nh_mem_t *m, void *p, size_t len, int node, int nnodes, bool interleave); /* Prepared, untouched */
 void mem_use(nh_mem_t *m, void *p, size_t len);                                 /* Prepared -> Ready */
+int mem_populate(nh_mem_t *m, void *p, size_t len);                             /* Ready: faulted in now */
 int mem_release(nh_mem_t *m, void *p, size_t len, nh_backing b);                /* Ready -> Prepared (hugetlb: -> Reserved) */
 int mem_decommit(nh_mem_t *m, void *p, size_t len, bool was_ready);             /* Prepared|Ready -> Reserved */
 int mem_unreserve(nh_mem_t *m, void *p, size_t len, size_t mapped, size_t ready); /* any -> None */

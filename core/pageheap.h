@@ -14,11 +14,14 @@
 #define NH_PAGE_WORDS       (NH_PAGES_PER_ARENA / 64)
 #define NH_RECENT_SPANS     8       /* freed spans of up to NH_RECENT_MAX_PAGES kept for reuse */
 #define NH_RECENT_MAX_PAGES 64      /* 512 KiB */
+#define NH_PREFAULT_AHEAD   (4u << 20)  /* free memory kept faulted in ahead of first fit, per node */
 
 /* Per-arena page state, in metadata memory. Guarded by the owning page heap's lock. */
 typedef struct nh_arena_pages {
   uint64_t alloc[NH_PAGE_WORDS];         /* 1 = page in a span */
   uint64_t scav[NH_PAGE_WORDS];          /* 1 = free page released to the OS (reads as zero) */
+  uint64_t fresh[NH_PAGE_WORDS];         /* 1 = free page faulted in ahead of use, still zero
+                                            (pageheap_prefault); never both scav and fresh */
   uint32_t chunk_sum[NH_CHUNKS_PER_ARENA]; /* free-run summaries: start | max << 10 | end << 20 */
   uint64_t sum;                          /* the arena's: start | max << 14 | end << 28 */
 } nh_arena_pages_t;
@@ -42,9 +45,15 @@ typedef struct nh_pageheap {
   uint64_t inuse_pages;           /* in spans */
   uint64_t released_pages;        /* free and released to the OS */
   uint64_t total_pages;           /* in this heap's arenas */
-  uint64_t scavenging_pages;      /* free pages held back while the scavenger releases them (and,
-                                   * for good, those a failed io_uring left in flight) */
+  uint64_t scavenging_pages;      /* free pages held back while the scavenger releases them or
+                                   * pageheap_prefault faults them in (and, for good, those a
+                                   * failed io_uring left in flight) */
   uint64_t scavenged_pages;       /* released by the scavenger, all time */
+  uint64_t fresh_pages;           /* guarded by lock: pages with their fresh bit set */
+  uint64_t prefaulted_pages;      /* relaxed: faulted in by pageheap_prefault, all time */
+  bool prefault_pending;          /* guarded by lock: prefault_wake called, no pass since */
+  void (*prefault_wake)(void *);  /* set before the heap is used: asks for a prefault pass */
+  void *prefault_arg;
   uint64_t recent_pages;          /* pages of the spans in recent[] (counted in inuse_pages) */
   uint64_t kept_pages;            /* pages of empty spans mcentrals keep (counted in inuse_pages) */
 } nh_pageheap_t;
@@ -144,6 +153,16 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
  * the batch, or NULL for madvise; *ring_failed as mem_release_batch (once set, the rest goes
  * through madvise; ranges left in flight stay taken for good). Returns the bytes released. */
 size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring, bool *ring_failed);
+
+/* Faults in (mem_populate) the released pages among the lowest ahead_bytes of free memory,
+ * which first fit hands out next, so that the program's first writes to them do not fault: a
+ * first touch of memory costs up to milliseconds per 2 MiB in a VM whose host backs guest
+ * memory lazily, and a thread inside a fault cannot be stopped for a pause (pageheap.c,
+ * "Prefaulting"). Run by the scavenger thread when pageheap_alloc asks (prefault_wake).
+ * Returns the bytes faulted in. */
+size_t pageheap_prefault(nh_pageheap_t *ph, size_t ahead_bytes);
+/* Whether a prefault pass was asked for since the last one; clears the request. */
+bool pageheap_prefault_requested(nh_pageheap_t *ph);
 
 /* Debug: summaries and counters agree with the bitmaps. */
 void pageheap_validate(nh_pageheap_t *ph);

@@ -1,5 +1,6 @@
 /*
- * scavenger.c — returns free pages past the goal to the OS (Go's background scavenger).
+ * scavenger.c — returns free pages past the goal to the OS (Go's background scavenger), and
+ * faults in free memory ahead of allocation.
  *
  * Goal. Keep at most 10% of the in-use heap plus 8 MiB as free-but-backed memory (Go's
  * retainExtraPercent = 10, with a floor so small heaps do not thrash), or, with the collector
@@ -7,6 +8,10 @@
  * limit, keep mapped-and-unreleased memory below 95% of it (Go's reduceExtraPercent = 5).
  * Released pages cost a fault to reuse (~14 us per 4 KiB page on the VMs nheap is developed
  * on), which is why the goal retains some free memory rather than none.
+ *
+ * The thread also faults in free memory ahead of allocation when a page heap asks
+ * (pageheap_prefault, "Prefaulting" in pageheap.c): a kick wakes it at once for that, and the
+ * release pass keeps its own period.
  *
  * The thread wakes every 50 ms, computes the excess over all nodes and, if there is one,
  * releases it through the page heaps (highest addresses first, whole huge pages on THP arenas;
@@ -100,22 +105,63 @@ size_t scavenger_release(nh_scavenger_t *sc, nh_heap_t *h, size_t max_bytes) {
   return released;
 }
 
+/* A page heap asks for a prefault pass (pageheap_alloc, its lock dropped). */
+static void scavenger_kick(void *arg) {
+  nh_scavenger_t *sc = arg;
+  if (__atomic_load_n(&sc->background, __ATOMIC_ACQUIRE))   /* no thread: stopped, or a fork's child */
+    nh_signal_flag(&sc->wait_lock, &sc->wake, &sc->kicked);
+}
+
+static void add_period(struct timespec *t) {
+  t->tv_nsec += PERIOD_MS * 1000000L;
+  if (t->tv_nsec >= 1000000000L) {
+    t->tv_sec++;
+    t->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Where this thread runs does not matter: on real NUMA nodes every arena is mbind'ed to its
+ * node (init.c), so the pages it faults in land there, as the allocating thread's would. */
+static void prefault_pass(nh_heap_t *h) {
+  for (int n = 0; n < h->topo.nnodes; n++) {
+    nh_pageheap_t *ph = &h->nodes[n].ph;
+    if (!pageheap_prefault_requested(ph))
+      continue;
+    size_t done = pageheap_prefault(ph, NH_PREFAULT_AHEAD);
+    if (h->cfg.dbg.scavtrace)
+      nh_warn("scav: prefaulted %zu KiB on node %d", done >> 10, n);
+  }
+}
+
 static void *scavenger_main(void *arg) {
   nh_heap_t *h = arg;
   nh_scavenger_t *sc = &h->scavenger;
+  struct timespec next;   /* the next release pass: a period from now, then every period */
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  add_period(&next);
   pthread_mutex_lock(&sc->wait_lock);
   while (!sc->stop) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += PERIOD_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&sc->wake, &sc->wait_lock, &until);
+    if (!sc->kicked)
+      pthread_cond_timedwait(&sc->wake, &sc->wait_lock, &next);
     if (sc->stop)
       break;
+    bool kicked = sc->kicked;
+    sc->kicked = false;
     pthread_mutex_unlock(&sc->wait_lock);
+    if (kicked) {
+      nh_perf_thread_t *counted = perf_self();
+      perf_skip(counted);
+      prefault_pass(h);
+      perf_attribute(counted, NH_PHASE_SCAVENGE);
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec < next.tv_sec || (now.tv_sec == next.tv_sec && now.tv_nsec < next.tv_nsec)) {
+      pthread_mutex_lock(&sc->wait_lock);
+      continue;   /* woken to prefault: the release pass keeps its period */
+    }
+    next = now;
+    add_period(&next);
     size_t excess = scavenger_excess(h);
     nh_perf_thread_t *counted = excess ? perf_self() : NULL;
     perf_skip(counted);
@@ -151,6 +197,10 @@ int scavenger_start(nh_scavenger_t *sc, nh_heap_t *h, bool background, bool use_
     return -rc;
   }
   sc->background = true;
+  for (int n = 0; n < h->topo.nnodes; n++) {   /* the page heaps ask this thread to prefault */
+    h->nodes[n].ph.prefault_arg = sc;
+    __atomic_store_n(&h->nodes[n].ph.prefault_wake, scavenger_kick, __ATOMIC_RELEASE);
+  }
   return 0;
 }
 
@@ -158,7 +208,7 @@ void scavenger_stop(nh_scavenger_t *sc) {
   if (sc->background) {
     nh_signal_flag(&sc->wait_lock, &sc->wake, &sc->stop);
     pthread_join(sc->thread, NULL);
-    sc->background = false;
+    __atomic_store_n(&sc->background, false, __ATOMIC_RELEASE);
   }
   if (sc->have_ring)
     io_uring_queue_exit(&sc->ring);

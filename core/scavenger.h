@@ -20,6 +20,7 @@ typedef struct nh_scavenger {
   pthread_mutex_t wait_lock;  /* the thread's sleep; a leaf */
   pthread_cond_t wake;
   bool stop;                  /* guarded by wait_lock */
+  bool kicked;                /* guarded by wait_lock: a page heap asked for a prefault pass */
   uint64_t released_bytes;    /* relaxed: all time */
   uint64_t passes;            /* relaxed: background passes that released something */
 } nh_scavenger_t;

@@ -89,6 +89,8 @@ static void fill_stats(nh_stats_t *s, nh_pageheap_counts *nodes) {
   s->scavenger_uring = __atomic_load_n(&nh_rt.scavenger.have_ring, __ATOMIC_RELAXED);
   s->scavenger_uring_releases = nh_stat_get(&m->release_ring);
   s->scavenger_madvise_releases = nh_stat_get(&m->release_madvise);
+  for (int n = 0; n < nh_rt.topo.nnodes; n++)
+    s->scavenger_prefaulted_bytes += nh_stat_get(&nh_rt.nodes[n].ph.prefaulted_pages) * NH_PAGE_SIZE;
   nh_gc_t *g = &nh_rt.gc;
   s->gc_mode = (uint64_t)(g->on ? g->mode : NH_GC_OFF);
   s->gc_cycles = nh_stat_get(&g->cycles);

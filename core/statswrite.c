@@ -123,12 +123,12 @@ static const char *human(uint64_t b, char *buf, size_t n) {
 
 static void write_text(nh_out_t *o, const nh_stats_snapshot_t *x) {
   const nh_stats_t s = x->s;
-  char b[14][32];
+  char b[15][32];
   out_put(o,
           "nheap: heap    reserved %s, mapped %s: in use %s, free %s, released %s; metadata %s\n"
           "nheap: objects %llu small spans (%llu tiny), %llu large objects; bad frees %llu (double %llu); per-CPU caches: %s\n"
           "nheap: arenas  %llu (hugetlb %llu, thp %llu, 4k %llu); fallbacks: hugetlb %llu, thp %llu\n"
-          "nheap: scav    %s released to the OS by the scavenger (ring %s): %llu ranges by io_uring, %llu by madvise\n"
+          "nheap: scav    %s released to the OS by the scavenger (ring %s): %llu ranges by io_uring, %llu by madvise; %s faulted in ahead of use\n"
           "nheap: numa    %llu node(s); marking scanned %s on the markers' own node, %s on another, %llu steals; %llu remote frees\n"
           "nheap: gc      %s: %llu cycles (%llu forced), pauses p50 %.3f ms, p99 %.3f ms, max %.3f ms, total %.3f ms\n"
           "nheap: pacer   live %s, marked %s, trigger %s, goal %s (gc_percent %lld), memory limit %s\n",
@@ -142,7 +142,8 @@ static void write_text(nh_out_t *o, const nh_stats_snapshot_t *x) {
           (unsigned long long)s.arenas_small, (unsigned long long)s.hugetlb_fallbacks,
           (unsigned long long)s.thp_fallbacks, human(s.scavenged_bytes, b[6], 32),
           s.scavenger_uring ? "up" : "off", (unsigned long long)s.scavenger_uring_releases,
-          (unsigned long long)s.scavenger_madvise_releases, (unsigned long long)s.numa_nodes,
+          (unsigned long long)s.scavenger_madvise_releases, human(s.scavenger_prefaulted_bytes, b[14], 32),
+          (unsigned long long)s.numa_nodes,
           human(s.gc_scan_local_bytes, b[11], 32), human(s.gc_scan_remote_bytes, b[12], 32),
           (unsigned long long)s.gc_mark_steals, (unsigned long long)s.remote_frees,
           gc_mode_name(s.gc_mode), (unsigned long long)s.gc_cycles, (unsigned long long)s.gc_forced,
@@ -247,9 +248,9 @@ static void write_json(nh_out_t *o, const nh_stats_snapshot_t *x) {
   out_put(o, "}, \"mark_ns\": {\"dedicated\": %llu, \"assist\": %llu, \"collector\": %llu}},\n",
           U(s->gc_worker_ns), U(s->gc_assist_ns), U(mark_collector_ns(x)));
   out_put(o, "  \"scavenger\": {\"released_bytes\": %llu, \"uring\": %s, \"uring_releases\": %llu, "
-          "\"madvise_releases\": %llu},\n",
+          "\"madvise_releases\": %llu, \"prefaulted_bytes\": %llu},\n",
           U(s->scavenged_bytes), s->scavenger_uring ? "true" : "false", U(s->scavenger_uring_releases),
-          U(s->scavenger_madvise_releases));
+          U(s->scavenger_madvise_releases), U(s->scavenger_prefaulted_bytes));
   out_put(o, "  \"perf\": {\"events\": [");
   for (uint64_t i = 0; i < s->perf_events; i++)
   {
@@ -357,6 +358,8 @@ static void write_openmetrics(nh_out_t *o, const nh_stats_snapshot_t *x) {
           U(s->bad_frees), U(s->double_frees), U(s->tiny_frees), U(s->frees_deferred), U(s->remote_frees));
   om_one(o, "scavenger_released_bytes", "counter", "bytes", "Memory returned to the OS by the scavenger.",
          s->scavenged_bytes);
+  om_one(o, "scavenger_prefaulted_bytes", "counter", "bytes",
+         "Free memory faulted in ahead of the allocations that take it next.", s->scavenger_prefaulted_bytes);
   om_family(o, "scavenger_releases", "counter", "", "Ranges released, by how: io_uring or madvise.");
   out_put(o, "nheap_scavenger_releases_total{via=\"io_uring\"} %llu\nnheap_scavenger_releases_total{via=\"madvise\"} %llu\n",
           U(s->scavenger_uring_releases), U(s->scavenger_madvise_releases));

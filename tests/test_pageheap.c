@@ -2,10 +2,11 @@
  * test_pageheap.c — the page heap: first fit by address, coalescing, growth by arenas (runs
  * larger than an arena included), zero tracking, the page -> span map, and a random
  * alloc/free sequence against a shadow page map, validated after every step (Debug builds
- * also validate inside every call).
+ * also validate inside every call); prefaulting ahead of first fit.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/pageheap.h"
 #include "tests/testutil.h"
@@ -130,12 +131,78 @@ static void test_random_against_shadow(void **state) {
   assert_int_equal(nh_stat_get(&ph.inuse_pages), in_use);
 }
 
+/* Prefaulting: a page heap that hands out released pages asks for a pass once; the pass faults
+ * in the released pages among the lowest free ones (resident afterwards, mincore), which come
+ * back zero without clearing; the accounting moves them from released to free; the scavenger
+ * releases them again like any free page. */
+static int wakes;
+static void count_wake(void *arg) {
+  assert_ptr_equal(arg, &ph);
+  wakes++;
+}
+
+static size_t resident_pages(uintptr_t p, size_t n) {
+  unsigned char v[NH_PAGE_SIZE / 4096 * 256];
+  size_t os = n * (NH_PAGE_SIZE / 4096), in = 0;
+  assert_true(os <= sizeof v);
+  assert_int_equal(mincore((void *)p, n * NH_PAGE_SIZE, v), 0);
+  for (size_t i = 0; i < os; i++)
+    in += v[i] & 1;
+  return in / (NH_PAGE_SIZE / 4096);
+}
+
+static void test_prefault(void **state) {
+  bool nz;
+  wakes = 0;
+  ph.prefault_arg = &ph;
+  ph.prefault_wake = count_wake;
+  uintptr_t a = pageheap_alloc(&ph, 1, &nz);
+  assert_false(nz);
+  assert_int_equal(wakes, 1);   /* released pages handed out: the next ones would fault */
+  (void)pageheap_alloc(&ph, 1, &nz);
+  assert_int_equal(wakes, 1);   /* asked once until a pass runs */
+  assert_true(pageheap_prefault_requested(&ph));
+  assert_false(pageheap_prefault_requested(&ph));
+  assert_int_equal(resident_pages(a + 2 * PAGE, 64), 0);
+
+  uint64_t released = nh_stat_get(&ph.released_pages), ready = nh_stat_get(&mem.stats.ready);
+  size_t window = 128, done = pageheap_prefault(&ph, window * PAGE) / PAGE;
+  assert_true(done >= window && done <= window + 64);   /* whole units: overshoots by less than one */
+  assert_int_equal(ph.fresh_pages, done);
+  assert_int_equal(nh_stat_get(&ph.prefaulted_pages), done);
+  assert_int_equal(nh_stat_get(&ph.released_pages), released - done);
+  assert_int_equal(nh_stat_get(&ph.scavenging_pages), 0);
+  assert_int_equal(nh_stat_get(&mem.stats.ready), ready + done * PAGE);
+  assert_int_equal(resident_pages(a + 2 * PAGE, done), done);
+  assert_int_equal(pageheap_prefault(&ph, window * PAGE), 0);   /* the window is faulted in */
+  pageheap_validate(&ph);
+
+  uintptr_t b = pageheap_alloc(&ph, 10, &nz);
+  assert_int_equal(b, a + 2 * PAGE);
+  assert_false(nz);                          /* prefaulted pages are still zero */
+  assert_int_equal(ph.fresh_pages, done - 10);
+  memset((void *)b, 1, 10 * PAGE);
+  pageheap_free(&ph, b, 10);
+  assert_int_equal(pageheap_alloc(&ph, 10, &nz), b);
+  assert_true(nz);                           /* written since: the caller clears */
+  pageheap_free(&ph, b, 10);
+
+  /* The scavenger takes them back like any free memory; the fresh bits go with them. */
+  size_t freed = pageheap_scavenge(&ph, SIZE_MAX, NULL, &nz);
+  assert_true(freed >= (done - 10) * PAGE);
+  assert_int_equal(ph.fresh_pages, 0);
+  assert_int_equal(resident_pages(a + 12 * PAGE, done - 10), 0);
+  pageheap_validate(&ph);
+  ph.prefault_wake = NULL;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_first_fit_and_coalescing, setup, teardown),
     cmocka_unit_test_setup_teardown(test_runs_across_chunks_and_arenas, setup, teardown),
     cmocka_unit_test_setup_teardown(test_span_map, setup, teardown),
     cmocka_unit_test_setup_teardown(test_random_against_shadow, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_prefault, setup, teardown),
   };
   return cmocka_run_group_tests_name("pageheap", tests, NULL, NULL);
 }
