@@ -15,6 +15,7 @@
 #define NH_ARENA_HINT    ((uintptr_t)0xc000000000)   /* where Go puts its heap; far from brk and libs */
 #define NH_ARENA_HINT_REGIONS 0x80                   /* Go's hints: i<<40 | NH_ARENA_HINT, i < 0x80 */
 #define NH_ARENA_RUN_MAX 4096                        /* 256 GiB: the largest single object */
+#define NH_LARGEST_OBJECT ((size_t)NH_ARENA_RUN_MAX * NH_ARENA_BYTES - NH_PAGE_SIZE)   /* bytes, alignment apart */
 
 /* One arena's record (metadata memory). Immutable once published in the index, except for
  * fields the allocator adds later under its own locks. */

@@ -124,6 +124,9 @@ static nh_cold void *oom(const char *fn, size_t size) {
     nh_stat_add(&nh_rt.limit_refusals, 1);
     nh_error(-ENOMEM, "%s(%zu): the memory limit (%llu bytes) would be exceeded even after a full "
              "collection", fn, size, (unsigned long long)__atomic_load_n(&nh_rt.gc.pace.memory_limit, __ATOMIC_RELAXED));
+  } else if (size > NH_LARGEST_OBJECT) {
+    nh_error(-ENOMEM, "%s(%zu): larger than the largest object nheap hands out (%zu GiB)", fn, size,
+             (size_t)NH_LARGEST_OBJECT >> 30);
   } else {
     nh_error(-ENOMEM, "%s(%zu): out of memory (the OS refused to map more)", fn, size);
   }
