@@ -73,6 +73,13 @@ static void *mutator(void *arg) {
   return NULL;
 }
 
+static void *sleep_until(void *arg) {
+  const struct timespec *until = arg;
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, until, NULL) == EINTR)
+    ;
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "concurrent";
   long live_mib = argc > 2 ? atol(argv[2]) : 256;
@@ -109,8 +116,10 @@ int main(int argc, char **argv) {
     until.tv_sec++;
     until.tv_nsec -= 1000000000;
   }
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
-    ;
+  /* The main thread sleeps meanwhile (attached: it built the tree). The C collectors are told
+   * it blocks (nh_do_blocking, bdwgc's GC_do_blocking), as Go knows of its sleeping goroutine,
+   * so that their stops neither wake it nor wait for it to get a CPU beside the mutators. */
+  peer_do_blocking(sleep_until, &until);
   atomic_store(&stop, 1);
   for (int i = 0; i < mutators; i++)
     peer_thread_join(t[i]);

@@ -72,6 +72,7 @@ static int peer_manual __attribute__((unused));   /* memory is freed by hand */
 #define FREE(p) ((void)(p))
 #define peer_thread_start(t, fn, arg) GC_pthread_create(t, NULL, fn, arg)
 #define peer_thread_join(t) GC_pthread_join(t, NULL)
+#define peer_do_blocking(fn, arg) GC_do_blocking(fn, arg)
 
 /* bdwgc's pauses come from its collection events: world stopped to world started. */
 static double peer_pause_ms[PEER_MAX_PAUSES];
@@ -126,6 +127,7 @@ static inline int peer_metrics(int fd, bool openmetrics) { (void)fd, (void)openm
 #define FREE(p) free(p)
 #define peer_thread_start(t, fn, arg) pthread_create(t, NULL, fn, arg)
 #define peer_thread_join(t) pthread_join(t, NULL)
+#define peer_do_blocking(fn, arg) (fn)(arg)
 
 static inline const char *peer_start(const char *mode) {
   peer_manual = 1;
@@ -153,6 +155,7 @@ static inline int peer_metrics(int fd, bool openmetrics) { (void)fd, (void)openm
 #define FREE(p) (peer_manual ? nh_free(p) : (void)0)
 #define peer_thread_start(t, fn, arg) pthread_create(t, NULL, fn, arg)
 #define peer_thread_join(t) pthread_join(t, NULL)
+#define peer_do_blocking(fn, arg) nh_do_blocking(fn, arg)
 
 static inline nh_stats_t peer_stats(void) {
   nh_stats_t s = {.size = sizeof s};

@@ -52,6 +52,23 @@ NH_API void nh_thread_detach(void) {
     thread_detach();
 }
 
+NH_API void *nh_do_blocking(void *(*fn)(void *arg), void *arg) {
+  if (!fn) {
+    nh_error(-EINVAL, "nh_do_blocking: no function");
+    return NULL;
+  }
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE) || !nh_rt.gc.on || !thread_attached(&nh_rt.gc.threads))
+    return fn(arg);   /* no stop ever waits for this thread */
+  nh_thread_t *t = nh_self;
+  if (t->nogc > 0 || t->blocking) {
+    nh_error(-EINVAL, "nh_do_blocking: called %s; fn runs with the thread not counted stopped",
+             t->blocking ? "inside nh_do_blocking" : "from inside nheap (a finalizer or error handler in a "
+             "no-stop region)");
+    return fn(arg);
+  }
+  return thread_do_blocking(fn, arg);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Life cycle.
  * ------------------------------------------------------------------------------------------- */

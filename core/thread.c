@@ -131,17 +131,52 @@ static void suspend_handler(int sig, siginfo_t *si, void *uc) {
   errno = saved;
 }
 
+/* Until the world restarts after the stop at epoch (odd). */
+static void wait_for_start(uint32_t epoch) {
+  while (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) == epoch)
+    syscall(SYS_futex, &g_threads->epoch, FUTEX_WAIT_PRIVATE, epoch, NULL, NULL, 0);
+}
+
+static nh_noinline void *blocking_frame(nh_thread_t *t, void *(*fn)(void *), void *arg) {
+  __builtin_unwind_init();   /* callee-saved registers into this frame, scanned while blocking */
+  volatile uintptr_t here = 0;
+  __atomic_store_n(&t->stop_sp, (uintptr_t)&here, __ATOMIC_RELEASE);
+  __atomic_store_n(&t->blocking, 1, __ATOMIC_SEQ_CST);
+  void *r = fn(arg);
+  __atomic_store_n(&t->blocking, 0, __ATOMIC_SEQ_CST);
+  uint32_t epoch = __atomic_load_n(&g_threads->epoch, __ATOMIC_SEQ_CST);
+  if (epoch & 1)   /* a stop may have counted this thread stopped: its stack must not change */
+    wait_for_start(epoch);
+  __atomic_store_n(&t->stop_sp, 0, __ATOMIC_RELAXED);
+  return r;
+}
+
 /* Records the stack pointer with the registers spilled, acks, waits for the epoch to move. */
 static nh_noinline void suspend_self(nh_thread_t *t) {
   __builtin_unwind_init();   /* callee-saved registers into this frame */
   volatile uintptr_t here = 0;
   uint32_t epoch = __atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE);
+  uintptr_t before = t->stop_sp;   /* nonzero inside nh_do_blocking (below) */
   __atomic_store_n(&t->stop_sp, (uintptr_t)&here, __ATOMIC_RELEASE);
   sem_post(&g_threads->ack);
-  while (__atomic_load_n(&g_threads->epoch, __ATOMIC_ACQUIRE) == epoch)
-    syscall(SYS_futex, &g_threads->epoch, FUTEX_WAIT_PRIVATE, epoch, NULL, NULL, 0);
-  __atomic_store_n(&t->stop_sp, 0, __ATOMIC_RELAXED);
+  wait_for_start(epoch);
+  __atomic_store_n(&t->stop_sp, before, __ATOMIC_RELAXED);
 }
+
+/* Blocking regions (bdwgc's GC_do_blocking): a thread about to wait in the kernel (a socket, a
+ * pipe, a sleep) holds no pointer it will change until it returns, yet a stop would have to
+ * wake it and wait for it to run its handler, on a busy machine a scheduler slice or more
+ * (the gc-pause benchmark's main thread, asleep, delayed stops by 2-3 ms). Inside
+ * nh_do_blocking the thread is counted as stopped instead: its callee-saved registers are
+ * spilled into this frame, stop_sp points there, and blocking is set (sequentially
+ * consistent, as are the collector's epoch increment and its load of blocking). world_stop
+ * skips a thread it finds blocking: neither signal nor ack. Leaving clears blocking and then
+ * reads the epoch: a collector that saw blocking set had made the epoch odd before, so the
+ * thread sees it odd and waits for the restart before running on; one that saw it clear
+ * signals the thread, which stops in its handler as usual (restoring stop_sp afterwards).
+ * fn must not touch the collected heap (allocate, free, load or store its pointers) and must
+ * return: not longjmp out, nor end the thread. */
+void *thread_do_blocking(void *(*fn)(void *), void *arg) { return blocking_frame(nh_self, fn, arg); }
 
 /* Leaving the outermost region with a stop pending: stop now, as the handler would have, with
  * the handler's mask, so that no program handler runs on this thread until the restart. The
@@ -327,8 +362,8 @@ void world_stop(nh_threads_t *ts) {
   size_t n = 0;
   for (nh_thread_t *t = ts->first, *next; t; t = next) {
     next = t->next;
-    if (t == nh_self)
-      continue;
+    if (t == nh_self || __atomic_load_n(&t->blocking, __ATOMIC_SEQ_CST))
+      continue;   /* a blocking thread counts as stopped (thread_do_blocking) */
     int rc = pthread_kill(t->tid, SIG_SUSPEND);
     if (rc == 0) {
       n++;

@@ -26,6 +26,7 @@ typedef struct nh_thread {
   bool guarded;                    /* from the pool of guarded mappings (secure = on) */
   volatile int nogc;               /* depth of no-stop regions (this thread and its handler) */
   volatile sig_atomic_t stop_pending; /* a stop arrived inside a region: stop on leaving it */
+  int blocking;                    /* in nh_do_blocking: stops count it stopped at stop_sp */
   /* The write barrier's buffer (Go's wbBuf): values nh_store overwrote during a concurrent
    * mark, shaded when it fills, when the thread detaches, and at mark termination. Written by
    * the thread inside a no-stop region; read by the collector while the world is stopped. */
@@ -55,6 +56,11 @@ static inline bool thread_attached(const nh_threads_t *ts) {
   nh_thread_t *t = nh_self;
   return t && t->gen == ts->gen;
 }
+
+/* Runs fn(arg) with the calling (attached, outside any region) thread counted as stopped:
+ * world_stop neither signals it nor waits for it, and scans its stack from this call's frame
+ * (the registers spilled there). Leaving waits out a stop in progress. See thread.c. */
+void *thread_do_blocking(void *(*fn)(void *), void *arg);
 
 int threads_init(nh_threads_t *ts);
 void threads_destroy(nh_threads_t *ts);

@@ -226,6 +226,14 @@ int nh_root_forget(void *addr);
  * pointers without allocating must attach itself. 0, or a negative code. */
 int nh_thread_attach(void);
 void nh_thread_detach(void);
+/* Runs fn(arg) and returns its result, with the calling thread counted as stopped while fn
+ * runs (bdwgc's GC_do_blocking): for a thread about to block in the kernel (accept, epoll_wait,
+ * a read, a sleep), so that the collector's pauses neither wake it nor wait for it to be
+ * scheduled. Its stack and registers up to this call are still scanned. fn must not touch
+ * nheap's heap (allocate, free, or load or store pointers into its objects), must return (no
+ * longjmp out of it, no thread exit inside), and may not call nh_do_blocking again. Outside
+ * an attached thread, or with gc = off, it just calls fn. */
+void *nh_do_blocking(void *(*fn)(void *arg), void *arg);
 /* Finalizers: when obj (an object's start) is found unreachable, the collector keeps it (and
  * what it points to) and a dedicated thread calls fn(obj, arg) once; the object is freed by a
  * later cycle unless fn stored it somewhere reachable. fn == NULL removes obj's finalizer.

@@ -29,6 +29,7 @@
  *   GC_pthread_create/join        pthread_create with the new thread attached before its start
  *                                 routine runs / pthread_join
  *   GC_PTR_STORE_AND_DIRTY(p, v)  nh_store
+ *   GC_do_blocking(fn, cd)        nh_do_blocking: the thread counts as stopped while fn runs
  */
 #ifndef NHEAP_GC_COMPAT_H
 #define NHEAP_GC_COMPAT_H
@@ -140,6 +141,8 @@ static inline int nh_gc_compat_pthread_create(pthread_t *t, const pthread_attr_t
 #define GC_pthread_join(t, ret) pthread_join((t), (ret))
 #define GC_PTR_STORE_AND_DIRTY(p, v) nh_store((void **)(p), (void *)(v))
 #define GC_allow_register_threads() ((void)0)
+typedef void *(*GC_fn_type)(void *client_data);
+#define GC_do_blocking(fn, cd) nh_do_blocking((fn), (cd))
 
 #ifdef __cplusplus
 }

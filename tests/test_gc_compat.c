@@ -2,7 +2,8 @@
  * test_gc_compat.c — a program written against bdwgc's API, built through nheap_gc_compat.h:
  * lists of GC_MALLOC nodes with GC_MALLOC_ATOMIC payloads, an uncollectable object held only
  * in malloc memory, GC_FREE, finalizers with the previous one returned, a thread started with
- * GC_pthread_create that holds a pointer it never allocated, GC_add_roots and the heap
+ * GC_pthread_create that holds a pointer it never allocated (and sleeps in GC_do_blocking),
+ * GC_add_roots and the heap
  * queries. GC_INIT must pick stop-the-world marking even when NHEAP_GC asks otherwise.
  */
 #include <errno.h>
@@ -126,10 +127,16 @@ static void test_finalizer(void **state) {
 }
 
 /* The thread is attached by GC_pthread_create before it runs, so the pointer it was handed
- * (and never allocated) is on a scanned stack. */
+ * (and never allocated) is on a scanned stack; it sleeps inside GC_do_blocking, counted as
+ * stopped, and its stack is scanned all the same. */
+static void *nap(void *arg) {
+  usleep(100000);   /* main collects meanwhile */
+  return arg;
+}
+
 static void *holder(void *arg) {
   cell *volatile c = arg;
-  usleep(100000);   /* main collects meanwhile */
+  assert_ptr_equal(GC_do_blocking(nap, arg), arg);
   check_list(c, 1000);
   return NULL;
 }

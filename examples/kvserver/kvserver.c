@@ -267,14 +267,31 @@ static pthread_t conn_threads[MAX_CONNECTIONS];
 static atomic_int conn_done[MAX_CONNECTIONS];   /* 0: free, 1: serving, 2: finished */
 static int conn_fd[MAX_CONNECTIONS];
 
+/* The first byte of the next request, read where the thread waits for it: inside
+ * peer_do_blocking (nh_do_blocking, bdwgc's GC_do_blocking), so that the collector's stops
+ * neither wake an idle connection's thread nor wait for it to be scheduled. It touches only
+ * the caller's stack. */
+typedef struct op_read {
+  int fd, rc;
+  unsigned char op;
+} op_read;
+
+static void *read_op(void *arg) {
+  op_read *r = arg;
+  r->rc = read_full(r->fd, &r->op, 1);
+  return NULL;
+}
+
 static void *serve_connection(void *arg) {
   int slot = (int)(intptr_t)arg, fd = conn_fd[slot];
   char buf[MAX_VALUE + 4];
   const uint32_t ok = 0;
   for (;;) {
-    unsigned char op;
+    op_read next = {.fd = fd};
+    peer_do_blocking(read_op, &next);
+    unsigned char op = next.op;
     uint32_t key, len;
-    if (read_full(fd, &op, 1) || read_full(fd, &key, 4))
+    if (next.rc || read_full(fd, &key, 4))
       break;
     if (op == 'G' && !memcmp(&key, "ET /", 4)) {
       serve_http(fd);
