@@ -125,8 +125,8 @@ static nh_cold void *oom(const char *fn, size_t size) {
     nh_error(-ENOMEM, "%s(%zu): the memory limit (%llu bytes) would be exceeded even after a full "
              "collection", fn, size, (unsigned long long)__atomic_load_n(&nh_rt.gc.pace.memory_limit, __ATOMIC_RELAXED));
   } else if (size > NH_LARGEST_OBJECT) {
-    nh_error(-ENOMEM, "%s(%zu): larger than the largest object nheap hands out (%zu GiB)", fn, size,
-             (size_t)NH_LARGEST_OBJECT >> 30);
+    nh_error(-ENOMEM, "%s(%zu): larger than the largest object nheap hands out (%zu bytes)", fn, size,
+             (size_t)NH_LARGEST_OBJECT);
   } else {
     nh_error(-ENOMEM, "%s(%zu): out of memory (the OS refused to map more)", fn, size);
   }
