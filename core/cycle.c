@@ -408,11 +408,11 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   uint64_t mark0 = now_ns(), pause2 = 0, t2, stop2 = 0, roots2 = 0;
   int tries = 1;
   for (;; tries++) {
-    mark_until_idle(g);
+    mark_until_idle(g, false);
     while (nobarrier && g->dirty_rounds < DIRTY_ROUNDS) {   /* written pages, with the world running */
       g->dirty_rounds++;
       int64_t found = dirty_rescan(g, &g->marker, false);
-      mark_until_idle(g);
+      mark_until_idle(g, false);
       if (found < DIRTY_QUIET)
         break;
     }
@@ -439,7 +439,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = t2 + pause2, .stopped_ns = pause2,
                               .stop_ns = stop2, .roots_ns = roots2});
   }
-  mark_until_idle(g);   /* in the pause: what the buffers and the stacks greyed (usually nothing) */
+  mark_until_idle(g, true);   /* in the pause: what the buffers and the stacks greyed (usually nothing) */
   set_phase_mark(g, false);
   mark_finish(&g->marker);
   if (nh_config_debug >= 2)

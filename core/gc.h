@@ -160,7 +160,7 @@ void fractional_join(nh_fractional_t *f);
  * otherwise idle CPUs. f NULL: 0. */
 uint64_t fractional_cpu(const nh_fractional_t *f, uint64_t *idle);
 /* The collector thread marks until no marker drains and no shared block waits. */
-void mark_until_idle(nh_gc_t *g);
+void mark_until_idle(nh_gc_t *g, bool stopped);
 /* The concurrent mark phase on or off for the workers (they wait for it). */
 void set_phase_mark(nh_gc_t *g, bool on);
 /* The mark workers, planned from the topology and the options (numa/placement.c); *cpus and

@@ -117,11 +117,24 @@ static uint64_t fractional_rest(nh_fractional_t *f) {
   return rest < FRACTION_REST_MAX_NS ? rest : FRACTION_REST_MAX_NS;
 }
 
+/* Joins the markers if shared work waits, counted busy under the lock that saw it: otherwise
+ * mark_until_idle could find no block and no busy marker in between, call the mark done, and
+ * then meet this marker draining (a late worker, seen by mark termination's validation). */
+static bool marker_join(nh_markwork_t *w) {
+  nh_mutex_lock(&w->lock);
+  bool work = w->nfull > 0;
+  w->busy += work;
+  nh_mutex_unlock(&w->lock);
+  return work;
+}
+
 /* Drains shared grey work as one of the markers (counted busy, except while a fractional
- * marker rests, its grey blocks given back); returns when none is left anywhere. Its counts
- * go to the shared ones before it stops being busy: termination reads them once none is. */
-static void drain_shared(nh_gc_t *g, nh_marker_t *m, nh_fractional_t *f) {
-  marker_busy(&g->work, 1);
+ * marker rests, its grey blocks given back; `counted`: the caller counted it already); returns
+ * when none is left anywhere. Its counts go to the shared ones before it stops being busy:
+ * termination reads them once none is. */
+static void drain_shared(nh_gc_t *g, nh_marker_t *m, nh_fractional_t *f, bool counted) {
+  if (!counted)
+    marker_busy(&g->work, 1);
   m->shared = &g->work;
   if (!f || !f->permille) {
     while (mark_drain_shared(m, FRACTION_CHUNK))
@@ -136,20 +149,20 @@ static void drain_shared(nh_gc_t *g, nh_marker_t *m, nh_fractional_t *f) {
       marker_busy(&g->work, -1);
       struct timespec ts = {0, (long)rest};
       nanosleep(&ts, NULL);
-      if (!__atomic_load_n(&g->phase_mark, __ATOMIC_RELAXED))
+      if (!__atomic_load_n(&g->phase_mark, __ATOMIC_RELAXED) || !marker_join(&g->work))
         return;
-      marker_busy(&g->work, 1);
     }
   }
   mark_report(m);
   marker_busy(&g->work, -1);
 }
 
-/* Until no marker is draining and no shared block waits; helps while blocks wait. */
-void mark_until_idle(nh_gc_t *g) {
+/* Until no marker is draining and no shared block waits; helps while blocks wait. With the
+ * world stopped the collector's share never rests: a rest would lengthen the pause. */
+void mark_until_idle(nh_gc_t *g, bool stopped) {
   nh_markwork_t *w = &g->work;
   for (;;) {
-    drain_shared(g, &g->marker, g->collector_share);
+    drain_shared(g, &g->marker, stopped ? NULL : g->collector_share, false);
     nh_mutex_lock(&w->lock);
     while (!w->nfull && w->busy)
       pthread_cond_wait(&w->cv, &w->lock.m);
@@ -191,6 +204,7 @@ static void *worker_main(void *arg) {
       continue;
     }
     uint64_t mark = g->marks_started;
+    w->busy++;   /* while it still sees the work (marker_join) */
     nh_mutex_unlock(&w->lock);
     if (mark != mark_seen)
       fractional_join(&self->share);
@@ -198,7 +212,7 @@ static void *worker_main(void *arg) {
     nh_perf_thread_t *counted = perf_self();
     perf_skip(counted);
     uint64_t t0 = now_ns();
-    drain_shared(g, &m, &self->share);
+    drain_shared(g, &m, &self->share, true);
     nh_stat_add(&g->worker_ns, (int64_t)(now_ns() - t0));
     perf_attribute(counted, NH_PHASE_MARK);
     nh_mutex_lock(&w->lock);
