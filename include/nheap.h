@@ -106,7 +106,7 @@ typedef struct nh_options {
   int64_t numa_policy;      /* nh_numa_policy */
   int64_t mark_workers;     /* dedicated mark threads; 0 = 25% of the CPUs */
   int64_t barrier;          /* nh_barrier_mode */
-  int64_t scavenger;        /* 1/0: background return of free pages to the OS */
+  int64_t scavenger;        /* 1/0: background return of free pages to the OS (and prefaulting) */
   int64_t verbose;          /* 1/0: print the effective option table at nh_init */
   const char *debug;        /* diagnostics, "gctrace=1,checkmark=1" (as NHEAP_DEBUG) */
   const char *perf_events;  /* "task-clock,page-faults,..." (libpfm4 names) */
