@@ -32,31 +32,7 @@
  * in one comparison. The search pointer keeps the common case (the lowest free page) O(1).
  * Measured in bench/ (pageheap/alloc_free).
  *
- * Scavenging (pageheap_scavenge, Go's scavengeOne): under the lock, pick free pages that are
- * not yet released, from the highest address down, and mark them in use so no allocation takes
- * them; drop the lock and release them (mem_release_batch: io_uring or madvise); retake it,
- * mark them free and released. A range whose release a failed ring left in flight is never
- * handed back: its pages stay taken, counted as being scavenged, for the heap's life (a leak
- * of one batch at worst, where a reuse would have its data zeroed by the late MADV_DONTNEED). Allocation gives released pages back as Ready and zero. On THP
- * arenas only whole, aligned 2 MiB units go, so a huge page is never split by a release
- * (khugepaged would only re-inflate it); on 4 KiB arenas any run of 64 KiB or more. hugetlb
- * arenas are skipped: their pages belong to a pool the administrator reserved, and a released
- * hugetlb range must be recommitted before reuse (mem.c), which the allocation path does not do.
- *
- * Prefaulting (pageheap_prefault; not in Go): a page released or never touched costs a fault on
- * its first write, and in a VM whose host backs guest memory lazily that fault is slow: 3.3 ms
- * per 2 MiB huge page measured here for memory the guest never had, 0.11 ms for memory it had.
- * A thread inside a fault cannot take the collector's stop signal until the fault is done, so
- * those faults became the longest pauses (binary-trees: mark termination waited 2-4 ms for one
- * thread's fault). So when an allocation takes released pages, or the prefaulted reserve drops
- * below half, pageheap_alloc asks for a pass (prefault_wake: the scavenger thread), which faults
- * in the released pages among the lowest NH_PREFAULT_AHEAD bytes of free memory, first fit's
- * next ones: each run is held (in use, counted in scavenging_pages) while mem_populate runs
- * with the lock dropped, then goes back free with its fresh bit set (known zero, like a
- * released page, but backed). Allocation clears fresh bits and counts fresh pages as zero;
- * the scavenger may release them like any free page (scav_pick clears their fresh bits).
- * The JVM's AlwaysPreTouch does the same for the whole heap at start; this keeps the extra
- * resident memory to the reserve (4 MiB per node) and spends the faults on another thread.
+ * Scavenging and prefaulting, the page heap's traffic with the OS: pageos.c.
  *
  * Recently freed spans: a freed span of up to 64 pages (512 KiB) is kept whole, up to 8 of them,
  * with its pages still marked in use but out of the span map; the next span of exactly that
@@ -76,6 +52,7 @@
 
 #include "core/error.h"
 #include "core/pageheap.h"
+#include "core/pagebits.h"
 
 /* A prefault pass is asked for when the prefaulted pages left drop below half the reserve. */
 enum { PREFAULT_LOW_PAGES = NH_PREFAULT_AHEAD / 2 / NH_PAGE_SIZE };
@@ -90,28 +67,6 @@ static uint32_t pack_chunk(run_sum s) { return (uint32_t)(s.start | s.max << 10 
 static run_sum unpack_chunk(uint32_t v) { return (run_sum){v & 1023, (v >> 10) & 1023, (v >> 20) & 1023}; }
 static uint64_t pack_arena(run_sum s) { return s.start | (uint64_t)s.max << 14 | (uint64_t)s.end << 28; }
 static run_sum unpack_arena(uint64_t v) { return (run_sum){v & 16383, (v >> 14) & 16383, (v >> 28) & 16383}; }
-
-static void set_bits(uint64_t *bm, size_t i, size_t n, bool on) {
-  while (n) {
-    size_t w = i / 64, b = i % 64, k = 64 - b < n ? 64 - b : n;
-    uint64_t mask = (k == 64 ? ~0ull : ((1ull << k) - 1)) << b;
-    bm[w] = on ? bm[w] | mask : bm[w] & ~mask;
-    i += k;
-    n -= k;
-  }
-}
-
-static size_t count_bits(const uint64_t *bm, size_t i, size_t n) {
-  size_t c = 0;
-  while (n) {
-    size_t w = i / 64, b = i % 64, k = 64 - b < n ? 64 - b : n;
-    uint64_t mask = (k == 64 ? ~0ull : ((1ull << k) - 1)) << b;
-    c += (size_t)__builtin_popcountll(bm[w] & mask);
-    i += k;
-    n -= k;
-  }
-  return c;
-}
 
 /* First page >= i and < limit whose bit equals `want`, or limit. */
 static size_t next_bit(const uint64_t *bm, size_t i, size_t limit, bool want) {
@@ -186,7 +141,7 @@ static run_sum merge(const run_sum *child, size_t n, size_t size) {
   return out;
 }
 
-static void update_summaries(nh_arena_pages_t *ap, size_t first, size_t n) {
+void pageheap_update_summaries(nh_arena_pages_t *ap, size_t first, size_t n) {
   for (size_t c = first / NH_CHUNK_PAGES; c <= (first + n - 1) / NH_CHUNK_PAGES; c++)
     ap->chunk_sum[c] = pack_chunk(summarize_chunk(ap->alloc, c));
   run_sum cs[NH_CHUNKS_PER_ARENA];
@@ -308,7 +263,7 @@ static uintptr_t find(nh_pageheap_t *ph, size_t n) {
 }
 
 /* The index in by_addr of the arena holding addr (addr is in this heap). */
-static size_t arena_index(nh_pageheap_t *ph, uintptr_t addr) {
+size_t pageheap_arena_index(nh_pageheap_t *ph, uintptr_t addr) {
   nh_mutex_assert_held(&ph->lock);
   size_t lo = 0, hi = ph->narenas;
   while (hi - lo > 1) {
@@ -344,7 +299,7 @@ static bool piece_next(piece *p) {
 }
 
 static piece piece_first(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
-  return (piece){.ph = ph, .index = arena_index(ph, base), .addr = base, .left = npages};
+  return (piece){.ph = ph, .index = pageheap_arena_index(ph, base), .addr = base, .left = npages};
 }
 
 static bool grow_locked(nh_pageheap_t *ph, size_t count) {
@@ -392,7 +347,7 @@ uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero) {
     }
     set_bits(ap->scav, first, p.n, false);
     set_bits(ap->alloc, first, p.n, true);
-    update_summaries(ap, first, p.n);
+    pageheap_update_summaries(ap, first, p.n);
   }
   *needzero = released + fresh != npages;
   ph->fresh_pages -= fresh;
@@ -417,7 +372,7 @@ uintptr_t pageheap_alloc(nh_pageheap_t *ph, size_t npages, bool *needzero) {
 
 void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
   nh_mutex_lock(&ph->lock);
-  size_t lowest = arena_index(ph, base);
+  size_t lowest = pageheap_arena_index(ph, base);
   for (piece p = piece_first(ph, base, npages); piece_next(&p);) {
     nh_arena_pages_t *ap = p.a->pages;
     if (nh_config_debug >= 1 && count_bits(ap->alloc, p.first, p.n) != p.n)
@@ -428,7 +383,7 @@ void pageheap_free(nh_pageheap_t *ph, uintptr_t base, size_t npages) {
       __atomic_store_n(&p.a->live[i], NULL, __ATOMIC_RELAXED);
       __atomic_store_n(&p.a->spans[i], NULL, __ATOMIC_RELEASE);
     }
-    update_summaries(ap, p.first, p.n);
+    pageheap_update_summaries(ap, p.first, p.n);
   }
   if (lowest < ph->search)
     ph->search = lowest;
@@ -619,182 +574,6 @@ void pageheap_set_spans(uintptr_t base, size_t npages, nh_span_t *span, const nh
     }
     addr += n * NH_PAGE_SIZE;
     left -= n;
-  }
-}
-
-enum { SCAV_BATCH = 32, SCAV_MIN_PAGES = 8 /* 64 KiB */, HUGE_UNIT = NH_HUGE_PAGE / NH_PAGE_SIZE };
-
-/* Under the lock: free, unreleased ranges from the top of the heap into r (marked in use). */
-static size_t scav_pick(nh_pageheap_t *ph, nh_range *r, size_t max_pages) {
-  nh_mutex_assert_held(&ph->lock);
-  size_t n = 0, pages = 0;
-  for (size_t ai = ph->narenas; ai-- > 0 && n < SCAV_BATCH && pages < max_pages;) {
-    nh_arena_t *a = ph->by_addr[ai];
-    nh_arena_pages_t *ap = a->pages;
-    if (a->backing == NH_BACKING_HUGETLB)
-      continue;
-    const size_t unit = a->backing == NH_BACKING_THP ? HUGE_UNIT : 1;
-    const size_t min_run = a->backing == NH_BACKING_THP ? HUGE_UNIT : SCAV_MIN_PAGES;
-    size_t end = NH_PAGES_PER_ARENA;   /* scan down: [start, end) is the candidate run */
-    while (end > 0 && n < SCAV_BATCH && pages < max_pages) {
-      size_t w = (end - 1) / 64;
-      uint64_t cand = ~(ap->alloc[w] | ap->scav[w]);
-      if (!(cand >> ((end - 1) % 64) & 1)) {
-        end--;
-        continue;
-      }
-      size_t start = end - 1;
-      while (start > 0) {
-        uint64_t c = ~(ap->alloc[(start - 1) / 64] | ap->scav[(start - 1) / 64]);
-        if (!(c >> ((start - 1) % 64) & 1))
-          break;
-        start--;
-      }
-      size_t lo = nh_align_up(start, unit), hi = nh_align_down(end, unit);
-      if (hi > lo && hi - lo >= min_run) {
-        size_t room = nh_align_down(max_pages - pages, unit);
-        if (room < min_run)
-          room = min_run;   /* overshoot by less than one unit rather than release nothing */
-        if (hi - lo > room)
-          lo = hi - room;   /* keep the top of the run: highest addresses first */
-        set_bits(ap->alloc, lo, hi - lo, true);
-        ph->fresh_pages -= count_bits(ap->fresh, lo, hi - lo);   /* released, or not known zero */
-        set_bits(ap->fresh, lo, hi - lo, false);
-        update_summaries(ap, lo, hi - lo);
-        r[n++] = (nh_range){.p = (void *)(a->base + lo * NH_PAGE_SIZE), .len = (hi - lo) * NH_PAGE_SIZE};
-        pages += hi - lo;
-      }
-      end = start;
-    }
-  }
-  nh_stat_add(&ph->scavenging_pages, (int64_t)pages);
-  return n;
-}
-
-size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *ring, bool *ring_failed) {
-  size_t released = 0;
-  *ring_failed = false;
-  while (released < max_bytes) {
-    nh_range r[SCAV_BATCH];
-    nh_mutex_lock(&ph->lock);
-    size_t left = max_bytes - released;   /* in pages, rounded up, without overflow */
-    size_t n = scav_pick(ph, r, left / NH_PAGE_SIZE + (left % NH_PAGE_SIZE != 0));
-    nh_mutex_unlock(&ph->lock);
-    if (n == 0)
-      break;
-    bool failed;
-    released += mem_release_batch(ph->mem, r, n, *ring_failed ? NULL : ring, &failed);
-    *ring_failed |= failed;
-    nh_mutex_lock(&ph->lock);
-    size_t lowest = ph->narenas;
-    for (size_t i = 0; i < n; i++) {
-      if (r[i].how == NH_RELEASE_IN_FLIGHT)
-        continue;   /* its DONTNEED may still run: the pages stay taken (and held) for good */
-      uintptr_t base = (uintptr_t)r[i].p;
-      size_t idx = arena_index(ph, base), first = (base - ph->by_addr[idx]->base) / NH_PAGE_SIZE;
-      size_t pages = r[i].len / NH_PAGE_SIZE;
-      size_t gone = r[i].how == NH_RELEASE_REFUSED ? 0 : pages;   /* refused: stays free and Ready */
-      nh_arena_pages_t *ap = ph->by_addr[idx]->pages;
-      set_bits(ap->alloc, first, pages, false);
-      if (gone)
-        set_bits(ap->scav, first, gone, true);
-      update_summaries(ap, first, pages);
-      nh_stat_add(&ph->scavenging_pages, -(int64_t)pages);
-      pageheap_stat_begin(ph);
-      nh_stat_add(&ph->released_pages, (int64_t)gone);
-      pageheap_stat_end(ph);
-      nh_stat_add(&ph->scavenged_pages, (int64_t)gone);
-      lowest = idx < lowest ? idx : lowest;
-    }
-    if (lowest < ph->search)
-      ph->search = lowest;
-    nh_mutex_unlock(&ph->lock);
-  }
-  return released;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Prefaulting.
- * ------------------------------------------------------------------------------------------- */
-
-/* Under the lock: the lowest run of free, released pages among the first `window` free pages
- * from the search arena on (a whole 2 MiB unit on THP arenas, whose first touch faults the
- * whole huge page in anyway; up to 64 pages on 4 KiB arenas; hugetlb arenas are skipped: their
- * pool's pages are faulted cheaply), taken out of the free pages and the released count and
- * held (scavenging_pages) while the caller faults them in. 0 when none is left in the window. */
-static size_t prefault_pick(nh_pageheap_t *ph, size_t window, nh_range *r) {
-  nh_mutex_assert_held(&ph->lock);
-  size_t seen = 0;
-  for (size_t ai = ph->search; ai < ph->narenas && seen < window; ai++) {
-    nh_arena_t *a = ph->by_addr[ai];
-    nh_arena_pages_t *ap = a->pages;
-    const bool thp = a->backing == NH_BACKING_THP;
-    const size_t unit = thp ? HUGE_UNIT : 64;
-    for (size_t u = 0; u < NH_PAGES_PER_ARENA && seen < window; u += unit) {
-      size_t free = unit - count_bits(ap->alloc, u, unit), lo = u, n = 0;
-      if (free && a->backing != NH_BACKING_HUGETLB) {
-        if (thp) {
-          n = free == unit && count_bits(ap->scav, u, unit) == unit ? unit : 0;
-        } else {   /* the lowest run of free, released pages in this word */
-          uint64_t cand = ~ap->alloc[u / 64] & ap->scav[u / 64];
-          if (cand) {
-            lo = u + (size_t)__builtin_ctzll(cand);
-            uint64_t run = ~(cand >> (lo - u));   /* its first 0 bit ends the run */
-            n = run ? (size_t)__builtin_ctzll(run) : 64;
-          }
-        }
-      }
-      if (n) {
-        set_bits(ap->alloc, lo, n, true);
-        set_bits(ap->scav, lo, n, false);
-        update_summaries(ap, lo, n);
-        nh_stat_add(&ph->scavenging_pages, (int64_t)n);
-        pageheap_stat_begin(ph);
-        nh_stat_add(&ph->released_pages, -(int64_t)n);
-        pageheap_stat_end(ph);
-        *r = (nh_range){.p = (void *)(a->base + lo * NH_PAGE_SIZE), .len = n * NH_PAGE_SIZE};
-        return n;
-      }
-      seen += free;
-    }
-  }
-  return 0;
-}
-
-bool pageheap_prefault_requested(nh_pageheap_t *ph) {
-  nh_mutex_lock(&ph->lock);
-  bool asked = ph->prefault_pending;
-  ph->prefault_pending = false;
-  nh_mutex_unlock(&ph->lock);
-  return asked;
-}
-
-size_t pageheap_prefault(nh_pageheap_t *ph, size_t ahead_bytes) {
-  size_t done = 0, window = ahead_bytes / NH_PAGE_SIZE;
-  for (;;) {
-    nh_range r;
-    nh_mutex_lock(&ph->lock);
-    size_t n = prefault_pick(ph, window, &r);
-    nh_mutex_unlock(&ph->lock);
-    if (!n)
-      return done;
-    mem_use(ph->mem, r.p, r.len);
-    int rc = mem_populate(ph->mem, r.p, r.len);   /* the pages read as zero either way */
-    nh_mutex_lock(&ph->lock);
-    size_t idx = arena_index(ph, (uintptr_t)r.p), first = ((uintptr_t)r.p - ph->by_addr[idx]->base) / NH_PAGE_SIZE;
-    nh_arena_pages_t *ap = ph->by_addr[idx]->pages;
-    set_bits(ap->alloc, first, n, false);
-    set_bits(ap->fresh, first, n, true);
-    update_summaries(ap, first, n);
-    ph->fresh_pages += n;
-    nh_stat_add(&ph->scavenging_pages, -(int64_t)n);
-    if (idx < ph->search)
-      ph->search = idx;
-    nh_mutex_unlock(&ph->lock);
-    if (rc != 0)
-      return done;   /* out of memory, say: the rest faults on first use, as it would have */
-    nh_stat_add(&ph->prefaulted_pages, (int64_t)n);
-    done += r.len;
   }
 }
 

@@ -560,28 +560,42 @@ static void test_stats_while_idle_spans_are_dropped(void **state) {
   assert_int_equal(over, 0);
 }
 
+/* 16 MiB of 64 KiB objects written into fresh arena memory (each allocation that takes released
+ * pages asks for a prefault pass), then the stats once the thread has prefaulted something or
+ * `polls` polls 10 ms apart have passed (the thread's pace, not a time bound). */
+enum { FRESH = 256 };
+static char *fresh_objects[FRESH];
+
+static nh_stats_t allocate_fresh_and_poll(int polls) {
+  for (int i = 0; i < FRESH; i++) {
+    fresh_objects[i] = nh_alloc_noscan(65536);
+    assert_non_null(fresh_objects[i]);
+    memset(fresh_objects[i], 1, 65536);
+  }
+  nh_stats_t s = stats();
+  for (int tries = 0; s.scavenger_prefaulted_bytes == 0 && tries < polls; tries++) {
+    usleep(10000);
+    s = stats();
+  }
+  return s;
+}
+
+static void free_fresh(void) {
+  for (int i = 0; i < FRESH; i++)
+    nh_free(fresh_objects[i]);
+}
+
 /* Allocation that reaches memory nobody touched yet asks the scavenger thread to fault in the
  * free memory ahead of it: the thread does (counted), the pages it faulted in are handed out
  * zero and work like any other, and the accounting identity holds throughout. */
 static void test_prefault_ahead_of_allocation(void **state) {
-  enum { N = 256 };   /* 16 MiB of 64 KiB objects, into fresh arena memory */
-  static char *p[N];
-  for (int i = 0; i < N; i++) {
-    p[i] = nh_alloc_noscan(65536);
-    assert_non_null(p[i]);
-    memset(p[i], 1, 65536);
-  }
-  nh_stats_t s = stats();
-  for (int tries = 0; s.scavenger_prefaulted_bytes == 0 && tries < 1000; tries++) {   /* the thread's pace */
-    usleep(10000);
-    s = stats();
-  }
+  nh_stats_t s = allocate_fresh_and_poll(1000);
   print_message("faulted in ahead of use: %llu KiB\n", (unsigned long long)s.scavenger_prefaulted_bytes >> 10);
   assert_true(s.scavenger_prefaulted_bytes >= NH_HUGE_PAGE);
   assert_int_equal(s.heap_mapped_bytes, s.heap_inuse_bytes + s.heap_free_bytes + s.heap_released_bytes);
   /* nh_alloc clears a large object only where its pages were used before (needzero): those the
    * thread faulted in must read as zero. */
-  for (int i = 0; i < N; i++) {
+  for (int i = 0; i < FRESH; i++) {
     char *q = nh_alloc(65536);
     assert_non_null(q);
     for (size_t k = 0; k < 65536; k += 4096)
@@ -589,13 +603,12 @@ static void test_prefault_ahead_of_allocation(void **state) {
     memset(q, 2, 65536);
     nh_free(q);
   }
-  for (int i = 0; i < N; i++)
-    nh_free(p[i]);
+  free_fresh();
 }
 
 /* Not under concurrent-nobarrier's write-protect tracking (scavenger.c says why): the same
  * allocations ask, and nothing is faulted in ahead. Where the kernel lacks the tracking the
- * heap runs stw and prefaults as usual, which the first part checks. */
+ * heap runs stw and prefaults as usual, which is checked instead. */
 static void test_no_prefault_under_tracking(void **state) {
   (void)state;
   nh_shutdown();
@@ -605,26 +618,14 @@ static void test_no_prefault_under_tracking(void **state) {
   o.hugepages = NH_HUGEPAGES_THP;
   assert_int_equal(nh_init(&o), 0);
   bool tracked = stats().gc_mode == NH_GC_CONCURRENT_NOBARRIER;
-  enum { N = 256 };
-  static char *p[N];
-  for (int i = 0; i < N; i++) {
-    p[i] = nh_alloc_noscan(65536);
-    assert_non_null(p[i]);
-    memset(p[i], 1, 65536);
-  }
-  nh_stats_t s = stats();
-  for (int tries = 0; s.scavenger_prefaulted_bytes == 0 && tries < (tracked ? 30 : 1000); tries++) {
-    usleep(10000);
-    s = stats();
-  }
+  nh_stats_t s = allocate_fresh_and_poll(tracked ? 30 : 1000);
   print_message("%s: %llu KiB faulted in ahead\n", tracked ? "tracked" : "no tracking here (stw)",
                 (unsigned long long)s.scavenger_prefaulted_bytes >> 10);
   if (tracked)
     assert_int_equal(s.scavenger_prefaulted_bytes, 0);
   else
     assert_true(s.scavenger_prefaulted_bytes > 0);
-  for (int i = 0; i < N; i++)
-    nh_free(p[i]);
+  free_fresh();
 }
 
 int main(void) {
