@@ -157,7 +157,7 @@ size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *r
 /* Faults in (mem_populate) the released pages among the lowest ahead_bytes of free memory,
  * which first fit hands out next, so that the program's first writes to them do not fault: a
  * first touch of memory costs up to milliseconds per 2 MiB in a VM whose host backs guest
- * memory lazily, and a thread inside a fault cannot be stopped for a pause (pageheap.c,
+ * memory lazily, and a thread inside a fault cannot be stopped for a pause (pageos.c,
  * "Prefaulting"). Run by the scavenger thread when pageheap_alloc asks (prefault_wake).
  * Returns the bytes faulted in. */
 size_t pageheap_prefault(nh_pageheap_t *ph, size_t ahead_bytes);

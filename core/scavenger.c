@@ -10,7 +10,7 @@
  * on), which is why the goal retains some free memory rather than none.
  *
  * The thread also faults in free memory ahead of allocation when a page heap asks
- * (pageheap_prefault, "Prefaulting" in pageheap.c): a kick wakes it at once for that, and the
+ * (pageheap_prefault, "Prefaulting" in pageos.c): a kick wakes it at once for that, and the
  * release pass keeps its own period.
  *
  * The thread wakes every 50 ms, computes the excess over all nodes and, if there is one,
@@ -120,9 +120,9 @@ static void add_period(struct timespec *t) {
   }
 }
 
-/* Where this thread runs does not matter: on real NUMA nodes every arena is mbind'ed to its
- * node (init.c), so the pages it faults in land there, as the allocating thread's would. */
-/* Not with gc = concurrent-nobarrier's tracking: every arena is write-protected at each mark,
+/* The passes the page heaps asked for. Where this thread runs does not matter: on real NUMA
+ * nodes every arena is mbind'ed to its node (init.c), so the pages it faults in land there, as
+ * the allocating thread's would. Not with gc = concurrent-nobarrier's tracking: every arena is write-protected at each mark,
  * so the program's first write to a page during a mark faults however the page was faulted in
  * before, and pages populated ahead only add to what the protect walks (GCBench through the
  * compat header ran 13% slower with it). */
