@@ -60,6 +60,12 @@ typedef struct nh_marker {
   uint64_t marked_bytes, marked_objects, scanned_bytes;
   uint64_t scanned_local, scanned_remote; /* of scanned_bytes, heap objects on its node or not */
   uint64_t steals;                 /* blocks taken from another node's list */
+  /* The drain's candidate pipeline (mark.c): words that point into a span's pages, waiting
+   * while the span's first line and the line of the object's bitmap words are fetched. */
+  bool piped;
+  const struct nh_span *scanning;  /* the span of the object being scanned */
+  uint32_t pipe_head, pipe_tail;
+  struct { uintptr_t w; struct nh_span *s; } pipe[8];
   /* Checkmark mode: a second, independent mark into side bitmaps (one bit per 8 bytes). */
   bool checking;
   bool snapshotting;               /* the traversal at a concurrent mark's setup: records only */

@@ -51,10 +51,9 @@ struct nh_mcentral;
 
 typedef struct nh_span {
   uintptr_t base;             /* first object */
-  uintptr_t pages;            /* first page (below base only for over-aligned large objects) */
+  uint64_t *alloc_bits;
   uintptr_t limit;            /* base + nelems * elemsize */
-  uint8_t *live;              /* small spans but tiny ones: one byte per object, 1 while the
-                                 program owns it (below); NULL otherwise */
+  uint64_t *gcmark_bits;
   uint32_t npages;
   uint32_t elemsize;
   uint32_t divmagic;          /* object index = (offset * divmagic) >> 32 */
@@ -71,15 +70,16 @@ typedef struct nh_span {
   int16_t owner;              /* CPU of the mcache holding it, -1: none; written under that
                                  mcache's lock and the mcentral lock, read under either */
   uint32_t sweepgen;          /* Go's protocol: h->sweepgen - 2 needs sweep, - 1 being swept, = swept */
-  uint64_t *alloc_bits;
-  uint64_t *gcmark_bits;
+  uintptr_t pages;            /* first page (below base only for over-aligned large objects) */
+  uint8_t *live;              /* small spans but tiny ones: one byte per object, 1 while the
+                                 program owns it (below); NULL otherwise */
   struct nh_span *next, *prev; /* mcentral set, or the free-span list */
   struct nh_mcentral *central; /* its class's mcentral (large: its kind's); NULL once freed */
   uint8_t *live_mem;          /* the struct's array for live, kept across its uses (live is
                                  NULL in a use that has none: tiny and large spans) */
   uint16_t livecap;           /* bytes at live_mem */
-  /* Cold: the bitmaps, after everything free() reads (which fits one cache line). */
-  uint64_t freed_bits[NH_SPAN_BITMAP_WORDS];
+  /* The bitmaps, each on two lines of its own (the marker prefetches a word's line). */
+  uint64_t freed_bits[NH_SPAN_BITMAP_WORDS] __attribute__((aligned(64)));
   uint64_t bitmaps[2][NH_SPAN_BITMAP_WORDS]; /* storage alloc_bits/gcmark_bits point into */
 } nh_span_t;
 
