@@ -75,9 +75,11 @@ int dirty_open(nh_dirty_t *d, bool hugetlb, char *why, size_t n) {
     dirty_close(d);
     return -e;
   }
-  /* The whole cycle once, on a scratch page: register, protect, write, scan. */
-  char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  int rc = p == MAP_FAILED ? -errno : dirty_register(d, p, 4096);
+  /* The whole cycle once, on scratch pages: register both; protect the first, write it, scan;
+   * write the second, never protected, and scan: the collector relies on a page it left
+   * unprotected reading as written (cycle.c protects only the pages in spans). */
+  char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int rc = p == MAP_FAILED ? -errno : dirty_register(d, p, 8192);
   if (rc == 0)
     rc = dirty_protect(d, p, 4096, true);
   int64_t seen = -1;
@@ -85,8 +87,12 @@ int dirty_open(nh_dirty_t *d, bool hugetlb, char *why, size_t n) {
     p[0] = 1;
     seen = dirty_scan(d, p, 4096, true, NULL, NULL);
   }
+  if (rc == 0 && seen == 4096) {
+    p[4096] = 1;
+    seen = dirty_scan(d, p, 8192, true, NULL, NULL);
+  }
   if (p != MAP_FAILED)
-    munmap(p, 4096);
+    munmap(p, 8192);
   if (rc != 0 || seen != 4096) {
     snprintf(why, n, "write-protect tracking does not work here (%s)",
              rc ? strerror(-rc) : seen < 0 ? strerror((int)-seen) : "PAGEMAP_SCAN missed a write");
@@ -109,7 +115,7 @@ int dirty_register(nh_dirty_t *d, void *p, size_t len) {
   struct uffdio_register reg = {.range = {(uintptr_t)p, len}, .mode = UFFDIO_REGISTER_MODE_WP};
   if (ioctl(d->uffd, UFFDIO_REGISTER, &reg) != 0)
     return -errno;
-  return __atomic_load_n(&d->armed, __ATOMIC_ACQUIRE) ? dirty_protect(d, p, len, true) : 0;
+  return 0;
 }
 
 int dirty_protect(nh_dirty_t *d, void *p, size_t len, bool on) {

@@ -10,7 +10,7 @@
 
 typedef struct nh_dirty {
   int uffd, pagemap;        /* -1: not open */
-  bool armed;               /* a mark is tracking: new arenas are protected as they come */
+  bool armed;               /* a mark is tracking (the scavenger releases nothing meanwhile) */
   uint64_t scans;           /* PAGEMAP_SCAN calls, all time (relaxed) */
 } nh_dirty_t;
 
@@ -20,8 +20,9 @@ typedef struct nh_dirty {
 int dirty_open(nh_dirty_t *d, bool hugetlb, char *why, size_t n);
 void dirty_close(nh_dirty_t *d);
 
-/* A new arena range: registered for write-protect, and protected when armed. -errno on failure
- * (the arena must then not be used: its writes could not be seen). */
+/* A new arena range: registered for write-protect (not protected: an unprotected page reads
+ * as written). -errno on failure (the arena must then not be used: its writes could not be
+ * seen). */
 int dirty_register(nh_dirty_t *d, void *p, size_t len);
 /* Write-protects [p, p + len) (on) or lifts it (off). 0 or -errno. */
 int dirty_protect(nh_dirty_t *d, void *p, size_t len, bool on);

@@ -122,15 +122,12 @@ static void add_period(struct timespec *t) {
 
 /* The passes the page heaps asked for. Where this thread runs does not matter: on real NUMA
  * nodes every arena is mbind'ed to its node (init.c), so the pages it faults in land there, as
- * the allocating thread's would. Not with gc = concurrent-nobarrier's tracking: every arena is write-protected at each mark,
- * so the program's first write to a page during a mark faults however the page was faulted in
- * before, and pages populated ahead only add to what the protect walks (GCBench through the
- * compat header ran 13% slower with it). */
+ * the allocating thread's would. gc = concurrent-nobarrier's marks protect no free page
+ * (cycle.c), so a page faulted in here takes no fault there either. */
 static void prefault_pass(nh_heap_t *h) {
-  bool tracked = __atomic_load_n(&h->arenas.dirty, __ATOMIC_ACQUIRE) != NULL;
   for (int n = 0; n < h->topo.nnodes; n++) {
     nh_pageheap_t *ph = &h->nodes[n].ph;
-    if (!pageheap_prefault_requested(ph) || tracked)
+    if (!pageheap_prefault_requested(ph))
       continue;
     size_t done = pageheap_prefault(ph, NH_PREFAULT_AHEAD);
     if (h->cfg.dbg.scavtrace)
