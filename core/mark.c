@@ -21,19 +21,8 @@
  * black allocation race on the same words). The barrier buffers overwritten values per thread
  * (512, Go's wbBuf) and shades a full buffer itself: marks the objects and shares the new grey
  * ones as a block. Termination is cycle.c's: no shared block, no marker draining, and every
- * buffer shaded with the world stopped.
- *
- * NUMA (NumaGiC's policy): the shared blocks wait on one list per node, and a grey object goes
- * to the node whose memory holds it (its span's node). A marker runs on one node (workers.c pins
- * it there) and keeps that node's objects on its own stack; another node's go into a block
- * bound for that node's list (out[]), shared when full or when the marker runs dry. A marker
- * takes from its own node's list first and steals from the others only when its own has
- * nothing, so it scans local memory while there is local work. Each scan is counted local or
- * remote (by the scanned object's node against the marker's), and steals are counted. With
- * one node everything is node 0 and this is Go's single list. The lists share one lock:
- * blocks hold 8K objects, so it is taken rarely. The DESIGN.md layout puts per-node work
- * queues in numa/; they are the grey lists here, where the markers use them, and numa/ holds
- * the topology and the markers' placement.
+ * buffer shaded with the world stopped. The grey stacks, the shared blocks and their NUMA
+ * policy are greystack.c's; what happens when blocks run out (overflow recovery) is here.
  *
  * The write barrier's atomicity (barrier.c; a departure from Go, which relies on safe points): a thread
  * stopped for mark setup between nh_store's flag test and its store would store without
@@ -43,13 +32,12 @@
  * falls between a shade and its store. Mark termination also rescans the stacks (Go does not
  * need to), for the object a thread took but had not marked yet when it was stopped.
  *
- * The grey stack is a chain of 64 KiB work buffers from metadata memory, kept for the next
- * cycle. If metadata memory runs out, the grey object is dropped and `overflow` set (its mark
- * bit stays set); after the stack drains, with the world stopped, every marked object of a
- * scanned kind is scanned in place, span by span, with a drain after each, until a round ends
- * without overflow (bdwgc's mark-stack overflow recovery). Only newly marked objects are pushed,
- * so each round that overflows has marked more, and rounds end; the collector's marker keeps
- * one block in reserve for them (stats: gc_mark_overflows). No recursion anywhere.
+ * Overflow: a grey object dropped for want of metadata memory (greystack.c) keeps its mark bit;
+ * after the stack drains, with the world stopped, every marked object of a scanned kind is
+ * scanned in place, span by span, with a drain after each, until a round ends without
+ * overflow (bdwgc's mark-stack overflow recovery). Only newly marked objects are pushed, so
+ * each round that overflows has marked more, and rounds end; the collector's marker keeps one
+ * block in reserve for them (stats: gc_mark_overflows). No recursion anywhere.
  *
  * The mark loop is memory-bound (reference/machine.md: a dependent load costs 170-470 ns on
  * this VM, eight independent ones 22-54 ns each), so the drain keeps misses in flight at two
@@ -73,174 +61,11 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/greystack.h"
 #include "core/heap.h"
 #include "core/vg.h"
 
 #define OBLET_BYTES ((uintptr_t)128 << 10)
-#define WB_CAP (sizeof(((nh_workbuf_t *)0)->obj) / sizeof(uintptr_t))
-
-/* ---------------------------------------------------------------------------------------------
- * The grey stack.
- * ------------------------------------------------------------------------------------------- */
-
-static nh_workbuf_t *meta_block(void) { return mem_meta_alloc(&nh_rt.mem, sizeof(nh_workbuf_t), 64); }
-
-static nh_workbuf_t *new_block(nh_marker_t *m) {
-  nh_workbuf_t *b = m->spare;
-  if (b) {
-    m->spare = b->next;
-    m->nspare--;
-  } else if (m->pool && m->pool->spare) {   /* racy peek; the lock decides */
-    nh_mutex_lock(&m->pool->lock);
-    if ((b = m->pool->spare))
-      m->pool->spare = b->next;
-    nh_mutex_unlock(&m->pool->lock);
-  }
-  if (!b && !(b = meta_block())) {
-    b = m->reserve;   /* the last resort (overflow recovery): taken back as soon as one empties */
-    m->reserve = NULL;
-    if (!b)
-      return NULL;
-  }
-  b->next = NULL;
-  b->n = 0;
-  return b;
-}
-
-/* Concurrent markers share full blocks (Go's work.full), on the list of the node whose memory
- * holds their objects: under the work lock. */
-static void share_block(nh_markwork_t *w, nh_workbuf_t *b, int node) {
-  nh_mutex_lock(&w->lock);
-  b->next = w->full[node];
-  w->full[node] = b;
-  w->nfull++;
-  pthread_cond_broadcast(&w->cv);
-  nh_mutex_unlock(&w->lock);
-}
-
-/* A block for marker m: from its node's list, else (m is idle) stolen from the next node
- * round that has one (NumaGiC's policy). */
-static nh_workbuf_t *take_shared(nh_marker_t *m) {
-  nh_markwork_t *w = m->shared;
-  int nnodes = nh_rt.topo.nnodes;
-  nh_workbuf_t *b = NULL;
-  nh_mutex_lock(&w->lock);
-  for (int i = 0; w->nfull && i < nnodes && !b; i++) {
-    int n = (m->node + i) % nnodes;
-    if ((b = w->full[n])) {
-      w->full[n] = b->next;
-      w->nfull--;
-      m->steals += i > 0;
-    }
-  }
-  nh_mutex_unlock(&w->lock);
-  if (b)
-    b->next = NULL;
-  return b;
-}
-
-/* A grey object of another node's memory, into the marker's block bound for that node. */
-static nh_noinline void grey_push_out(nh_marker_t *m, uintptr_t obj, int node) {
-  nh_workbuf_t *b = m->out[node];
-  if (!b || b->n == WB_CAP) {
-    nh_workbuf_t *nb = new_block(m);
-    if (!nb) {
-      m->overflow = true;
-      return;
-    }
-    if (b)
-      share_block(m->shared, b, node);
-    m->out[node] = b = nb;
-    m->out_nodes |= 1ull << node;
-  }
-  b->obj[b->n++] = obj;
-}
-
-/* The marker's blocks bound for other nodes, to their lists. Returns whether there were any. */
-static bool flush_out(nh_marker_t *m) {
-  bool any = m->out_nodes != 0;
-  for (uint64_t nodes = m->out_nodes; nodes; nodes &= nodes - 1) {
-    int n = __builtin_ctzll(nodes);
-    share_block(m->shared, m->out[n], n);
-    m->out[n] = NULL;
-  }
-  m->out_nodes = 0;
-  return any;
-}
-
-/* Object obj lies in node's memory. A concurrent marker keeps its own node's objects and sends
- * the others' towards their nodes; with the world stopped (no shared work) one marker keeps all. */
-static inline void grey_push(nh_marker_t *m, uintptr_t obj, int node) {
-  if (nh_unlikely(node != m->node) && m->shared) {
-    grey_push_out(m, obj, node);
-    return;
-  }
-  nh_workbuf_t *b = m->cur;
-  if (nh_unlikely(!b || b->n == WB_CAP)) {
-    nh_workbuf_t *nb = new_block(m);
-    if (!nb) {
-      m->overflow = true;
-      return;
-    }
-    if (b && m->shared) {   /* a full block is work for anyone */
-      share_block(m->shared, b, m->node);
-    } else if (b) {
-      b->next = m->full;
-      m->full = b;
-    }
-    m->cur = b = nb;
-  }
-  b->obj[b->n++] = obj;
-}
-
-/* An emptied block: kept by the marker (a few), else back to the pool's spares, where the
- * barrier's flushes and the other markers take theirs; blocks would otherwise pile up with
- * whichever marker drained them (or with the checkmark pass) while others mapped new ones. */
-enum { MARKER_SPARES = 4 };
-static void spare_block(nh_marker_t *m, nh_workbuf_t *b) {
-  if (m->keeps_reserve && !m->reserve) {
-    m->reserve = b;
-    return;
-  }
-  if (m->pool && m->nspare >= MARKER_SPARES) {
-    nh_mutex_lock(&m->pool->lock);
-    b->next = m->pool->spare;
-    m->pool->spare = b;
-    nh_mutex_unlock(&m->pool->lock);
-    return;
-  }
-  b->next = m->spare;
-  m->spare = b;
-  m->nspare++;
-}
-
-static inline bool grey_pop(nh_marker_t *m, uintptr_t *obj) {
-  nh_workbuf_t *b = m->cur;
-  if (nh_unlikely(!b || b->n == 0)) {
-    nh_workbuf_t *next = m->full;
-    if (next)
-      m->full = next->next;
-    else if (!m->shared || (!(next = take_shared(m)) && !(flush_out(m) && (next = take_shared(m)))))
-      return false;
-    if (b)
-      spare_block(m, b);
-    m->cur = b = next;
-    b->next = NULL;
-  }
-  *obj = b->obj[--b->n];
-  return true;
-}
-
-/* Hands the marker's partly filled blocks to the other markers (after the roots). */
-static void publish(nh_marker_t *m) {
-  if (!m->shared)
-    return;
-  if (m->cur && m->cur->n) {
-    share_block(m->shared, m->cur, m->node);
-    m->cur = NULL;
-  }
-  flush_out(m);
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Finding and marking objects.
@@ -578,7 +403,7 @@ void mark_begin(nh_marker_t *m, nh_markwork_t *w) {
 
 int mark_reserve(nh_marker_t *m) {
   m->keeps_reserve = true;
-  if (!m->reserve && !(m->reserve = meta_block()))
+  if (!m->reserve && !(m->reserve = grey_meta_block()))
     return -ENOMEM;
   return 0;
 }
@@ -591,7 +416,7 @@ void mark_range(nh_marker_t *m, uintptr_t lo, uintptr_t hi) { scan_range(m, lo, 
  * Concurrent marking (cycle.c runs the phases).
  * ------------------------------------------------------------------------------------------- */
 
-void mark_publish(nh_marker_t *m) { publish(m); }
+void mark_publish(nh_marker_t *m) { grey_publish(m); }
 
 bool mark_drain_shared(nh_marker_t *m, uint64_t budget) {
   uint64_t before = m->scanned_bytes;
@@ -608,10 +433,10 @@ bool mark_drain_shared(nh_marker_t *m, uint64_t budget) {
 void mark_give_back(nh_marker_t *m) {
   for (nh_workbuf_t *f = m->full, *next; f; f = next) {
     next = f->next;
-    share_block(m->shared, f, m->node);
+    grey_share_block(m->shared, f, m->node);
   }
   m->full = NULL;
-  publish(m);
+  grey_publish(m);
 }
 
 /* The words in [a, b) of object start (a small object's start, or a large span's base) of
@@ -732,14 +557,14 @@ void mark_shade_batch(nh_markwork_t *w, uintptr_t *v, size_t n) {
     if (b)
       w->spare = b->next;
     nh_mutex_unlock(&w->lock);
-    if (!b && !(b = meta_block())) {
+    if (!b && !(b = grey_meta_block())) {
       __atomic_store_n(&w->overflow, true, __ATOMIC_RELAXED);   /* marked, rescanned later */
       return;
     }
-    b->n = grey < WB_CAP ? grey : WB_CAP;
+    b->n = grey < NH_WORKBUF_CAP ? grey : NH_WORKBUF_CAP;
     memcpy(b->obj, v + grey - b->n, b->n * sizeof *v);
     grey -= b->n;
-    share_block(w, b, heap_current_node());   /* the shading thread's node: its likeliest */
+    grey_share_block(w, b, heap_current_node());   /* the shading thread's node: its likeliest */
   }
 }
 
