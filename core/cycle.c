@@ -240,16 +240,17 @@ void gc_assist(size_t bytes) {
  * that hold objects are write-protected (outside the pause: a write between the protection and
  * the roots' scan just makes a page to rescan; which pages, below). Programs store plainly; a
  * store into an object the markers have scanned already marks its page written, and a page
- * left unprotected reads as written. When the markers run dry, up to DIRTY_ROUNDS times with the world running: the
- * written pages are found and protected again in one walk (PAGEMAP_SCAN), the words on them of
- * every marked object are scanned again, and the markers drain what that greyed; a round that
- * finds under DIRTY_QUIET bytes ends the rounds. Mark termination, world stopped, does the same
- * once more and rescans every root (stacks, data segments, registered ranges: nothing saw their
- * stores); then the protection is lifted, with the world running. Complete because a pointer
- * in a marked object at termination either was there when the object was scanned, or was
- * stored later and its page is written (or was never protected), and roots are scanned last. Objects born during the
- * mark are black, as with the barrier. The scavenger does not release pages while a mark
- * tracks (a released page could lose its protection). */
+ * left unprotected reads as written. When the markers run dry, up to DIRTY_ROUNDS times with
+ * the world running: the written pages are found and protected again in one walk
+ * (PAGEMAP_SCAN), the words on them of every marked object are scanned again, and the markers
+ * drain what that greyed; a round that finds under DIRTY_QUIET bytes ends the rounds. Mark
+ * termination, world stopped, does the same once more and rescans every root (stacks, data
+ * segments, registered ranges: nothing saw their stores); then the protection is lifted, with
+ * the world running. Complete because a pointer in a marked object at termination either was
+ * there when the object was scanned, or was stored later and its page is written (or was
+ * never protected), and roots are scanned last. Objects born during the mark are black, as
+ * with the barrier. The scavenger does not release pages while a mark tracks (a released page
+ * could lose its protection). */
 enum { DIRTY_ROUNDS = 3 };
 #define DIRTY_QUIET ((int64_t)1 << 20)
 
@@ -286,14 +287,15 @@ static void protect_flush(protect_arg *p) {
   p->hi = 0;
 }
 
-/* Pages [lo, hi) were in spans: the spans among them worth protecting, joined into runs. */
-static void protect_spans(uintptr_t lo, uintptr_t hi, void *arg) {
-  protect_arg *p = arg;
-  for (uintptr_t at = lo; at < hi;) {
-    nh_span_t *s = span_of(&nh_rt.arenas, (const void *)at);
+/* The spans of arena a worth protecting, joined into runs. The span map is read as span_of
+ * reads it, without a lock: it holds exactly the pages in spans. */
+static void protect_arena(protect_arg *p, const nh_arena_t *a) {
+  for (size_t pg = 0; pg < NH_PAGES_PER_ARENA;) {
+    nh_span_t *s = __atomic_load_n(&a->spans[pg], __ATOMIC_ACQUIRE);
+    uintptr_t at = a->base + pg * NH_PAGE_SIZE;
     uintptr_t end = s ? s->pages + (uintptr_t)__atomic_load_n(&s->npages, __ATOMIC_RELAXED) * NH_PAGE_SIZE : 0;
-    if (!s || end <= at) {   /* freed meanwhile */
-      at += NH_PAGE_SIZE;
+    if (!s || end <= at) {   /* a free page, or a span freed meanwhile */
+      pg++;
       continue;
     }
     bool worth = span_is_large(s) || (!__atomic_load_n(&s->cached, __ATOMIC_RELAXED) &&
@@ -305,8 +307,9 @@ static void protect_spans(uintptr_t lo, uintptr_t hi, void *arg) {
         p->lo = at;
       p->hi = end;
     }
-    at = end;
+    pg = (end - a->base) >> NH_PAGE_SHIFT;   /* a large span may run past this arena: the loop ends */
   }
+  protect_flush(p);
 }
 
 /* The pages in spans of every arena protected (on), or every arena's released (off). false when
@@ -322,10 +325,9 @@ static bool dirty_arm(nh_gc_t *g, bool on) {
   nh_mutex_unlock(&set->lock);
   protect_arg p = {.g = g};
   for (nh_arena_t *a = first; a && !p.rc; a = __atomic_load_n(&a->next, __ATOMIC_ACQUIRE)) {
-    if (on) {
-      pageheap_inuse_runs(&nh_rt.nodes[a->node].ph, a, 1, protect_spans, &p);
-      protect_flush(&p);
-    } else if ((p.rc = dirty_protect(&g->dirty, (void *)a->base, NH_ARENA_BYTES, false)) != 0)
+    if (on)
+      protect_arena(&p, a);
+    else if ((p.rc = dirty_protect(&g->dirty, (void *)a->base, NH_ARENA_BYTES, false)) != 0)
       p.bad = a->base;
   }
   if (!p.rc || !on)

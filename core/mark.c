@@ -71,23 +71,23 @@
  * Finding and marking objects.
  * ------------------------------------------------------------------------------------------- */
 
+/* Whether address w lies in an allocated object of span s; its index in *idx. */
+static inline bool allocated_in(const nh_span_t *s, uintptr_t w, size_t *idx) {
+  if (w < s->base || w >= s->limit)
+    return false;
+  if (span_is_large(s)) {
+    *idx = 0;
+    return true;
+  }
+  *idx = span_obj_index(s, w);
+  return bitmap_get(s->alloc_bits, *idx);   /* a free object: a stale pointer, not a reference */
+}
+
 /* The allocated object holding address w: its span and index, or NULL. */
 static inline nh_span_t *find_object(uintptr_t w, size_t *idx) {
   nh_arena_t *a = arena_of(&nh_rt.arenas, (const void *)w);
-  if (!a)
-    return NULL;
-  nh_span_t *s = a->spans[(w & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT];
-  if (!s || w < s->base || w >= s->limit)
-    return NULL;
-  if (span_is_large(s)) {
-    *idx = 0;
-    return s;
-  }
-  size_t i = span_obj_index(s, w);
-  if (!bitmap_get(s->alloc_bits, i))
-    return NULL;   /* a free object: a stale pointer, not a reference */
-  *idx = i;
-  return s;
+  nh_span_t *s = a ? a->spans[(w & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT] : NULL;
+  return s && allocated_in(s, w, idx) ? s : NULL;
 }
 
 /* Sets the mark bit of object idx of s; true if this call set it (atomically: concurrent
@@ -131,17 +131,13 @@ static inline void mark_word(nh_marker_t *m, uintptr_t w) {
  * the span's bitmaps (which is the alloc one this cycle is in the span: not known yet). */
 enum { PIPE = sizeof(((nh_marker_t *)0)->pipe) / sizeof(((nh_marker_t *)0)->pipe[0]) };
 
-/* Word w of the pipeline, whose span s now has its lines cached: marked as mark_word would. */
-static inline __attribute__((always_inline)) void pipe_mark(nh_marker_t *m, uintptr_t w, nh_span_t *s) {
-  if (w < s->base || w >= s->limit)
-    return;
-  if (span_is_large(s)) {
-    mark_found(m, s, 0);
-    return;
-  }
-  size_t idx = span_obj_index(s, w);
-  if (bitmap_get(s->alloc_bits, idx))
-    mark_found(m, s, idx);
+/* The oldest word of the pipeline, whose span's lines are cached by now: marked as mark_word
+ * would. */
+static inline __attribute__((always_inline)) void pipe_mark_oldest(nh_marker_t *m) {
+  uint32_t at = m->pipe_head++ % PIPE;
+  size_t idx;
+  if (allocated_in(m->pipe[at].s, m->pipe[at].w, &idx))
+    mark_found(m, m->pipe[at].s, idx);
 }
 
 /* Word w points into span s (not the scanned object's): its lines fetched, and it waits. */
@@ -152,11 +148,9 @@ static nh_noinline void pipe_enqueue(nh_marker_t *m, uintptr_t w, nh_span_t *s, 
   __builtin_prefetch(s);
   __builtin_prefetch(&s->bitmaps[0][word]);
   __builtin_prefetch(&s->bitmaps[1][word]);
+  if (m->pipe_tail - m->pipe_head == PIPE)
+    pipe_mark_oldest(m);
   uint32_t at = m->pipe_tail++ % PIPE;
-  if (m->pipe_tail - m->pipe_head > PIPE) {
-    m->pipe_head++;
-    pipe_mark(m, m->pipe[at].w, m->pipe[at].s);
-  }
   m->pipe[at].w = w;
   m->pipe[at].s = s;
 }
@@ -165,22 +159,20 @@ static inline __attribute__((always_inline)) void pipe_word(nh_marker_t *m, uint
   nh_arena_t *a = arena_of(&nh_rt.arenas, (const void *)w);
   if (!a)
     return;
-  size_t pg = (w & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT;
+  size_t pg = (w & (NH_ARENA_BYTES - 1)) >> NH_PAGE_SHIFT, idx;
   nh_span_t *s = a->spans[pg];
   if (!s)
     return;
-  if (s == m->scanning)   /* its lines are cached: no wait */
-    pipe_mark(m, w, s);
-  else
+  if (s != m->scanning)
     pipe_enqueue(m, w, s, a->pageinfo[pg]);
+  else if (allocated_in(s, w, &idx))   /* its lines are cached: no wait */
+    mark_found(m, s, idx);
 }
 
 /* Every word in the pipeline marked (which may push grey objects). */
 static void pipe_flush(nh_marker_t *m) {
-  while (m->pipe_head != m->pipe_tail) {
-    uint32_t at = m->pipe_head++ % PIPE;
-    pipe_mark(m, m->pipe[at].w, m->pipe[at].s);
-  }
+  while (m->pipe_head != m->pipe_tail)
+    pipe_mark_oldest(m);
 }
 
 /* Conservative scanning reads whole stacks and data segments, redzones included: not a bug
@@ -293,20 +285,17 @@ static void drain(nh_marker_t *m, uint64_t budget) {
   for (;;) {
     uintptr_t b;
     if (n < FIFO && m->scanned_bytes < until) {
-      nh_workbuf_t *cur = m->cur;
-      if (nh_likely(cur && cur->n)) {
-        b = cur->obj[--cur->n];
-      } else if (m->pipe_head != m->pipe_tail) {   /* words waiting may hold work: before looking elsewhere */
+      /* This marker's stack is empty: waiting words may hold work; mark them before looking elsewhere. */
+      if (nh_unlikely(!m->cur || !m->cur->n) && m->pipe_head != m->pipe_tail) {
         pipe_flush(m);
         continue;
-      } else if (!grey_pop(m, &b)) {
-        goto scan;
       }
-      __builtin_prefetch((const void *)b);
-      fifo[(head + n++) % FIFO] = b;
-      continue;
+      if (grey_pop(m, &b)) {
+        __builtin_prefetch((const void *)b);
+        fifo[(head + n++) % FIFO] = b;
+        continue;
+      }
     }
-  scan:
     if (n == 0) {
       if (m->pipe_head == m->pipe_tail)
         break;
@@ -317,10 +306,8 @@ static void drain(nh_marker_t *m, uint64_t budget) {
     head = (head + 1) % FIFO;
     n--;
     scan_object(m, b);
-    if (m->pipe_head != m->pipe_tail) {   /* no word waits longer than PIPE objects' scans */
-      uint32_t at = m->pipe_head++ % PIPE;
-      pipe_mark(m, m->pipe[at].w, m->pipe[at].s);
-    }
+    if (m->pipe_head != m->pipe_tail)   /* no word waits longer than PIPE objects' scans */
+      pipe_mark_oldest(m);
   }
   m->piped = false;
 }

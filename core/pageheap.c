@@ -503,40 +503,6 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
   return s;
 }
 
-void pageheap_inuse_runs(nh_pageheap_t *ph, const nh_arena_t *a, size_t gap_pages,
-                         void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg) {
-  uint64_t bm[NH_PAGE_WORDS];
-  nh_mutex_lock(&ph->lock);
-  const nh_arena_pages_t *ap = __atomic_load_n(&a->pages, __ATOMIC_ACQUIRE);
-  if (ap)
-    memcpy(bm, ap->alloc, sizeof bm);
-  nh_mutex_unlock(&ph->lock);
-  if (!ap)
-    return;
-  size_t lo = 0, hi = 0;   /* the run being joined: [lo, hi) in pages, empty while hi == 0 */
-  for (size_t pg = 0; pg < NH_PAGES_PER_ARENA;) {
-    uint64_t w = bm[pg / 64] >> (pg % 64);
-    if (!w) {   /* no page in use from here to the word's end */
-      pg = (pg / 64 + 1) * 64;
-      continue;
-    }
-    pg += (size_t)__builtin_ctzll(w);
-    size_t end = pg;
-    while (end < NH_PAGES_PER_ARENA && (bm[end / 64] >> (end % 64) & 1))
-      end++;
-    if (hi && pg - hi >= gap_pages) {
-      fn(a->base + lo * NH_PAGE_SIZE, a->base + hi * NH_PAGE_SIZE, arg);
-      hi = 0;
-    }
-    if (!hi)
-      lo = pg;
-    hi = end;
-    pg = end;
-  }
-  if (hi)
-    fn(a->base + lo * NH_PAGE_SIZE, a->base + hi * NH_PAGE_SIZE, arg);
-}
-
 /* The span's pages back to the free pages, its struct to the free list. */
 static void release_span(nh_pageheap_t *ph, nh_span_t *s) {
   pageheap_free(ph, s->pages, s->npages);

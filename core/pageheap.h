@@ -140,12 +140,6 @@ nh_span_t *pageheap_alloc_span(nh_pageheap_t *ph, size_t npages, uint8_t spc, nh
  * of the same length costs one lock; pageheap_drop_recent gives them back. */
 void pageheap_free_span(nh_pageheap_t *ph, nh_span_t *s);
 void pageheap_drop_recent(nh_pageheap_t *ph);
-/* fn(lo, hi, arg) for each run of arena a's pages that were in spans when the bitmap was read
- * (under ph->lock; fn runs without it), runs closer than gap_pages joined: a moment's picture,
- * which the page heap may change as soon as it is taken. a belongs to ph (or has no pages yet:
- * then no run). */
-void pageheap_inuse_runs(nh_pageheap_t *ph, const nh_arena_t *a, size_t gap_pages,
-                         void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg);
 
 /* Points every page of [base, base + npages pages) at span (NULL to clear), and sets their
  * page info (0 to clear, else the small span's allocation and size class). Caller holds

@@ -39,6 +39,23 @@
 
 enum { SCAV_BATCH = 32, SCAV_MIN_PAGES = 8 /* 64 KiB */, HUGE_UNIT = NH_HUGE_PAGE / NH_PAGE_SIZE };
 
+/* Under the lock: run r, held out of allocation while the OS call ran, back among the free
+ * pages, as they now are: backed (a release refused), released, or faulted in ahead. */
+typedef enum { HELD_BACKED, HELD_RELEASED, HELD_FRESH } held_state;
+static void unhold(nh_pageheap_t *ph, const nh_range *r, held_state st) {
+  nh_mutex_assert_held(&ph->lock);
+  size_t idx = pageheap_arena_index(ph, (uintptr_t)r->p), pages = r->len / NH_PAGE_SIZE;
+  size_t first = ((uintptr_t)r->p - ph->by_addr[idx]->base) / NH_PAGE_SIZE;
+  nh_arena_pages_t *ap = ph->by_addr[idx]->pages;
+  set_bits(ap->alloc, first, pages, false);
+  if (st != HELD_BACKED)
+    set_bits(st == HELD_FRESH ? ap->fresh : ap->scav, first, pages, true);
+  pageheap_update_summaries(ap, first, pages);
+  nh_stat_add(&ph->scavenging_pages, -(int64_t)pages);
+  if (idx < ph->search)
+    ph->search = idx;
+}
+
 /* Under the lock: free, unreleased ranges from the top of the heap into r (marked in use). */
 static size_t scav_pick(nh_pageheap_t *ph, nh_range *r, size_t max_pages) {
   nh_mutex_assert_held(&ph->lock);
@@ -101,28 +118,16 @@ size_t pageheap_scavenge(nh_pageheap_t *ph, size_t max_bytes, struct io_uring *r
     released += mem_release_batch(ph->mem, r, n, *ring_failed ? NULL : ring, &failed);
     *ring_failed |= failed;
     nh_mutex_lock(&ph->lock);
-    size_t lowest = ph->narenas;
     for (size_t i = 0; i < n; i++) {
       if (r[i].how == NH_RELEASE_IN_FLIGHT)
         continue;   /* its DONTNEED may still run: the pages stay taken (and held) for good */
-      uintptr_t base = (uintptr_t)r[i].p;
-      size_t idx = pageheap_arena_index(ph, base), first = (base - ph->by_addr[idx]->base) / NH_PAGE_SIZE;
-      size_t pages = r[i].len / NH_PAGE_SIZE;
-      size_t gone = r[i].how == NH_RELEASE_REFUSED ? 0 : pages;   /* refused: stays free and Ready */
-      nh_arena_pages_t *ap = ph->by_addr[idx]->pages;
-      set_bits(ap->alloc, first, pages, false);
-      if (gone)
-        set_bits(ap->scav, first, gone, true);
-      pageheap_update_summaries(ap, first, pages);
-      nh_stat_add(&ph->scavenging_pages, -(int64_t)pages);
+      size_t gone = r[i].how == NH_RELEASE_REFUSED ? 0 : r[i].len / NH_PAGE_SIZE;   /* refused: free, Ready */
+      unhold(ph, &r[i], gone ? HELD_RELEASED : HELD_BACKED);
       pageheap_stat_begin(ph);
       nh_stat_add(&ph->released_pages, (int64_t)gone);
       pageheap_stat_end(ph);
       nh_stat_add(&ph->scavenged_pages, (int64_t)gone);
-      lowest = idx < lowest ? idx : lowest;
     }
-    if (lowest < ph->search)
-      ph->search = lowest;
     nh_mutex_unlock(&ph->lock);
   }
   return released;
@@ -196,15 +201,8 @@ size_t pageheap_prefault(nh_pageheap_t *ph, size_t ahead_bytes) {
     mem_use(ph->mem, r.p, r.len);
     int rc = mem_populate(ph->mem, r.p, r.len);   /* the pages read as zero either way */
     nh_mutex_lock(&ph->lock);
-    size_t idx = pageheap_arena_index(ph, (uintptr_t)r.p), first = ((uintptr_t)r.p - ph->by_addr[idx]->base) / NH_PAGE_SIZE;
-    nh_arena_pages_t *ap = ph->by_addr[idx]->pages;
-    set_bits(ap->alloc, first, n, false);
-    set_bits(ap->fresh, first, n, true);
-    pageheap_update_summaries(ap, first, n);
+    unhold(ph, &r, HELD_FRESH);
     ph->fresh_pages += n;
-    nh_stat_add(&ph->scavenging_pages, -(int64_t)n);
-    if (idx < ph->search)
-      ph->search = idx;
     nh_mutex_unlock(&ph->lock);
     if (rc != 0)
       return done;   /* out of memory, say: the rest faults on first use, as it would have */
