@@ -140,6 +140,7 @@ static void finish_cycle(nh_gc_t *g, nh_pacer_cycle_t *c) {
 /* One stop-the-world cycle; the caller holds g->lock and no allocator lock. */
 static void collect_locked(nh_gc_t *g, const char *why) {
   nh_mutex_assert_held(&g->lock);
+  gc_event(NH_EVENT_START);
   uint64_t start = now_ns();
   uint64_t before = pace_live(&g->pace);
   uint64_t marked_before = g->pacer.heap_marked;
@@ -152,6 +153,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
 
   uint64_t stopped = now_ns();   /* the pause starts with the stop request */
   world_stop(&g->threads);
+  gc_event(NH_EVENT_MARK_START);
   uint64_t stop = now_ns() - stopped;
   perf_threads(g, NH_PHASE_PROGRAM);
   sweep_all();                          /* sweep termination */
@@ -174,6 +176,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   perf_attribute(me, NH_PHASE_MARK);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   vg_quiet(false);
+  gc_event(NH_EVENT_MARK_END);
   uint64_t mark = now_ns() - mark0;
   nh_pacer_cycle_t c = {0};   /* no concurrent mark: cons/mark stays as it was */
   finish_cycle(g, &c);
@@ -188,6 +191,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   nh_gc_cycle_rec rec = {.why = why, .start = start, .before = before, .marked_before = marked_before,
                          .pause1 = end - stopped, .mark_ns = mark};
   gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = end, .cycle = &rec});
+  gc_event(NH_EVENT_END);
 }
 
 enum { TERMINATION_TRIES = 4 };
@@ -427,9 +431,11 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     collect_locked(g, why);
     return;
   }
+  gc_event(NH_EVENT_START);
 
   uint64_t t1 = now_ns();
   world_stop(&g->threads);
+  gc_event(NH_EVENT_MARK_START);
   uint64_t stop1 = now_ns() - t1;
   perf_threads(g, NH_PHASE_PROGRAM);
   sweep_all();
@@ -507,6 +513,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
     mark_check(&g->marker, &g->roots, &g->threads);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
   __atomic_store_n(&nh__marking, 0, __ATOMIC_SEQ_CST);
+  gc_event(NH_EVENT_MARK_END);
   uint64_t mark = now_ns() - mark0;
   g->traced_end = pace_live(&g->pace);
   uint64_t done = g->marker.scanned_bytes;
@@ -538,6 +545,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
                          .marked_before = marked_before, .pause1 = pause1, .pause2 = pause2, .mark_ns = mark};
   gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_TERMINATION, .end = end, .stopped_ns = pause2,
                             .stop_ns = stop2, .roots_ns = roots2, .cycle = &rec});
+  gc_event(NH_EVENT_END);
 }
 
 /* The collector thread: runs the cycles requested (gc_request), one after another. */

@@ -222,3 +222,7 @@ NH_API size_t nh_gc_pauses(uint64_t *ns, size_t max) {
 }
 
 NH_API uint64_t nh_gc_pause_count(void) { return __atomic_load_n(&nh_rt.gc.npauses, __ATOMIC_ACQUIRE); }
+
+NH_API nh_gc_event_fn nh_set_gc_event_hook(nh_gc_event_fn fn) {
+  return __atomic_exchange_n(&nh_event_hook, fn, __ATOMIC_ACQ_REL);
+}

@@ -356,7 +356,10 @@ static void drop_gone(nh_threads_t *ts, nh_thread_t *t) {
   t->perf = NULL;
 }
 
+nh_gc_event_fn nh_event_hook;
+
 void world_stop(nh_threads_t *ts) {
+  gc_event(NH_EVENT_PRE_STOP_WORLD);
   nh_mutex_lock(&ts->lock);
   __atomic_add_fetch(&ts->epoch, 1, __ATOMIC_SEQ_CST);
   size_t n = 0;
@@ -386,13 +389,16 @@ void world_stop(nh_threads_t *ts) {
               "SIGPWR while attached; still waiting", n);
     }
   }
+  gc_event(NH_EVENT_POST_STOP_WORLD);
 }
 
 uint64_t world_start(nh_threads_t *ts) {
+  gc_event(NH_EVENT_PRE_START_WORLD);
   uint64_t released = os_linux.now_ns();
   __atomic_add_fetch(&ts->epoch, 1, __ATOMIC_SEQ_CST);
   syscall(SYS_futex, &ts->epoch, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
   nh_mutex_unlock(&ts->lock);
+  gc_event(NH_EVENT_POST_START_WORLD);
   return released;
 }
 

@@ -14,8 +14,18 @@
 
 #include "core/error.h"
 #include "core/lock.h"
+#include "nheap.h"
 
 #define NH_WBUF_CAP 512
+
+/* The program's collection-event hook (nh_set_gc_event_hook): world_stop and world_start
+ * raise the stop and start events, the cycle the others. */
+extern nh_gc_event_fn nh_event_hook;
+static inline void gc_event(nh_gc_event_kind event) {
+  nh_gc_event_fn fn = __atomic_load_n(&nh_event_hook, __ATOMIC_ACQUIRE);
+  if (fn)
+    fn(event);
+}
 
 typedef struct nh_thread {
   struct nh_thread *next, *prev;   /* attached list; guarded by the threads lock */

@@ -202,6 +202,26 @@ size_t nh_gc_pauses(uint64_t *ns, size_t max);
  * pause overwrites before the count moves), then it again (and retries if it moved).
  * Thread-safe; 0 before nh_init. */
 uint64_t nh_gc_pause_count(void);
+/* Collection events, numbered as bdwgc's GC_EventType (its RECLAIM events, 3 and 4, are not
+ * raised: nheap sweeps lazily and in the background, not at a point of the cycle): fn(event)
+ * runs on the collecting thread at a cycle's start and end, when its mark starts (the world
+ * just stopped for setup) and ends (in the last stop), and around every stop and restart of
+ * the world. It runs with the collector's locks held and, from POST_STOP_WORLD to
+ * PRE_START_WORLD, with every other attached thread stopped wherever it was: it must not
+ * allocate, call nheap, or take a lock that a program thread may hold (a timestamp or a
+ * counter is what it is for). NULL removes it; returns the one it replaces. Thread-safe. */
+typedef enum nh_gc_event_kind {
+  NH_EVENT_START = 0,
+  NH_EVENT_MARK_START = 1,
+  NH_EVENT_MARK_END = 2,
+  NH_EVENT_END = 5,
+  NH_EVENT_PRE_STOP_WORLD = 6,
+  NH_EVENT_POST_STOP_WORLD = 7,
+  NH_EVENT_PRE_START_WORLD = 8,
+  NH_EVENT_POST_START_WORLD = 9,
+} nh_gc_event_kind;
+typedef void (*nh_gc_event_fn)(nh_gc_event_kind event);
+nh_gc_event_fn nh_set_gc_event_hook(nh_gc_event_fn fn);
 /* GOGC: the heap goal is live + (live + roots) * percent/100, where the next cycle's mark
  * should end (it starts earlier, by the runway the pacer measures it needs); < 0 turns paced
  * collection off (the memory limit still applies). Waits for a cycle in progress to finish.

@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev                    # micro-benchmarks
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev  # the peers in bench/
   libgc-dev                           # bdwgc: the collector peer in bench/
+  w3m mmv                             # Debian programs linked to libgc.so.1, run on nheap (tests/gcabi)
   golang-go                           # Go 1.19: the collector peer in bench/go
   gnuplot-nox                         # the report's plots (make run)
   qemu-system-x86 busybox-static cpio # the multi-node NUMA guest (tests/numa-vm)

@@ -953,9 +953,16 @@ static void test_cpu_limiter(void **state) {
   /* The limiter's policy itself (Go's leaky bucket) is tests/test_pacer.c's, on explicit times. */
 }
 
+/* A stop-the-world cycle raises its events in order: one stop, the mark inside it. */
+static void test_gc_events(void **state) {
+  (void)state;
+  assert_int_equal(check_gc_events(), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_roots_keep_objects, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_gc_events, setup, teardown),
     cmocka_unit_test_setup_teardown(test_register_of_stopped_thread, setup, teardown),
     cmocka_unit_test_setup_teardown(test_thread_blocked_in_syscall, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unreachable_freed, setup, teardown),

@@ -727,6 +727,13 @@ static void test_pauses_recorded(void **state) {
   assert_true(moved < 8);
 }
 
+/* A concurrent cycle raises its events in order: two stops or more (setup, then termination
+ * until it finds no new work), the mark starting in the first and ending in the last. */
+static void test_gc_events(void **state) {
+  (void)state;
+  assert_true(check_gc_events() >= 2);
+}
+
 /* A program that has not promised the barrier (barrier = none), or a process without
  * restartable sequences, gets stop-the-world marking, never concurrent marking it cannot
  * make safe. */
@@ -1249,6 +1256,7 @@ int main(int argc, char **argv) {
     cmocka_unit_test_setup_teardown(test_checkmark_tells_false_pointers, setup, teardown),
     cmocka_unit_test_setup_teardown(test_fork_during_cycles, setup, teardown),
     cmocka_unit_test_setup_teardown(test_pauses_recorded, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_gc_events, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_blocks_reused, setup, teardown),
     cmocka_unit_test_setup_teardown(test_barrier_none_selects_stw, setup, teardown),
     cmocka_unit_test_setup_teardown(test_nobarrier_plain_store_is_safe, setup, teardown),

@@ -158,3 +158,51 @@ int shut_heap(void **state) {
   nh_shutdown();
   return 0;
 }
+
+static nh_gc_event_kind events[256];
+static atomic_int nevents;
+
+static void record_event(nh_gc_event_kind e) {
+  int i = atomic_fetch_add(&nevents, 1);
+  if (i < (int)(sizeof events / sizeof *events))
+    events[i] = e;
+}
+
+int check_gc_events(void) {
+  atomic_store(&nevents, 0);
+  assert_null(nh_set_gc_event_hook(record_event));
+  nh_gc();
+  assert_ptr_equal(nh_set_gc_event_hook(NULL), record_event);
+  int n = atomic_load(&nevents);
+  assert_true(n >= 8 && n <= (int)(sizeof events / sizeof *events));
+  assert_int_equal(events[0], NH_EVENT_START);
+  assert_int_equal(events[n - 1], NH_EVENT_END);
+  int stops = 0, mark_start = 0, mark_end = 0;
+  bool stopped = false;
+  nh_gc_event_kind expect = NH_EVENT_PRE_STOP_WORLD;   /* the next stop or start event */
+  for (int i = 1; i < n - 1; i++) {
+    switch (events[i]) {
+    case NH_EVENT_PRE_STOP_WORLD:
+    case NH_EVENT_POST_STOP_WORLD:
+    case NH_EVENT_PRE_START_WORLD:
+    case NH_EVENT_POST_START_WORLD:
+      assert_int_equal(events[i], expect);
+      stops += events[i] == NH_EVENT_POST_STOP_WORLD;
+      stopped = events[i] == NH_EVENT_POST_STOP_WORLD;
+      expect = expect == NH_EVENT_POST_START_WORLD ? NH_EVENT_PRE_STOP_WORLD : expect + 1;
+      break;
+    case NH_EVENT_MARK_START:
+      assert_true(stopped && mark_start++ == 0);
+      break;
+    case NH_EVENT_MARK_END:
+      assert_true(stopped && mark_start == 1 && mark_end++ == 0);
+      break;
+    default:
+      fail_msg("event %d at %d of %d: not one of a cycle's inner events", (int)events[i], i, n);
+    }
+  }
+  assert_int_equal(expect, NH_EVENT_PRE_STOP_WORLD);   /* the last restart finished */
+  assert_true(mark_start == 1 && mark_end == 1);
+  assert_null(nh_set_gc_event_hook(NULL));
+  return stops;
+}

@@ -55,4 +55,10 @@ int shut_heap(void **state);
  * back, until every thread has returned; then joins them. */
 void run_with_cycles(void *(*fn)(void *), int n, uintptr_t first);
 
+/* Runs nh_gc() once with a collection-event hook installed and checks the events it raised
+ * (nh_set_gc_event_hook): one START first and one END last; stops and restarts alternating, each
+ * PRE before its POST; MARK_START and MARK_END once each, inside a stop. Returns the number of
+ * stops (one per pause). */
+int check_gc_events(void);
+
 #endif

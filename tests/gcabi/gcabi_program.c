@@ -1,0 +1,311 @@
+/*
+ * gcabi_program.c — a bdwgc program, built against Debian's <gc.h> and linked to Debian's
+ * libgc.so.1, that checks what bdwgc's interface promises: test_gcabi.sh runs it on bdwgc
+ * itself (so the checks are bdwgc's behaviour, not nheap's) and then, unchanged, on
+ * libnheap_gc.so.1 through LD_LIBRARY_PATH in each collector mode, every mark re-checked.
+ *
+ * NH_GCABI_EXPECT=nheap|bdwgc says which should be running (nheap's nh_init is visible or not).
+ * Exit 0 when every check held; else each failed check is printed and it exits 1.
+ */
+#define GC_THREADS 1
+#include <gc.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+#define CHECK(c)                                                              \
+  do {                                                                        \
+    if (!(c)) {                                                               \
+      fprintf(stderr, "gcabi_program:%d: failed: %s\n", __LINE__, #c);        \
+      failures++;                                                             \
+    }                                                                         \
+  } while (0)
+
+typedef struct node {
+  struct node *next;
+  long value;
+  char pad[48];
+} node;
+
+static node *build(int n, long base) {
+  node *h = NULL;
+  for (int i = 0; i < n; i++) {
+    node *x = GC_MALLOC(sizeof *x);
+    if (!x)
+      return NULL;
+    x->next = h;
+    x->value = base + i;
+    h = x;
+  }
+  return h;
+}
+
+/* The list build(n, base) made, intact. */
+static int intact(const node *h, int n, long base) {
+  for (int i = n - 1; i >= 0; i--, h = h->next)
+    if (!h || h->value != base + i)
+      return 0;
+  return h == NULL;
+}
+
+/* Garbage in many small objects and a few large ones, with collections between. */
+static void churn(int rounds) {
+  for (int r = 0; r < rounds; r++) {
+    for (int i = 0; i < 20000; i++) {
+      void *volatile p = GC_MALLOC(16 + (i % 200));
+      (void)p;
+    }
+    void *volatile big = GC_MALLOC_ATOMIC(200000);
+    (void)big;
+    if (r % 4 == 3)
+      GC_gcollect();
+  }
+}
+
+/* Stale words below the live frames would keep dead objects reachable to a conservative scan. */
+static __attribute__((noinline)) void clear_stack(void) {
+  volatile char junk[64 << 10];
+  memset((char *)junk, 0, sizeof junk);
+}
+
+static node *global_list;   /* a root in the data segment */
+
+static void check_allocation(void) {
+  char *p = GC_MALLOC(100);
+  CHECK(p != NULL);
+  int zero = 1;
+  for (int i = 0; i < 100; i++)
+    zero &= p[i] == 0;
+  CHECK(zero);
+  CHECK(GC_size(p) >= 100);
+  CHECK(GC_base(p + 50) == p);
+  CHECK(GC_is_heap_ptr(p + 99));
+  int local;
+  CHECK(GC_base(&local) == NULL);
+  char *s = GC_STRDUP("hello, collector");
+  CHECK(s && strcmp(s, "hello, collector") == 0);
+  long *a = GC_MALLOC_ATOMIC(1000 * sizeof *a);
+  CHECK(a && GC_size(a) >= 1000 * sizeof *a);
+  for (int i = 0; i < 1000; i++)
+    a[i] = i;
+  a = GC_REALLOC(a, 100000 * sizeof *a);
+  int kept = a != NULL;
+  for (int i = 0; kept && i < 1000; i++)
+    kept = a[i] == i;
+  CHECK(kept);
+  void *aligned = NULL;
+  CHECK(GC_posix_memalign(&aligned, 256, 1000) == 0 && ((uintptr_t)aligned & 255) == 0);
+  CHECK(GC_REALLOC(p, 0) == NULL);   /* realloc to 0 frees */
+  GC_FREE(s);
+  GC_FREE(NULL);
+}
+
+/* Lists kept only by the stack, a global, an uncollectable object reached from malloc memory
+ * (which no collector scans), and a registered root range, through collections and garbage. */
+static void check_roots(void) {
+  node *on_stack = build(20000, 1000000);
+  global_list = build(20000, 2000000);
+  node **unc = GC_MALLOC_UNCOLLECTABLE(sizeof *unc);
+  CHECK(unc != NULL);
+  *unc = build(20000, 3000000);
+  node ***box = malloc(sizeof *box);   /* the only reference to unc, hidden from the collector */
+  *box = unc;
+  unc = NULL;
+  node **range = malloc(4 * sizeof *range);
+  range[0] = build(20000, 4000000);
+  GC_add_roots(range, range + 4);
+  clear_stack();
+  churn(24);
+  CHECK(intact(on_stack, 20000, 1000000));
+  CHECK(intact(global_list, 20000, 2000000));
+  CHECK(intact(**box, 20000, 3000000));
+  CHECK(intact(range[0], 20000, 4000000));
+  node **grown = GC_REALLOC(*box, 64 * sizeof *grown);   /* stays uncollectable */
+  CHECK(grown != NULL);
+  *box = grown;
+  churn(8);
+  CHECK(intact(**box, 20000, 3000000));
+  GC_FREE(*box);
+  free(box);
+  GC_remove_roots(range, range + 4);
+  free(range);
+  global_list = NULL;
+}
+
+static atomic_int finalized, finalized_live;
+static void on_finalize(void *obj, void *cd) {
+  if (((node *)obj)->value == (long)(intptr_t)cd)
+    atomic_fetch_add(&finalized, 1);
+}
+static void on_finalize_live(void *obj, void *cd) {
+  (void)obj;
+  (void)cd;
+  atomic_fetch_add(&finalized_live, 1);
+}
+
+static __attribute__((noinline)) void make_finalizable(int n) {
+  for (int i = 0; i < n; i++) {
+    node *x = GC_MALLOC(sizeof *x);
+    x->value = 7000 + i;
+    GC_REGISTER_FINALIZER(x, on_finalize, (void *)(intptr_t)(7000 + i), NULL, NULL);
+  }
+}
+
+static void check_finalizers(void) {
+  enum { N = 200 };
+  global_list = GC_MALLOC(sizeof *global_list);   /* reachable: never finalized */
+  GC_finalization_proc old = (GC_finalization_proc)1;
+  GC_REGISTER_FINALIZER(global_list, on_finalize_live, NULL, &old, NULL);
+  CHECK(old == NULL);
+  make_finalizable(N);
+  clear_stack();
+  /* bdwgc runs finalizers in the collecting thread, nheap on its finalizer thread: wait. */
+  for (int i = 0; i < 100 && atomic_load(&finalized) < N; i++) {
+    GC_gcollect();
+    usleep(10000);
+  }
+  /* A conservative scan may keep a few through stale words in registers; most must go. */
+  if (getenv("NH_GCABI_VERBOSE"))
+    fprintf(stderr, "finalized %d of %d\n", atomic_load(&finalized), N);
+  CHECK(atomic_load(&finalized) >= N / 2);
+  CHECK(atomic_load(&finalized) <= N);
+  CHECK(atomic_load(&finalized_live) == 0);
+  CHECK(global_list != NULL);
+  global_list = NULL;
+}
+
+static atomic_int ev_start, ev_end, ev_pre_stop, ev_post_start;
+static void on_event(GC_EventType e) {
+  if (e == GC_EVENT_START)
+    atomic_fetch_add(&ev_start, 1);
+  else if (e == GC_EVENT_END)
+    atomic_fetch_add(&ev_end, 1);
+  else if (e == GC_EVENT_PRE_STOP_WORLD)
+    atomic_fetch_add(&ev_pre_stop, 1);
+  else if (e == GC_EVENT_POST_START_WORLD)
+    atomic_fetch_add(&ev_post_start, 1);
+}
+
+static void check_collection(void) {
+  GC_word n0 = GC_get_gc_no();
+  GC_gcollect();
+  CHECK(GC_get_gc_no() > n0);
+  GC_disable();
+  CHECK(GC_is_disabled());
+  n0 = GC_get_gc_no();
+  GC_gcollect();   /* no collection while disabled */
+  CHECK(GC_get_gc_no() == n0);
+  GC_enable();
+  CHECK(!GC_is_disabled());
+  GC_gcollect();
+  CHECK(GC_get_gc_no() > n0);
+
+  GC_set_on_collection_event(on_event);
+  CHECK(GC_get_on_collection_event() == on_event);
+  GC_gcollect();
+  GC_set_on_collection_event(0);
+  CHECK(atomic_load(&ev_start) >= 1 && atomic_load(&ev_end) >= 1);
+  CHECK(atomic_load(&ev_pre_stop) >= 1 && atomic_load(&ev_pre_stop) == atomic_load(&ev_post_start));
+
+  global_list = build(10000, 0);
+  GC_gcollect_and_unmap();
+  CHECK(intact(global_list, 10000, 0));
+  CHECK(GC_get_heap_size() >= 10000 * sizeof(node));
+  CHECK(GC_get_free_bytes() <= GC_get_heap_size());
+  global_list = NULL;
+}
+
+static char oom_sentinel[16];
+static size_t oom_asked;
+static void *on_oom(size_t bytes) {
+  oom_asked = bytes;
+  return oom_sentinel;
+}
+
+static void check_failures(void) {
+  GC_oom_func old = GC_get_oom_fn();
+  CHECK(old != NULL);
+  GC_set_oom_fn(on_oom);
+  /* 1 PiB: more than either collector can map. What the oom function returned is what the
+   * program gets (GC_MALLOC is declared malloc-like, so the compiler assumes its result is no
+   * existing object: the check is on the request the function saw, and a non-NULL result). */
+  volatile size_t petabyte = (size_t)1 << 50;
+  void *volatile huge = GC_MALLOC(petabyte);
+  CHECK(oom_asked == petabyte);
+  CHECK(huge != NULL);
+  GC_set_oom_fn(old);
+  GC_warn_proc w = GC_get_warn_proc();
+  CHECK(w != NULL);
+  GC_set_warn_proc(w);
+}
+
+static void *blocking(void *arg) { return (char *)arg + 1; }
+
+typedef struct work {
+  long base;
+  int ok;
+} work;
+
+static void *worker(void *arg) {
+  work *w = arg;
+  struct GC_stack_base sb;
+  CHECK(GC_thread_is_registered());
+  CHECK(GC_get_stack_base(&sb) == GC_SUCCESS);
+  CHECK(GC_register_my_thread(&sb) == GC_DUPLICATE);   /* GC_pthread_create registered it */
+  node *mine = build(5000, w->base);
+  for (int r = 0; r < 6; r++) {
+    churn(2);
+    node *more = build(1000, w->base + 100000);
+    if (!intact(more, 1000, w->base + 100000))
+      return NULL;
+  }
+  w->ok = intact(mine, 5000, w->base);
+  return NULL;
+}
+
+static void check_threads(void) {
+  struct GC_stack_base sb;
+  int local;
+  CHECK(GC_get_stack_base(&sb) == GC_SUCCESS && (char *)&local < (char *)sb.mem_base);
+  CHECK(GC_register_my_thread(&sb) == GC_DUPLICATE);   /* GC_INIT registered main */
+  CHECK(GC_do_blocking(blocking, &local) == (char *)&local + 1);
+  enum { T = 4 };
+  pthread_t t[T];
+  work w[T];
+  for (int i = 0; i < T; i++) {
+    w[i] = (work){.base = 10000000L * (i + 1)};
+    CHECK(pthread_create(&t[i], NULL, worker, &w[i]) == 0);   /* GC_pthread_create (gc.h) */
+  }
+  for (int i = 0; i < T; i++) {
+    CHECK(pthread_join(t[i], NULL) == 0);
+    CHECK(w[i].ok);
+  }
+}
+
+int main(void) {
+  GC_INIT();
+  GC_allow_register_threads();
+  const char *expect = getenv("NH_GCABI_EXPECT");
+  int on_nheap = dlsym(RTLD_DEFAULT, "nh_init") != NULL;
+  if (expect)
+    CHECK(on_nheap == (strcmp(expect, "nheap") == 0));
+  CHECK(GC_is_init_called());
+  CHECK(GC_get_version() >= ((8u << 16) | (2u << 8)));
+  CHECK(GC_thread_is_registered());
+  check_allocation();
+  check_roots();
+  check_finalizers();
+  check_collection();
+  check_failures();
+  check_threads();
+  printf("gcabi_program: %s, %s (%lu collections)\n", on_nheap ? "nheap" : "bdwgc",
+         failures ? "FAILED" : "all checks held", (unsigned long)GC_get_gc_no());
+  return failures ? 1 : 0;
+}
