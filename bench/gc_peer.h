@@ -65,6 +65,7 @@ static int peer_manual __attribute__((unused));   /* memory is freed by hand */
 
 #if defined(USE_BDWGC)
 #define GC_THREADS
+#include <dlfcn.h>
 #include <gc.h>
 #define ALLOC(n) GC_MALLOC(n)
 #define ALLOC_NOSCAN(n) GC_MALLOC_ATOMIC(n)
@@ -102,6 +103,9 @@ static inline const char *peer_start(const char *mode) {
   GC_allow_register_threads();
   GC_set_on_collection_event(peer_on_event);
   peer_gc_no0 = GC_get_gc_no();
+  /* The same binary on nheap's bdwgc interface (LD_LIBRARY_PATH=<build>/gcabi): say so. */
+  if (dlsym(RTLD_DEFAULT, "nh_init"))
+    return "nheap-gcabi";
   /* GC_ENABLE_INCREMENTAL asks for incremental mode; bdwgc stays in its plain mode where it
    * cannot find dirty pages (Debian's build reads the kernel's soft-dirty bits): say which. */
   return GC_is_incremental_mode() ? "bdwgc-incremental" : "bdwgc";

@@ -6,8 +6,10 @@
  *   binary-trees     the Benchmarks Game's, 1 and 2 threads: nheap concurrent, nobarrier, stw
  *                    and off (explicit free), bdwgc and bdwgc incremental, Go, and glibc,
  *                    jemalloc, mimalloc, tcmalloc (gperftools') with explicit free (the malloc
- *                    build under LD_PRELOAD of each)
- *   gcbench          Boehm's GCBench through nheap_gc_compat.h: nheap, bdwgc, bdwgc incremental
+ *                    build under LD_PRELOAD of each); at 1 thread also the bdwgc build itself on
+ *                    nheap's libgc.so.1 (core/gcabi.c, through LD_LIBRARY_PATH)
+ *   gcbench          Boehm's GCBench through nheap_gc_compat.h: nheap, bdwgc, bdwgc incremental,
+ *                    and the bdwgc build on nheap's libgc.so.1
  *   gc-pause         a steady live heap (1 GiB full) with 2 mutators replacing subtrees:
  *                    nheap concurrent, nobarrier and stw, bdwgc (both modes), Go
  *   kvserver         examples/kvserver, a key-value server on loopback under an open-loop load:
@@ -85,7 +87,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MAX_SYSTEMS = 14, MAX_WORKLOADS = 8, MAX_REPS = 15, MAX_KEYS = 96, MAX_ARGS = 28, MAX_ENV = 8, MAX_STR = 6 };
+enum { MAX_SYSTEMS = 16, MAX_WORKLOADS = 8, MAX_REPS = 15, MAX_KEYS = 96, MAX_ARGS = 28, MAX_ENV = 8, MAX_STR = 6 };
 
 /* One run: the RESULT line's numeric fields and its words (system=concurrent), and how it
  * ended. */
@@ -105,7 +107,7 @@ typedef struct sysrun {
   const char *mode;          /* the mode it is meant to run (system= of its RESULT), or NULL */
   char *argv[MAX_ARGS];
   char preload[256];         /* LD_PRELOAD, or "" */
-  char env[MAX_ENV][128];    /* NAME=value for its runs */
+  char env[MAX_ENV][512];    /* NAME=value for its runs */
   int nenv;
   bool skip;                 /* not run at all (not installed), or no more runs (timed out) */
   bool broke;                /* a run of it failed (the warm-up's too) */
@@ -295,7 +297,8 @@ static void system_env(workload *w, const char *kv) {
   sysrun *s = &w->sys[w->nsys - 1];
   if (s->nenv == MAX_ENV)
     die("too many variables for %s", s->name);
-  snprintf(s->env[s->nenv++], sizeof s->env[0], "%s", kv);
+  if ((size_t)snprintf(s->env[s->nenv++], sizeof s->env[0], "%s", kv) >= sizeof s->env[0])
+    die("the variable %s is too long", kv);
 }
 
 /* The nheap mode the last system added is meant to run: a run that reports another (a
@@ -329,6 +332,17 @@ static void bdwgc_env(workload *w, bool incremental) {
   if (incremental)
     system_env(w, "GC_ENABLE_INCREMENTAL=1");   /* its counterpart of concurrent-nobarrier */
   system_mode(w, incremental ? "bdwgc-incremental" : "bdwgc");
+}
+
+/* bdwgc's binary on nheap: libgc.so.1 from the build's gcabi directory (core/gcabi.c). */
+static void gcabi_env(workload *w) {
+  static char env[512];
+  char *dir = realpath(bin, NULL);   /* the runs' working directory need not be this one */
+  if (!dir || (size_t)snprintf(env, sizeof env, "LD_LIBRARY_PATH=%s/gcabi", dir) >= sizeof env)
+    die("the build directory %s: %s", bin, dir ? "its path is too long" : strerror(errno));
+  free(dir);
+  system_env(w, env);
+  system_mode(w, "nheap-gcabi");
 }
 
 static void go_env(workload *w) {
@@ -400,11 +414,16 @@ static void build_suite(void) {
     add_system(w, "bdwgc incremental", "bdwgc-incremental", NULL, "@bench/nheap-binary-trees-bdwgc bdwgc %d %d",
                depth, threads);
     bdwgc_env(w, true);
+    if (threads == 1) {   /* bdwgc's own binary, unchanged, on nheap */
+      add_system(w, "nheap, bdwgc's binary (libgc.so.1)", "nheap-gcabi", NULL,
+                 "@bench/nheap-binary-trees-bdwgc bdwgc %d %d", depth, threads);
+      gcabi_env(w);
+    }
     add_system(w, "Go", "go", NULL, "@bench/go-binary-trees %d %d", depth, threads);
     go_env(w);
     malloc_peers(w, "@bench/nheap-binary-trees-malloc %s %d %d", depth, threads);
   }
-  workload *w = add_workload("gcbench", "GCBench (bdwgc API through nheap_gc_compat.h)", NULL, NULL, false);
+  workload *w = add_workload("gcbench", "GCBench (bdwgc API: through nheap_gc_compat.h, and bdwgc's binary on libnheap_gc.so.1)", NULL, NULL, false);
   w->timeline = true;
   w->check = gcbench_check(gcb);
   add_system(w, "nheap (compat: nobarrier)", "nheap", NULL, "@bench/nheap-gcbench %d", gcb);
@@ -413,6 +432,8 @@ static void build_suite(void) {
   bdwgc_env(w, false);
   add_system(w, "bdwgc incremental", "bdwgc-incremental", NULL, "@bench/nheap-gcbench-bdwgc %d", gcb);
   bdwgc_env(w, true);
+  add_system(w, "nheap, bdwgc's binary (libgc.so.1)", "nheap-gcabi", NULL, "@bench/nheap-gcbench-bdwgc %d", gcb);
+  gcabi_env(w);
 
   /* Huge pages x counters: the same program on each arena backing, counted per phase. */
   w = add_workload("hugepages", "binary-trees (1 thread) by arena backing, counted per phase", NULL, NULL, false);
@@ -1440,6 +1461,11 @@ static void write_goals(FILE *f) {
   if (gb && measured(f, "GCBench vs bdwgc", gb, (const char *[]){"nheap", "bdwgc"}, s, 2))
     fprintf(f, "- GCBench: nheap takes %.2fx bdwgc's time (goal: 0.5x).\n",
             getd(&s[0]->median, "time_s") / getd(&s[1]->median, "time_s"));
+  if (gb && measured(f, "bdwgc's GCBench binary on nheap", gb, (const char *[]){"nheap-gcabi", "bdwgc"}, s, 2))
+    fprintf(f, "- GCBench, bdwgc's own binary unchanged on nheap's libgc.so.1: %.2fx bdwgc's time, peak RSS %.2fx "
+               "(goal: faster and smaller than bdwgc).\n",
+            getd(&s[0]->median, "time_s") / getd(&s[1]->median, "time_s"),
+            getd(&s[0]->median, "rss_mib") / getd(&s[1]->median, "rss_mib"));
   if (markrate_ran)
     fprintf(f, "- mark rate: one core marks %.2f GB/s of a %.0f MiB random-order heap, %.0f%% of this machine's "
                "eight-chain limit of %.2f GB/s (goal: at least 1 GB/s).\n",
