@@ -26,19 +26,24 @@
  *   - Threads: any thread that allocates is attached (bdwgc's GC_THREADS programs register
  *     theirs through GC_pthread_create or GC_register_my_thread: both attach at once).
  *     GC_pthread_sigmask never blocks nheap's stop signal, SIGPWR (bdwgc's is SIGPWR too).
- *   - Finalizers (GC_register_finalizer): bdwgc's order (an object reachable from another
- *     finalizable object waits for it), run on nheap's finalizer thread rather than inside
- *     the allocating thread's next allocation.
+ *   - Finalizers run on nheap's finalizer thread rather than inside the allocating thread's
+ *     next allocation (or, on demand, where the program calls GC_invoke_finalizers).
  *   - Failures: a NULL from nheap goes through GC_oom_fn (default: return NULL); nheap's
  *     warnings go to the warn proc (GC_set_warn_proc), its errors to stderr.
  *   - Collection events (GC_set_on_collection_event): nheap's hook, numbered as bdwgc's
  *     (nh_set_gc_event_hook); the reclaim events are not raised (nheap sweeps lazily).
  *
+ *   - Finalizers in bdwgc's three orders (GC_register_finalizer, _ignore_self, _no_order:
+ *     special.h's nh_final_kind) and its finalize-on-demand mode (GC_set_finalize_on_demand,
+ *     the notifier, GC_invoke_finalizers on the program's thread).
+ *   - Disappearing links, short and long (links.c), cleared with the world stopped; a program
+ *     reads one inside GC_call_with_alloc_lock, which runs its function where the world cannot
+ *     stop (a no-stop region), one program thread at a time.
+ *
  * Not provided yet (a program that needs one fails to load, naming it, rather than running on
- * a stand-in): disappearing links and GC_call_with_alloc_lock, the finalizer variants
- * (ignore_self, no_order, unreachable) and finalize-on-demand, typed allocation (gc_typed.h),
- * kinds and mark procedures (gc_mark.h), gc_disclaim.h, the debug allocators (GC_DEBUG) and
- * bdwgc's exported variables (GC_dont_gc, GC_java_finalization, ...).
+ * a stand-in): GC_register_finalizer_unreachable, typed allocation (gc_typed.h), kinds and mark
+ * procedures (gc_mark.h), gc_disclaim.h, the debug allocators (GC_DEBUG), bdwgc's exported
+ * variables (GC_dont_gc, GC_java_finalization, ...), GC_call_with_gc_active.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -63,7 +68,8 @@ typedef int (*GC_stop_func)(void);
 typedef void *(*GC_fn_type)(void *client_data);
 struct GC_stack_base { void *mem_base; };
 typedef void *(*GC_stack_base_func)(struct GC_stack_base *sb, void *arg);
-enum { GC_SUCCESS = 0, GC_DUPLICATE = 1, GC_NO_THREADS = 2, GC_UNIMPLEMENTED = 3 };
+enum { GC_SUCCESS = 0, GC_DUPLICATE = 1, GC_NO_MEMORY = 2, GC_UNIMPLEMENTED = 3, GC_NOT_FOUND = 4 };
+typedef void (*GC_finalizer_notifier_proc)(void);
 #define GC_VERSION_IMPLEMENTED ((8u << 16) | (2u << 8) | 2u)   /* bdwgc 8.2.2's interface */
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -355,7 +361,10 @@ GC_API void GC_enable(void) {
 }
 GC_API int GC_is_disabled(void) { return __atomic_load_n(&disabled, __ATOMIC_RELAXED) != 0; }
 
-GC_API void GC_register_finalizer(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn, void **ocd) {
+/* ---- finalization ---- */
+
+static void register_finalizer(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn, void **ocd,
+                               nh_final_kind kind) {
   ensure_started();
   __atomic_store_n(&finalizers, true, __ATOMIC_RELAXED);
   void *old_cd = NULL;
@@ -364,13 +373,100 @@ GC_API void GC_register_finalizer(void *obj, GC_finalization_proc fn, void *cd, 
     *ofn = (GC_finalization_proc)old;
   if (ocd)
     *ocd = old ? old_cd : NULL;
-  nh_set_finalizer(obj, (nh_finalizer_fn)fn, cd);
+  specials_set_finalizer(obj, (nh_finalizer_fn)fn, cd, kind);
+}
+GC_API void GC_register_finalizer(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn, void **ocd) {
+  register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_ORDERED);
+}
+GC_API void GC_register_finalizer_ignore_self(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn,
+                                              void **ocd) {
+  register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_IGNORE_SELF);
+}
+GC_API void GC_register_finalizer_no_order(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn,
+                                           void **ocd) {
+  register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_NO_ORDER);
 }
 
-/* Finalizers run on nheap's finalizer thread as soon as a cycle finds them: none ever wait for
- * the program to run them (bdwgc's finalize-on-demand mode is not provided). */
-GC_API int GC_should_invoke_finalizers(void) { return 0; }
-GC_API int GC_invoke_finalizers(void) { return 0; }
+/* Finalize-on-demand: ready finalizers wait for GC_invoke_finalizers, and the notifier is
+ * called (from nheap's collector thread) when some are ready; off, nheap's finalizer thread
+ * runs them. */
+static bool on_demand;
+static GC_finalizer_notifier_proc notifier;
+GC_API void GC_set_finalize_on_demand(int on) {
+  ensure_started();
+  pthread_mutex_lock(&settings);
+  on_demand = on != 0;
+  specials_set_on_demand(on_demand, notifier);
+  pthread_mutex_unlock(&settings);
+}
+GC_API int GC_get_finalize_on_demand(void) { return __atomic_load_n(&on_demand, __ATOMIC_RELAXED); }
+GC_API void GC_set_finalizer_notifier(GC_finalizer_notifier_proc fn) {
+  ensure_started();
+  pthread_mutex_lock(&settings);
+  notifier = fn;
+  specials_set_on_demand(on_demand, notifier);
+  pthread_mutex_unlock(&settings);
+}
+GC_API GC_finalizer_notifier_proc GC_get_finalizer_notifier(void) { return __atomic_load_n(&notifier, __ATOMIC_RELAXED); }
+GC_API int GC_should_invoke_finalizers(void) { return specials_have_ready(); }
+GC_API int GC_invoke_finalizers(void) { return (int)specials_run_ready(); }
+/* nheap always keeps what a no-order object points to until its finalizer has run (bdwgc's
+ * default, GC_java_finalization = 1); turning that off is accepted and changes nothing. */
+GC_API void GC_set_java_finalization(int on) { (void)on; }
+GC_API int GC_get_java_finalization(void) { return 1; }
+
+/* ---- disappearing links ---- */
+
+static int link_rc(int rc) {
+  return rc == 0 ? GC_SUCCESS : rc == 1 || rc == -EEXIST ? GC_DUPLICATE : rc == -ENOENT ? GC_NOT_FOUND : GC_NO_MEMORY;
+}
+static int register_link(void **link, const void *obj, bool long_link, const char *fn) {
+  ensure_started();
+  if (((uintptr_t)link & (sizeof(void *) - 1)) || !obj || nh_base(obj) != obj) {
+    nh_error(-EINVAL, "%s(%p, %p): the link must be aligned and the object an object's start", fn, (void *)link, obj);
+    return GC_NOT_FOUND;
+  }
+  return link_rc(specials_link_add(link, obj, long_link));
+}
+GC_API int GC_general_register_disappearing_link(void **link, const void *obj) {
+  return register_link(link, obj, false, "GC_general_register_disappearing_link");
+}
+GC_API int GC_register_disappearing_link(void **link) {   /* cleared when link's own object dies */
+  return register_link(link, GC_base(link), false, "GC_register_disappearing_link");
+}
+GC_API int GC_register_long_link(void **link, const void *obj) {
+  return register_link(link, obj, true, "GC_register_long_link");
+}
+GC_API int GC_unregister_disappearing_link(void **link) {
+  return __atomic_load_n(&started, __ATOMIC_ACQUIRE) && specials_link_remove(link, false);
+}
+GC_API int GC_unregister_long_link(void **link) {
+  return __atomic_load_n(&started, __ATOMIC_ACQUIRE) && specials_link_remove(link, true);
+}
+GC_API int GC_move_disappearing_link(void **link, void **new_link) {
+  return __atomic_load_n(&started, __ATOMIC_ACQUIRE) ? link_rc(specials_link_move(link, new_link, false)) : GC_NOT_FOUND;
+}
+GC_API int GC_move_long_link(void **link, void **new_link) {
+  return __atomic_load_n(&started, __ATOMIC_ACQUIRE) ? link_rc(specials_link_move(link, new_link, true)) : GC_NOT_FOUND;
+}
+
+/* bdwgc runs fn holding its allocation lock, so no collection clears a link while fn reads
+ * one. Here fn runs in a no-stop region: the world cannot stop (so no cycle can decide and
+ * clear links) until it returns, and what it revealed is then in its registers or stack, a
+ * root. One program thread at a time, as under bdwgc's lock. As there, fn must not allocate
+ * or wait for another thread that does. */
+static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
+GC_API void *GC_call_with_alloc_lock(GC_fn_type fn, void *cd) {
+  ensure_started();
+  if (!thread_attached(&nh_rt.gc.threads))
+    nh_thread_attach();
+  pthread_mutex_lock(&alloc_lock);
+  region_enter();
+  void *r = fn(cd);
+  region_exit();
+  pthread_mutex_unlock(&alloc_lock);
+  return r;
+}
 
 /* ---- statistics ---- */
 

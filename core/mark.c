@@ -587,6 +587,25 @@ void mark_referents(nh_marker_t *m, uintptr_t obj) {
     scan_object(m, object_start(s, idx));
 }
 
+/* As mark_referents, but a word of obj that points into obj itself does not count: the words
+ * go through a copy with those zeroed (a typed object is then scanned conservatively: it keeps
+ * more, never less). Before any drain, so obj cannot have been reached another way meanwhile. */
+NH_NO_SANITIZE_ADDRESS void mark_referents_except_self(nh_marker_t *m, uintptr_t obj) {
+  size_t idx;
+  nh_span_t *s = find_object(obj, &idx);
+  if (!s || s->kind == NH_KIND_NOSCAN)
+    return;
+  uintptr_t b = object_start(s, idx), e = b + object_bytes(s), buf[256];
+  for (uintptr_t p = b; p < e; p += sizeof buf) {
+    size_t n = (e - p < sizeof buf ? e - p : sizeof buf) / sizeof *buf;
+    for (size_t i = 0; i < n; i++) {
+      uintptr_t w = ((const uintptr_t *)p)[i];
+      buf[i] = w >= b && w < e ? 0 : w;
+    }
+    scan_range(m, (uintptr_t)buf, (uintptr_t)(buf + n));
+  }
+}
+
 void mark_root_word(nh_marker_t *m, uintptr_t w) { mark_word(m, w); }
 
 int mark_state(uintptr_t obj) {

@@ -154,6 +154,7 @@ void mark_thread_leaving(nh_thread_t *t);
  * dead object without scanning it (its referents were marked by mark_referents). */
 enum { MARK_GONE = 0, MARK_DEAD = 1, MARK_LIVE = 2 };
 void mark_referents(nh_marker_t *m, uintptr_t obj);
+void mark_referents_except_self(nh_marker_t *m, uintptr_t obj);   /* a self-pointer does not count */
 void mark_root_word(nh_marker_t *m, uintptr_t w);
 int mark_state(uintptr_t obj);
 void mark_resurrect(nh_marker_t *m, uintptr_t obj);

@@ -40,6 +40,13 @@
  * The finalizer thread is attached (it holds objects while running finalizers), is started on
  * the first nh_set_finalizer, and runs each finalizer with no nheap lock held, so finalizers
  * may allocate, collect, and set finalizers.
+ *
+ * For bdwgc's interface (gcabi.c) the same tables serve bdwgc's other orders (special.h's
+ * nh_final_kind: a pointer to itself ignored; no order, with the object's referents kept by
+ * marking them from it once it is found dead, in the pause, and draining), its
+ * finalize-on-demand mode (ready records wait for specials_run_ready on a program thread and
+ * the notifier is called instead of waking the thread), and its disappearing links (links.c),
+ * cleared in the same pass: short links before the finalizers are decided, long ones after.
  */
 #include <errno.h>
 #include <string.h>
@@ -48,7 +55,29 @@
 #include "core/heap.h"
 #include "core/object.h"
 
-typedef struct nh_final_rec { uintptr_t obj; nh_finalizer_fn fn; void *arg; } nh_final_rec;
+typedef struct nh_final_rec {
+  uintptr_t obj;
+  nh_finalizer_fn fn;
+  void *arg;
+  nh_final_kind kind;
+} nh_final_rec;
+
+/* Records are written and copied a field at a time through general registers. A struct copy
+ * goes through vector registers, and the last record copied would stay in them: a thread that
+ * is stopped later has its vector registers scanned (the kernel's signal frame), and the
+ * object would be kept for as long as nothing overwrote them (an object A pointing to B, both
+ * finalizable: A's stale copy in the finalizer thread's registers kept B from ever being
+ * finalized). */
+static void rec_set(nh_final_rec *d, uintptr_t obj, nh_finalizer_fn fn, void *arg, nh_final_kind kind) {
+  __atomic_store_n(&d->obj, obj, __ATOMIC_RELAXED);
+  __atomic_store_n(&d->fn, fn, __ATOMIC_RELAXED);
+  __atomic_store_n(&d->arg, arg, __ATOMIC_RELAXED);
+  __atomic_store_n(&d->kind, kind, __ATOMIC_RELAXED);
+}
+static void rec_copy(nh_final_rec *d, const nh_final_rec *s) {
+  rec_set(d, __atomic_load_n(&s->obj, __ATOMIC_RELAXED), __atomic_load_n(&s->fn, __ATOMIC_RELAXED),
+          __atomic_load_n(&s->arg, __ATOMIC_RELAXED), __atomic_load_n(&s->kind, __ATOMIC_RELAXED));
+}
 
 struct nh_weak {
   uintptr_t obj;               /* 0: cleared (its object died) or free */
@@ -119,18 +148,19 @@ static bool ready_check(const char *fn) {
 /* Runs the ready queue dry. Out of line: when it returns, the callee-saved
  * registers hold finalizer_main's values again, not the last object's address (the thread's
  * registers are roots while it waits). */
-static nh_noinline void run_ready(nh_specials_t *sp) {
-  for (;;) {
-    nh_final_rec r = {0};   /* on this thread's stack (scanned) while fn runs */
+static nh_noinline size_t run_ready(nh_specials_t *sp) {
+  for (size_t ran = 0;; ran++) {
+    nh_final_rec r;   /* on this thread's stack (scanned) while fn runs */
+    rec_set(&r, 0, NULL, NULL, NH_FINAL_ORDERED);
     region_enter();
     nh_mutex_lock(&sp->lock);
     bool have = sp->nready > 0;
     if (have)   /* newest first; no bulk copy leaves other objects in vector registers */
-      r = sp->ready[--sp->nready];
+      rec_copy(&r, &sp->ready[--sp->nready]);
     nh_mutex_unlock(&sp->lock);
     region_exit();
     if (!have)
-      return;
+      return ran;
     r.fn((void *)r.obj, r.arg);
     nh_stat_add(&sp->run, 1);
   }
@@ -148,7 +178,8 @@ static void *finalizer_main(void *arg) {
     pthread_mutex_unlock(&sp->run_mu);
     if (stop)
       break;
-    run_ready(sp);
+    if (!__atomic_load_n(&sp->on_demand, __ATOMIC_ACQUIRE))
+      run_ready(sp);
     thread_clear_dead_stack();   /* run_ready's dead frames, before the wait's frames cover them */
   }
   thread_detach();
@@ -199,7 +230,10 @@ void mark_specials(nh_marker_t *m, nh_specials_t *sp) {
   nh_mutex_lock(&sp->lock);
   for (size_t i = 0; i < sp->nfinal; i++) {
     nh_final_rec *r = &sp->final[i];
-    mark_referents(m, r->obj);
+    if (r->kind == NH_FINAL_ORDERED)
+      mark_referents(m, r->obj);
+    else if (r->kind == NH_FINAL_IGNORE_SELF)
+      mark_referents_except_self(m, r->obj);   /* NO_ORDER: its referents wait for its death */
     mark_root_word(m, (uintptr_t)r->arg);
   }
   for (size_t i = 0; i < sp->nready; i++) {   /* queued: the object and its arg are roots */
@@ -218,9 +252,12 @@ size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
         w->obj = 0;
     }
   }
+  links_clear_dead(&sp->links[0]);   /* short links: before any finalizer is decided */
   size_t queued = 0;
+  bool unordered = false;
   for (size_t i = 0; i < sp->nfinal;) {   /* i moves on only past a record that stays */
-    nh_final_rec r = sp->final[i];
+    nh_final_rec r;
+    rec_copy(&r, &sp->final[i]);
     int st = mark_state(r.obj);
     if (st == MARK_LIVE) {
       i++;
@@ -228,15 +265,24 @@ size_t specials_after_mark(nh_marker_t *m, nh_specials_t *sp) {
     }
     if (st == MARK_DEAD) {
       mark_resurrect(m, r.obj);   /* queued now, or kept with its record for a later cycle */
+      if (r.kind == NH_FINAL_NO_ORDER) {   /* what its finalizer will read, kept with it */
+        mark_referents(m, r.obj);
+        unordered = true;
+      }
       if (!grow_ready(sp)) {
         i++;
         continue;
       }
-      sp->ready[sp->nready++] = r;
+      rec_copy(&sp->ready[sp->nready++], &r);
       queued++;
     }   /* else MARK_GONE: freed explicitly, nothing to finalize */
-    sp->final[i] = sp->final[--sp->nfinal];
+    rec_copy(&sp->final[i], &sp->final[--sp->nfinal]);
   }
+  if (unordered)
+    mark_drain_all(m);
+  links_clear_dead(&sp->links[1]);   /* long links: what finalization did not bring back */
+  links_drop_dangling(&sp->links[0]);
+  links_drop_dangling(&sp->links[1]);
   nh_mutex_unlock(&sp->lock);
   nh_stat_add(&sp->queued, queued);
   return queued;
@@ -256,6 +302,8 @@ void specials_validate(nh_specials_t *sp) {
   for (const struct nh_weak *w = sp->weak_free; w; w = w->next_free)
     if (weak_slot(sp, w) != w || w->live || w->obj)
       nh_fatal("specials: weak handle %p on the free list is not a free handle", (const void *)w);
+  links_validate(&sp->links[0]);
+  links_validate(&sp->links[1]);
   nh_mutex_unlock(&sp->lock);
   region_exit();
 }
@@ -263,8 +311,15 @@ void specials_validate(nh_specials_t *sp) {
 /* After the world restarts: the finalizer thread is attached, so while the world is stopped it
  * may hold run_mu; waking it from inside the pause could wait for it forever. */
 void specials_wake(nh_specials_t *sp, size_t queued) {
-  if (queued)
+  if (!queued)
+    return;
+  if (!__atomic_load_n(&sp->on_demand, __ATOMIC_ACQUIRE)) {
     nh_signal_flag(&sp->run_mu, &sp->run_cv, &sp->wake);
+    return;
+  }
+  void (*notify)(void) = __atomic_load_n(&sp->notifier, __ATOMIC_ACQUIRE);
+  if (notify)
+    notify();
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -272,6 +327,10 @@ void specials_wake(nh_specials_t *sp, size_t queued) {
  * ------------------------------------------------------------------------------------------- */
 
 NH_API int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg) {
+  return specials_set_finalizer(obj, fn, arg, NH_FINAL_ORDERED);
+}
+
+int specials_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg, nh_final_kind kind) {
   if (!ready_check("nh_set_finalizer"))
     return -ENODEV;
   if (!nh_rt.gc.on) {
@@ -299,12 +358,12 @@ NH_API int nh_set_finalizer(void *obj, nh_finalizer_fn fn, void *arg) {
     i++;
   if (i < sp->nfinal) {
     if (fn)
-      sp->final[i] = (nh_final_rec){(uintptr_t)obj, fn, arg};
+      rec_set(&sp->final[i], (uintptr_t)obj, fn, arg, kind);
     else
-      sp->final[i] = sp->final[--sp->nfinal];
+      rec_copy(&sp->final[i], &sp->final[--sp->nfinal]);
   } else if (fn) {
     if (grow_final(sp))
-      sp->final[sp->nfinal++] = (nh_final_rec){(uintptr_t)obj, fn, arg};
+      rec_set(&sp->final[sp->nfinal++], (uintptr_t)obj, fn, arg, kind);
     else
       rc = -ENOMEM;
   }
@@ -415,4 +474,54 @@ NH_API void nh_weak_free(nh_weak_t *w) {
   region_exit();
   if (!live)
     nh_error(-EINVAL, "nh_weak_free(%p): %s", (void *)w, not_live(slot));
+}
+
+void specials_set_on_demand(bool on, void (*notifier)(void)) {
+  nh_specials_t *sp = &nh_rt.gc.specials;
+  __atomic_store_n(&sp->notifier, notifier, __ATOMIC_RELEASE);
+  bool was = __atomic_exchange_n(&sp->on_demand, on, __ATOMIC_ACQ_REL);
+  if (was && !on && specials_have_ready())   /* what waited for the program: the thread's now */
+    nh_signal_flag(&sp->run_mu, &sp->run_cv, &sp->wake);
+}
+
+size_t specials_run_ready(void) {
+  if (!__atomic_load_n(&nh_rt.ready, __ATOMIC_ACQUIRE) || !nh_rt.gc.on)
+    return 0;
+  if (!thread_attached(&nh_rt.gc.threads) && thread_attach() != 0)
+    return 0;   /* it holds objects while their finalizers run: its stack must be scanned */
+  return run_ready(&nh_rt.gc.specials);
+}
+
+bool specials_have_ready(void) { return __atomic_load_n(&nh_rt.gc.specials.nready, __ATOMIC_RELAXED) > 0; }
+
+/* Disappearing links: the table's calls under the specials' lock (the cycle clears links while
+ * the world is stopped, holding it). */
+int specials_link_add(void **link, const void *obj, bool long_link) {
+  nh_specials_t *sp = &nh_rt.gc.specials;
+  region_enter();
+  nh_mutex_lock(&sp->lock);
+  int rc = links_add(&sp->links[long_link], (uintptr_t)link, (uintptr_t)obj);
+  nh_mutex_unlock(&sp->lock);
+  region_exit();
+  return rc;
+}
+
+bool specials_link_remove(void **link, bool long_link) {
+  nh_specials_t *sp = &nh_rt.gc.specials;
+  region_enter();
+  nh_mutex_lock(&sp->lock);
+  bool found = links_remove(&sp->links[long_link], (uintptr_t)link);
+  nh_mutex_unlock(&sp->lock);
+  region_exit();
+  return found;
+}
+
+int specials_link_move(void **link, void **to, bool long_link) {
+  nh_specials_t *sp = &nh_rt.gc.specials;
+  region_enter();
+  nh_mutex_lock(&sp->lock);
+  int rc = links_move(&sp->links[long_link], (uintptr_t)link, (uintptr_t)to);
+  nh_mutex_unlock(&sp->lock);
+  region_exit();
+  return rc;
 }

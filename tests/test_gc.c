@@ -953,6 +953,94 @@ static void test_cpu_limiter(void **state) {
   /* The limiter's policy itself (Go's leaky bucket) is tests/test_pacer.c's, on explicit times. */
 }
 
+static nh_noinline void clear_registers_and_stack(void) {
+  volatile char junk[32 << 10];
+  memset((char *)junk, 0, sizeof junk);
+}
+
+/* Disappearing links' table (links.c) against a model: random registrations, moves and
+ * removals over 512 locations, every return checked; then a cycle clears the links of dead
+ * objects, keeps those of live ones, and forgets links that lay inside dead objects. */
+static void test_disappearing_links(void **state) {
+  (void)state;
+  enum { SLOTS = 512, OPS = 40000 };
+  void **slots = calloc(SLOTS, sizeof *slots);
+  uintptr_t *model = calloc(SLOTS, sizeof *model);   /* the object each slot is registered with */
+  void *objs[8];
+  for (int i = 0; i < 8; i++)
+    objs[i] = nh_alloc(32);
+  uint64_t rng = 12345;
+  for (int op = 0; op < OPS; op++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    int a = (int)((rng >> 33) % SLOTS), b = (int)((rng >> 20) % SLOTS), kind = (int)((rng >> 60) % 4);
+    bool lng = (rng >> 10) & 1;
+    if (lng) {   /* the long table stays empty of these: a short registration is not a long one */
+      assert_false(specials_link_remove(&slots[a], true));
+      continue;
+    }
+    if (kind <= 1) {
+      uintptr_t obj = (uintptr_t)objs[(rng >> 40) % 8];
+      assert_int_equal(specials_link_add(&slots[a], (void *)obj, false), model[a] ? 1 : 0);
+      model[a] = obj;
+    } else if (kind == 2) {
+      assert_int_equal(specials_link_remove(&slots[a], false), model[a] != 0);
+      model[a] = 0;
+    } else {
+      int rc = specials_link_move(&slots[a], &slots[b], false);
+      if (!model[a]) {
+        assert_int_equal(rc, -ENOENT);
+      } else if (a != b && model[b]) {
+        assert_int_equal(rc, -EEXIST);
+      } else {
+        assert_int_equal(rc, 0);
+        uintptr_t obj = model[a];
+        model[a] = 0;
+        model[b] = obj;
+      }
+    }
+    links_validate(&nh_rt.gc.specials.links[0]);
+  }
+  size_t n = 0;
+  for (int i = 0; i < SLOTS; i++)
+    n += model[i] != 0;
+  assert_int_equal(nh_rt.gc.specials.links[0].n, n);
+  for (int i = 0; i < SLOTS; i++)
+    assert_int_equal(specials_link_remove(&slots[i], false), model[i] != 0);
+  assert_int_equal(nh_rt.gc.specials.links[0].n, 0);
+
+  /* A cycle: links to the 4 kept objects stay, links to dead ones are cleared, and a link
+   * inside a dead object is forgotten. */
+  static void *volatile kept[4];   /* a root */
+  (void)kept;
+  for (int i = 0; i < SLOTS; i++) {
+    void *obj = i % 2 ? nh_alloc(48) : objs[i % 8 / 2];
+    if (i < 4)
+      kept[i] = objs[i];
+    slots[i] = (void *)~(uintptr_t)obj;   /* malloc memory is not scanned anyway */
+    assert_int_equal(specials_link_add(&slots[i], obj, i % 4 == 3), 0);
+  }
+  void **inner = nh_alloc_noscan(sizeof *inner);   /* a link inside an object that dies */
+  assert_int_equal(specials_link_add(inner, objs[0], false), 0);
+  inner = NULL;
+  for (int i = 0; i < 8; i++)
+    objs[i] = NULL;
+  clear_registers_and_stack();
+  nh_gc();
+  int cleared = 0, intact = 0;
+  for (int i = 0; i < SLOTS; i++) {
+    if (!slots[i])
+      cleared++;
+    else if (i % 2 == 0)
+      intact++;
+  }
+  print_message("links: %d cleared, %d of the kept objects' intact\n", cleared, intact);
+  assert_int_equal(intact, SLOTS / 2);   /* every link to a kept object */
+  assert_true(cleared >= SLOTS / 2 - 8);   /* a stale word may keep one or two of the others */
+  assert_int_equal(nh_rt.gc.specials.links[0].n + nh_rt.gc.specials.links[1].n, (size_t)(SLOTS - cleared));
+  free(slots);
+  free(model);
+}
+
 /* A stop-the-world cycle raises its events in order: one stop, the mark inside it. */
 static void test_gc_events(void **state) {
   (void)state;
@@ -963,6 +1051,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_roots_keep_objects, setup, teardown),
     cmocka_unit_test_setup_teardown(test_gc_events, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_disappearing_links, setup, teardown),
     cmocka_unit_test_setup_teardown(test_register_of_stopped_thread, setup, teardown),
     cmocka_unit_test_setup_teardown(test_thread_blocked_in_syscall, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unreachable_freed, setup, teardown),

@@ -181,6 +181,205 @@ static void check_finalizers(void) {
   global_list = NULL;
 }
 
+
+/* Collects until done() holds, at most 100 times (nheap runs finalizers on its own thread). */
+static int collect_until(int (*done)(void)) {
+  for (int i = 0; i < 100; i++) {
+    if (done())
+      return 1;
+    clear_stack();
+    GC_gcollect();
+    usleep(5000);
+  }
+  return done();
+}
+
+/* Disappearing links: the link lives in atomic memory (never scanned), so only the registration
+ * refers to the object. */
+static void **short_link, **long_link;
+static void *read_link(void *link) { return *(void **)link; }
+static void *link_value(void **link) { return GC_call_with_alloc_lock(read_link, link); }
+static int short_cleared(void) { return link_value(short_link) == NULL; }
+static int long_cleared(void) { return link_value(long_link) == NULL; }
+
+static node *resurrected;
+static atomic_int resurrections;
+static void resurrect(void *obj, void *cd) {
+  (void)cd;
+  resurrected = obj;
+  atomic_fetch_add(&resurrections, 1);
+}
+static int was_resurrected(void) { return atomic_load(&resurrections) == 1; }
+
+static __attribute__((noinline)) void make_linked(void) {
+  node *x = GC_MALLOC(sizeof *x);
+  x->value = 4242;
+  *short_link = x;
+  *long_link = x;
+  CHECK(GC_general_register_disappearing_link(short_link, x) == GC_SUCCESS);
+  CHECK(GC_general_register_disappearing_link(short_link, x) == GC_DUPLICATE);
+  CHECK(GC_register_long_link(long_link, x) == GC_SUCCESS);
+  GC_REGISTER_FINALIZER(x, resurrect, NULL, NULL, NULL);
+}
+
+static void check_links(void) {
+  short_link = GC_MALLOC_ATOMIC(sizeof *short_link);
+  long_link = GC_MALLOC_ATOMIC(sizeof *long_link);
+  global_list = (node *)short_link;   /* the link cells themselves stay */
+  node *keep = (node *)long_link;
+  make_linked();
+  /* Unreachable: the short link is cleared before finalization, the finalizer brings the
+   * object back, and the long link stays, since the object did not stay dead. */
+  CHECK(collect_until(was_resurrected));
+  CHECK(collect_until(short_cleared));
+  CHECK(resurrected && resurrected->value == 4242);
+  CHECK(link_value(long_link) == resurrected);
+  resurrected = NULL;   /* dead for good now (its finalizer ran): the long link goes */
+  CHECK(collect_until(long_cleared));
+
+  void **a = GC_MALLOC_ATOMIC(3 * sizeof *a), **b = a + 1, **c = a + 2;
+  node *target = GC_MALLOC(sizeof *target);
+  CHECK(GC_unregister_disappearing_link(a) == 0);
+  CHECK(GC_move_disappearing_link(a, b) == GC_NOT_FOUND);
+  CHECK(GC_general_register_disappearing_link(a, target) == GC_SUCCESS);
+  CHECK(GC_move_disappearing_link(a, b) == GC_SUCCESS);
+  CHECK(GC_move_disappearing_link(a, c) == GC_NOT_FOUND);
+  CHECK(GC_move_disappearing_link(b, b) == GC_SUCCESS);
+  CHECK(GC_general_register_disappearing_link(c, target) == GC_SUCCESS);
+  CHECK(GC_move_disappearing_link(b, c) == GC_DUPLICATE);
+  CHECK(GC_unregister_disappearing_link(b) == 1 && GC_unregister_disappearing_link(b) == 0);
+  CHECK(GC_unregister_disappearing_link(c) == 1);
+  /* Thousands of links, most to objects that die: every dead one cleared, every live one kept. */
+  enum { L = 5000 };
+  void **cells = GC_MALLOC_ATOMIC(L * sizeof *cells);
+  node **live = GC_MALLOC(L / 10 * sizeof *live);
+  for (int i = 0; i < L; i++) {
+    node *x = GC_MALLOC(sizeof *x);
+    x->value = i;
+    cells[i] = x;
+    if (i % 10 == 0)
+      live[i / 10] = x;
+    CHECK(GC_general_register_disappearing_link(&cells[i], x) == GC_SUCCESS);
+  }
+  clear_stack();
+  for (int r = 0; r < 3; r++)
+    GC_gcollect();
+  int kept = 0, cleared = 0, wrong = 0;
+  for (int i = 0; i < L; i++) {
+    node *x = link_value(&cells[i]);
+    kept += x != NULL;
+    cleared += x == NULL;
+    wrong += (i % 10 == 0 && x != live[i / 10]) || (x && x->value != i);
+  }
+  if (getenv("NH_GCABI_VERBOSE"))
+    fprintf(stderr, "links: %d kept, %d cleared, %d wrong\n", kept, cleared, wrong);
+  CHECK(wrong == 0);
+  CHECK(kept >= L / 10 && cleared >= L / 2);   /* a conservative scan may keep a few more */
+  for (int i = 0; i < L; i++)
+    GC_unregister_disappearing_link(&cells[i]);
+  global_list = NULL;
+  (void)keep;
+}
+
+/* Finalizer orders. A -> B, both finalizable and unreachable: in bdwgc's order B waits for A;
+ * with no order both go, and A's finalizer still reads B intact. A self-pointing object is
+ * finalized when registered ignoring itself. */
+static atomic_int seq, seq_a, seq_b, b_intact, self_done;
+static void fin_a(void *obj, void *cd) {
+  (void)cd;
+  atomic_store(&seq_a, atomic_fetch_add(&seq, 1) + 1);
+  node *b = ((node *)obj)->next;
+  atomic_store(&b_intact, b && b->value == 2);
+}
+static void fin_b(void *obj, void *cd) {
+  (void)obj;
+  (void)cd;
+  atomic_store(&seq_b, atomic_fetch_add(&seq, 1) + 1);
+}
+static void fin_self(void *obj, void *cd) {
+  (void)cd;
+  if (((node *)obj)->next == obj)
+    atomic_fetch_add(&self_done, 1);
+}
+static int both_done(void) { return atomic_load(&seq_a) && atomic_load(&seq_b); }
+enum { SELVES = 20 };
+static int self_finalized(void) { return atomic_load(&self_done) >= SELVES / 2; }
+
+static __attribute__((noinline)) void make_pair(int no_order) {
+  node *a = GC_MALLOC(sizeof *a), *b = GC_MALLOC(sizeof *b);
+  a->value = 1;
+  b->value = 2;
+  a->next = b;
+  if (no_order) {
+    GC_REGISTER_FINALIZER_NO_ORDER(a, fin_a, NULL, NULL, NULL);
+    GC_REGISTER_FINALIZER_NO_ORDER(b, fin_b, NULL, NULL, NULL);
+  } else {
+    GC_REGISTER_FINALIZER(a, fin_a, NULL, NULL, NULL);
+    GC_REGISTER_FINALIZER(b, fin_b, NULL, NULL, NULL);
+  }
+}
+
+static __attribute__((noinline)) void make_selves(void) {
+  for (int i = 0; i < SELVES; i++) {
+    node *x = GC_MALLOC(sizeof *x);
+    x->next = x;
+    GC_REGISTER_FINALIZER_IGNORE_SELF(x, fin_self, NULL, NULL, NULL);
+  }
+}
+
+static void check_finalizer_orders(void) {
+  make_pair(0);
+  CHECK(collect_until(both_done));
+  if (getenv("NH_GCABI_VERBOSE"))
+    fprintf(stderr, "ordered pair: A finalized %d-th, B %d-th\n", atomic_load(&seq_a), atomic_load(&seq_b));
+  CHECK(atomic_load(&seq_a) < atomic_load(&seq_b));   /* B after A */
+  CHECK(atomic_load(&b_intact));
+  atomic_store(&seq_a, 0);
+  atomic_store(&seq_b, 0);
+  atomic_store(&b_intact, 0);
+  make_pair(1);
+  CHECK(collect_until(both_done));
+  CHECK(atomic_load(&b_intact));   /* B kept for A's finalizer, whatever the order */
+  make_selves();   /* a register may keep one or two: most must go */
+  CHECK(collect_until(self_finalized));
+}
+
+/* Finalize on demand: nothing runs until the program asks; the notifier says when to. */
+static atomic_int notified, demand_ran;
+static void on_notify(void) { atomic_fetch_add(&notified, 1); }
+static void fin_demand(void *obj, void *cd) {
+  (void)obj;
+  (void)cd;
+  atomic_fetch_add(&demand_ran, 1);
+}
+static int finalizers_waiting(void) { return GC_should_invoke_finalizers(); }
+static __attribute__((noinline)) void make_demanding(int n) {
+  for (int i = 0; i < n; i++)
+    GC_REGISTER_FINALIZER(GC_MALLOC(sizeof(node)), fin_demand, NULL, NULL, NULL);
+}
+
+static void check_finalize_on_demand(void) {
+  GC_set_finalize_on_demand(1);
+  CHECK(GC_get_finalize_on_demand() == 1);
+  GC_set_finalizer_notifier(on_notify);
+  CHECK(GC_get_finalizer_notifier() == on_notify);
+  make_demanding(50);
+  CHECK(collect_until(finalizers_waiting));
+  usleep(20000);
+  CHECK(atomic_load(&demand_ran) == 0);   /* waiting for the program */
+  CHECK(atomic_load(&notified) >= 1);
+  int ran = 0;
+  for (int i = 0; i < 100 && ran < 50; i++) {
+    ran += GC_invoke_finalizers();
+    GC_gcollect();
+  }
+  /* What waited besides these (objects kept a while by stale words, finalized meanwhile) runs
+   * too: ran counts every finalizer. */
+  CHECK(ran >= atomic_load(&demand_ran) && atomic_load(&demand_ran) >= 25);
+  GC_set_finalizer_notifier(0);
+  GC_set_finalize_on_demand(0);
+}
+
 static atomic_int ev_start, ev_end, ev_pre_stop, ev_post_start;
 static void on_event(GC_EventType e) {
   if (e == GC_EVENT_START)
@@ -302,6 +501,9 @@ int main(void) {
   check_allocation();
   check_roots();
   check_finalizers();
+  check_links();
+  check_finalizer_orders();
+  check_finalize_on_demand();
   check_collection();
   check_failures();
   check_threads();
