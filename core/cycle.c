@@ -137,6 +137,24 @@ static void finish_cycle(nh_gc_t *g, nh_pacer_cycle_t *c) {
   nh_stat_add(&g->cycles, 1);
 }
 
+/* Find-leak mode: what the cycle kept as leaks, told with the world running. */
+static void report_leaks(nh_gc_t *g, size_t leaked) {
+  if (leaked)
+    g->leak_report(g->leaks, leaked < NH_GC_LEAKS ? leaked : NH_GC_LEAKS, leaked > NH_GC_LEAKS ? leaked - NH_GC_LEAKS : 0);
+}
+
+int gc_set_find_leak(void (*report)(const uintptr_t *objs, size_t n, size_t more)) {
+  nh_gc_t *g = &nh_rt.gc;
+  nh_mutex_lock(&g->lock);
+  if (report && !g->leaks)
+    g->leaks = mem_meta_alloc(&nh_rt.mem, NH_GC_LEAKS * sizeof *g->leaks, 64);
+  int rc = report && !g->leaks ? -ENOMEM : 0;
+  if (!rc)
+    g->leak_report = report;
+  nh_mutex_unlock(&g->lock);
+  return rc;
+}
+
 /* One stop-the-world cycle; the caller holds g->lock and no allocator lock. */
 static void collect_locked(nh_gc_t *g, const char *why) {
   nh_mutex_assert_held(&g->lock);
@@ -175,6 +193,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
     mark_check(&g->marker, &g->roots, &g->threads);
   perf_attribute(me, NH_PHASE_MARK);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
+  size_t leaked = g->leak_report ? mark_leaks(&g->marker, g->leaks, NH_GC_LEAKS) : 0;
   vg_quiet(false);
   gc_event(NH_EVENT_MARK_END);
   uint64_t mark = now_ns() - mark0;
@@ -183,6 +202,7 @@ static void collect_locked(nh_gc_t *g, const char *why) {
   perf_pause(g, me, NH_PHASE_PAUSE_TERM);
   uint64_t end = world_start(&g->threads);
   specials_wake(&g->specials, finalizers);
+  report_leaks(g, leaked);
 
   sweep_request(g);
   /* The one pause (the sweep before it took this thread's CPU), then the cycle's end. */
@@ -512,6 +532,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   if (check)
     mark_check(&g->marker, &g->roots, &g->threads);
   size_t finalizers = specials_after_mark(&g->marker, &g->specials);
+  size_t leaked = g->leak_report ? mark_leaks(&g->marker, g->leaks, NH_GC_LEAKS) : 0;
   __atomic_store_n(&nh__marking, 0, __ATOMIC_SEQ_CST);
   gc_event(NH_EVENT_MARK_END);
   uint64_t mark = now_ns() - mark0;
@@ -538,6 +559,7 @@ static void concurrent_cycle(nh_gc_t *g, const char *why) {
   if (g->dirty_lost)
     dirty_stop(g);
   specials_wake(&g->specials, finalizers);
+  report_leaks(g, leaked);
   sweep_request(g);
   g->termination_tries = (unsigned)tries;
   gc_emit(g, &(nh_gc_event){.phase = NH_GC_PHASE_MARK, .end = t2, .cpu_ns = mark_cpu});

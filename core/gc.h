@@ -63,6 +63,9 @@ typedef struct nh_gc {
   unsigned termination_tries;      /* the last cycle's mark termination attempts */
   uint32_t sweepgen;               /* the heap's; += 2 per cycle (changed while stopped) */
   uintptr_t collector_sp;          /* guarded by lock: where the collecting thread's roots start */
+  /* Find-leak mode (gc_set_find_leak): what each cycle found allocated and unreachable. */
+  void (*leak_report)(const uintptr_t *objs, size_t n, size_t more);
+  uintptr_t *leaks;                /* metadata: NH_GC_LEAKS addresses, for the report */
   /* Pacing (pacer.h). The pace is the allocator's view (relaxed atomics); the pacer and the CPU
    * limiter are the policy, guarded by lock. mark_pacer is the pacer as the mark in progress
    * began, for the assists to read without the lock (written in the setup pause only). */
@@ -112,6 +115,13 @@ void gc_maybe_collect(void *p);
 /* A blocking cycle on the calling thread (no locks held); with sweep, the heap is fully swept
  * before it returns (nh_gc, the memory limit). */
 void gc_collect(const char *why, bool sweep);
+/* Find-leak mode (bdwgc's GC_find_leak, for gcabi.c): every cycle keeps the allocated objects it
+ * finds unreachable instead of freeing them (the program frees by hand in this mode, and they
+ * are its leaks) and passes their addresses to report (the first NH_GC_LEAKS, and how many
+ * more), on the collecting thread once the world runs again, holding the collector's lock:
+ * report must not collect. Set before the first cycle; 0, or -ENOMEM. */
+enum { NH_GC_LEAKS = 4096 };
+int gc_set_find_leak(void (*report)(const uintptr_t *objs, size_t n, size_t more));
 /* An allocation of bytes met the memory limit (no locks held): collect and sweep, or, while
  * the CPU limiter is on and the pass is small, let this thread pass the limit once. False when
  * the allocation must fail (no collector). */

@@ -53,14 +53,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gcabi.h"
 #include "core/heap.h"
 #include "nheap.h"
 
-#define GC_API __attribute__((visibility("default")))
-
 /* bdwgc's types and codes, as its gc.h declares them (the ABI: C calling convention on LP64). */
-typedef unsigned long GC_word;
-typedef void (*GC_finalization_proc)(void *obj, void *client_data);
 typedef void (*GC_warn_proc)(char *msg, GC_word arg);
 typedef void *(*GC_oom_func)(size_t bytes);
 typedef void (*GC_on_collection_event_proc)(int event_type);
@@ -79,6 +76,7 @@ static int disabled;                    /* GC_disable depth (under settings) */
 static int saved_percent;               /* gc_percent before the first GC_disable */
 static size_t uncollectable;            /* live uncollectable objects: GC_free looks for roots */
 static bool finalizers;                 /* one was registered: GC_free looks for them */
+static bool find_leak;                  /* GC_set_find_leak before start-up, or GC_FIND_LEAK */
 static GC_on_collection_event_proc event_proc;
 
 static void default_warn(char *msg, GC_word arg) { fprintf(stderr, msg, arg); }
@@ -89,11 +87,12 @@ static void *default_oom(size_t bytes) {
 static GC_warn_proc warn_proc = default_warn;
 static GC_oom_func oom_fn = default_oom;
 
-/* nheap's funnel: warnings to the program's warn proc (its text is a printf format with one
- * GC_word argument, so nheap's '%' are doubled), errors to stderr. */
+/* nheap's funnel: warnings and refused allocations to the program's warn proc, as bdwgc warns
+ * of both (its text is a printf format with one GC_word argument, so nheap's '%' are doubled;
+ * the allocation itself then goes to the out-of-memory function), other errors to stderr. */
 static void report(int code, const char *msg, void *arg) {
   (void)arg;
-  if (code != 0) {
+  if (code != 0 && code != -ENOMEM) {
     fprintf(stderr, "nheap: %s\n", msg);
     return;
   }
@@ -139,7 +138,11 @@ static void start(void) {
   nh_options_init(&o);
   o.barrier = NH_BARRIER_NONE;
   const char *gc = getenv("NHEAP_GC");
-  o.gc = gc && strcmp(gc, "stw") == 0 ? NH_GC_STW : NH_GC_CONCURRENT_NOBARRIER;
+  if (getenv("GC_FIND_LEAK"))
+    find_leak = true;
+  /* Find-leak mode stops the world: a free during a concurrent mark is left to the collector,
+   * and the mark would report it. */
+  o.gc = find_leak || (gc && strcmp(gc, "stw") == 0) ? NH_GC_STW : NH_GC_CONCURRENT_NOBARRIER;
   const char *v;
   int64_t n;
   if ((v = bdwgc_env("GC_MARKERS", "NHEAP_MARK_WORKERS")) && mem_size(v, &n) && n > 0)
@@ -150,7 +153,7 @@ static void start(void) {
     o.gc_percent = 300 / n;
   if (bdwgc_env("GC_PRINT_STATS", "NHEAP_DEBUG"))
     o.debug = "gctrace=1";
-  static const char *const unmapped[] = {"GC_INITIAL_HEAP_SIZE", "GC_FIND_LEAK", "GC_ENABLE_INCREMENTAL"};
+  static const char *const unmapped[] = {"GC_INITIAL_HEAP_SIZE", "GC_ENABLE_INCREMENTAL"};
   for (size_t i = 0; i < sizeof unmapped / sizeof *unmapped; i++)
     if (getenv(unmapped[i]))
       fprintf(stderr, "nheap: %s is not used by nheap's bdwgc interface (README, \"bdwgc programs\")\n", unmapped[i]);
@@ -160,10 +163,11 @@ static void start(void) {
     disabled = 1;
     saved_percent = nh_set_gc_percent(-1);
   }
+  if (started && find_leak && gc_set_find_leak(gcdebug_report_leaks) != 0)
+    fprintf(stderr, "nheap: no memory for find-leak mode's report; leaks are collected unreported\n");
 }
 
-/* bdwgc cannot fail to start; neither can a program that relies on it: nheap said why. */
-static void ensure_started(void) {
+void gcabi_start(void) {
   if (nh_likely(__atomic_load_n(&started, __ATOMIC_ACQUIRE)))
     return;
   pthread_once(&once, start);
@@ -171,8 +175,24 @@ static void ensure_started(void) {
     abort();
 }
 
-static void *allocated(void *p, size_t n) {
-  return p ? p : __atomic_load_n(&oom_fn, __ATOMIC_ACQUIRE)(n);
+void *gcabi_allocated(void *p, size_t n) { return p ? p : __atomic_load_n(&oom_fn, __ATOMIC_ACQUIRE)(n); }
+
+bool gcabi_find_leak(void) { return __atomic_load_n(&find_leak, __ATOMIC_RELAXED); }
+
+/* Leak mode is chosen before start-up, when the collector's mode is (a free during a concurrent
+ * mark is the collector's to finish, and would be reported); later it is said and ignored. */
+GC_API void GC_set_find_leak(int on) {
+  if (__atomic_load_n(&started, __ATOMIC_ACQUIRE)) {
+    if ((on != 0) != find_leak)
+      fprintf(stderr, "nheap: GC_set_find_leak(%d) after start-up: set it before GC_INIT; unchanged\n", on);
+    return;
+  }
+  __atomic_store_n(&find_leak, on != 0, __ATOMIC_RELAXED);
+}
+GC_API int GC_get_find_leak(void) { return gcabi_find_leak(); }
+GC_API void GC_ignore_warn_proc(char *msg, GC_word arg) {
+  (void)msg;
+  (void)arg;
 }
 
 static bool stats(nh_stats_t *s) {
@@ -183,16 +203,16 @@ static bool stats(nh_stats_t *s) {
 /* ---- start-up and settings ---- */
 
 GC_API void GC_init(void) {
-  ensure_started();
+  gcabi_start();
   nh_thread_attach();
 }
 GC_API int GC_is_init_called(void) { return __atomic_load_n(&started, __ATOMIC_ACQUIRE); }
 GC_API unsigned GC_get_version(void) { return GC_VERSION_IMPLEMENTED; }
-GC_API void GC_allow_register_threads(void) { ensure_started(); }
-GC_API void GC_start_mark_threads(void) { ensure_started(); }   /* nheap's markers run from nh_init */
-GC_API void GC_enable_incremental(void) { ensure_started(); }   /* already concurrent (or stw, said at start-up) */
+GC_API void GC_allow_register_threads(void) { gcabi_start(); }
+GC_API void GC_start_mark_threads(void) { gcabi_start(); }   /* nheap's markers run from nh_init */
+GC_API void GC_enable_incremental(void) { gcabi_start(); }   /* already concurrent (or stw, said at start-up) */
 GC_API int GC_is_incremental_mode(void) {
-  ensure_started();
+  gcabi_start();
   nh_stats_t s;
   return stats(&s) && s.gc_mode == NH_GC_CONCURRENT_NOBARRIER;
 }
@@ -201,19 +221,19 @@ GC_API int GC_get_all_interior_pointers(void) { return 1; }
 GC_API void GC_register_displacement(size_t offset) { (void)offset; }
 GC_API int GC_expand_hp(size_t bytes) {   /* arenas are mapped as the heap grows */
   (void)bytes;
-  ensure_started();
+  gcabi_start();
   return 1;
 }
 GC_API void GC_set_max_heap_size(GC_word bytes) {
-  ensure_started();
+  gcabi_start();
   nh_set_memory_limit(bytes > (GC_word)INT64_MAX ? 0 : (int64_t)bytes);
 }
 GC_API void GC_set_free_space_divisor(GC_word divisor) {
-  ensure_started();
+  gcabi_start();
   nh_set_gc_percent(divisor ? (int)(300 / divisor) : 300);
 }
 GC_API GC_word GC_get_free_space_divisor(void) {
-  ensure_started();
+  gcabi_start();
   nh_stats_t s;
   return stats(&s) && s.gc_percent > 0 ? (GC_word)(300 / s.gc_percent) + (300 % s.gc_percent != 0) : 3;
 }
@@ -229,7 +249,7 @@ static void on_event(nh_gc_event_kind e) {
     p((int)e);   /* nheap's events carry bdwgc's numbers */
 }
 GC_API void GC_set_on_collection_event(GC_on_collection_event_proc p) {
-  ensure_started();
+  gcabi_start();
   __atomic_store_n(&event_proc, p, __ATOMIC_RELEASE);
   nh_set_gc_event_hook(p ? on_event : NULL);
 }
@@ -238,12 +258,12 @@ GC_API GC_on_collection_event_proc GC_get_on_collection_event(void) { return __a
 /* ---- allocation ---- */
 
 GC_API void *GC_malloc(size_t n) {
-  ensure_started();
-  return allocated(nh_alloc(n), n);
+  gcabi_start();
+  return gcabi_allocated(nh_alloc(n), n);
 }
-GC_API void *GC_malloc_atomic(size_t n) {
-  ensure_started();
-  return allocated(nh_alloc_noscan(n), n);
+GC_API void *GC_malloc_atomic(size_t n) {   /* find-leak mode: no tiny blocks, whose frees wait */
+  gcabi_start();
+  return gcabi_allocated(find_leak ? nh_alloc(n) : nh_alloc_noscan(n), n);
 }
 GC_API void *GC_malloc_ignore_off_page(size_t n) { return GC_malloc(n); }
 GC_API void *GC_malloc_atomic_ignore_off_page(size_t n) { return GC_malloc_atomic(n); }
@@ -251,7 +271,7 @@ GC_API void *GC_malloc_atomic_ignore_off_page(size_t n) { return GC_malloc_atomi
 /* Uncollectable: a root over the object until GC_free (an atomic one is scanned as a root
  * too: it keeps what its words point to, never less). */
 static void *uncollectable_alloc(size_t n, bool atomic) {
-  ensure_started();
+  gcabi_start();
   void *p = atomic ? nh_alloc_noscan(n) : nh_alloc(n);
   if (p && nh_root_add(p, nh_usable_size(p)) != 0) {
     nh_free(p);
@@ -259,7 +279,7 @@ static void *uncollectable_alloc(size_t n, bool atomic) {
   }
   if (p)
     __atomic_add_fetch(&uncollectable, 1, __ATOMIC_RELAXED);
-  return allocated(p, n);
+  return gcabi_allocated(p, n);
 }
 GC_API void *GC_malloc_uncollectable(size_t n) { return uncollectable_alloc(n, false); }
 GC_API void *GC_malloc_atomic_uncollectable(size_t n) { return uncollectable_alloc(n, true); }
@@ -282,7 +302,7 @@ GC_API void GC_free(void *p) {
 }
 
 GC_API void *GC_realloc(void *p, size_t n) {
-  ensure_started();
+  gcabi_start();
   if (!p)
     return GC_malloc(n);
   bool root = drop_root(p);   /* an uncollectable object stays one (bdwgc keeps the kind) */
@@ -292,7 +312,7 @@ GC_API void *GC_realloc(void *p, size_t n) {
     if (nh_root_add(keep, nh_usable_size(keep)) == 0)
       __atomic_add_fetch(&uncollectable, 1, __ATOMIC_RELAXED);
   }
-  return q || !n ? q : allocated(NULL, n);
+  return q || !n ? q : gcabi_allocated(NULL, n);
 }
 
 GC_API char *GC_strdup(const char *s) {
@@ -312,8 +332,8 @@ GC_API char *GC_strndup(const char *s, size_t max) {
   return d;
 }
 GC_API void *GC_memalign(size_t align, size_t n) {
-  ensure_started();
-  return allocated(nh_aligned_alloc(align < sizeof(void *) ? sizeof(void *) : align, n), n);
+  gcabi_start();
+  return gcabi_allocated(nh_aligned_alloc(align < sizeof(void *) ? sizeof(void *) : align, n), n);
 }
 GC_API int GC_posix_memalign(void **out, size_t align, size_t n) {
   if (align < sizeof(void *) || (align & (align - 1)))
@@ -332,9 +352,11 @@ GC_API size_t GC_size(const void *p) { return nh_usable_size(p); }
 /* ---- collection ---- */
 
 GC_API void GC_gcollect(void) {
-  ensure_started();
-  if (!__atomic_load_n(&disabled, __ATOMIC_RELAXED))   /* bdwgc: no collection while disabled */
+  gcabi_start();
+  if (!__atomic_load_n(&disabled, __ATOMIC_RELAXED)) {   /* bdwgc: no collection while disabled */
     nh_gc();
+    gcdebug_check_heap();
+  }
 }
 GC_API int GC_try_to_collect(GC_stop_func stop) {   /* nheap's cycle cannot be abandoned midway */
   (void)stop;
@@ -346,14 +368,14 @@ GC_API void GC_gcollect_and_unmap(void) {
   nh_scavenge(SIZE_MAX);
 }
 GC_API void GC_disable(void) {
-  ensure_started();
+  gcabi_start();
   pthread_mutex_lock(&settings);
   if (disabled++ == 0)
     saved_percent = nh_set_gc_percent(-1);
   pthread_mutex_unlock(&settings);
 }
 GC_API void GC_enable(void) {
-  ensure_started();
+  gcabi_start();
   pthread_mutex_lock(&settings);
   if (disabled > 0 && --disabled == 0)
     nh_set_gc_percent(saved_percent);
@@ -363,9 +385,9 @@ GC_API int GC_is_disabled(void) { return __atomic_load_n(&disabled, __ATOMIC_REL
 
 /* ---- finalization ---- */
 
-static void register_finalizer(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn, void **ocd,
-                               nh_final_kind kind) {
-  ensure_started();
+void gcabi_register_finalizer(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn, void **ocd,
+                              int kind) {
+  gcabi_start();
   __atomic_store_n(&finalizers, true, __ATOMIC_RELAXED);
   void *old_cd = NULL;
   nh_finalizer_fn old = nh_get_finalizer(obj, &old_cd);
@@ -373,18 +395,18 @@ static void register_finalizer(void *obj, GC_finalization_proc fn, void *cd, GC_
     *ofn = (GC_finalization_proc)old;
   if (ocd)
     *ocd = old ? old_cd : NULL;
-  specials_set_finalizer(obj, (nh_finalizer_fn)fn, cd, kind);
+  specials_set_finalizer(obj, (nh_finalizer_fn)fn, cd, (nh_final_kind)kind);
 }
 GC_API void GC_register_finalizer(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn, void **ocd) {
-  register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_ORDERED);
+  gcabi_register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_ORDERED);
 }
 GC_API void GC_register_finalizer_ignore_self(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn,
                                               void **ocd) {
-  register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_IGNORE_SELF);
+  gcabi_register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_IGNORE_SELF);
 }
 GC_API void GC_register_finalizer_no_order(void *obj, GC_finalization_proc fn, void *cd, GC_finalization_proc *ofn,
                                            void **ocd) {
-  register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_NO_ORDER);
+  gcabi_register_finalizer(obj, fn, cd, ofn, ocd, NH_FINAL_NO_ORDER);
 }
 
 /* Finalize-on-demand: ready finalizers wait for GC_invoke_finalizers, and the notifier is
@@ -393,7 +415,7 @@ GC_API void GC_register_finalizer_no_order(void *obj, GC_finalization_proc fn, v
 static bool on_demand;
 static GC_finalizer_notifier_proc notifier;
 GC_API void GC_set_finalize_on_demand(int on) {
-  ensure_started();
+  gcabi_start();
   pthread_mutex_lock(&settings);
   on_demand = on != 0;
   specials_set_on_demand(on_demand, notifier);
@@ -401,7 +423,7 @@ GC_API void GC_set_finalize_on_demand(int on) {
 }
 GC_API int GC_get_finalize_on_demand(void) { return __atomic_load_n(&on_demand, __ATOMIC_RELAXED); }
 GC_API void GC_set_finalizer_notifier(GC_finalizer_notifier_proc fn) {
-  ensure_started();
+  gcabi_start();
   pthread_mutex_lock(&settings);
   notifier = fn;
   specials_set_on_demand(on_demand, notifier);
@@ -421,7 +443,7 @@ static int link_rc(int rc) {
   return rc == 0 ? GC_SUCCESS : rc == 1 || rc == -EEXIST ? GC_DUPLICATE : rc == -ENOENT ? GC_NOT_FOUND : GC_NO_MEMORY;
 }
 static int register_link(void **link, const void *obj, bool long_link, const char *fn) {
-  ensure_started();
+  gcabi_start();
   if (((uintptr_t)link & (sizeof(void *) - 1)) || !obj || nh_base(obj) != obj) {
     nh_error(-EINVAL, "%s(%p, %p): the link must be aligned and the object an object's start", fn, (void *)link, obj);
     return GC_NOT_FOUND;
@@ -457,7 +479,7 @@ GC_API int GC_move_long_link(void **link, void **new_link) {
  * or wait for another thread that does. */
 static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
 GC_API void *GC_call_with_alloc_lock(GC_fn_type fn, void *cd) {
-  ensure_started();
+  gcabi_start();
   if (!thread_attached(&nh_rt.gc.threads))
     nh_thread_attach();
   pthread_mutex_lock(&alloc_lock);
@@ -488,7 +510,7 @@ GC_API GC_word GC_get_gc_no(void) { return (GC_word)nh_stat(NH_STAT_GC_CYCLES); 
 /* ---- roots ---- */
 
 GC_API void GC_add_roots(void *lo, void *hi) {
-  ensure_started();
+  gcabi_start();
   if ((char *)hi > (char *)lo)
     nh_root_add(lo, (size_t)((char *)hi - (char *)lo));
 }
@@ -504,7 +526,7 @@ GC_API int GC_thread_is_registered(void) {
 }
 GC_API int GC_register_my_thread(const struct GC_stack_base *sb) {
   (void)sb;   /* nheap finds the stack's base itself */
-  ensure_started();
+  gcabi_start();
   if (GC_thread_is_registered())
     return GC_DUPLICATE;
   return nh_thread_attach() == 0 ? GC_SUCCESS : GC_UNIMPLEMENTED;
@@ -546,7 +568,7 @@ static void *trampoline(void *a) {
 }
 
 GC_API int GC_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
-  ensure_started();
+  gcabi_start();
   start_args *s = malloc(sizeof *s);
   if (!s)
     return EAGAIN;

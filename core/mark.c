@@ -328,6 +328,31 @@ static void each_span(nh_marker_t *m, void (*fn)(nh_marker_t *m, nh_span_t *s)) 
   nh_mutex_unlock(&nh_rt.arenas.lock);
 }
 
+static struct {
+  uintptr_t *out;
+  size_t cap, n;
+} leaks;   /* mark_leaks' findings: one collector, world stopped */
+
+static void span_leaks(nh_marker_t *m, nh_span_t *s) {
+  (void)m;
+  for (size_t i = 0; i < s->nelems; i++) {
+    if ((!span_is_large(s) && !bitmap_get(s->alloc_bits, i)) || bitmap_get(s->gcmark_bits, i))
+      continue;
+    bitmap_set(s->gcmark_bits, i);
+    if (leaks.n < leaks.cap)
+      leaks.out[leaks.n] = object_start(s, i);
+    leaks.n++;
+  }
+}
+
+size_t mark_leaks(nh_marker_t *m, uintptr_t *out, size_t cap) {
+  leaks.out = out;
+  leaks.cap = cap;
+  leaks.n = 0;
+  each_span(m, span_leaks);
+  return leaks.n;
+}
+
 nh_span_t *mark_find(uintptr_t w, size_t *idx) { return find_object(w, idx); }
 void mark_grey(nh_marker_t *m, uintptr_t obj, int node) { grey_push(m, obj, node); }
 void mark_drain(nh_marker_t *m) { drain(m, UINT64_MAX); }

@@ -158,6 +158,9 @@ void mark_referents_except_self(nh_marker_t *m, uintptr_t obj);   /* a self-poin
 void mark_root_word(nh_marker_t *m, uintptr_t w);
 int mark_state(uintptr_t obj);
 void mark_resurrect(nh_marker_t *m, uintptr_t obj);
+/* Find-leak mode, world stopped after the mark and the specials: every allocated object left
+ * white is marked (kept) and its address put in out (the first cap); returns how many. */
+size_t mark_leaks(nh_marker_t *m, uintptr_t *out, size_t cap);
 /* Checkmark: re-marks from scratch into side bitmaps and aborts on an object reachable but not
  * marked. mark_check_setup, in a concurrent mark's setup pause, records what is allocated and
  * what is reachable then, which mark_check uses to tell a lost object from a stale word; a
