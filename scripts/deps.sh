@@ -24,6 +24,24 @@ packages=(
   clang libclang-rt-14-dev            # the sanitizer builds of make test, and make fuzz (libFuzzer)
 )
 
+# bdwgc's own tests run against nheap in make test (scripts/bdwgc-tests.sh), built from Debian's
+# source package of the installed libgc: apt-get source needs a deb-src line for this suite.
+have_deb_src() {
+  grep -rqsE '^[[:space:]]*(deb-src[[:space:]]|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/
+}
+if ! have_deb_src; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "nheap: no deb-src line for apt (bdwgc's tests are built from Debian's source package);" >&2
+    echo "nheap: as root, add one for $(. /etc/os-release && echo "$VERSION_CODENAME") and run apt-get update" >&2
+    exit 1
+  fi
+  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$codename" >/etc/apt/sources.list.d/nheap-deb-src.sources
+  echo "nheap: added the deb-src line for $codename (bdwgc's tests)" >&2
+  apt-get update -qq
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
