@@ -15,9 +15,9 @@
  *     option wins over them: GC_MARKERS=n -> mark_workers n; GC_MAXIMUM_HEAP_SIZE -> the memory
  *     limit (bytes, or with a k/M/G suffix as bdwgc reads it); GC_FREE_SPACE_DIVISOR=d ->
  *     gc_percent 300/d (bdwgc's default divisor, 3, is GOGC=100); GC_PRINT_STATS -> gctrace=1;
- *     GC_DONT_GC -> collection disabled (GC_disable). Not mapped, and said at start-up when set:
- *     GC_INITIAL_HEAP_SIZE (nheap maps arenas as the heap grows), GC_FIND_LEAK (no leak mode),
- *     GC_ENABLE_INCREMENTAL (the mode is already concurrent).
+ *     GC_DONT_GC -> collection disabled (GC_disable); GC_FIND_LEAK -> find-leak mode (below).
+ *     Not mapped, and said at start-up when set: GC_INITIAL_HEAP_SIZE (nheap maps arenas as the
+ *     heap grows), GC_ENABLE_INCREMENTAL (the mode is already concurrent).
  *   - Roots: the data segments of the program and its libraries and the attached threads'
  *     stacks are scanned (nheap finds them itself: GC_add_roots adds ranges, GC_remove_roots
  *     removes the range registered at lo). Every interior pointer keeps its object, as in bdwgc's
@@ -26,24 +26,26 @@
  *   - Threads: any thread that allocates is attached (bdwgc's GC_THREADS programs register
  *     theirs through GC_pthread_create or GC_register_my_thread: both attach at once).
  *     GC_pthread_sigmask never blocks nheap's stop signal, SIGPWR (bdwgc's is SIGPWR too).
- *   - Finalizers run on nheap's finalizer thread rather than inside the allocating thread's
- *     next allocation (or, on demand, where the program calls GC_invoke_finalizers).
- *   - Failures: a NULL from nheap goes through GC_oom_fn (default: return NULL); nheap's
- *     warnings go to the warn proc (GC_set_warn_proc), its errors to stderr.
- *   - Collection events (GC_set_on_collection_event): nheap's hook, numbered as bdwgc's
- *     (nh_set_gc_event_hook); the reclaim events are not raised (nheap sweeps lazily).
- *
  *   - Finalizers in bdwgc's three orders (GC_register_finalizer, _ignore_self, _no_order:
- *     special.h's nh_final_kind) and its finalize-on-demand mode (GC_set_finalize_on_demand,
- *     the notifier, GC_invoke_finalizers on the program's thread).
+ *     special.h's nh_final_kind), run on nheap's finalizer thread rather than inside the
+ *     allocating thread's next allocation, or, in bdwgc's finalize-on-demand mode, where the
+ *     program calls GC_invoke_finalizers (the notifier says when).
  *   - Disappearing links, short and long (links.c), cleared with the world stopped; a program
  *     reads one inside GC_call_with_alloc_lock, which runs its function where the world cannot
  *     stop (a no-stop region), one program thread at a time.
+ *   - Typed allocation (gc_typed.h): a descriptor is an nheap type (nh_type_new), so typed
+ *     objects are scanned precisely.
+ *   - GC_DEBUG's allocators and find-leak mode: gcdebug.c.
+ *   - Failures: a NULL from nheap goes through GC_oom_fn (default: return NULL); nheap's
+ *     warnings and refused allocations go to the warn proc (GC_set_warn_proc), other errors to
+ *     stderr.
+ *   - Collection events (GC_set_on_collection_event): nheap's hook, numbered as bdwgc's
+ *     (nh_set_gc_event_hook); the reclaim events are not raised (nheap sweeps lazily).
  *
  * Not provided yet (a program that needs one fails to load, naming it, rather than running on
- * a stand-in): GC_register_finalizer_unreachable, typed allocation (gc_typed.h), kinds and mark
- * procedures (gc_mark.h), gc_disclaim.h, the debug allocators (GC_DEBUG), bdwgc's exported
- * variables (GC_dont_gc, GC_java_finalization, ...), GC_call_with_gc_active.
+ * a stand-in): GC_register_finalizer_unreachable, kinds and mark procedures (gc_mark.h),
+ * gc_disclaim.h, gcj-style allocation (gc_gcj.h), GC_call_with_gc_active, and bdwgc's exported
+ * variables (GC_dont_gc, GC_java_finalization, ...).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -348,6 +350,98 @@ GC_API int GC_posix_memalign(void **out, size_t align, size_t n) {
 GC_API void *GC_base(void *p) { return __atomic_load_n(&started, __ATOMIC_ACQUIRE) ? nh_base(p) : NULL; }
 GC_API int GC_is_heap_ptr(const void *p) { return GC_base((void *)p) != NULL; }
 GC_API size_t GC_size(const void *p) { return nh_usable_size(p); }
+
+/* ---- typed allocation (gc_typed.h) ---- */
+
+/* A descriptor is a layout: bdwgc's bitmap of pointer words (len of them) and the nheap type
+ * made from it (nh_type_new), so that typed objects are scanned precisely. The object may be
+ * longer than the bitmap; its other words hold no pointers: a type of that size is made once
+ * per size and kept on the descriptor. Descriptors are immortal, as bdwgc's are, and one
+ * bitmap gets one descriptor. Where nheap cannot make the type (its types region is full, a
+ * size past 2 GiB), the object is scanned conservatively: it keeps more, never less. */
+typedef GC_word GC_descr;
+typedef struct sized_type {
+  size_t size;
+  const nh_type *type;
+} sized_type;
+typedef struct layout {
+  struct layout *next;
+  size_t len;                  /* meaningful bits */
+  sized_type *sized;           /* types of this layout by object size */
+  size_t nsized, capsized;
+  GC_word bits[];
+} layout;
+static pthread_mutex_t layouts_lock = PTHREAD_MUTEX_INITIALIZER;
+static layout *layouts;
+
+/* The type of an object of size bytes (a multiple of 8, at least the bitmap's) with l's layout. */
+static const nh_type *layout_type(layout *l, size_t size) {
+  pthread_mutex_lock(&layouts_lock);
+  const nh_type *t = NULL;
+  for (size_t i = 0; i < l->nsized && !t; i++)
+    if (l->sized[i].size == size)
+      t = l->sized[i].type;
+  if (!t && size <= ((size_t)1 << 31)) {
+    size_t n = 0, *offsets = malloc((l->len ? l->len : 1) * sizeof *offsets);
+    for (size_t w = 0; offsets && w < l->len && w < size / 8; w++)
+      if (l->bits[w / (8 * sizeof(GC_word))] >> (w % (8 * sizeof(GC_word))) & 1)
+        offsets[n++] = w * 8;
+    t = offsets ? nh_type_new(size, offsets, n) : NULL;
+    free(offsets);
+    if (t && l->nsized == l->capsized) {
+      size_t cap = l->capsized ? l->capsized * 2 : 4;
+      sized_type *v = realloc(l->sized, cap * sizeof *v);
+      if (v) {
+        l->sized = v;
+        l->capsized = cap;
+      }
+    }
+    if (t && l->nsized < l->capsized)
+      l->sized[l->nsized++] = (sized_type){size, t};
+  }
+  pthread_mutex_unlock(&layouts_lock);
+  return t;
+}
+
+GC_API GC_descr GC_make_descriptor(const GC_word *bm, size_t len) {
+  gcabi_start();
+  size_t words = (len + 8 * sizeof(GC_word) - 1) / (8 * sizeof(GC_word));
+  pthread_mutex_lock(&layouts_lock);
+  layout *l = layouts;
+  while (l && (l->len != len || memcmp(l->bits, bm, words * sizeof *bm) != 0))
+    l = l->next;
+  if (!l && (l = calloc(1, sizeof *l + (words ? words : 1) * sizeof(GC_word)))) {
+    l->len = len;
+    memcpy(l->bits, bm, words * sizeof *bm);
+    if (len % (8 * sizeof(GC_word)))   /* bits past len are not the layout's */
+      l->bits[words - 1] &= ((GC_word)1 << (len % (8 * sizeof(GC_word)))) - 1;
+    l->next = layouts;
+    layouts = l;
+  }
+  pthread_mutex_unlock(&layouts_lock);
+  return (GC_descr)l;   /* 0 (no memory): the objects are scanned conservatively */
+}
+
+static void *typed_alloc(size_t n, size_t size, GC_descr d) {
+  gcabi_start();
+  layout *l = (layout *)d;
+  size_t bytes;
+  if (__builtin_mul_overflow(n, size, &bytes))
+    return gcabi_allocated(NULL, SIZE_MAX);
+  size_t each = (size + 7) & ~(size_t)7, min = l ? l->len * 8 : 0;
+  if (each < min)
+    each = min;
+  if (!each)
+    each = 8;
+  const nh_type *t = l && each == size ? layout_type(l, each) : NULL;
+  if (!t && l && n == 1)
+    t = layout_type(l, each);   /* one object: its size rounded up to a word */
+  void *p = t ? nh_alloc_typed(n == 1 ? each : bytes, t) : nh_calloc(n, size);
+  return gcabi_allocated(p, bytes);
+}
+GC_API void *GC_malloc_explicitly_typed(size_t size, GC_descr d) { return typed_alloc(1, size, d); }
+GC_API void *GC_malloc_explicitly_typed_ignore_off_page(size_t size, GC_descr d) { return typed_alloc(1, size, d); }
+GC_API void *GC_calloc_explicitly_typed(size_t n, size_t size, GC_descr d) { return typed_alloc(n, size, d); }
 
 /* ---- collection ---- */
 

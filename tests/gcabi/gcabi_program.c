@@ -9,6 +9,7 @@
  */
 #define GC_THREADS 1
 #include <gc.h>
+#include <gc/gc_typed.h>
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -380,6 +381,62 @@ static void check_finalize_on_demand(void) {
   GC_set_finalize_on_demand(0);
 }
 
+
+/* Typed allocation: only the words the descriptor names are pointers. An object whose address
+ * sits in a non-pointer word is not kept by it (its finalizer runs); one in a pointer word is. */
+typedef struct typed {
+  struct node *ptr;            /* a pointer */
+  GC_word not_ptr;             /* an integer that may look like an address */
+  GC_word more[2];
+} typed;
+static atomic_int typed_hidden_finalized, typed_kept_finalized;
+static void fin_hidden(void *obj, void *cd) {
+  (void)obj;
+  (void)cd;
+  atomic_fetch_add(&typed_hidden_finalized, 1);
+}
+static void fin_kept(void *obj, void *cd) {
+  (void)obj;
+  (void)cd;
+  atomic_fetch_add(&typed_kept_finalized, 1);
+}
+enum { TYPED_N = 40 };
+static int typed_hidden_gone(void) { return atomic_load(&typed_hidden_finalized) >= TYPED_N / 2; }
+
+static __attribute__((noinline)) void fill_typed(typed *t, int n) {
+  for (int i = 0; i < n; i++) {
+    node *kept = GC_MALLOC(sizeof *kept), *hidden = GC_MALLOC(sizeof *hidden);
+    kept->value = 100 + i;
+    GC_REGISTER_FINALIZER(kept, fin_kept, NULL, NULL, NULL);
+    GC_REGISTER_FINALIZER(hidden, fin_hidden, NULL, NULL, NULL);
+    t[i].ptr = kept;
+    t[i].not_ptr = (GC_word)hidden;   /* the only reference: not a pointer word */
+    t[i].more[0] = (GC_word)hidden;
+  }
+}
+
+static typed *typed_one, *typed_array;
+static void check_typed(void) {
+  GC_word bm[GC_BITMAP_SIZE(typed)] = {0};
+  GC_set_bit(bm, GC_WORD_OFFSET(typed, ptr));
+  GC_descr d = GC_make_descriptor(bm, GC_WORD_LEN(typed));
+  typed_one = GC_malloc_explicitly_typed(sizeof(typed), d);
+  typed_array = GC_calloc_explicitly_typed(TYPED_N - 1, sizeof(typed), d);
+  CHECK(typed_one && typed_array);
+  CHECK(typed_one->ptr == NULL && typed_array[TYPED_N - 2].not_ptr == 0);   /* cleared */
+  fill_typed(typed_one, 1);
+  fill_typed(typed_array, TYPED_N - 1);
+  typed *longer = GC_malloc_explicitly_typed(sizeof(typed) + 100, d);   /* the rest: no pointers */
+  CHECK(longer && GC_size(longer) >= sizeof(typed) + 100);
+  CHECK(collect_until(typed_hidden_gone));
+  CHECK(atomic_load(&typed_kept_finalized) == 0);
+  int intact = typed_one->ptr->value == 100;
+  for (int i = 0; i < TYPED_N - 1; i++)
+    intact &= typed_array[i].ptr->value == 100 + i;
+  CHECK(intact);
+  typed_one = typed_array = NULL;
+}
+
 static atomic_int ev_start, ev_end, ev_pre_stop, ev_post_start;
 static void on_event(GC_EventType e) {
   if (e == GC_EVENT_START)
@@ -504,6 +561,7 @@ int main(void) {
   check_links();
   check_finalizer_orders();
   check_finalize_on_demand();
+  check_typed();
   check_collection();
   check_failures();
   check_threads();
