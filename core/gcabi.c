@@ -39,13 +39,17 @@
  *   - Failures: a NULL from nheap goes through GC_oom_fn (default: return NULL); nheap's
  *     warnings and refused allocations go to the warn proc (GC_set_warn_proc), other errors to
  *     stderr.
- *   - Collection events (GC_set_on_collection_event): nheap's hook, numbered as bdwgc's
- *     (nh_set_gc_event_hook); the reclaim events are not raised (nheap sweeps lazily).
+ *   - Collection events (GC_set_on_collection_event, GC_set_start_callback): nheap's hook,
+ *     numbered as bdwgc's (nh_set_gc_event_hook); the reclaim events are not raised (nheap
+ *     sweeps lazily). GC_call_with_gc_active runs its function as an ordinary thread inside
+ *     GC_do_blocking (thread.c). GC_collect_a_little does nothing (nheap's marks run on its own
+ *     threads) and says whether one runs.
  *
  * Not provided yet (a program that needs one fails to load, naming it, rather than running on
  * a stand-in): GC_register_finalizer_unreachable, kinds and mark procedures (gc_mark.h),
- * gc_disclaim.h, gcj-style allocation (gc_gcj.h), GC_call_with_gc_active, and bdwgc's exported
- * variables (GC_dont_gc, GC_java_finalization, ...).
+ * gc_disclaim.h, gcj-style allocation (gc_gcj.h), GC_is_visible and the other pointer checks
+ * (ptr_chck.c's), GC_get_heap_usage_safe, and bdwgc's exported variables but the plausible-heap
+ * bounds (GC_dont_gc, GC_java_finalization, ...).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -245,16 +249,33 @@ GC_API GC_warn_proc GC_get_warn_proc(void) { return __atomic_load_n(&warn_proc, 
 GC_API void GC_set_oom_fn(GC_oom_func f) { __atomic_store_n(&oom_fn, f ? f : default_oom, __ATOMIC_RELEASE); }
 GC_API GC_oom_func GC_get_oom_fn(void) { return __atomic_load_n(&oom_fn, __ATOMIC_ACQUIRE); }
 
+/* The collection-event proc and the start callback share nheap's one hook. */
+typedef void (*GC_start_callback_proc)(void);
+static GC_start_callback_proc start_proc;
 static void on_event(nh_gc_event_kind e) {
+  GC_start_callback_proc s = __atomic_load_n(&start_proc, __ATOMIC_ACQUIRE);
+  if (s && e == NH_EVENT_START)
+    s();
   GC_on_collection_event_proc p = __atomic_load_n(&event_proc, __ATOMIC_ACQUIRE);
   if (p)
     p((int)e);   /* nheap's events carry bdwgc's numbers */
 }
+static void hook_events(void) {
+  bool any = __atomic_load_n(&event_proc, __ATOMIC_ACQUIRE) || __atomic_load_n(&start_proc, __ATOMIC_ACQUIRE);
+  nh_set_gc_event_hook(any ? on_event : NULL);
+}
 GC_API void GC_set_on_collection_event(GC_on_collection_event_proc p) {
   gcabi_start();
   __atomic_store_n(&event_proc, p, __ATOMIC_RELEASE);
-  nh_set_gc_event_hook(p ? on_event : NULL);
+  hook_events();
 }
+/* bdwgc calls it at each collection's start, holding its lock: it must not allocate. */
+GC_API void GC_set_start_callback(GC_start_callback_proc fn) {
+  gcabi_start();
+  __atomic_store_n(&start_proc, fn, __ATOMIC_RELEASE);
+  hook_events();
+}
+GC_API GC_start_callback_proc GC_get_start_callback(void) { return __atomic_load_n(&start_proc, __ATOMIC_ACQUIRE); }
 GC_API GC_on_collection_event_proc GC_get_on_collection_event(void) { return __atomic_load_n(&event_proc, __ATOMIC_ACQUIRE); }
 
 /* ---- allocation ---- */
@@ -601,6 +622,18 @@ GC_API size_t GC_get_bytes_since_gc(void) {
 }
 GC_API GC_word GC_get_gc_no(void) { return (GC_word)nh_stat(NH_STAT_GC_CYCLES); }
 
+/* nheap's concurrent marks run on its own threads: there is no share of one to do here. True
+ * while one runs (bdwgc's "a collection is in progress"). */
+GC_API int GC_collect_a_little(void) {
+  gcabi_start();
+  return __atomic_load_n(&nh__marking, __ATOMIC_RELAXED) != 0;
+}
+GC_API void GC_dump(void) { nh_stats_print(2); }
+/* Where a heap pointer can be (bdwgc's quick filter for candidate words): nheap's arenas may
+ * be mapped anywhere a hint fails, so every address is plausible. */
+GC_API void *GC_least_plausible_heap_addr = (void *)0;
+GC_API void *GC_greatest_plausible_heap_addr = (void *)UINTPTR_MAX;
+
 /* ---- roots ---- */
 
 GC_API void GC_add_roots(void *lo, void *hi) {
@@ -630,6 +663,11 @@ GC_API int GC_unregister_my_thread(void) {
   return GC_SUCCESS;
 }
 GC_API void *GC_do_blocking(GC_fn_type fn, void *cd) { return nh_do_blocking(fn, cd); }
+GC_API void *GC_call_with_gc_active(GC_fn_type fn, void *cd) {
+  gcabi_start();
+  return thread_call_active(fn, cd);
+}
+GC_API int GC_get_suspend_signal(void) { return SIGPWR; }   /* nheap's stop signal (thread.c) */
 
 GC_API int GC_get_stack_base(struct GC_stack_base *sb) {
   pthread_attr_t a;

@@ -151,6 +151,27 @@ static nh_noinline void *blocking_frame(nh_thread_t *t, void *(*fn)(void *), voi
   return r;
 }
 
+/* Inside a blocking region, fn runs as an ordinary attached thread (bdwgc's
+ * GC_call_with_gc_active): the region is left as blocking_frame leaves it (waiting out a stop
+ * that counted the thread stopped), and entered again afterwards with the outer frame's
+ * registers and stack pointer, which still hold everything the blocking code keeps. Outside one
+ * it just calls fn. */
+void *thread_call_active(void *(*fn)(void *), void *arg) {
+  nh_thread_t *t = nh_self;
+  if (!t || !__atomic_load_n(&t->blocking, __ATOMIC_SEQ_CST))
+    return fn(arg);
+  uintptr_t outer = t->stop_sp;
+  __atomic_store_n(&t->blocking, 0, __ATOMIC_SEQ_CST);
+  uint32_t epoch = __atomic_load_n(&g_threads->epoch, __ATOMIC_SEQ_CST);
+  if (epoch & 1)
+    wait_for_start(epoch);
+  __atomic_store_n(&t->stop_sp, 0, __ATOMIC_RELAXED);
+  void *r = fn(arg);
+  __atomic_store_n(&t->stop_sp, outer, __ATOMIC_RELEASE);
+  __atomic_store_n(&t->blocking, 1, __ATOMIC_SEQ_CST);
+  return r;
+}
+
 /* Records the stack pointer with the registers spilled, acks, waits for the epoch to move. */
 static nh_noinline void suspend_self(nh_thread_t *t) {
   __builtin_unwind_init();   /* callee-saved registers into this frame */

@@ -84,6 +84,9 @@ void threads_after_fork(nh_threads_t *ts);
  * records its stack pointer) and returns with the threads lock held; start undoes it and
  * returns when the threads were released (CLOCK_MONOTONIC ns): where a pause ends. The time
  * the caller then spends preempted by the threads it woke is not a pause (they run). */
+/* Inside nh_do_blocking's fn: runs fn(arg) as an ordinary attached thread, then goes back to
+ * blocking (bdwgc's GC_call_with_gc_active); elsewhere just calls it. */
+void *thread_call_active(void *(*fn)(void *), void *arg);
 void world_stop(nh_threads_t *ts);
 uint64_t world_start(nh_threads_t *ts);
 

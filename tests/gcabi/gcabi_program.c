@@ -9,6 +9,7 @@
  */
 #define GC_THREADS 1
 #include <gc.h>
+#include <gc/gc_mark.h>
 #include <gc/gc_typed.h>
 
 #include <dlfcn.h>
@@ -437,6 +438,35 @@ static void check_typed(void) {
   typed_one = typed_array = NULL;
 }
 
+
+/* GC_call_with_gc_active inside GC_do_blocking: the inner function allocates and collects as any
+ * thread; what it built is intact afterwards. The start callback runs at each collection. */
+static void *active_work(void *arg) {
+  (void)arg;
+  node *l = build(3000, 9000000);
+  churn(2);
+  GC_gcollect();
+  return intact(l, 3000, 9000000) ? l : NULL;
+}
+static void *blocking_then_active(void *arg) {
+  (void)arg;
+  return GC_call_with_gc_active(active_work, NULL);
+}
+static atomic_int started_collections;
+static void on_start(void) { atomic_fetch_add(&started_collections, 1); }
+
+static void check_active_and_start(void) {
+  node *l = GC_do_blocking(blocking_then_active, NULL);
+  CHECK(l != NULL);
+  churn(4);
+  CHECK(l && intact(l, 3000, 9000000));
+  GC_set_start_callback(on_start);
+  GC_gcollect();
+  GC_set_start_callback(0);
+  CHECK(atomic_load(&started_collections) >= 1);
+  CHECK(GC_get_suspend_signal() > 0);
+}
+
 static atomic_int ev_start, ev_end, ev_pre_stop, ev_post_start;
 static void on_event(GC_EventType e) {
   if (e == GC_EVENT_START)
@@ -562,6 +592,7 @@ int main(void) {
   check_finalizer_orders();
   check_finalize_on_demand();
   check_typed();
+  check_active_and_start();
   check_collection();
   check_failures();
   check_threads();
