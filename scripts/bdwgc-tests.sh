@@ -56,13 +56,22 @@ expect() {
   esac
 }
 
+# bdwgc's own smash check can miss smash_test's smash: its end flag is a constant XORed with the
+# object's address, and the byte the test writes (42) leaves the flag as it was when the address's
+# third byte is 0xf4 (0xde ^ 42), one run in 256 under address randomization (seen in CI). On bdwgc,
+# a run that misses it is tried again, up to three times; nheap's trailer is a fixed pattern that
+# no single byte of 42 matches, so nheap gets one try.
 run() {   # run <name> <label> [env...]: exit 0 and the expected report, within 300 s
-  local t=$1 label=$2 out=$work/$1.$2
+  local t=$1 label=$2 out=$work/$1.$2 tries=1 want
   shift 2
-  env -u LD_PRELOAD "$@" timeout 300 "$bin/$t" >"$out" 2>&1 || { cat "$out" >&2; fail "$t failed on $label"; }
-  local want
   want=$(expect "$t")
-  [ -z "$want" ] || grep -q "$want" "$out" || { cat "$out" >&2; fail "$t on $label did not report what it must ('$want')"; }
+  [ "$label" != bdwgc ] || [ "$t" != smash_test ] || tries=3
+  while :; do
+    env -u LD_PRELOAD "$@" timeout 300 "$bin/$t" >"$out" 2>&1 || { cat "$out" >&2; fail "$t failed on $label"; }
+    [ -n "$want" ] && ! grep -q "$want" "$out" || return 0
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || { cat "$out" >&2; fail "$t on $label did not report what it must ('$want')"; }
+  done
 }
 
 passed=0
